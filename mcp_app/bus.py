@@ -1,0 +1,88 @@
+"""A per-process listener on the channel layer, so that workers can tell each other things.
+
+Used for what one worker does and every other must know at once: a session ended or changed (drop
+the cached copy), a client's answer or cancellation that reached a worker other than the one
+running the request. With the in-memory layer all of this stays inside the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger("mcp_app.bus")
+
+GROUP = "mcp_app.bus"
+# Channel layers expire group membership (channels_redis: after a day); re-join well before that.
+_REJOIN_SECONDS = 3600
+
+Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class Bus:
+    """Broadcast events to every process; each process runs the handlers registered for an event kind."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+        self._listeners: dict[int, tuple[asyncio.Task[None], str]] = {}
+
+    def on(self, kind: str, handler: Handler) -> None:
+        self._handlers.setdefault(kind, []).append(handler)
+
+    async def ensure_listening(self) -> None:
+        """Start this event loop's listener if it is not running (cheap when it is)."""
+        loop = asyncio.get_running_loop()
+        current = self._listeners.get(id(loop))
+        if current is not None and not current[0].done():
+            return
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel("mcp_app.bus.")
+        await layer.group_add(GROUP, channel)
+        task = loop.create_task(self._listen(layer, channel), name="mcp_app-bus")
+        self._listeners[id(loop)] = (task, channel)
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        joined = time.monotonic()
+        while True:
+            try:
+                if time.monotonic() - joined > _REJOIN_SECONDS:
+                    await layer.group_add(GROUP, channel)
+                    joined = time.monotonic()
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the layer went away for a moment: keep listening
+                logger.warning("mcp_app bus: channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            await self.dispatch(message)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        for handler in self._handlers.get(message.get("kind", ""), []):
+            try:
+                result = handler(message)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                logger.exception("mcp_app bus handler for %s failed", message.get("kind"))
+
+    async def publish(self, kind: str, **data: Any) -> bool:
+        """Send an event to every process (this one included); False when the layer refused it."""
+        layer = get_channel_layer()
+        if layer is None:
+            await self.dispatch({"kind": kind, **data})
+            return True
+        await self.ensure_listening()
+        try:
+            await layer.group_send(GROUP, {"type": "mcp.bus", "kind": kind, **data})
+        except Exception:
+            logger.exception("mcp_app bus: could not publish %s", kind)
+            return False
+        return True

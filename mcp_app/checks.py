@@ -1,0 +1,58 @@
+"""System checks for mcp_app (``manage.py check``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    messages: list[Any] = []
+    user = getattr(settings, "MCP_APP", {})
+    if not isinstance(user, dict):
+        return [Error("MCP_APP must be a dict.", hint="Set MCP_APP = {...} in settings.", id="mcp_app.E001")]
+    for key in sorted(set(user) - set(DEFAULTS)):
+        messages.append(Error(
+            f"MCP_APP has an unknown key {key!r}.",
+            hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.", id="mcp_app.E001",
+        ))
+    origins = user.get("ALLOWED_ORIGINS", [])
+    if not isinstance(origins, (list, tuple)) or not all(isinstance(o, str) for o in origins):
+        messages.append(Error("MCP_APP['ALLOWED_ORIGINS'] must be a list of origins such as 'https://example.com'.",
+                              hint="Use full origins (scheme://host[:port]) or '*'.", id="mcp_app.E002"))
+    for name in ("MAX_BODY_SIZE", "PAGE_SIZE"):
+        value = user.get(name, DEFAULTS[name])
+        if not isinstance(value, int) or value < 1:
+            messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
+                                  id="mcp_app.E003"))
+    return messages
+
+
+@register(Tags.compatibility)
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if not layers or "default" not in layers:
+        return [Warning(
+            "No default channel layer is configured, so MCP streams cannot receive notifications "
+            "and a client's answer can only reach the worker that asked.",
+            hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}} "
+                 "(one process) or channels_redis (many workers).",
+            id="mcp_app.W001",
+        )]
+    return []
+
+
+@register(Tags.compatibility)
+def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        return [Warning(
+            "ASGI_APPLICATION is not set; the MCP endpoints are ASGI consumers and need an ASGI server.",
+            hint="Point ASGI_APPLICATION at an asgi.py that wraps Django with mcp_app.routing.mcp_application().",
+            id="mcp_app.W002",
+        )]
+    return []

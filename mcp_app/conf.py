@@ -1,0 +1,83 @@
+"""Settings for mcp_app, read lazily from the ``MCP_APP`` dict in Django settings.
+
+``from mcp_app.conf import mcp_settings``; ``mcp_settings.PAGE_SIZE``. Unknown keys in ``MCP_APP`` are
+reported by the system check ``mcp_app.E001``. Values are cached and dropped on ``setting_changed``
+(so ``override_settings(MCP_APP=...)`` works in tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Name and version in the initialize answer's serverInfo.
+    "SERVER_NAME": "mcp_app",
+    "SERVER_VERSION": None,  # None: mcp_app's own version
+    "SERVER_TITLE": None,
+    "INSTRUCTIONS": None,
+    # Import string of the Provider that serves tools/resources/prompts; the default serves the code registry.
+    "PROVIDER": "mcp_app.registry.default_registry",
+    # URL path of the Streamable HTTP endpoint (mounted by mcp_app.routing).
+    "PATH": "/mcp",
+    # Origins allowed besides the request's own host (browser clients); "*" allows any.
+    "ALLOWED_ORIGINS": [],
+    # Largest request body accepted, in bytes: bigger bodies get 413 before they are read whole.
+    "MAX_BODY_SIZE": 4 * 1024 * 1024,
+    # Items per page of every list method.
+    "PAGE_SIZE": 100,
+    # Seconds a handler waits for the client to answer sampling / elicitation / roots requests.
+    "CLIENT_REQUEST_TIMEOUT": 300,
+    # Cache alias holding session state between messages; use a shared cache (Redis) with many workers.
+    "SESSION_CACHE": "default",
+    # Seconds a session stays cached; the database row stays the source of truth.
+    "SESSION_CACHE_TIMEOUT": 300,
+    # last_seen is written at most this often (seconds), so a message rarely costs a DB write.
+    "SESSION_TOUCH_INTERVAL": 60,
+    # Seconds between SSE comments on idle streams, which keep proxies from closing them.
+    "SSE_KEEPALIVE_INTERVAL": 15,
+    # Milliseconds clients wait before reconnecting a closed SSE stream (the SSE `retry` field).
+    "SSE_RETRY_MS": 1000,
+}
+
+IMPORT_STRINGS = {"PROVIDER"}
+
+
+class MCPSettings:
+    """Attribute access to ``settings.MCP_APP`` with :data:`DEFAULTS` filled in."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, "MCP_APP", {}) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid mcp_app setting: {name!r}")
+        if name not in self._cache:
+            value = self.user_settings.get(name, DEFAULTS[name])
+            if name in IMPORT_STRINGS and isinstance(value, str):
+                value = import_string(value)
+            self._cache[name] = value
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+mcp_settings = MCPSettings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"):
+        mcp_settings.reload()
+        from . import server
+
+        server.reset()

@@ -1,0 +1,225 @@
+"""The per-request context handed to tool, resource and prompt handlers.
+
+Through it a handler reports progress, sends log messages (honouring ``logging/setLevel``), learns that
+the client cancelled, and asks the client for things (sampling, elicitation, roots). Whatever it sends
+goes through ``send``, a coroutine the transport supplies: on Streamable HTTP it upgrades the POST's
+answer to an SSE stream; on the legacy transport it writes to the session's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import jsonrpc
+from .errors import ClientRequestError, InvalidRequest, RequestCancelled
+
+# RFC 5424 severities as MCP names them, least to most severe.
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SessionState(Protocol):
+    """What the protocol layer needs to know about a session; the transports provide it."""
+
+    id: str
+    protocol_version: str
+    client_info: dict[str, Any]
+    client_capabilities: dict[str, Any]
+    log_level: str | None
+
+    async def set_log_level(self, level: str) -> None:
+        """Persist the minimum level of log messages the client wants."""
+
+    async def subscribe(self, uri: str) -> None:
+        """Record that the client wants ``notifications/resources/updated`` for ``uri``."""
+
+    async def unsubscribe(self, uri: str) -> None:
+        """Forget a subscription; unknown URIs are ignored."""
+
+
+@dataclass
+class MemorySession:
+    """A :class:`SessionState` held in memory: for tests, stdio and stateless use."""
+
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    protocol_version: str = "2025-11-25"
+    client_info: dict[str, Any] = field(default_factory=dict)
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    log_level: str | None = None
+    subscriptions: set[str] = field(default_factory=set)
+
+    async def set_log_level(self, level: str) -> None:
+        self.log_level = level
+
+    async def subscribe(self, uri: str) -> None:
+        self.subscriptions.add(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        self.subscriptions.discard(uri)
+
+
+class PendingClientRequests:
+    """Futures for server-to-client requests, keyed by the id we gave each request.
+
+    Ids carry a per-process random prefix so that an answer POSTed to another worker can be told apart
+    from ours, and so that two workers never issue the same id on one session.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = f"srv-{secrets.token_hex(4)}-"
+        self._counter = itertools.count(1)
+        self._futures: dict[tuple[str, str | int], asyncio.Future[dict[str, Any]]] = {}
+
+    def create(self, session_id: str) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        request_id = f"{self._prefix}{next(self._counter)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._futures[(session_id, request_id)] = future
+        return request_id, future
+
+    def discard(self, session_id: str, request_id: str | int) -> None:
+        self._futures.pop((session_id, request_id), None)
+
+    def resolve(self, session_id: str, response: jsonrpc.Response) -> bool:
+        """Hand a client's answer to the waiting handler; False when no handler here waits for it."""
+        future = self._futures.pop((session_id, response.id), None)
+        if future is None:
+            return False
+        if not future.done():
+            if response.error is not None:
+                future.set_exception(
+                    ClientRequestError(str(response.error.get("message", "error")), data=response.error)
+                )
+            else:
+                future.set_result(response.result or {})
+        return True
+
+
+class RequestContext:
+    """Everything a handler may do besides returning its result."""
+
+    def __init__(
+        self,
+        *,
+        session: SessionState,
+        request_id: str | int | None,
+        meta: dict[str, Any] | None,
+        send: Send,
+        pending: PendingClientRequests,
+        client_request_timeout: float = 300.0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.session = session
+        self.request_id = request_id
+        self.meta = meta or {}
+        self._send = send
+        self._pending = pending
+        self._client_request_timeout = client_request_timeout
+        self._cancelled = asyncio.Event()
+        #: Transport- or site-specific data (the Django user, the HTTP scope, ...).
+        self.extra: dict[str, Any] = extra or {}
+
+    # -- cancellation ---------------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        """True once the client sent ``notifications/cancelled`` for this request."""
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`RequestCancelled` if the client gave up on this request."""
+        if self.cancelled:
+            raise RequestCancelled()
+
+    # -- notifications --------------------------------------------------------------------------
+    @property
+    def progress_token(self) -> str | int | None:
+        token = self.meta.get("progressToken")
+        return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+    async def send_notification(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification related to this request."""
+        await self._send(jsonrpc.notification(method, params))
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Send ``notifications/progress``; a no-op when the client asked for no progress."""
+        token = self.progress_token
+        if token is None:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None and self.session.protocol_version >= "2025-03-26":
+            params["message"] = message
+        await self.send_notification("notifications/progress", params)
+
+    def wants_log(self, level: str) -> bool:
+        minimum = self.session.log_level
+        if minimum is None:
+            return True
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(minimum)
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """Send ``notifications/message`` if ``level`` reaches the session's minimum level."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
+        if not self.wants_log(level):
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger is not None:
+            params["logger"] = logger
+        await self.send_notification("notifications/message", params)
+
+    async def debug(self, data: Any, logger: str | None = None) -> None:
+        await self.log("debug", data, logger)
+
+    async def info(self, data: Any, logger: str | None = None) -> None:
+        await self.log("info", data, logger)
+
+    async def warning(self, data: Any, logger: str | None = None) -> None:
+        await self.log("warning", data, logger)
+
+    async def error(self, data: Any, logger: str | None = None) -> None:
+        await self.log("error", data, logger)
+
+    # -- requests to the client -----------------------------------------------------------------
+    async def send_request(self, method: str, params: dict[str, Any] | None = None, *,
+                           timeout: float | None = None) -> dict[str, Any]:
+        """Send a request to the client and wait for its answer (which arrives on a later POST).
+
+        Returns the answer's ``result``; raises :class:`ClientRequestError` when the client answered
+        with an error, :class:`TimeoutError` when it did not answer in time.
+        """
+        request_id, future = self._pending.create(self.session.id)
+        try:
+            await self._send(jsonrpc.request(request_id, method, params))
+            return await asyncio.wait_for(future, timeout or self._client_request_timeout)
+        finally:
+            self._pending.discard(self.session.id, request_id)
+
+    def _require_capability(self, name: str, what: str) -> None:
+        if name not in (self.session.client_capabilities or {}):
+            raise InvalidRequest(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
+
+    async def sample(self, messages: list[dict[str, Any]], *, max_tokens: int, **params: Any) -> dict[str, Any]:
+        """Ask the client's LLM for a message (``sampling/createMessage``)."""
+        self._require_capability("sampling", "request sampling")
+        return await self.send_request("sampling/createMessage", {"messages": messages, "maxTokens": max_tokens, **params})
+
+    async def elicit(self, message: str, requested_schema: dict[str, Any], **params: Any) -> dict[str, Any]:
+        """Ask the user for structured input (``elicitation/create``)."""
+        self._require_capability("elicitation", "ask the user for input")
+        return await self.send_request("elicitation/create",
+                                       {"message": message, "requestedSchema": requested_schema, **params})
+
+    async def list_roots(self) -> dict[str, Any]:
+        """Ask the client for its roots (``roots/list``)."""
+        self._require_capability("roots", "list roots")
+        return await self.send_request("roots/list", {})

@@ -1,0 +1,268 @@
+"""The MCP method table: one request in, one JSON-RPC response out.
+
+Transports parse HTTP into :mod:`~mcp_app.protocol.jsonrpc` messages and hand them here; this module
+validates params, calls the :class:`~mcp_app.protocol.provider.Provider`, and turns every exception into
+a JSON-RPC error in one place (:meth:`Dispatcher.handle_request`). It has no Django imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import jsonrpc, versions
+from .context import LOG_LEVELS, RequestContext, SessionState
+from .errors import InvalidParams, McpError, MethodNotFound
+from .pagination import CursorCodec
+from .provider import Provider
+
+logger = logging.getLogger("mcp_app.protocol")
+
+# The seed tutorial (and a few early clients) used camelCase method names; say what the protocol calls them.
+_RENAMED_METHODS = {
+    "listTools": "tools/list",
+    "callTool": "tools/call",
+    "listResources": "resources/list",
+    "readResource": "resources/read",
+    "listPrompts": "prompts/list",
+    "getPrompt": "prompts/get",
+}
+
+Handler = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
+
+
+def _string_param(params: dict[str, Any], name: str, method: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidParams(f"{method} needs params.{name} as a non-empty string.")
+    return value
+
+
+def _object_param(params: dict[str, Any], name: str, method: str) -> dict[str, Any]:
+    value = params.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParams(f"{method}: params.{name} must be an object.")
+    return value
+
+
+class Dispatcher:
+    """Routes MCP requests to a provider.
+
+    ``server_info`` is the Implementation object sent at initialize; ``page_size`` bounds every list;
+    ``cursor_codec`` signs list cursors.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        server_info: dict[str, Any],
+        cursor_codec: CursorCodec,
+        instructions: str | None = None,
+        page_size: int = 100,
+    ) -> None:
+        self.provider = provider
+        self.server_info = server_info
+        self.instructions = instructions
+        self.page_size = page_size
+        self.cursors = cursor_codec
+        # (session id, request id) -> contexts of requests still running here, for notifications/cancelled.
+        self._in_flight: dict[tuple[str, str | int], list[tuple[asyncio.Task[Any], RequestContext]]] = {}
+        self._methods: dict[str, Handler] = {
+            "ping": self._ping,
+            "tools/list": self._tools_list,
+            "tools/call": self._tools_call,
+            "resources/list": self._resources_list,
+            "resources/templates/list": self._resource_templates_list,
+            "resources/read": self._resources_read,
+            "resources/subscribe": self._resources_subscribe,
+            "resources/unsubscribe": self._resources_unsubscribe,
+            "prompts/list": self._prompts_list,
+            "prompts/get": self._prompts_get,
+            "completion/complete": self._complete,
+            "logging/setLevel": self._set_level,
+        }
+
+    # -- initialize ---------------------------------------------------------------------------------
+    def capabilities(self, version: str) -> dict[str, Any]:
+        caps: dict[str, Any] = {
+            "logging": {},
+            "tools": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "prompts": {"listChanged": True},
+        }
+        if versions.at_least(version, versions.V2025_03_26):
+            caps["completions"] = {}
+        return caps
+
+    def validate_initialize(self, params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """Check initialize params; return (negotiated version, clientInfo, client capabilities)."""
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise InvalidParams("initialize needs params.protocolVersion, for example \"2025-11-25\".")
+        client_info = params.get("clientInfo", {})
+        capabilities = params.get("capabilities", {})
+        if not isinstance(client_info, dict):
+            raise InvalidParams("initialize: params.clientInfo must be an object with name and version.")
+        if not isinstance(capabilities, dict):
+            raise InvalidParams("initialize: params.capabilities must be an object.")
+        return versions.negotiate(requested), client_info, capabilities
+
+    def initialize_result(self, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": self.capabilities(version),
+            "serverInfo": versions.adapt("implementation", self.server_info, version),
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    # -- requests -----------------------------------------------------------------------------------
+    async def handle_request(self, request: jsonrpc.Request, ctx: RequestContext) -> dict[str, Any] | None:
+        """Run one request and return its JSON-RPC response.
+
+        Returns None when the client cancelled the request (the protocol says not to answer it).
+        Never raises for a handler's failure: errors become JSON-RPC errors here and only here.
+        """
+        handler = self._methods.get(request.method)
+        if handler is None:
+            return jsonrpc.error_response(request.id, self._unknown_method(request.method).to_error())
+        key = (ctx.session.id, request.id)
+        task = asyncio.current_task()
+        entry = (task, ctx) if task is not None else None
+        if entry is not None:
+            self._in_flight.setdefault(key, []).append(entry)
+        try:
+            result = await handler(request.params, ctx)
+            return jsonrpc.response(request.id, result)
+        except asyncio.CancelledError:
+            if ctx.cancelled:
+                return None
+            raise
+        except McpError as exc:
+            return jsonrpc.error_response(request.id, exc.to_error())
+        except Exception:
+            logger.exception("MCP request %s failed", request.method)
+            return jsonrpc.error_response(
+                request.id,
+                {"code": -32603, "message": f"Internal error while handling {request.method}; the server logged the details."},
+            )
+        finally:
+            if entry is not None:
+                entries = self._in_flight.get(key, [])
+                if entry in entries:
+                    entries.remove(entry)
+                if not entries:
+                    self._in_flight.pop(key, None)
+
+    def _unknown_method(self, method: str) -> MethodNotFound:
+        if method in _RENAMED_METHODS:
+            return MethodNotFound(
+                f"Method not found: '{method}'. MCP method names are slash-separated: use '{_RENAMED_METHODS[method]}'."
+            )
+        if method == "initialize":
+            return MethodNotFound("Method not found: 'initialize' is only valid as the first request of a session.")
+        return MethodNotFound(f"Method not found: '{method}' is not an MCP method this server offers.")
+
+    async def handle_notification(self, notification: jsonrpc.Notification, session: SessionState) -> None:
+        """Act on a client notification; unknown notifications are ignored, as JSON-RPC asks."""
+        if notification.method == "notifications/cancelled":
+            request_id = notification.params.get("requestId")
+            if isinstance(request_id, (str, int)):
+                self.cancel(session.id, request_id)
+
+    def cancel(self, session_id: str, request_id: str | int) -> bool:
+        """Cancel a request running in this process; False when it is not running here."""
+        entries = self._in_flight.get((session_id, request_id))
+        if not entries:
+            return False
+        for task, ctx in list(entries):
+            ctx.cancel()
+            task.cancel()
+        return True
+
+    # -- method handlers ----------------------------------------------------------------------------
+    async def _ping(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return {}
+
+    def _page(self, items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
+        page, next_cursor = self.cursors.paginate(items, params.get("cursor"), self.page_size, kind=key)
+        result: dict[str, Any] = {key: page}
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def _tools_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = ctx.session.protocol_version
+        tools = [versions.adapt("tool", tool, version) for tool in await self.provider.list_tools(ctx)]
+        return self._page(tools, params, "tools")
+
+    async def _tools_call(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        name = _string_param(params, "name", "tools/call")
+        arguments = _object_param(params, "arguments", "tools/call")
+        result = await self.provider.call_tool(name, arguments, ctx)
+        version = ctx.session.protocol_version
+        result = versions.adapt("tool_result", result, version)
+        content = result.get("content", [])
+        if any(not versions.content_allowed(block, version) for block in content):
+            result = {**result, "content": [b for b in content if versions.content_allowed(b, version)]}
+        return result
+
+    async def _resources_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = ctx.session.protocol_version
+        resources = [versions.adapt("resource", r, version) for r in await self.provider.list_resources(ctx)]
+        return self._page(resources, params, "resources")
+
+    async def _resource_templates_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = ctx.session.protocol_version
+        templates = [versions.adapt("resource", t, version) for t in await self.provider.list_resource_templates(ctx)]
+        return self._page(templates, params, "resourceTemplates")
+
+    async def _resources_read(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        uri = _string_param(params, "uri", "resources/read")
+        return {"contents": await self.provider.read_resource(uri, ctx)}
+
+    async def _resources_subscribe(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await ctx.session.subscribe(_string_param(params, "uri", "resources/subscribe"))
+        return {}
+
+    async def _resources_unsubscribe(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await ctx.session.unsubscribe(_string_param(params, "uri", "resources/unsubscribe"))
+        return {}
+
+    async def _prompts_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = ctx.session.protocol_version
+        prompts = [versions.adapt("prompt", p, version) for p in await self.provider.list_prompts(ctx)]
+        return self._page(prompts, params, "prompts")
+
+    async def _prompts_get(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        name = _string_param(params, "name", "prompts/get")
+        arguments = _object_param(params, "arguments", "prompts/get")
+        bad = [key for key, value in arguments.items() if not isinstance(value, str)]
+        if bad:
+            raise InvalidParams(f"prompts/get: prompt arguments are strings; {', '.join(sorted(bad))} is not.")
+        return await self.provider.get_prompt(name, arguments, ctx)
+
+    async def _complete(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = _object_param(params, "ref", "completion/complete")
+        argument = _object_param(params, "argument", "completion/complete")
+        if ref.get("type") not in ("ref/prompt", "ref/resource"):
+            raise InvalidParams('completion/complete: params.ref.type must be "ref/prompt" or "ref/resource".')
+        if not isinstance(argument.get("name"), str) or not isinstance(argument.get("value", ""), str):
+            raise InvalidParams("completion/complete: params.argument needs a string name and a string value.")
+        context = _object_param(params, "context", "completion/complete")
+        values = await self.provider.complete(ref, argument, context, ctx)
+        # The protocol caps a completion answer at 100 values.
+        return {"completion": {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}}
+
+    async def _set_level(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams(f"logging/setLevel: params.level must be one of {', '.join(LOG_LEVELS)}.")
+        await ctx.session.set_log_level(level)
+        return {}

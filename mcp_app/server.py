@@ -1,0 +1,81 @@
+"""The process-wide server objects, built lazily from settings.
+
+Transports call :func:`get_server`; tests and ``setting_changed`` call :func:`reset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from .bus import Bus
+from .conf import mcp_settings
+from .protocol import jsonrpc
+from .protocol.context import PendingClientRequests
+from .protocol.dispatcher import Dispatcher
+from .protocol.pagination import CursorCodec
+from .sessions import SessionStore
+
+
+@dataclass
+class Server:
+    """What a transport needs: the dispatcher, sessions, pending client requests and the bus."""
+
+    dispatcher: Dispatcher
+    sessions: SessionStore
+    pending: PendingClientRequests
+    bus: Bus
+
+    async def deliver_response(self, session_id: str, response: jsonrpc.Response) -> None:
+        """Give a client's answer to the handler waiting for it, in this process or another."""
+        if not self.pending.resolve(session_id, response):
+            await self.bus.publish("client.response", session_id=session_id, id=response.id,
+                                   result=response.result, error=response.error)
+
+    async def cancel(self, session_id: str, request_id: str | int) -> None:
+        """Cancel a request wherever it runs."""
+        if not self.dispatcher.cancel(session_id, request_id):
+            await self.bus.publish("request.cancel", session_id=session_id, request_id=request_id)
+
+
+def _cursor_key() -> bytes:
+    # A key derived from SECRET_KEY for this purpose only, so cursors reveal nothing about it.
+    return hashlib.sha256(b"mcp_app.cursor:" + settings.SECRET_KEY.encode()).digest()
+
+
+def _build() -> Server:
+    from . import __version__
+
+    info: dict[str, Any] = {"name": mcp_settings.SERVER_NAME, "version": mcp_settings.SERVER_VERSION or __version__}
+    if mcp_settings.SERVER_TITLE:
+        info["title"] = mcp_settings.SERVER_TITLE
+    dispatcher = Dispatcher(
+        mcp_settings.PROVIDER, server_info=info, cursor_codec=CursorCodec(_cursor_key()),
+        instructions=mcp_settings.INSTRUCTIONS, page_size=mcp_settings.PAGE_SIZE,
+    )
+    bus = Bus()
+    pending = PendingClientRequests()
+    server = Server(dispatcher=dispatcher, sessions=SessionStore(bus), pending=pending, bus=bus)
+    bus.on("client.response", lambda m: pending.resolve(
+        m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error"))))
+    bus.on("request.cancel", lambda m: dispatcher.cancel(m["session_id"], m["request_id"]))
+    return server
+
+
+_server: Server | None = None
+
+
+def get_server() -> Server:
+    global _server
+    if _server is None:
+        _server = _build()
+    return _server
+
+
+def reset() -> None:
+    """Forget the built server (settings changed); the next get_server() builds a new one."""
+    global _server
+    _server = None

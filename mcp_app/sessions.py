@@ -1,0 +1,151 @@
+"""Session state shared by every worker: ORM rows with a per-process cache in front.
+
+A message on a known session costs a dict lookup: the cache entry is dropped on every worker through
+:mod:`mcp_app.bus` when any worker ends or changes the session, so the cache never serves an ended
+session for longer than the bus takes to deliver (milliseconds), and entries expire after
+``SESSION_CACHE_TIMEOUT`` seconds anyway. ``last_seen`` is written at most every
+``SESSION_TOUCH_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from .bus import Bus
+from .conf import mcp_settings
+
+# 32 random bytes, URL-safe base64: 43 visible ASCII characters, 256 bits of entropy.
+_ID_BYTES = 32
+# What we accept from clients before touching the cache or DB: visible ASCII (0x21-0x7E), bounded.
+SESSION_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Enough for many thousands of concurrent sessions per worker; least recently used entries go first.
+_CACHE_MAX_ENTRIES = 10_000
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(_ID_BYTES)
+
+
+@dataclass
+class SessionRecord:
+    """A session as the protocol layer sees it (implements ``SessionState``)."""
+
+    id: str
+    transport: str
+    protocol_version: str
+    client_info: dict[str, Any] = field(default_factory=dict)
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    log_level: str | None = None
+    subscriptions: list[str] = field(default_factory=list)
+    touched: float = field(default_factory=time.monotonic)
+    store: SessionStore | None = field(default=None, repr=False, compare=False)
+
+    async def set_log_level(self, level: str) -> None:
+        self.log_level = level
+        assert self.store is not None
+        await self.store.update(self, log_level=level)
+
+    async def subscribe(self, uri: str) -> None:
+        if uri not in self.subscriptions:
+            self.subscriptions = [*self.subscriptions, uri]
+            assert self.store is not None
+            await self.store.update(self, subscriptions=self.subscriptions)
+
+    async def unsubscribe(self, uri: str) -> None:
+        if uri in self.subscriptions:
+            self.subscriptions = [s for s in self.subscriptions if s != uri]
+            assert self.store is not None
+            await self.store.update(self, subscriptions=self.subscriptions)
+
+
+class SessionStore:
+    """Create, find, change and end sessions."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
+        bus.on("session.invalidate", self._on_invalidate)
+
+    def _on_invalidate(self, message: dict[str, Any]) -> None:
+        self._cache.pop(message.get("session_id", ""), None)
+
+    def _remember(self, record: SessionRecord) -> None:
+        self._cache[record.id] = (record, time.monotonic())
+        self._cache.move_to_end(record.id)
+        while len(self._cache) > _CACHE_MAX_ENTRIES:
+            self._cache.popitem(last=False)
+
+    async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any],
+                     client_capabilities: dict[str, Any]) -> SessionRecord:
+        from .models import Session
+
+        await self._bus.ensure_listening()
+        row = await Session.objects.acreate(
+            id=new_session_id(), transport=transport, protocol_version=protocol_version,
+            client_name=str(client_info.get("name", ""))[:200], client_version=str(client_info.get("version", ""))[:100],
+            client_info=client_info, client_capabilities=client_capabilities,
+        )
+        record = self._record(row)
+        self._remember(record)
+        return record
+
+    def _record(self, row: Any) -> SessionRecord:
+        return SessionRecord(
+            id=row.id, transport=row.transport, protocol_version=row.protocol_version,
+            client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
+            log_level=row.log_level, subscriptions=list(row.subscriptions or []), store=self,
+        )
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The live session with this id, or None when it is unknown, malformed or ended."""
+        if not SESSION_ID_RE.match(session_id):
+            return None
+        cached = self._cache.get(session_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < mcp_settings.SESSION_CACHE_TIMEOUT:
+            record = cached[0]
+        else:
+            from .models import Session
+
+            await self._bus.ensure_listening()
+            row = await Session.objects.filter(id=session_id, ended__isnull=True).afirst()
+            if row is None:
+                self._cache.pop(session_id, None)
+                return None
+            record = self._record(row)
+            self._remember(record)
+        if now - record.touched > mcp_settings.SESSION_TOUCH_INTERVAL:
+            record.touched = now
+            await self._touch(session_id)
+        return record
+
+    async def _touch(self, session_id: str) -> None:
+        from .models import Session
+
+        await Session.objects.filter(id=session_id).aupdate(last_seen=timezone.now())
+
+    async def update(self, record: SessionRecord, **fields: Any) -> None:
+        """Persist changed fields and make every worker reload the session."""
+        from .models import Session
+
+        await Session.objects.filter(id=record.id).aupdate(last_seen=timezone.now(), **fields)
+        self._remember(record)
+        await self._bus.publish("session.invalidate", session_id=record.id)
+
+    async def end(self, session_id: str) -> bool:
+        """End a session; False when it was unknown or already ended."""
+        from .models import Session
+
+        if not SESSION_ID_RE.match(session_id):
+            return False
+        ended = await Session.objects.filter(id=session_id, ended__isnull=True).aupdate(ended=timezone.now())
+        self._cache.pop(session_id, None)
+        await self._bus.publish("session.invalidate", session_id=session_id)
+        return bool(ended)

@@ -1,0 +1,1 @@
+"""Transports: turn HTTP (or stdio) into JSON-RPC messages for the dispatcher, and answers back."""

@@ -1,0 +1,161 @@
+"""Pieces every HTTP transport shares: the consumer base that reads bodies within limits while
+watching for the client leaving, HTTP error answers with JSON-RPC bodies, SSE framing, and media-type
+checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+
+from ..conf import mcp_settings
+from ..protocol import jsonrpc
+from ..protocol.errors import INVALID_REQUEST
+from . import security
+
+logger = logging.getLogger("mcp_app.transports")
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    # nginx and some proxies buffer responses unless told not to, which would stall every stream.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class Disconnected(Exception):
+    """The client went away before the request body arrived."""
+
+
+def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str | None = None) -> bytes:
+    """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline)."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {jsonrpc.dumps(message)}\n\n".encode()
+
+
+def media_types(value: str | None) -> list[str]:
+    """The media types of an Accept or Content-Type header, lower case, without parameters."""
+    if not value:
+        return []
+    return [part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip()]
+
+
+def accepts(accept: str | None, wanted: str) -> bool:
+    """Whether an Accept header admits ``wanted``; no Accept header admits anything (RFC 9110)."""
+    if accept is None:
+        return True
+    main = wanted.split("/", 1)[0]
+    return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept))
+
+
+class MCPConsumer(AsyncConsumer):
+    """Base for the HTTP endpoints: a Channels consumer that runs :meth:`handle` as a task.
+
+    Channels' AsyncHttpConsumer handles one event at a time, so a long ``handle`` (a tool waiting for
+    the client, an open SSE stream) could not notice the client leaving. Here the body is read with
+    size limits, then ``handle`` runs while ``http.disconnect`` is watched; a disconnect cancels it.
+    Only streams that need one join the channel layer.
+    """
+
+    #: Response started? Error answers are only possible before.
+    started = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = None
+        self.channel_name = None
+        # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.
+        if not await self.check_origin_and_host():
+            return
+        try:
+            body = await self.read_body(receive)
+        except Disconnected:
+            return
+        if body is None:
+            return
+        handler = asyncio.ensure_future(self.handle(body))
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        try:
+            await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (handler, watcher):
+                if not task.done():
+                    task.cancel()
+            for task in (handler, watcher):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if handler.done() and not handler.cancelled() and handler.exception() is not None:
+                logger.error("MCP transport failed", exc_info=handler.exception())
+                if not self.started:
+                    await self.error(500, "Internal error; the server logged the details.", code=-32603)
+            await self.cleanup()
+
+    async def _watch_disconnect(self, receive: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    async def read_body(self, receive: Any) -> bytes | None:
+        """Read the whole body, or answer 413 and return None when it exceeds ``MAX_BODY_SIZE``."""
+        limit = mcp_settings.MAX_BODY_SIZE
+        declared = security.header(self.scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self.error(413, f"Request body too large: {declared} bytes; the limit is {limit} bytes.")
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Disconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self.error(413, f"Request body too large: over {limit} bytes.")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def handle(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    async def cleanup(self) -> None:
+        """Release what the request held (groups, registrations); runs however the request ended."""
+
+    # -- responses ----------------------------------------------------------------------------------
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await self.base_send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool = False) -> None:
+        await self.base_send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self.start(status, JSON_HEADERS + (headers or []))
+        await self.body(jsonrpc.dumps(payload).encode())
+
+    async def empty(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self.start(status, headers or [])
+        await self.body(b"")
+
+    async def error(self, status: int, message: str, *, code: int = INVALID_REQUEST,
+                    request_id: str | int | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """An HTTP error whose body is a JSON-RPC error a client library can show."""
+        await self.json(status, jsonrpc.error_response(request_id, {"code": code, "message": message}), headers)
+
+    async def check_origin_and_host(self) -> bool:
+        """Answer 421/403 and return False when Host or Origin is not allowed."""
+        if not security.host_allowed(self.scope):
+            await self.error(421, "Misdirected request: this Host is not in the server's ALLOWED_HOSTS.")
+            return False
+        if not security.origin_allowed(self.scope):
+            await self.error(403, "Forbidden: this Origin is not allowed; add it to MCP_APP['ALLOWED_ORIGINS'].")
+            return False
+        return True

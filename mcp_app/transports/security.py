@@ -1,0 +1,57 @@
+"""Checks every MCP endpoint makes before it reads a body or looks up a session.
+
+- Host against ``ALLOWED_HOSTS`` (defends against DNS rebinding: a page on a rebound name reaches
+  127.0.0.1 but still sends its own name as Host).
+- Origin, when a browser sends one, against the request's own host and ``MCP_APP["ALLOWED_ORIGINS"]``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from ..conf import mcp_settings
+
+# Django's own fallback when DEBUG is on and ALLOWED_HOSTS is empty (see HttpRequest.get_host).
+_DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    """The first value of a request header (``name`` in lower case), decoded as Latin-1."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def allowed_hosts() -> list[str]:
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = _DEBUG_HOSTS
+    return hosts
+
+
+def host_allowed(scope: dict) -> bool:
+    host = header(scope, b"host")
+    if not host:
+        # HTTP/1.1 requires Host; without one there is nothing to check it against.
+        return False
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed_hosts())
+
+
+def origin_allowed(scope: dict) -> bool:
+    """True when there is no Origin (not a browser) or the Origin is the request's host or listed."""
+    origin = header(scope, b"origin")
+    if origin is None:
+        return True
+    allowed = mcp_settings.ALLOWED_ORIGINS
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    host = header(scope, b"host")
+    return host is not None and parts.netloc.lower() == host.lower()

@@ -1,0 +1,290 @@
+"""The Streamable HTTP transport (MCP 2025-03-26 .. 2025-11-25) at one endpoint, ``/mcp`` by default.
+
+- POST carries one JSON-RPC message (or, in 2025-03-26 only, a batch). Requests are answered with
+  ``application/json``, or with ``text/event-stream`` as soon as a handler emits a notification or a
+  request to the client before its result; notifications and responses get 202.
+- GET opens the session's stream for server-initiated messages (one per session: a second gets 409).
+- DELETE ends the session.
+
+This module only turns HTTP into messages; :mod:`mcp_app.protocol.dispatcher` does the MCP work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from ..conf import mcp_settings
+from ..models import Session
+from ..protocol import jsonrpc, versions
+from ..protocol.context import RequestContext
+from ..protocol.errors import McpError, ParseError
+from ..server import Server, get_server
+from ..sessions import SessionRecord
+from . import security
+from .http import SSE_HEADERS, MCPConsumer, accepts, media_types, sse_event
+
+SESSION_HEADER = b"mcp-session-id"
+VERSION_HEADER = b"mcp-protocol-version"
+SESSION_NOT_FOUND = -32001  # the code the official SDKs use for an unknown or ended session
+
+# Sessions whose GET stream is open in this process (a second GET gets 409).
+_open_streams: set[str] = set()
+
+
+def session_group(session_id: str) -> str:
+    """The channel-layer group of a session's server-to-client streams."""
+    return f"mcp_app.session.{session_id}"
+
+
+async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
+    """Queue a server-initiated message for the session's open stream, on whichever worker holds it."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(session_group(session_id), {"type": "mcp.message", "message": message})
+
+
+async def close_session_streams(session_id: str) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(session_group(session_id), {"type": "mcp.close"})
+
+
+class StreamableHTTPConsumer(MCPConsumer):
+    """The ``/mcp`` endpoint."""
+
+    server: Server
+    stream_session: str | None = None
+
+    async def handle(self, body: bytes) -> None:
+        self.server = get_server()
+        method = self.scope.get("method", "GET")
+        if method == "POST":
+            await self.post(body)
+        elif method == "GET":
+            await self.get()
+        elif method == "DELETE":
+            await self.delete()
+        else:
+            await self.error(405, f"Method {method} is not allowed here; use POST, GET or DELETE.",
+                             headers=[(b"allow", b"GET, POST, DELETE")])
+
+    # -- common checks ------------------------------------------------------------------------------
+    def _header(self, name: bytes) -> str | None:
+        return security.header(self.scope, name)
+
+    async def _version_ok(self) -> bool:
+        version = self._header(VERSION_HEADER)
+        if version is not None and not versions.is_supported(version):
+            await self.error(400, f"Bad Request: unsupported MCP-Protocol-Version '{version[:40]}'; "
+                                  f"this server supports {', '.join(versions.SUPPORTED_VERSIONS)}.")
+            return False
+        return True
+
+    async def _session(self) -> SessionRecord | None:
+        """The request's session, or None after answering 400 (no header) or 404 (unknown/ended)."""
+        session_id = self._header(SESSION_HEADER)
+        if not session_id:
+            await self.error(400, "Bad Request: Mcp-Session-Id header is required; send the id from the "
+                                  "initialize response, or send initialize to start a session.")
+            return None
+        session = await self.server.sessions.get(session_id)
+        if session is None:
+            await self.error(404, "Session not found: it is unknown or has ended; send initialize to start a new one.",
+                             code=SESSION_NOT_FOUND)
+        return session
+
+    # -- POST -------------------------------------------------------------------------------------
+    async def post(self, body: bytes) -> None:
+        content_types = media_types(self._header(b"content-type"))
+        if content_types[:1] != ["application/json"]:
+            await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
+            return
+        accept = self._header(b"accept")
+        if not (accepts(accept, "application/json") and accepts(accept, "text/event-stream")):
+            await self.error(406, "Not Acceptable: the Accept header must include both application/json and text/event-stream.")
+            return
+        if not await self._version_ok():
+            return
+        try:
+            payload = jsonrpc.loads(body)
+        except ParseError as exc:
+            await self.json(400, jsonrpc.error_response(None, exc.to_error()))
+            return
+        is_batch = isinstance(payload, list)
+        items = payload if is_batch else [payload]
+        if is_batch and not items:
+            await self.error(400, "Invalid Request: an empty batch; send at least one message.")
+            return
+        if any(isinstance(i, dict) and i.get("method") == "initialize" for i in items):
+            if is_batch:
+                await self.error(400, "Invalid Request: initialize must be sent alone, not in a batch.")
+                return
+            await self.initialize(items[0])
+            return
+        session = await self._session()
+        if session is None:
+            return
+        if is_batch and not versions.allows_batches(session.protocol_version):
+            await self.error(400, f"Invalid Request: JSON-RPC batches are not allowed in protocol version "
+                                  f"{session.protocol_version}; send one message per POST.")
+            return
+        await self.process(session, items, is_batch)
+
+    async def initialize(self, item: Any) -> None:
+        try:
+            message = jsonrpc.parse_message(item)
+            if not isinstance(message, jsonrpc.Request):
+                raise jsonrpc.InvalidMessage("Invalid Request: initialize is a request and needs an id.")
+            version, client_info, capabilities = self.server.dispatcher.validate_initialize(message.params)
+        except jsonrpc.InvalidMessage as exc:
+            await self.json(400, jsonrpc.error_response(exc.request_id, exc.to_error()))
+            return
+        except McpError as exc:
+            await self.json(400, jsonrpc.error_response(message.id, exc.to_error()))
+            return
+        session = await self.server.sessions.create(
+            transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
+            client_info=client_info, client_capabilities=capabilities,
+        )
+        await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
+                        headers=[(SESSION_HEADER, session.id.encode())])
+
+    async def process(self, session: SessionRecord, items: list[Any], is_batch: bool) -> None:
+        """Handle the messages of one POST; answer JSON, SSE, or 202 when nothing needs an answer."""
+        answers: list[dict[str, Any]] = []
+        requests: list[jsonrpc.Request] = []
+        for item in items:
+            try:
+                message = jsonrpc.parse_message(item)
+            except jsonrpc.InvalidMessage as exc:
+                answers.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
+                continue
+            if isinstance(message, jsonrpc.Request):
+                requests.append(message)
+            elif isinstance(message, jsonrpc.Response):
+                await self.server.deliver_response(session.id, message)
+            elif message.method == "notifications/cancelled":
+                request_id = message.params.get("requestId")
+                if isinstance(request_id, (str, int)):
+                    await self.server.cancel(session.id, request_id)
+            else:
+                await self.server.dispatcher.handle_notification(message, session)
+        if not requests:
+            if answers:
+                await self.json(400, answers if is_batch else answers[0])
+            else:
+                await self.empty(202)
+            return
+        await self.run_requests(session, requests, answers, is_batch)
+
+    async def run_requests(self, session: SessionRecord, requests: list[jsonrpc.Request],
+                           answers: list[dict[str, Any]], is_batch: bool) -> None:
+        outbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        server = self.server
+
+        async def send(message: dict[str, Any]) -> None:
+            await outbound.put(message)
+
+        async def run(request: jsonrpc.Request) -> None:
+            ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
+                                 pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+                                 extra={"scope": self.scope})
+            answer = await server.dispatcher.handle_request(request, ctx)
+            if answer is not None:
+                answers.append(answer)
+
+        tasks = [asyncio.ensure_future(run(r)) for r in requests]
+        all_done = asyncio.ensure_future(asyncio.gather(*tasks))
+        try:
+            first = asyncio.ensure_future(outbound.get())
+            await asyncio.wait({all_done, first}, return_when=asyncio.FIRST_COMPLETED)
+            if not first.done():
+                # Every handler finished without emitting anything: a plain JSON answer.
+                first.cancel()
+                await all_done
+                if not answers:
+                    await self.empty(202)
+                else:
+                    await self.json(200, answers if is_batch else answers[0])
+                return
+            # A handler emitted before finishing: stream its messages, then the answers, as SSE.
+            await self.start(200, SSE_HEADERS)
+            await self.body(sse_event(first.result()), more=True)
+            sent = 0
+            # The sentinel is queued after every handler returned, so it follows everything they emitted.
+            all_done.add_done_callback(lambda _: outbound.put_nowait(None))
+            while (message := await outbound.get()) is not None:
+                await self.body(sse_event(message), more=True)
+                # A batch's earlier answers go out as soon as they exist.
+                while sent < len(answers):
+                    await self.body(sse_event(answers[sent]), more=True)
+                    sent += 1
+            for answer in answers[sent:]:
+                await self.body(sse_event(answer), more=True)
+            await self.body(b"")
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await all_done
+
+    # -- GET --------------------------------------------------------------------------------------
+    async def get(self) -> None:
+        if not accepts(self._header(b"accept"), "text/event-stream"):
+            await self.error(406, "Not Acceptable: a GET opens an event stream; send Accept: text/event-stream.")
+            return
+        if not await self._version_ok():
+            return
+        session = await self._session()
+        if session is None:
+            return
+        if session.id in _open_streams:
+            await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
+            return
+        layer = get_channel_layer()
+        _open_streams.add(session.id)
+        self.stream_session = session.id
+        self.channel_layer = layer
+        if layer is not None:
+            self.channel_name = await layer.new_channel("mcp_app.stream.")
+            await layer.group_add(session_group(session.id), self.channel_name)
+        await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
+        await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
+        keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
+        while True:
+            if layer is None:
+                await asyncio.sleep(keepalive)
+                await self.body(b": keepalive\n\n", more=True)
+                continue
+            try:
+                event = await asyncio.wait_for(layer.receive(self.channel_name), keepalive)
+            except asyncio.TimeoutError:
+                await self.body(b": keepalive\n\n", more=True)
+                continue
+            if event.get("type") == "mcp.close":
+                await self.body(b"")
+                return
+            if event.get("type") == "mcp.message":
+                await self.body(sse_event(event["message"]), more=True)
+
+    # -- DELETE -----------------------------------------------------------------------------------
+    async def delete(self) -> None:
+        if not await self._version_ok():
+            return
+        session = await self._session()
+        if session is None:
+            return
+        await self.server.sessions.end(session.id)
+        await close_session_streams(session.id)
+        await self.empty(204)
+
+    async def cleanup(self) -> None:
+        if self.stream_session is not None:
+            _open_streams.discard(self.stream_session)
+            if self.channel_layer is not None and self.channel_name is not None:
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)

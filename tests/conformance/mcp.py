@@ -1,0 +1,216 @@
+"""Every tool, resource and prompt the official conformance suite (@modelcontextprotocol/conformance)
+calls, with the names, arguments and values its scenarios check. Autodiscovered like any app's mcp.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from mcp_app import Audio, Context, EmbeddedResource, Image, Text, ToolError, prompt, resource, tool
+
+# A 1x1 PNG and a tiny WAV file, base64-encoded.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
+
+
+@tool()
+def test_simple_text() -> str:
+    """Returns a simple text response."""
+    return "This is a simple text response for testing."
+
+
+@tool()
+def test_image_content() -> Image:
+    """Returns an image (a 1x1 PNG)."""
+    return Image(PNG, "image/png")
+
+
+@tool()
+def test_audio_content() -> Audio:
+    """Returns audio (a short WAV)."""
+    return Audio(WAV, "audio/wav")
+
+
+@tool()
+def test_embedded_resource() -> EmbeddedResource:
+    """Returns an embedded text resource."""
+    return EmbeddedResource("test://embedded-resource", text="This is an embedded resource content.",
+                            mime_type="text/plain")
+
+
+@tool()
+def test_multiple_content_types() -> list:
+    """Returns text, an image and an embedded resource."""
+    return [
+        Text("Multiple content types test:"),
+        Image(PNG, "image/png"),
+        EmbeddedResource("test://mixed-content-resource", text=json.dumps({"test": "data", "value": 123}),
+                         mime_type="application/json"),
+    ]
+
+
+@tool()
+async def test_tool_with_logging(ctx: Context) -> str:
+    """Sends three log messages while it runs."""
+    await ctx.info("Tool execution started")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@tool()
+def test_error_handling() -> str:
+    """Always fails, to test error results."""
+    raise ToolError("This tool intentionally returns an error for testing")
+
+
+@tool()
+async def test_tool_with_progress(ctx: Context) -> str:
+    """Reports progress 0, 50 and 100 out of 100."""
+    for step in (0, 50, 100):
+        await ctx.report_progress(step, 100, message=f"Completed step {step} of 100")
+        await asyncio.sleep(0.05)
+    return str(ctx.progress_token)
+
+
+@tool()
+async def test_sampling(prompt: Annotated[str, Field(description="The prompt to send to the LLM")], ctx: Context) -> str:
+    """Asks the client's LLM to answer a prompt (sampling)."""
+    result = await ctx.sample([{"role": "user", "content": {"type": "text", "text": prompt}}], max_tokens=100)
+    content = result.get("content") or {}
+    text = content.get("text", "") if isinstance(content, dict) else ""
+    return f"LLM response: {text}"
+
+
+@tool()
+async def test_elicitation(message: Annotated[str, Field(description="The message to show the user")],
+                           ctx: Context) -> str:
+    """Asks the user for a username and an email address (elicitation)."""
+    result = await ctx.elicit(message, {
+        "type": "object",
+        "properties": {
+            "username": {"type": "string", "description": "User's response"},
+            "email": {"type": "string", "description": "User's email address"},
+        },
+        "required": ["username", "email"],
+    })
+    return f"User response: action={result.get('action')}, content={json.dumps(result.get('content'))}"
+
+
+@tool()
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    """Elicits a form whose fields all have defaults (SEP-1034)."""
+    result = await ctx.elicit("Please review and update the form fields with defaults", {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "User name", "default": "John Doe"},
+            "age": {"type": "integer", "description": "User age", "default": 30},
+            "score": {"type": "number", "description": "User score", "default": 95.5},
+            "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"],
+                       "default": "active"},
+            "verified": {"type": "boolean", "description": "Verification status", "default": True},
+        },
+        "required": [],
+    })
+    return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
+
+
+@tool()
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    """Elicits every kind of enum field (SEP-1330)."""
+    result = await ctx.elicit("Please select options from the enum fields", {
+        "type": "object",
+        "properties": {
+            "untitledSingle": {"type": "string", "description": "Select one option",
+                               "enum": ["option1", "option2", "option3"]},
+            "titledSingle": {"type": "string", "description": "Select one option with titles", "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ]},
+            "legacyEnum": {"type": "string", "description": "Select one option (legacy)",
+                           "enum": ["opt1", "opt2", "opt3"], "enumNames": ["Option One", "Option Two", "Option Three"]},
+            "untitledMulti": {"type": "array", "description": "Select multiple options", "minItems": 1, "maxItems": 3,
+                              "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+            "titledMulti": {"type": "array", "description": "Select multiple options with titles", "minItems": 1,
+                            "maxItems": 3, "items": {"anyOf": [
+                                {"const": "value1", "title": "First Choice"},
+                                {"const": "value2", "title": "Second Choice"},
+                                {"const": "value3", "title": "Third Choice"},
+                            ]}},
+        },
+        "required": [],
+    })
+    return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
+
+
+@tool(description="Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)", input_schema={
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+})
+def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+    return f"name={name}, address={json.dumps(address)}"
+
+
+@resource("test://static-text", name="static-text", mime_type="text/plain")
+def static_text() -> str:
+    """A static text resource."""
+    return "This is the content of the static text resource."
+
+
+@resource("test://static-binary", name="static-binary", mime_type="image/png")
+def static_binary() -> bytes:
+    """A static binary resource (a 1x1 PNG)."""
+    import base64
+
+    return base64.b64decode(PNG)
+
+
+@resource("test://watched-resource", name="watched-resource", mime_type="text/plain")
+def watched_resource() -> str:
+    """A resource clients can subscribe to."""
+    return "Watched resource content"
+
+
+@resource("test://template/{id}/data", name="template", mime_type="application/json",
+          completions={"id": ["123", "456", "789"]})
+def template_data(id: str) -> str:
+    """A templated resource whose id is reflected in its data."""
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
+
+
+@prompt()
+def test_simple_prompt() -> str:
+    """A simple prompt without arguments."""
+    return "This is a simple prompt for testing."
+
+
+@prompt(arguments={"arg1": "First test argument", "arg2": "Second test argument"},
+        completions={"arg1": ["testValue1", "testValue2", "other"]})
+def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
+    """A prompt with two required arguments."""
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+@prompt(arguments={"resourceUri": "URI of the resource to embed"})
+def test_prompt_with_embedded_resource(resourceUri: str) -> list:  # noqa: N803 - the suite's argument name
+    """A prompt that embeds a resource."""
+    return [
+        EmbeddedResource(resourceUri, text="Embedded resource content for testing.", mime_type="text/plain"),
+        Text("Please process the embedded resource above."),
+    ]
+
+
+@prompt()
+def test_prompt_with_image() -> list:
+    """A prompt that includes an image."""
+    return [Image(PNG, "image/png"), Text("Please analyze the image above.")]

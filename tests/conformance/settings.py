@@ -1,0 +1,51 @@
+"""Settings of the conformance fixture server: mcp_app plus the fixtures the official suite calls.
+
+Start it by hand (see README, "Testing"):
+
+    DJANGO_SETTINGS_MODULE=tests.conformance.settings .venv/bin/python manage.py migrate
+    DJANGO_SETTINGS_MODULE=tests.conformance.settings .venv/bin/daphne -b 127.0.0.1 -p 8001 tests.conformance.asgi:application
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+SECRET_KEY = "conformance-fixtures-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "mcp_app",
+    "tests.conformance",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.conformance.urls"
+ASGI_APPLICATION = "tests.conformance.asgi.application"
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+              "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                                 "django.contrib.auth.context_processors.auth",
+                                                 "django.contrib.messages.context_processors.messages"]}}]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("MCP_TEST_DB", str(BASE_DIR / "conformance.sqlite3")),
+        # Live servers write sessions while tests read them: wait for the lock instead of failing.
+        "OPTIONS": {"timeout": 20},
+    }
+}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+MCP_APP = {"SERVER_NAME": "mcp_app-conformance"}
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
