@@ -26,7 +26,7 @@ class Session(models.Model):
     client_version = models.CharField(max_length=100, blank=True)
     client_info = models.JSONField(default=dict, blank=True)
     client_capabilities = models.JSONField(default=dict, blank=True)
-    log_level = models.CharField(max_length=16, blank=True, null=True)
+    log_level = models.CharField(max_length=16, blank=True, default="")
     subscriptions = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     last_seen = models.DateTimeField(default=timezone.now)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from .content import content_dict, resource_contents, tool_result
 from .protocol.context import RequestContext
-from .protocol.errors import InvalidParams, McpError, ResourceNotFound
+from .protocol.errors import ClientRequestError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
 from .protocol.provider import Provider
 
 logger = logging.getLogger("mcp_app")
@@ -187,9 +187,9 @@ class ToolSpec:
             return _error_result(f"Invalid arguments for tool '{self.name}': {where}: {exc.message}")
         try:
             value = await _invoke(self.fn, kwargs)
-        except ToolError as exc:
+        except (ToolError, ClientRequestError) as exc:
             return _error_result(str(exc))
-        except McpError:
+        except (McpError, RequestCancelled):
             raise
         except Exception:
             logger.exception("MCP tool %s failed", self.name)

@@ -100,7 +100,7 @@ class SessionStore:
         return SessionRecord(
             id=row.id, transport=row.transport, protocol_version=row.protocol_version,
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
-            log_level=row.log_level, subscriptions=list(row.subscriptions or []), store=self,
+            log_level=row.log_level or None, subscriptions=list(row.subscriptions or []), store=self,
         )
 
     async def get(self, session_id: str) -> SessionRecord | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import jsonrpc
-from .errors import ClientRequestError, InvalidRequest, RequestCancelled
+from .errors import ClientRequestError, RequestCancelled
 
 # RFC 5424 severities as MCP names them, least to most severe.
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -92,9 +92,10 @@ class PendingClientRequests:
             return False
         if not future.done():
             if response.error is not None:
-                future.set_exception(
-                    ClientRequestError(str(response.error.get("message", "error")), data=response.error)
-                )
+                future.set_exception(ClientRequestError(
+                    f"The client answered with an error: {response.error.get('message', 'no message')}",
+                    error=response.error,
+                ))
             else:
                 future.set_result(response.result or {})
         return True
@@ -195,18 +196,21 @@ class RequestContext:
         """Send a request to the client and wait for its answer (which arrives on a later POST).
 
         Returns the answer's ``result``; raises :class:`ClientRequestError` when the client answered
-        with an error, :class:`TimeoutError` when it did not answer in time.
+        with an error or did not answer within the timeout.
         """
         request_id, future = self._pending.create(self.session.id)
+        timeout = timeout or self._client_request_timeout
         try:
             await self._send(jsonrpc.request(request_id, method, params))
-            return await asyncio.wait_for(future, timeout or self._client_request_timeout)
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ClientRequestError(f"The client did not answer {method} within {timeout:g} seconds.") from None
         finally:
             self._pending.discard(self.session.id, request_id)
 
     def _require_capability(self, name: str, what: str) -> None:
         if name not in (self.session.client_capabilities or {}):
-            raise InvalidRequest(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
+            raise ClientRequestError(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
 
     async def sample(self, messages: list[dict[str, Any]], *, max_tokens: int, **params: Any) -> dict[str, Any]:
         """Ask the client's LLM for a message (``sampling/createMessage``)."""

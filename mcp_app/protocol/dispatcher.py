@@ -14,7 +14,7 @@ from typing import Any
 
 from . import jsonrpc, versions
 from .context import LOG_LEVELS, RequestContext, SessionState
-from .errors import InvalidParams, McpError, MethodNotFound
+from .errors import InvalidParams, McpError, MethodNotFound, RequestCancelled
 from .pagination import CursorCodec
 from .provider import Provider
 
@@ -144,6 +144,8 @@ class Dispatcher:
             if ctx.cancelled:
                 return None
             raise
+        except RequestCancelled:
+            return None
         except McpError as exc:
             return jsonrpc.error_response(request.id, exc.to_error())
         except Exception:

@@ -69,5 +69,11 @@ class RequestCancelled(Exception):
     """Raised inside a handler's context when the client cancelled the request."""
 
 
-class ClientRequestError(McpError):
-    """The client answered a server-to-client request with a JSON-RPC error."""
+class ClientRequestError(Exception):
+    """A request to the client failed: it answered with an error, did not answer in time, or the
+    client never declared the capability. Tools report it as an ``isError`` result."""
+
+    def __init__(self, message: str, *, error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error

@@ -262,7 +262,7 @@ class StreamableHTTPConsumer(MCPConsumer):
                 continue
             try:
                 event = await asyncio.wait_for(layer.receive(self.channel_name), keepalive)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self.body(b": keepalive\n\n", more=True)
                 continue
             if event.get("type") == "mcp.close":

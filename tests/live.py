@@ -1,0 +1,87 @@
+"""Real daphne processes on 127.0.0.1 for wire tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"daphne did not listen on port {port} within {timeout}s")
+
+
+@dataclass
+class LiveServer:
+    """A daphne process serving ``asgi_app`` with ``settings``; ``url`` is its base URL."""
+
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.url}/mcp"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+
+
+def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Path | None = None,
+                 extra_env: dict[str, str] | None = None, run_migrations: bool = True) -> LiveServer:
+    """Migrate a SQLite database in ``workdir`` and start daphne on a free port."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1",
+           "MCP_TEST_DB": str(db_path or workdir / "db.sqlite3"), **(extra_env or {})}
+    if run_migrations:
+        migrate(env)
+    port = free_port()
+    log_path = workdir / f"daphne-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.conformance.asgi:application"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process)
+    except Exception:
+        process.kill()
+        raise RuntimeError(f"daphne failed to start:\n{log_path.read_text(errors='replace')}") from None
+    return LiveServer(port, process, log_path)
