@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import jsonschema
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from .content import content_dict, resource_contents, tool_result
+from .content import Content, ToolResult, content_dict, resource_contents, to_jsonable, tool_result
 from .protocol.context import RequestContext
 from .protocol.errors import ClientRequestError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
 from .protocol.provider import Provider
@@ -107,6 +107,8 @@ def _output_schema(return_type: Any) -> dict[str, Any] | None:
     if return_type is None or return_type is inspect.Signature.empty:
         return None
     origin = typing.get_origin(return_type) or return_type
+    if inspect.isclass(origin) and issubclass(origin, (Content, ToolResult)):
+        return None  # content blocks are the unstructured result, not data
     structured = (inspect.isclass(origin) and (issubclass(origin, BaseModel) or is_dataclass(origin))) or \
         typing.is_typeddict(origin)
     if not structured:
@@ -259,7 +261,6 @@ class ResourceSpec:
         if isinstance(value, dict) and "uri" in value:
             return [value]
         if isinstance(value, (dict, BaseModel)) or is_dataclass(value):
-            from .content import to_jsonable
             return [resource_contents(uri, json.dumps(to_jsonable(value), default=str), self.mime_type or "application/json")]
         return [resource_contents(uri, value, self.mime_type)]
 

@@ -46,3 +46,11 @@ def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     server.stop()
     log = server.log()
     assert "Traceback" not in log, f"the live server logged a traceback:\n{log[-5000:]}"
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """Print the conformance suite's own summary in the test log (and so in CI's)."""
+    from tests.transports.test_conformance import SUMMARIES
+
+    for summary in SUMMARIES:
+        terminalreporter.write_line(summary)  # type: ignore[attr-defined]

@@ -1,0 +1,27 @@
+"""Load the demo's data: an admin account for the local demo (idempotent: safe to run again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO_USER = "admin"
+DEMO_PASSWORD = "mcp-demo"  # the demo runs on 127.0.0.1 with DEBUG on; never on a real site
+
+
+class Command(BaseCommand):
+    help = "Create the demo's admin account (DEBUG only)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError("load_demo_data creates a well-known admin password; it only runs with DEBUG on.")
+        User = get_user_model()  # noqa: N806 - Django's idiom
+        if not User.objects.filter(username=DEMO_USER).exists():
+            User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo data loaded. Admin: http://127.0.0.1:8000/admin/ (user {DEMO_USER!r}, password {DEMO_PASSWORD!r}); "
+            "MCP endpoint: http://127.0.0.1:8000/mcp"
+        ))
