@@ -203,7 +203,7 @@ class RequestContext:
         try:
             await self._send(jsonrpc.request(request_id, method, params))
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ClientRequestError(f"The client did not answer {method} within {timeout:g} seconds.") from None
         finally:
             self._pending.discard(self.session.id, request_id)
