@@ -66,8 +66,9 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Path | None = None,
-                 extra_env: dict[str, str] | None = None, run_migrations: bool = True) -> LiveServer:
-    """Migrate a SQLite database in ``workdir`` and start daphne on a free port."""
+                 extra_env: dict[str, str] | None = None, run_migrations: bool = True,
+                 server: str = "daphne") -> LiveServer:
+    """Migrate a SQLite database in ``workdir`` and start daphne (or uvicorn) on a free port."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1",
            "MCP_TEST_DB": str(db_path or workdir / "db.sqlite3"), **(extra_env or {})}
     if run_migrations:
@@ -75,13 +76,15 @@ def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Pa
     port = free_port()
     log_path = workdir / f"daphne-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.conformance.asgi:application"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    app = "tests.conformance.asgi:application"
+    command = {
+        "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        "uvicorn": [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log", app],
+    }[server]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process)
     except Exception:
         process.kill()
-        raise RuntimeError(f"daphne failed to start:\n{log_path.read_text(errors='replace')}") from None
+        raise RuntimeError(f"{server} failed to start:\n{log_path.read_text(errors='replace')}") from None
     return LiveServer(port, process, log_path)

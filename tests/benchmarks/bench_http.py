@@ -1,0 +1,114 @@
+"""Throughput and memory of the Streamable HTTP endpoint, printed as figures.
+
+    .venv/bin/python -m tests.benchmarks.bench_http [--seconds 10] [--connections 32] [--streams 500]
+
+Starts the fixture server under daphne and uvicorn (127.0.0.1, SQLite, in-memory channel layer), opens a
+session, and drives it with wrk (Debian package `wrk`): ping, tools/list and tools/call of the sync
+`uppercase_text` tool, each an MCP message on an existing session. Then it opens idle GET streams and
+reports the server's memory per stream. Not part of the test suite: figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.live import LiveServer, start_daphne
+
+MESSAGES = {
+    "ping": {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+    "tools/list": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    "tools/call uppercase_text": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                  "params": {"name": "uppercase_text", "arguments": {"text": "hello"}}},
+}
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def initialize(server: LiveServer) -> str:
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
+    response = httpx.post(server.mcp_url, json=body, headers=HEADERS)
+    response.raise_for_status()
+    return response.headers["mcp-session-id"]
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wrk(server: LiveServer, session_id: str, message: dict, seconds: int, connections: int, workdir: Path) -> dict:
+    script = workdir / "post.lua"
+    headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(message))}"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          server.mcp_url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def stream_memory(server: LiveServer, count: int) -> tuple[int, int]:
+    """Open ``count`` idle GET streams (one per session); return (RSS before, RSS after) in KiB."""
+    sessions = [initialize(server) for _ in range(count)]
+    time.sleep(0.5)
+    before = rss_kb(server.process.pid)
+    client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=count + 10))
+    streams = []
+    for sid in sessions:
+        request = client.build_request("GET", server.mcp_url, headers={
+            "accept": "text/event-stream", "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"})
+        response = client.send(request, stream=True)
+        assert response.status_code == 200, response.status_code
+        streams.append(response)
+    time.sleep(1.0)
+    after = rss_kb(server.process.pid)
+    for response in streams:
+        response.close()
+    client.close()
+    return before, after
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--servers", default="daphne,uvicorn")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    for name in args.servers.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            server = start_daphne(workdir, server=name)
+            try:
+                session_id = initialize(server)
+                print(f"== {name} (wrk -t2 -c{args.connections} -d{args.seconds}s, one session)")
+                for label, message in MESSAGES.items():
+                    result = wrk(server, session_id, message, args.seconds, args.connections, workdir)
+                    print(f"{label:28s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
+                          f"   non-2xx {result['non2xx']}")
+                before, after = stream_memory(server, args.streams)
+                print(f"idle GET streams: {args.streams} open, RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
+                      f"{(after - before) / args.streams:.1f} KiB per stream")
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
