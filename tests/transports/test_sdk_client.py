@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import mcp.types as types
+import pytest
 from mcp import ClientSession, MCPDeprecationWarning
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.live import LiveServer
+from tests.live import LiveServer, start_daphne
 
 
 @asynccontextmanager
@@ -132,3 +133,27 @@ async def test_resources_prompts_and_completion(daphne_server: LiveServer) -> No
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             await session.subscribe_resource("test://watched-resource")
             await session.unsubscribe_resource("test://watched-resource")
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_daphne(tmp_path_factory.mktemp("uvicorn"), server="uvicorn")
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log(), server.log()[-5000:]
+
+
+async def test_runs_under_uvicorn_too(uvicorn_server: LiveServer) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with connect(uvicorn_server) as session:
+        result = await session.call_tool("uppercase_text", {"text": "uvicorn"})
+        assert result.content[0].text == "UVICORN"
+        await session.call_tool("test_tool_with_progress", {}, progress_callback=on_progress)
+        with anyio.fail_after(5):
+            while len(seen) < 3:
+                await anyio.sleep(0.01)
+        assert seen == [0, 50, 100]

@@ -1,0 +1,36 @@
+"""System checks report misconfiguration with ids and hints."""
+
+from __future__ import annotations
+
+from django.test import override_settings
+
+from mcp_app.checks import check_asgi, check_channel_layer, check_settings
+
+
+def ids(messages: list) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_valid_settings_pass() -> None:
+    assert check_settings() == []
+    assert check_channel_layer() == []
+    assert check_asgi() == []
+
+
+@override_settings(MCP_APP={"PAGE_SIZ": 10, "ALLOWED_ORIGINS": "https://a.example", "MAX_BODY_SIZE": 0})
+def test_bad_settings() -> None:
+    messages = check_settings()
+    assert ids(messages) == ["mcp_app.E001", "mcp_app.E002", "mcp_app.E003"]
+    assert "PAGE_SIZE" in messages[0].hint
+    assert all(m.hint for m in messages)
+
+
+@override_settings(MCP_APP=["not", "a", "dict"])
+def test_settings_must_be_a_dict() -> None:
+    assert ids(check_settings()) == ["mcp_app.E001"]
+
+
+@override_settings(CHANNEL_LAYERS={}, ASGI_APPLICATION=None)
+def test_missing_channel_layer_and_asgi_warn() -> None:
+    assert ids(check_channel_layer()) == ["mcp_app.W001"]
+    assert ids(check_asgi()) == ["mcp_app.W002"]

@@ -1,0 +1,78 @@
+"""Sessions in the ORM with the per-worker cache in front."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from mcp_app.models import Session
+from mcp_app.server import get_server
+from mcp_app.sessions import SESSION_ID_RE
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def make_session():
+    return await get_server().sessions.create(
+        transport=Session.Transport.STREAMABLE_HTTP, protocol_version="2025-06-18",
+        client_info={"name": "tester", "version": "9"}, client_capabilities={"sampling": {}},
+    )
+
+
+async def test_create_stores_a_row_with_a_random_visible_ascii_id() -> None:
+    first, second = await make_session(), await make_session()
+    assert first.id != second.id
+    assert SESSION_ID_RE.match(first.id) and len(first.id) >= 43
+    row = await Session.objects.aget(id=first.id)
+    assert (row.client_name, row.client_version, row.protocol_version) == ("tester", "9", "2025-06-18")
+    assert row.client_capabilities == {"sampling": {}}
+    assert row.ended is None
+
+
+async def test_get_is_served_from_cache_without_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = await make_session()
+    store = get_server().sessions
+
+    def no_queries(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached session must not query the database")
+
+    monkeypatch.setattr(Session.objects, "filter", no_queries)
+    assert await store.get(record.id) is record
+
+
+async def test_unknown_malformed_and_ended_sessions_are_none() -> None:
+    store = get_server().sessions
+    assert await store.get("no-such-session") is None
+    assert await store.get("bad id with spaces") is None
+    assert await store.get("x" * 500) is None
+    record = await make_session()
+    assert await store.end(record.id) is True
+    assert await store.get(record.id) is None
+    assert await store.end(record.id) is False
+    assert (await Session.objects.aget(id=record.id)).ended is not None
+
+
+async def test_another_worker_sees_an_ended_session_at_once() -> None:
+    """A session ended behind the cache's back (another worker) is dropped through the bus."""
+    record = await make_session()
+    server = get_server()
+    assert await server.sessions.get(record.id) is record
+    await Session.objects.filter(id=record.id).aupdate(ended="2026-01-01T00:00:00Z")
+    await server.bus.publish("session.invalidate", session_id=record.id)
+    assert await server.sessions.get(record.id) is None
+
+
+async def test_log_level_and_subscriptions_persist() -> None:
+    record = await make_session()
+    await record.set_log_level("error")
+    await record.subscribe("test://a")
+    await record.subscribe("test://a")
+    await record.subscribe("test://b")
+    await record.unsubscribe("test://a")
+    row = await Session.objects.aget(id=record.id)
+    assert (row.log_level, row.subscriptions) == ("error", ["test://b"])
+    # A cold worker (empty cache) reads the same state from the database.
+    with override_settings(MCP_APP={"SESSION_CACHE_TIMEOUT": 0}):
+        fresh = await get_server().sessions.get(record.id)
+    assert fresh is not None and fresh is not record
+    assert (fresh.log_level, fresh.subscriptions) == ("error", ["test://b"])
