@@ -6,6 +6,7 @@ Nothing here knows about MCP methods; :mod:`mcp_app.protocol.dispatcher` does.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -59,8 +60,19 @@ class InvalidMessage(InvalidRequest):
         self.request_id = request_id
 
 
+# A \uD800-\uDFFF escape: decoded alone it is a lone surrogate, which no UTF-8 text (or database) can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ParseError(f"Parse error: {name} is not valid JSON; send numbers as finite decimals.")
+
+
 def loads(body: bytes | str) -> Any:
-    """Decode a request body as UTF-8 JSON, raising :class:`ParseError` with a readable reason."""
+    """Decode a request body as strict UTF-8 JSON (RFC 8259), raising :class:`ParseError` with a readable reason.
+
+    Stricter than :func:`json.loads`: NaN and Infinity are refused, and so are lone surrogate escapes.
+    """
     if isinstance(body, bytes):
         try:
             body = body.decode("utf-8")
@@ -69,16 +81,34 @@ def loads(body: bytes | str) -> Any:
     if not body.strip():
         raise ParseError("Parse error: the body is empty; send one JSON-RPC message as JSON.")
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ParseError(f"Parse error: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
     except RecursionError:
         raise ParseError("Parse error: the JSON is nested too deeply.") from None
+    except ValueError:  # e.g. an integer with more digits than Python converts
+        raise ParseError("Parse error: a number in the JSON is too large to read.") from None
+    # Paired surrogate escapes (emoji) decode to one character; only lone ones survive to fail here.
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError("Parse error: the JSON holds a lone UTF-16 surrogate escape (\\uD800-\\uDFFF).") from None
+    return value
 
 
 def dumps(message: Any) -> str:
     """Serialize a message compactly (no spaces: it travels on every SSE event)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def encode(message: Any) -> bytes:
+    """A message as UTF-8 bytes; text a handler made with lone surrogates goes out \\u-escaped instead of failing."""
+    text = dumps(message)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(message, separators=(",", ":"), default=str).encode("ascii")
 
 
 def _valid_id(value: Any) -> bool:

@@ -35,14 +35,35 @@ class Disconnected(Exception):
 def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str | None = None) -> bytes:
     """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline)."""
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {jsonrpc.dumps(message)}\n\n".encode()
+    return f"{head}event: {event}\ndata: ".encode() + jsonrpc.encode(message) + b"\n\n"
 
 
-def media_types(value: str | None) -> list[str]:
-    """The media types of an Accept or Content-Type header, lower case, without parameters."""
+def media_types(value: str | None, *, drop_refused: bool = False) -> list[str]:
+    """The media types of an Accept or Content-Type header, lower case, without parameters.
+
+    With ``drop_refused``, ranges weighted ``q=0`` ("not acceptable", RFC 9110 12.4.2) are left out.
+    """
     if not value:
         return []
-    return [part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip()]
+    types = []
+    for part in value.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if not media:
+            continue
+        if drop_refused and any(_is_zero_weight(p) for p in params):
+            continue
+        types.append(media.lower())
+    return types
+
+
+def _is_zero_weight(param: str) -> bool:
+    name, _, value = param.partition("=")
+    if name.strip().lower() != "q":
+        return False
+    try:
+        return float(value) == 0
+    except ValueError:
+        return False
 
 
 def accepts(accept: str | None, wanted: str) -> bool:
@@ -50,7 +71,7 @@ def accepts(accept: str | None, wanted: str) -> bool:
     if accept is None:
         return True
     main = wanted.split("/", 1)[0]
-    return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept))
+    return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept, drop_refused=True))
 
 
 class MCPConsumer(AsyncConsumer):
@@ -138,8 +159,9 @@ class MCPConsumer(AsyncConsumer):
         await self.base_send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        data = jsonrpc.encode(payload)  # before the headers: a failure here can still become a 500
         await self.start(status, JSON_HEADERS + (headers or []))
-        await self.body(jsonrpc.dumps(payload).encode())
+        await self.body(data)
 
     async def empty(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         await self.start(status, headers or [])

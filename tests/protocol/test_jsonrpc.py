@@ -14,6 +14,10 @@ from mcp_app.protocol.errors import INVALID_REQUEST, PARSE_ERROR, ParseError
     (b"", "body is empty"),
     (b"   ", "body is empty"),
     (b"[" * 100_000, "nested too deeply"),
+    (b'{"id": NaN}', "NaN is not valid JSON"),
+    (b'{"x": -Infinity}', "-Infinity is not valid JSON"),
+    (b'{"id": ' + b"9" * 5000 + b"}", "too large to read"),
+    (b'{"method": "\\ud800"}', "lone UTF-16 surrogate"),
 ])
 def test_loads_parse_errors(body: bytes, fragment: str) -> None:
     with pytest.raises(ParseError) as info:
@@ -57,6 +61,15 @@ def test_parse_kinds() -> None:
     assert isinstance(response, jsonrpc.Response) and response.result == {"ok": True} and response.error is None
     error = jsonrpc.parse_message({"jsonrpc": "2.0", "id": 5, "error": {"code": -1, "message": "no"}})
     assert isinstance(error, jsonrpc.Response) and error.error == {"code": -1, "message": "no"}
+
+
+def test_paired_surrogate_escapes_are_fine() -> None:
+    assert jsonrpc.loads(b'{"text": "\\ud83d\\ude00"}') == {"text": "\U0001F600"}
+
+
+def test_encode_never_fails_on_lone_surrogates_from_handlers() -> None:
+    assert jsonrpc.encode({"text": "a\ud800"}) == b'{"text":"a\\ud800"}'
+    assert jsonrpc.encode({"text": "é"}) == '{"text":"é"}'.encode()
 
 
 def test_builders_are_strict_envelopes() -> None:

@@ -4,12 +4,14 @@ Every test talks HTTP to the session-scoped ``daphne_server`` with httpx, the wa
 
 - the happy path: initialize (session ids, version negotiation, schema-valid results), notifications,
   plain JSON answers, SSE answers when a tool emits progress or log messages, 2025-03-26 batches;
-- every way a request can be wrong: body (parse errors, non-JSON-RPC values, size limits), headers
+- every way a request can be wrong: body (parse errors, JSON Python reads but that is not JSON or not
+  Unicode, non-JSON-RPC values, size limits), headers
   (Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Host, Origin), HTTP method, session
   state (missing, unknown, ended, garbage ids), a second GET stream, bad method names and tool calls.
 
 Each error is checked for its HTTP status *and* its JSON-RPC error code, for a readable message with no
-traceback in it, and is followed by a good request, to show the server is still serving.
+traceback in it, and is followed by a good request, to show the server is still serving. (The
+``daphne_server`` fixture also fails at teardown if the server logged a traceback during the run.)
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ def open_session(client: httpx.Client, url: str, version: str = LATEST) -> dict[
     return headers
 
 
+def refused_get(client: httpx.Client, url: str, headers: dict[str, Any]) -> httpx.Response:
+    """A GET expected to be refused: a short read timeout makes a wrongly opened stream fail fast."""
+    return client.get(url, headers=headers, timeout=httpx.Timeout(15, read=3))
+
+
 def assert_readable(text: str) -> None:
     """A message meant for a person: non-empty, printable, and no leaked traceback."""
     assert isinstance(text, str) and text.strip(), f"empty message: {text!r}"
@@ -121,7 +128,7 @@ def sse_messages(text: str) -> list[dict[str, Any]]:
     """The JSON-RPC messages of an SSE body, in order (``data:`` lines of each event, joined)."""
     messages = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
-        data = [line[5:].lstrip(" ") if line.startswith("data:") else None for line in block.split("\n")]
+        data = [line[5:].removeprefix(" ") if line.startswith("data:") else None for line in block.split("\n")]
         data = [d for d in data if d is not None]
         if data:
             messages.append(json.loads("\n".join(data)))
@@ -190,6 +197,19 @@ def test_initialized_notification_gets_202_with_empty_body(client, url):
     assert response.content == b""
 
 
+@pytest.mark.parametrize("message", [
+    {"jsonrpc": "2.0", "id": "no-such-request", "result": {}},
+    {"jsonrpc": "2.0", "id": 12345, "error": {"code": -1, "message": "refused"}},
+    rpc("notifications/cancelled", {"requestId": "no-such-request"}, id=None),
+], ids=["client-result", "client-error", "cancel-unknown-request"])
+def test_messages_needing_no_answer_get_202(client, url, message):
+    headers = open_session(client, url)
+    response = post(client, url, message, headers)
+    assert response.status_code == 202
+    assert response.content == b""
+    assert post(client, url, rpc("ping"), headers).status_code == 200
+
+
 def test_ping_answers_json(client, url):
     headers = open_session(client, url)
     response = post(client, url, rpc("ping", id=42), headers)
@@ -207,7 +227,8 @@ def test_ping_answers_json(client, url):
     b'{"jsonrpc": "2.0", "id": 1, "method": "p\xe9ng"}',
     b"",
     b"   \n",
-], ids=["truncated", "not-json", "invalid-utf8", "latin1-in-string", "empty", "whitespace"])
+    b"[" * 100_000 + b"]" * 100_000,
+], ids=["truncated", "not-json", "invalid-utf8", "latin1-in-string", "empty", "whitespace", "nested-too-deeply"])
 def test_unparseable_body_is_400_parse_error(client, url, body):
     headers = open_session(client, url)
     assert_error(post(client, url, body, headers), 400, PARSE_ERROR)
@@ -269,6 +290,57 @@ def test_large_body_under_the_limit_is_served(client, url):
     assert tool_text(response.json()["result"]) == text.upper()
 
 
+# -- JSON that parses in Python but must be refused before anything acts on it ---------------------------
+def post_quick(client: httpx.Client, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    """POST with a short read timeout: a response the server starts but never finishes fails fast."""
+    try:
+        return client.post(url, content=body, headers={**POST_HEADERS, **(headers or {})},
+                           timeout=httpx.Timeout(10, read=2))
+    except httpx.ReadTimeout:
+        pytest.fail("the server started a response and never finished it (the client hangs)")
+
+
+INIT_PREFIX = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},'
+
+
+@pytest.mark.parametrize(("body", "needs_session"), [
+    (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":NaN}}', True),
+    (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":-Infinity}}', True),
+    (INIT_PREFIX + b'"clientInfo":{"name":"c","version":NaN}}}', False),
+], ids=["nan", "infinity", "nan-in-initialize"])
+def test_non_standard_json_constants_are_parse_errors(client, url, body, needs_session):
+    # NaN and Infinity are not JSON (RFC 8259), though Python's json module reads them.
+    headers = open_session(client, url) if needs_session else {}
+    assert_error(post_quick(client, url, body, headers), 400, PARSE_ERROR)
+    assert_serving(client, url)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":' + b"9" * 5000 + b"}}",
+    b'{"jsonrpc":"2.0","id":' + b"9" * 5000 + b',"method":"ping"}',
+], ids=["in-params", "as-id"])
+def test_integer_too_long_to_read_is_a_parse_error(client, url, body):
+    # Python refuses to read integers of more than 4300 digits (int_max_str_digits).
+    headers = open_session(client, url)
+    assert_error(post_quick(client, url, body, headers), 400, PARSE_ERROR)
+    assert_serving(client, url)
+
+
+@pytest.mark.parametrize(("body", "needs_session"), [
+    (b'{"jsonrpc":"2.0","id":1,"method":"no/such/\\ud800"}', True),
+    (b'{"jsonrpc":"2.0","id":"\\udfff","method":"ping"}', True),
+    (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":{"text":"a\\ud800"}}}',
+     True),
+    (INIT_PREFIX + b'"clientInfo":{"name":"\\ud800","version":"1"}}}', False),
+], ids=["in-method", "in-id", "in-tool-argument", "in-initialize"])
+def test_lone_surrogate_escape_is_a_parse_error(client, url, body, needs_session):
+    # "\ud800" is an unpaired UTF-16 surrogate: it is no Unicode character and cannot be encoded as UTF-8,
+    # so neither an answer echoing it nor a database row holding it can be written.
+    headers = open_session(client, url) if needs_session else {}
+    assert_error(post_quick(client, url, body, headers), 400, PARSE_ERROR)
+    assert_serving(client, url)
+
+
 # -- Content-Type and Accept ------------------------------------------------------------------------------
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/json", None])
 def test_wrong_content_type_is_415(client, url, content_type):
@@ -296,6 +368,15 @@ def test_post_accept_lacking_json_or_sse_is_406(client, url, accept):
     assert_serving(client, url)
 
 
+@pytest.mark.parametrize("accept", ["application/json, text/event-stream;q=0", "application/json;q=0, text/event-stream"])
+def test_post_accept_refusing_json_or_sse_with_q0_is_406(client, url, accept):
+    # RFC 9110, 12.4.2: a weight of 0 means "not acceptable".
+    headers = open_session(client, url)
+    response = post(client, url, rpc("ping"), {**headers, "Accept": accept})
+    assert_error(response, 406, INVALID_REQUEST)
+    assert_serving(client, url)
+
+
 @pytest.mark.parametrize("accept", ["*/*", "application/*, text/*", "text/event-stream;q=0.9, application/json"])
 def test_post_accept_wildcards_are_accepted(client, url, accept):
     headers = open_session(client, url)
@@ -306,7 +387,7 @@ def test_post_accept_wildcards_are_accepted(client, url, accept):
 
 def test_get_accept_json_is_406(client, url):
     headers = open_session(client, url)
-    response = client.get(url, headers={**headers, "Accept": "application/json"})
+    response = refused_get(client, url, {**headers, "Accept": "application/json"})
     assert_error(response, 406, INVALID_REQUEST)
     assert_serving(client, url)
 
@@ -327,7 +408,7 @@ def test_missing_session_id_is_400(client, url):
     open_session(client, url)
     assert_error(post(client, url, rpc("ping"), {"MCP-Protocol-Version": LATEST}), 400, INVALID_REQUEST)
     assert_error(post(client, url, rpc("tools/list")), 400, INVALID_REQUEST)
-    assert_error(client.get(url, headers={"Accept": "text/event-stream"}), 400, INVALID_REQUEST)
+    assert_error(refused_get(client, url, {"Accept": "text/event-stream"}), 400, INVALID_REQUEST)
     assert_error(client.delete(url), 400, INVALID_REQUEST)
     assert_serving(client, url)
 
@@ -335,7 +416,7 @@ def test_missing_session_id_is_400(client, url):
 def test_unknown_session_id_is_404(client, url):
     headers = {"Mcp-Session-Id": "UnknownSessionId0123456789abcdefghijklmnopq"}
     assert_error(post(client, url, rpc("ping"), headers), 404, SESSION_NOT_FOUND)
-    assert_error(client.get(url, headers={**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
+    assert_error(refused_get(client, url, {**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
     assert_error(client.delete(url, headers=headers), 404, SESSION_NOT_FOUND)
     assert_serving(client, url)
 
@@ -347,7 +428,7 @@ def test_delete_ends_the_session(client, url):
     assert response.content == b""
     assert_error(post(client, url, rpc("ping", id=9), headers), 404, SESSION_NOT_FOUND)
     assert_error(post(client, url, rpc("notifications/initialized", id=None), headers), 404, SESSION_NOT_FOUND)
-    assert_error(client.get(url, headers={**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
+    assert_error(refused_get(client, url, {**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
     assert_error(client.delete(url, headers=headers), 404, SESSION_NOT_FOUND)
     assert_serving(client, url)
 
@@ -367,7 +448,7 @@ def test_garbage_session_id_is_404_never_500(client, url, session_id):
     headers = {"Mcp-Session-Id": session_id}
     assert_error(client.post(url, content=json.dumps(rpc("ping")).encode(), headers={**POST_HEADERS, **headers}),
                  404, SESSION_NOT_FOUND)
-    assert_error(client.get(url, headers={**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
+    assert_error(refused_get(client, url, {**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
     assert_error(client.delete(url, headers=headers), 404, SESSION_NOT_FOUND)
     assert_serving(client, url)
 
@@ -378,7 +459,7 @@ def test_unsupported_protocol_version_header_is_400(client, url, version):
     headers = {**open_session(client, url), "MCP-Protocol-Version": version}
     message = assert_error(post(client, url, rpc("ping"), headers), 400, INVALID_REQUEST)
     assert len(message) < 400, "the message must not echo an arbitrarily long header"
-    assert_error(client.get(url, headers={**headers, "Accept": "text/event-stream"}), 400, INVALID_REQUEST)
+    assert_error(refused_get(client, url, {**headers, "Accept": "text/event-stream"}), 400, INVALID_REQUEST)
     assert_error(client.delete(url, headers=headers), 400, INVALID_REQUEST)
     # A rejected DELETE left the session alone.
     headers["MCP-Protocol-Version"] = LATEST
@@ -404,7 +485,7 @@ def test_bad_origin_is_403(client, url):
     assert_error(post(client, url, rpc("initialize", initialize_params()), evil), 403, INVALID_REQUEST)
     headers = open_session(client, url)
     assert_error(post(client, url, rpc("ping"), {**headers, **evil}), 403, INVALID_REQUEST)
-    assert_error(client.get(url, headers={**headers, **evil, "Accept": "text/event-stream"}), 403, INVALID_REQUEST)
+    assert_error(refused_get(client, url, {**headers, **evil, "Accept": "text/event-stream"}), 403, INVALID_REQUEST)
     assert_error(client.delete(url, headers={**headers, **evil}), 403, INVALID_REQUEST)
     # The forbidden DELETE did not end the session.
     assert post(client, url, rpc("ping"), headers).status_code == 200
@@ -433,7 +514,7 @@ def test_bad_host_is_421(client, url, host):
     assert_error(post(client, url, rpc("initialize", initialize_params()), bad), 421, INVALID_REQUEST)
     headers = open_session(client, url)
     assert_error(post(client, url, rpc("ping"), {**headers, **bad}), 421, INVALID_REQUEST)
-    assert_error(client.get(url, headers={**headers, **bad, "Accept": "text/event-stream"}), 421, INVALID_REQUEST)
+    assert_error(refused_get(client, url, {**headers, **bad, "Accept": "text/event-stream"}), 421, INVALID_REQUEST)
     assert_error(client.delete(url, headers={**headers, **bad}), 421, INVALID_REQUEST)
     assert post(client, url, rpc("ping"), headers).status_code == 200
     assert_serving(client, url)
@@ -450,9 +531,10 @@ def test_host_and_origin_are_checked_before_the_session(client, url):
 
 
 # -- the GET stream ---------------------------------------------------------------------------------------
-def _read_until(response: httpx.Response, marker: bytes) -> bytes:
+def _read_until(chunks: Iterator[bytes], marker: bytes) -> bytes:
+    """Read an open stream until ``marker``; ``chunks`` is kept by the caller so the stream stays open."""
     seen = b""
-    for chunk in response.iter_raw():
+    for chunk in chunks:
         seen += chunk
         if marker in seen:
             return seen
@@ -464,8 +546,9 @@ def test_second_get_stream_is_409_while_the_first_is_open(client, url):
     with httpx.Client(timeout=10) as stream_client, stream_client.stream("GET", url, headers=headers) as first:
         assert first.status_code == 200
         assert first.headers["content-type"].startswith("text/event-stream")
-        assert b"retry:" in _read_until(first, b"\n\n")
-        assert_error(client.get(url, headers=headers), 409, INVALID_REQUEST)
+        chunks = first.iter_raw()
+        assert b"retry:" in _read_until(chunks, b"\n\n")
+        assert_error(refused_get(client, url, headers), 409, INVALID_REQUEST)
         # POSTs on the session are not affected by the open stream.
         assert post(client, url, rpc("ping"), headers | {"Accept": POST_HEADERS["Accept"]}).status_code == 200
     # The server notices the disconnect asynchronously: a new GET is accepted again shortly after.
@@ -473,7 +556,7 @@ def test_second_get_stream_is_409_while_the_first_is_open(client, url):
     while True:
         with httpx.Client(timeout=10) as stream_client, stream_client.stream("GET", url, headers=headers) as again:
             if again.status_code == 200:
-                assert b"retry:" in _read_until(again, b"\n\n")
+                assert b"retry:" in _read_until(again.iter_raw(), b"\n\n")
                 break
             again.read()
             assert_error(again, 409, INVALID_REQUEST)
@@ -486,9 +569,10 @@ def test_delete_closes_the_open_get_stream(client, url):
     headers = {**open_session(client, url), "Accept": "text/event-stream"}
     with httpx.Client(timeout=10) as stream_client, stream_client.stream("GET", url, headers=headers) as stream:
         assert stream.status_code == 200
-        _read_until(stream, b"\n\n")
+        chunks = stream.iter_raw()
+        _read_until(chunks, b"\n\n")
         assert client.delete(url, headers=headers).status_code == 204
-        rest = b"".join(stream.iter_raw())  # ends (rather than timing out) once the session is gone
+        rest = b"".join(chunks)  # ends (rather than timing out) once the session is gone
         assert b"Traceback" not in rest
     assert_serving(client, url)
 
@@ -567,7 +651,6 @@ def test_empty_batch_is_400(client, url):
     ("no/such/method", "no/such/method"),
     ("listTools", "tools/list"),
     ("callTool", "tools/call"),
-    ("initialize", "initialize"),
 ])
 def test_unknown_method_is_200_method_not_found(client, url, method, hint):
     headers = open_session(client, url)
