@@ -5,3 +5,6 @@ from tests.conformance.settings import *  # noqa: F403
 INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles", "mcpsite.demo"]  # noqa: F405
 TEMPLATES[0]["DIRS"] = [BASE_DIR / "templates"]  # noqa: F405
 STATIC_URL = "static/"
+# A file, not SQLite's default in-memory test database: in-memory connections are never closed, so
+# one left open in asgiref's worker thread by an async ORM test would leak into later tests.
+DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_mcp_app.sqlite3")}  # noqa: F405

@@ -12,6 +12,17 @@ from mcp_app.sessions import SESSION_ID_RE
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+async def close_thread_connections(transactional_db: None):
+    """The async ORM runs in asgiref's worker thread; close that thread's connection after each test,
+    so later tests without database access do not find it open."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
 async def make_session():
     return await get_server().sessions.create(
         transport=Session.Transport.STREAMABLE_HTTP, protocol_version="2025-06-18",

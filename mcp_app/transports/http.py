@@ -6,7 +6,6 @@ checks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -75,12 +74,12 @@ def accepts(accept: str | None, wanted: str) -> bool:
 
 
 class MCPConsumer(AsyncConsumer):
-    """Base for the HTTP endpoints: a Channels consumer that runs :meth:`handle` as a task.
+    """Base for the HTTP endpoints: a Channels consumer that reads the body, then runs :meth:`handle`.
 
     Channels' AsyncHttpConsumer handles one event at a time, so a long ``handle`` (a tool waiting for
     the client, an open SSE stream) could not notice the client leaving. Here the body is read with
-    size limits, then ``handle`` runs while ``http.disconnect`` is watched; a disconnect cancels it.
-    Only streams that need one join the channel layer.
+    size limits, then ``handle`` runs in the request's own task while a small watcher waits for
+    ``http.disconnect`` and cancels it. Only streams that need one join the channel layer.
     """
 
     #: Response started? Error answers are only possible before.
@@ -100,28 +99,34 @@ class MCPConsumer(AsyncConsumer):
             return
         if body is None:
             return
-        handler = asyncio.ensure_future(self.handle(body))
-        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        self._client_gone = False
+        self._handling = True
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive, asyncio.current_task()))
         try:
-            await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await self.handle(body)
+        except asyncio.CancelledError:
+            if not self._client_gone:
+                raise
+        except Exception:
+            logger.exception("MCP transport failed")
+            if not self.started:
+                await self.error(500, "Internal error; the server logged the details.", code=-32603)
         finally:
-            for task in (handler, watcher):
-                if not task.done():
-                    task.cancel()
-            for task in (handler, watcher):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if handler.done() and not handler.cancelled() and handler.exception() is not None:
-                logger.error("MCP transport failed", exc_info=handler.exception())
-                if not self.started:
-                    await self.error(500, "Internal error; the server logged the details.", code=-32603)
-            await self.cleanup()
+            self._handling = False
+            watcher.cancel()
+            try:
+                # Shielded: a disconnect noticed at the last moment must not cut the clean-up short.
+                await asyncio.shield(self.cleanup())
+            except asyncio.CancelledError:
+                if not self._client_gone:
+                    raise
 
-    async def _watch_disconnect(self, receive: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
+    async def _watch_disconnect(self, receive: Any, handler: asyncio.Task[Any] | None) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._client_gone = True
+        if self._handling and handler is not None:
+            handler.cancel()
 
     async def read_body(self, receive: Any) -> bytes | None:
         """Read the whole body, or answer 413 and return None when it exceeds ``MAX_BODY_SIZE``."""

@@ -183,54 +183,52 @@ class StreamableHTTPConsumer(MCPConsumer):
 
     async def run_requests(self, session: SessionRecord, requests: list[jsonrpc.Request],
                            answers: list[dict[str, Any]], is_batch: bool) -> None:
-        outbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        """Run the requests; answer JSON unless a handler emits first, which upgrades the answer to SSE.
+
+        A single request runs in this task (no queue, no extra task: the common case stays cheap);
+        a batch's requests run concurrently and their writes are serialised by a lock.
+        """
         server = self.server
+        lock = asyncio.Lock()
+        streaming = False
+
+        async def upgrade() -> None:
+            nonlocal streaming
+            if not streaming:
+                streaming = True
+                await self.start(200, SSE_HEADERS)
+                for answer in answers:  # a batch's answers that were ready before the upgrade
+                    await self.body(sse_event(answer), more=True)
+                answers.clear()
 
         async def send(message: dict[str, Any]) -> None:
-            await outbound.put(message)
+            async with lock:
+                await upgrade()
+                await self.body(sse_event(message), more=True)
 
         async def run(request: jsonrpc.Request) -> None:
             ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
                                  pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
                                  extra={"scope": self.scope})
             answer = await server.dispatcher.handle_request(request, ctx)
-            if answer is not None:
-                answers.append(answer)
-
-        tasks = [asyncio.ensure_future(run(r)) for r in requests]
-        all_done = asyncio.ensure_future(asyncio.gather(*tasks))
-        try:
-            first = asyncio.ensure_future(outbound.get())
-            await asyncio.wait({all_done, first}, return_when=asyncio.FIRST_COMPLETED)
-            if not first.done():
-                # Every handler finished without emitting anything: a plain JSON answer.
-                first.cancel()
-                await all_done
-                if not answers:
-                    await self.empty(202)
-                else:
-                    await self.json(200, answers if is_batch else answers[0])
+            if answer is None:
                 return
-            # A handler emitted before finishing: stream its messages, then the answers, as SSE.
-            await self.start(200, SSE_HEADERS)
-            await self.body(sse_event(first.result()), more=True)
-            sent = 0
-            # The sentinel is queued after every handler returned, so it follows everything they emitted.
-            all_done.add_done_callback(lambda _: outbound.put_nowait(None))
-            while (message := await outbound.get()) is not None:
-                await self.body(sse_event(message), more=True)
-                # A batch's earlier answers go out as soon as they exist.
-                while sent < len(answers):
-                    await self.body(sse_event(answers[sent]), more=True)
-                    sent += 1
-            for answer in answers[sent:]:
-                await self.body(sse_event(answer), more=True)
+            async with lock:
+                if streaming:
+                    await self.body(sse_event(answer), more=True)
+                else:
+                    answers.append(answer)
+
+        if len(requests) == 1:
+            await run(requests[0])
+        else:
+            await asyncio.gather(*(run(r) for r in requests))
+        if streaming:
             await self.body(b"")
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await all_done
+        elif not answers:
+            await self.empty(202)  # every request was cancelled by the client
+        else:
+            await self.json(200, answers if is_batch else answers[0])
 
     # -- GET --------------------------------------------------------------------------------------
     async def get(self) -> None:
