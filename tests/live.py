@@ -67,7 +67,7 @@ def migrate(env: dict[str, str]) -> None:
 
 def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Path | None = None,
                  extra_env: dict[str, str] | None = None, run_migrations: bool = True,
-                 server: str = "daphne") -> LiveServer:
+                 server: str = "daphne", app: str = "tests.conformance.asgi:application") -> LiveServer:
     """Migrate a SQLite database in ``workdir`` and start daphne (or uvicorn) on a free port."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1",
            "MCP_TEST_DB": str(db_path or workdir / "db.sqlite3"), **(extra_env or {})}
@@ -76,7 +76,6 @@ def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Pa
     port = free_port()
     log_path = workdir / f"daphne-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    app = "tests.conformance.asgi:application"
     command = {
         "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
         "uvicorn": [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log", app],

@@ -4,8 +4,10 @@
 
 Starts the fixture server under daphne and uvicorn (127.0.0.1, SQLite, in-memory channel layer), opens a
 session, and drives it with wrk (Debian package `wrk`): ping, tools/list and tools/call of the sync
-`uppercase_text` tool, each an MCP message on an existing session. Then it opens idle GET streams and
-reports the server's memory per stream. Not part of the test suite: figures, not pass/fail.
+`uppercase_text` tool, each an MCP message on an existing session. For comparison, on the same server:
+a trivial Channels consumer and a trivial async Django view with default middleware. Then it opens
+idle GET streams and reports the server's memory per stream. Not part of the test suite: figures, not
+pass/fail. wrk runs on the same machine, so it takes CPU from the server: compare rows, not machines.
 """
 
 from __future__ import annotations
@@ -47,14 +49,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def wrk(server: LiveServer, session_id: str, message: dict, seconds: int, connections: int, workdir: Path) -> dict:
-    script = workdir / "post.lua"
-    headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(message))}"]
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
-    script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          server.mcp_url], capture_output=True, text=True, check=True).stdout
+def wrk(url: str, session_id: str | None, message: dict | None, seconds: int, connections: int, workdir: Path) -> dict:
+    """Run wrk: a POST of ``message`` on the session, or a plain GET when ``message`` is None."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if message is not None:
+        script = workdir / "post.lua"
+        headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
+        lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(message))}"]
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+        script.write_text("\n".join(lines) + "\n")
+        command += ["-s", str(script)]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
     p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
@@ -95,17 +100,22 @@ def main() -> None:
     for name in args.servers.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            server = start_daphne(workdir, server=name)
+            server = start_daphne(workdir, server=name, settings="tests.benchmarks.settings",
+                                  app="tests.benchmarks.asgi:application")
             try:
+                # Memory first, on a fresh process, so the load runs' freed memory does not hide it.
+                before, after = stream_memory(server, args.streams)
+                print(f"== {name}: {args.streams} idle GET streams, RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
+                      f"{(after - before) / args.streams:.1f} KiB per stream")
                 session_id = initialize(server)
                 print(f"== {name} (wrk -t2 -c{args.connections} -d{args.seconds}s, one session)")
-                for label, message in MESSAGES.items():
-                    result = wrk(server, session_id, message, args.seconds, args.connections, workdir)
-                    print(f"{label:28s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
+                runs = [(f"MCP {label}", server.mcp_url, message) for label, message in MESSAGES.items()]
+                runs += [("baseline: Channels consumer", f"{server.url}/bench/consumer", None),
+                         ("baseline: Django async view", f"{server.url}/bench/django", None)]
+                for label, url, message in runs:
+                    result = wrk(url, session_id, message, args.seconds, args.connections, workdir)
+                    print(f"{label:32s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
                           f"   non-2xx {result['non2xx']}")
-                before, after = stream_memory(server, args.streams)
-                print(f"idle GET streams: {args.streams} open, RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
-                      f"{(after - before) / args.streams:.1f} KiB per stream")
             finally:
                 server.stop()
 
