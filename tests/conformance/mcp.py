@@ -214,3 +214,32 @@ def test_prompt_with_embedded_resource(resourceUri: str) -> list:  # noqa: N803 
 def test_prompt_with_image() -> list:
     """A prompt that includes an image."""
     return [Image(PNG, "image/png"), Text("Please analyze the image above.")]
+
+
+# -- Beyond the conformance suite: fixtures for this project's own wire tests ---------------------------
+
+_cancelled: list[str] = []
+
+
+@tool()
+async def list_client_roots(ctx: Context) -> str:
+    """Asks the client for its roots (roots/list) and lists their URIs."""
+    result = await ctx.list_roots()
+    return ", ".join(root["uri"] for root in result.get("roots", []))
+
+
+@tool()
+async def wait_until_cancelled(label: str, ctx: Context) -> str:
+    """Waits up to a minute; a cancelled call is recorded under its label (see test://cancelled)."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        _cancelled.append(label)
+        raise
+    return "not cancelled"
+
+
+@resource("test://cancelled", name="cancelled", mime_type="application/json")
+def cancelled_calls() -> str:
+    """Labels of wait_until_cancelled calls that were cancelled, oldest first."""
+    return json.dumps(_cancelled)

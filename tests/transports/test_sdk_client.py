@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -157,3 +158,30 @@ async def test_runs_under_uvicorn_too(uvicorn_server: LiveServer) -> None:
             while len(seen) < 3:
                 await anyio.sleep(0.01)
         assert seen == [0, 50, 100]
+
+
+async def test_roots_are_asked_of_the_client(daphne_server: LiveServer) -> None:
+    async def list_roots(ctx: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv/project", name="project")])
+
+    async with connect(daphne_server, list_roots_callback=list_roots) as session:
+        result = await session.call_tool("list_client_roots", {})
+        assert result.content[0].text == "file:///srv/project"
+
+
+async def test_a_timed_out_call_is_cancelled_on_the_server(daphne_server: LiveServer) -> None:
+    from mcp import MCPError
+
+    label = f"call-{time.time_ns()}"
+    async with connect(daphne_server) as session:
+        with pytest.raises(MCPError):
+            await session.call_tool("wait_until_cancelled", {"label": label}, read_timeout_seconds=0.5)
+        # The SDK sent notifications/cancelled; the server stops the handler.
+        with anyio.fail_after(5):
+            while True:
+                cancelled = await session.read_resource("test://cancelled")
+                if label in cancelled.contents[0].text:
+                    break
+                await anyio.sleep(0.05)
+        # The session goes on working.
+        assert (await session.call_tool("uppercase_text", {"text": "still here"})).content[0].text == "STILL HERE"

@@ -766,3 +766,19 @@ async def test_concurrent_requests_with_the_same_id_get_their_own_answers(daphne
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=len(texts))) as client:
         answers = await asyncio.gather(*(call(client, text) for text in texts))
     assert answers == [text.upper() for text in texts]
+
+
+# -- a client that goes away --------------------------------------------------------------------------------
+def test_client_leaving_mid_call_cancels_the_handler(client, url):
+    headers = open_session(client, url)
+    label = f"gone-{time.time_ns()}"
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(5, read=0.3)) as impatient:
+        post(impatient, url, rpc("tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}}), headers)
+    deadline = time.monotonic() + 5
+    while True:
+        read = post(client, url, rpc("resources/read", {"uri": "test://cancelled"}), headers).json()
+        if label in read["result"]["contents"][0]["text"]:
+            break
+        assert time.monotonic() < deadline, "the server kept running the handler of a client that left"
+        time.sleep(0.05)
+    assert_serving(client, url)
