@@ -52,7 +52,7 @@ class SessionAdmin(admin.ModelAdmin):
         from asgiref.sync import async_to_sync
 
         from .server import get_server
-        from .transports.streamable_http import close_session_streams
+        from .transports.events import close_session_streams
 
         ids = list(queryset.filter(ended__isnull=True).values_list("id", flat=True))
         queryset.filter(id__in=ids).update(ended=timezone.now())

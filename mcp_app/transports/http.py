@@ -10,11 +10,13 @@ import logging
 from typing import Any
 
 from channels.consumer import AsyncConsumer
+from channels.layers import get_channel_layer
 
 from ..conf import mcp_settings
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST
 from . import security
+from .events import session_group
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -84,6 +86,8 @@ class MCPConsumer(AsyncConsumer):
 
     #: Response started? Error answers are only possible before.
     started = False
+    #: The session whose event stream this consumer serves, if it serves one.
+    stream_session: str | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
         self.scope = scope
@@ -154,6 +158,46 @@ class MCPConsumer(AsyncConsumer):
 
     async def cleanup(self) -> None:
         """Release what the request held (groups, registrations); runs however the request ended."""
+        if self.stream_session is not None and self.channel_layer is not None and self.channel_name is not None:
+            try:
+                await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)
+            except Exception:  # the layer is down: its group entry expires by itself
+                logger.warning("could not leave the group of session %s", self.stream_session, exc_info=True)
+
+    # -- event streams ------------------------------------------------------------------------------
+    async def join_stream_channel(self, session_id: str) -> str | None:
+        """Give this consumer a channel in the session's group; return its name (None without a layer)."""
+        self.stream_session = session_id
+        self.channel_layer = get_channel_layer()
+        if self.channel_layer is None:
+            return None
+        self.channel_name = await self.channel_layer.new_channel("mcp_app.stream.")
+        await self.channel_layer.group_add(session_group(session_id), self.channel_name)
+        return self.channel_name
+
+    async def pump_stream(self) -> None:
+        """Write what arrives on this consumer's channel as SSE events until the session's streams close.
+
+        Idle, it awaits the channel layer and holds no thread and no database connection; a comment
+        line every ``SSE_KEEPALIVE_INTERVAL`` seconds keeps proxies from timing the stream out.
+        """
+        keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
+        layer = self.channel_layer
+        while True:
+            if layer is None or self.channel_name is None:
+                await asyncio.sleep(keepalive)
+                await self.body(b": keepalive\n\n", more=True)
+                continue
+            try:
+                event = await asyncio.wait_for(layer.receive(self.channel_name), keepalive)
+            except TimeoutError:
+                await self.body(b": keepalive\n\n", more=True)
+                continue
+            if event.get("type") == "mcp.close":
+                await self.body(b"")
+                return
+            if event.get("type") == "mcp.message":
+                await self.body(sse_event(event["message"]), more=True)
 
     # -- responses ----------------------------------------------------------------------------------
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -12,10 +12,7 @@ This module only turns HTTP into messages; :mod:`mcp_app.protocol.dispatcher` do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
-
-from channels.layers import get_channel_layer
 
 from ..conf import mcp_settings
 from ..models import Session
@@ -25,6 +22,7 @@ from ..protocol.errors import McpError, ParseError
 from ..server import Server, get_server
 from ..sessions import SessionRecord
 from . import security
+from .events import close_session_streams
 from .http import SSE_HEADERS, MCPConsumer, accepts, media_types, sse_event
 
 SESSION_HEADER = b"mcp-session-id"
@@ -35,29 +33,10 @@ SESSION_NOT_FOUND = -32001  # the code the official SDKs use for an unknown or e
 _open_streams: set[str] = set()
 
 
-def session_group(session_id: str) -> str:
-    """The channel-layer group of a session's server-to-client streams."""
-    return f"mcp_app.session.{session_id}"
-
-
-async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
-    """Queue a server-initiated message for the session's open stream, on whichever worker holds it."""
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(session_group(session_id), {"type": "mcp.message", "message": message})
-
-
-async def close_session_streams(session_id: str) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(session_group(session_id), {"type": "mcp.close"})
-
-
 class StreamableHTTPConsumer(MCPConsumer):
     """The ``/mcp`` endpoint."""
 
     server: Server
-    stream_session: str | None = None
 
     async def handle(self, body: bytes) -> None:
         self.server = get_server()
@@ -243,31 +222,12 @@ class StreamableHTTPConsumer(MCPConsumer):
         if session.id in _open_streams:
             await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
             return
-        layer = get_channel_layer()
         _open_streams.add(session.id)
-        self.stream_session = session.id
-        self.channel_layer = layer
-        if layer is not None:
-            self.channel_name = await layer.new_channel("mcp_app.stream.")
-            await layer.group_add(session_group(session.id), self.channel_name)
+        self.holds_stream = True
+        await self.join_stream_channel(session.id)
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
-        keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
-        while True:
-            if layer is None:
-                await asyncio.sleep(keepalive)
-                await self.body(b": keepalive\n\n", more=True)
-                continue
-            try:
-                event = await asyncio.wait_for(layer.receive(self.channel_name), keepalive)
-            except TimeoutError:
-                await self.body(b": keepalive\n\n", more=True)
-                continue
-            if event.get("type") == "mcp.close":
-                await self.body(b"")
-                return
-            if event.get("type") == "mcp.message":
-                await self.body(sse_event(event["message"]), more=True)
+        await self.pump_stream()
 
     # -- DELETE -----------------------------------------------------------------------------------
     async def delete(self) -> None:
@@ -281,8 +241,6 @@ class StreamableHTTPConsumer(MCPConsumer):
         await self.empty(204)
 
     async def cleanup(self) -> None:
-        if self.stream_session is not None:
+        if getattr(self, "holds_stream", False) and self.stream_session is not None:
             _open_streams.discard(self.stream_session)
-            if self.channel_layer is not None and self.channel_name is not None:
-                with contextlib.suppress(Exception):
-                    await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)
+        await super().cleanup()
