@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "PROVIDER": "mcp_app.registry.default_registry",
     # URL path of the Streamable HTTP endpoint (mounted by mcp_app.routing).
     "PATH": "/mcp",
+    # URL path of the legacy HTTP+SSE stream; its messages endpoint is SSE_PATH + "/messages".
+    "SSE_PATH": "/sse",
     # Origins allowed besides the request's own host (browser clients); "*" allows any.
     "ALLOWED_ORIGINS": [],
     # Largest request body accepted, in bytes: bigger bodies get 413 before they are read whole.

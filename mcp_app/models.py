@@ -28,6 +28,8 @@ class Session(models.Model):
     client_capabilities = models.JSONField(default=dict, blank=True)
     log_level = models.CharField(max_length=16, blank=True, default="")
     subscriptions = models.JSONField(default=list, blank=True)
+    # Channel-layer name of the stream that carries the session's answers (legacy HTTP+SSE transport).
+    stream_channel = models.CharField(max_length=200, blank=True, default="", editable=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     last_seen = models.DateTimeField(default=timezone.now)
     ended = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -20,15 +20,20 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path, re_path
 
 from .conf import mcp_settings
+from .transports.sse import SSEMessagesConsumer, SSEStreamConsumer
 from .transports.streamable_http import StreamableHTTPConsumer
 
 
 def http_urlpatterns() -> list[Any]:
     """URL patterns of the MCP HTTP endpoints (for a site that builds its own URLRouter)."""
     mcp_path = mcp_settings.PATH.strip("/")
+    sse_path = mcp_settings.SSE_PATH.strip("/")
     return [
         path(mcp_path, StreamableHTTPConsumer.as_asgi()),
         path(f"{mcp_path}/", StreamableHTTPConsumer.as_asgi()),
+        path(sse_path, SSEStreamConsumer.as_asgi()),
+        path(f"{sse_path}/messages", SSEMessagesConsumer.as_asgi()),
+        path(f"{sse_path}/messages/", SSEMessagesConsumer.as_asgi()),
     ]
 
 

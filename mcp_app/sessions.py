@@ -44,6 +44,8 @@ class SessionRecord:
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     log_level: str | None = None
     subscriptions: list[str] = field(default_factory=list)
+    #: The channel of the session's event stream (legacy transport: the one stream that carries answers).
+    stream_channel: str = ""
     touched: float = field(default_factory=time.monotonic)
     store: SessionStore | None = field(default=None, repr=False, compare=False)
 
@@ -65,6 +67,13 @@ class SessionRecord:
             await self.store.update(self, subscriptions=self.subscriptions)
 
 
+def _db(fn: Any) -> Any:
+    """Run ORM work in Django's thread with the connection hygiene of a request (CONN_MAX_AGE honoured)."""
+    from channels.db import database_sync_to_async
+
+    return database_sync_to_async(fn)
+
+
 class SessionStore:
     """Create, find, change and end sessions."""
 
@@ -82,15 +91,18 @@ class SessionStore:
         while len(self._cache) > _CACHE_MAX_ENTRIES:
             self._cache.popitem(last=False)
 
-    async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any],
-                     client_capabilities: dict[str, Any]) -> SessionRecord:
+    async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
+                     client_capabilities: dict[str, Any] | None = None, stream_channel: str = "") -> SessionRecord:
+        """Store a new session. The legacy transport creates it when its stream opens, before
+        ``initialize`` (``protocol_version`` empty until then)."""
         from .models import Session
 
         await self._bus.ensure_listening()
-        row = await Session.objects.acreate(
+        client_info = client_info or {}
+        row = await _db(Session.objects.create)(
             id=new_session_id(), transport=transport, protocol_version=protocol_version,
             client_name=str(client_info.get("name", ""))[:200], client_version=str(client_info.get("version", ""))[:100],
-            client_info=client_info, client_capabilities=client_capabilities,
+            client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
         )
         record = self._record(row)
         self._remember(record)
@@ -100,7 +112,8 @@ class SessionStore:
         return SessionRecord(
             id=row.id, transport=row.transport, protocol_version=row.protocol_version,
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
-            log_level=row.log_level or None, subscriptions=list(row.subscriptions or []), store=self,
+            log_level=row.log_level or None, subscriptions=list(row.subscriptions or []),
+            stream_channel=row.stream_channel, store=self,
         )
 
     async def get(self, session_id: str) -> SessionRecord | None:
@@ -115,7 +128,7 @@ class SessionStore:
             from .models import Session
 
             await self._bus.ensure_listening()
-            row = await Session.objects.filter(id=session_id, ended__isnull=True).afirst()
+            row = await _db(lambda: Session.objects.filter(id=session_id, ended__isnull=True).first())()
             if row is None:
                 self._cache.pop(session_id, None)
                 return None
@@ -123,29 +136,41 @@ class SessionStore:
             self._remember(record)
         if now - record.touched > mcp_settings.SESSION_TOUCH_INTERVAL:
             record.touched = now
-            await self._touch(session_id)
+            await self._write(session_id, last_seen=timezone.now())
         return record
 
-    async def _touch(self, session_id: str) -> None:
+    @staticmethod
+    async def _write(session_id: str, **fields: Any) -> int:
         from .models import Session
 
-        await Session.objects.filter(id=session_id).aupdate(last_seen=timezone.now())
+        return await _db(lambda: Session.objects.filter(id=session_id).update(**fields))()
 
     async def update(self, record: SessionRecord, **fields: Any) -> None:
-        """Persist changed fields and make every worker reload the session."""
-        from .models import Session
-
-        await Session.objects.filter(id=record.id).aupdate(last_seen=timezone.now(), **fields)
+        """Persist changed fields (already set on ``record``) and make every worker reload the session."""
+        await self._write(record.id, last_seen=timezone.now(), **fields)
         self._remember(record)
         await self._bus.publish("session.invalidate", session_id=record.id)
 
+    async def initialize(self, record: SessionRecord, *, protocol_version: str, client_info: dict[str, Any],
+                         client_capabilities: dict[str, Any]) -> None:
+        """Record what ``initialize`` negotiated on a session created before it (legacy transport)."""
+        record.protocol_version = protocol_version
+        record.client_info = client_info
+        record.client_capabilities = client_capabilities
+        await self.update(record, protocol_version=protocol_version, client_info=client_info,
+                          client_capabilities=client_capabilities,
+                          client_name=str(client_info.get("name", ""))[:200],
+                          client_version=str(client_info.get("version", ""))[:100])
+
     async def end(self, session_id: str) -> bool:
-        """End a session; False when it was unknown or already ended."""
+        """End a session; False when it was unknown or already ended. Every worker is told at once
+        (``session.ended``): cached copies are dropped and its running requests cancelled."""
         from .models import Session
 
         if not SESSION_ID_RE.match(session_id):
             return False
-        ended = await Session.objects.filter(id=session_id, ended__isnull=True).aupdate(ended=timezone.now())
+        ended = await _db(lambda: Session.objects.filter(id=session_id, ended__isnull=True).update(ended=timezone.now()))()
         self._cache.pop(session_id, None)
         await self._bus.publish("session.invalidate", session_id=session_id)
+        await self._bus.publish("session.ended", session_id=session_id)
         return bool(ended)

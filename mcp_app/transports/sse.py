@@ -1,0 +1,220 @@
+"""The legacy HTTP+SSE transport (MCP 2024-11-05), the tutorial's transport.
+
+- ``GET /sse`` opens a session's event stream. Its first event, ``endpoint``, names the URL for the
+  client's messages: ``/sse/messages?session_id=<id>``. Answers, notifications and requests to the
+  client follow as ``message`` events; a comment line every ``SSE_KEEPALIVE_INTERVAL`` keeps it alive.
+- ``POST /sse/messages?session_id=<id>`` takes one JSON-RPC message and answers 202 Accepted; the answer
+  travels on the stream, through the channel layer, so the POST may reach any worker or host.
+
+Clients send their messages one POST at a time, so a POST cannot wait for a slow handler (a tool that
+asks the client for sampling would wait for an answer the client cannot send yet). It waits at most
+:data:`ANSWER_WAIT` seconds, or until the handler asks the client something: a quick answer is thus
+delivered before the 202 (order kept, and a full or unreachable channel layer answers 503), and a slow
+one follows on the stream when it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..conf import mcp_settings
+from ..models import Session
+from ..protocol import jsonrpc, versions
+from ..protocol.context import RequestContext
+from ..protocol.errors import INTERNAL_ERROR, McpError, ParseError
+from ..server import Server, get_server
+from ..sessions import SessionRecord
+from . import security
+from .events import DeliveryError, send_to_stream
+from .http import SSE_HEADERS, MCPConsumer, accepts, media_types
+
+logger = logging.getLogger("mcp_app.transports")
+
+#: Seconds a POST waits for its answer before answering 202 and letting the answer follow.
+ANSWER_WAIT = 0.1
+SESSION_NOT_FOUND = -32001
+
+# Handlers still running after their POST answered, by session, so that ending a session stops them
+# (and so that the event loop keeps a strong reference to them).
+_running: dict[str, set[asyncio.Task[None]]] = {}
+
+
+def _on_session_ended(message: dict[str, Any]) -> None:
+    for task in _running.pop(message.get("session_id", ""), set()):
+        task.cancel()
+
+
+_bus_hooked: set[int] = set()
+
+
+def _hook_bus(server: Server) -> None:
+    if id(server.bus) not in _bus_hooked:
+        _bus_hooked.add(id(server.bus))
+        server.bus.on("session.ended", _on_session_ended)
+
+
+class SSEStreamConsumer(MCPConsumer):
+    """``GET /sse``: a new session and its event stream, for as long as the client stays."""
+
+    async def handle(self, body: bytes) -> None:
+        method = self.scope.get("method")
+        if method != "GET":
+            await self.error(405, f"Method {method} is not allowed here; GET opens the event stream.",
+                             headers=[(b"allow", b"GET")])
+            return
+        if not accepts(security.header(self.scope, b"accept"), "text/event-stream"):
+            await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
+            return
+        server = get_server()
+        _hook_bus(server)
+        session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version="")
+        self.session_record = session
+        channel = await self.join_stream_channel(session.id)
+        if channel is None:
+            await server.sessions.end(session.id)
+            await self.error(503, "Service Unavailable: no channel layer is configured, so the stream cannot "
+                                  "receive answers; set CHANNEL_LAYERS.", code=INTERNAL_ERROR)
+            return
+        await server.sessions.update(session, stream_channel=channel)
+        session.stream_channel = channel
+        endpoint = f"{self.scope.get('root_path', '')}{mcp_settings.SSE_PATH.rstrip('/')}/messages?session_id={session.id}"
+        await self.start(200, SSE_HEADERS)
+        await self.body(f"event: endpoint\ndata: {endpoint}\n\n".encode(), more=True)
+        await self.pump_stream()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        record: SessionRecord | None = getattr(self, "session_record", None)
+        if record is not None:
+            # The stream was the session: without it no answer can reach the client.
+            try:
+                await get_server().sessions.end(record.id)
+            except Exception:
+                logger.warning("could not mark session %s ended", record.id, exc_info=True)
+
+
+class SSEMessagesConsumer(MCPConsumer):
+    """``POST /sse/messages?session_id=<id>``: one client message; 202, the answer on the stream."""
+
+    async def handle(self, body: bytes) -> None:
+        method = self.scope.get("method")
+        if method != "POST":
+            await self.error(405, f"Method {method} is not allowed here; POST one JSON-RPC message.",
+                             headers=[(b"allow", b"POST")])
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        session_id = (query.get("session_id") or query.get("sessionId") or [""])[0]
+        if not session_id:
+            await self.error(400, "Bad Request: session_id is required; POST to the URL of the stream's endpoint event.")
+            return
+        if media_types(security.header(self.scope, b"content-type"))[:1] != ["application/json"]:
+            await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
+            return
+        server = get_server()
+        _hook_bus(server)
+        session = await server.sessions.get(session_id)
+        if session is None or session.transport != Session.Transport.SSE or not session.stream_channel:
+            await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
+                             code=SESSION_NOT_FOUND)
+            return
+        try:
+            payload = jsonrpc.loads(body)
+        except ParseError as exc:
+            await self.json(400, jsonrpc.error_response(None, exc.to_error()))
+            return
+        is_batch = isinstance(payload, list)
+        items = payload if is_batch else [payload]
+        if is_batch and (not items or not versions.allows_batches(session.protocol_version)):
+            version = session.protocol_version or "a session before initialize"
+            await self.error(400, f"Invalid Request: send one JSON-RPC message per POST (no batches in {version}).")
+            return
+        await self.process(server, session, items)
+
+    async def process(self, server: Server, session: SessionRecord, items: list[Any]) -> None:
+        errors: list[dict[str, Any]] = []
+        requests: list[jsonrpc.Request] = []
+        for item in items:
+            try:
+                message = jsonrpc.parse_message(item)
+            except jsonrpc.InvalidMessage as exc:
+                errors.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
+                continue
+            if isinstance(message, jsonrpc.Request):
+                requests.append(message)
+            elif isinstance(message, jsonrpc.Response):
+                await server.deliver_response(session.id, message)
+            elif message.method == "notifications/cancelled":
+                request_id = message.params.get("requestId")
+                if isinstance(request_id, (str, int)):
+                    await server.cancel(session.id, request_id)
+            else:
+                await server.dispatcher.handle_notification(message, session)
+        if errors and not requests:
+            await self.json(400, errors if len(items) > 1 else errors[0])
+            return
+        if not requests:
+            await self.empty(202)
+            return
+        asked_client = asyncio.Event()
+
+        async def deliver(message: dict[str, Any]) -> None:
+            await send_to_stream(session.stream_channel, message)
+
+        async def send(message: dict[str, Any]) -> None:
+            await deliver(message)
+            if "method" in message and "id" in message:
+                asked_client.set()  # the client must be free to POST its answer: stop holding this POST
+
+        async def run(request: jsonrpc.Request) -> None:
+            if request.method == "initialize":
+                answer = await self.initialize(server, session, request)
+            else:
+                ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
+                                     pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+                                     extra={"scope": self.scope})
+                answer = await server.dispatcher.handle_request(request, ctx)
+            if answer is not None:
+                await deliver(answer)
+
+        async def run_all() -> None:
+            for error in errors:
+                await deliver(error)
+            await asyncio.gather(*(run(r) for r in requests))
+
+        task = asyncio.ensure_future(run_all())
+        _running.setdefault(session.id, set()).add(task)
+        task.add_done_callback(lambda t: self._finished(session.id, t))
+        waiter = asyncio.ensure_future(asked_client.wait())
+        try:
+            await asyncio.wait({task, waiter}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done() and not task.cancelled() and isinstance(task.exception(), DeliveryError):
+            await self.error(503, "Service Unavailable: the answer could not be queued for your stream (the channel "
+                                  "layer is full or unreachable); retry shortly.", code=INTERNAL_ERROR,
+                             headers=[(b"retry-after", b"1")])
+            return
+        await self.empty(202)
+
+    @staticmethod
+    def _finished(session_id: str, task: asyncio.Task[None]) -> None:
+        tasks = _running.get(session_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                _running.pop(session_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Too late for the POST's status (it answered 202): say so in the log, never drop silently.
+            logger.error("MCP answer for session %s could not be delivered", session_id, exc_info=task.exception())
+
+    async def initialize(self, server: Server, session: SessionRecord, request: jsonrpc.Request) -> dict[str, Any]:
+        try:
+            version, client_info, capabilities = server.dispatcher.validate_initialize(request.params)
+        except McpError as exc:
+            return jsonrpc.error_response(request.id, exc.to_error())
+        await server.sessions.initialize(session, protocol_version=version, client_info=client_info,
+                                         client_capabilities=capabilities)
+        return jsonrpc.response(request.id, server.dispatcher.initialize_result(version))
