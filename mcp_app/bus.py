@@ -44,7 +44,11 @@ class Bus:
         if layer is None:
             return
         channel = await layer.new_channel("mcp_app.bus.")
-        await layer.group_add(GROUP, channel)
+        try:
+            await layer.group_add(GROUP, channel)
+        except Exception as exc:  # unreachable now; the next call tries again
+            logger.warning("mcp_app bus: cannot join the channel layer (%s: %s)", type(exc).__name__, exc)
+            return
         task = loop.create_task(self._listen(layer, channel), name="mcp_app-bus")
         self._listeners[id(loop)] = (task, channel)
 
@@ -58,8 +62,8 @@ class Bus:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the layer went away for a moment: keep listening
-                logger.warning("mcp_app bus: channel layer receive failed; retrying", exc_info=True)
+            except Exception as exc:  # the layer went away for a moment: keep listening
+                logger.warning("mcp_app bus: channel layer receive failed (%s: %s); retrying in 1s", type(exc).__name__, exc)
                 await asyncio.sleep(1)
                 continue
             await self.dispatch(message)
@@ -82,7 +86,7 @@ class Bus:
         await self.ensure_listening()
         try:
             await layer.group_send(GROUP, {"type": "mcp.bus", "kind": kind, **data})
-        except Exception:
-            logger.exception("mcp_app bus: could not publish %s", kind)
+        except Exception as exc:
+            logger.error("mcp_app bus: could not publish %s (%s: %s)", kind, type(exc).__name__, exc)
             return False
         return True

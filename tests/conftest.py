@@ -44,8 +44,7 @@ def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     server = start_daphne(tmp_path_factory.mktemp("live"))
     yield server
     server.stop()
-    log = server.log()
-    assert "Traceback" not in log, f"the live server logged a traceback:\n{log[-5000:]}"
+    server.assert_no_traceback()
 
 
 def pytest_terminal_summary(terminalreporter: object) -> None:

@@ -51,6 +51,12 @@ class LiveServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def assert_no_traceback(self) -> None:
+        """Fail, showing the first traceback, if the server logged one: bad input never crashes a handler."""
+        log = self.log()
+        at = log.find("Traceback")
+        assert at < 0, f"the server logged a traceback:\n{log[max(0, at - 300):at + 4000]}"
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

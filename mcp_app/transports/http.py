@@ -161,8 +161,9 @@ class MCPConsumer(AsyncConsumer):
         if self.stream_session is not None and self.channel_layer is not None and self.channel_name is not None:
             try:
                 await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)
-            except Exception:  # the layer is down: its group entry expires by itself
-                logger.warning("could not leave the group of session %s", self.stream_session, exc_info=True)
+            except Exception as exc:  # the layer is down: its group entry expires by itself
+                logger.warning("could not leave the group of session %s (%s: %s)", self.stream_session,
+                               type(exc).__name__, exc)
 
     # -- event streams ------------------------------------------------------------------------------
     async def join_stream_channel(self, session_id: str) -> str | None:
@@ -193,6 +194,13 @@ class MCPConsumer(AsyncConsumer):
             except TimeoutError:
                 await self.body(b": keepalive\n\n", more=True)
                 continue
+            except Exception as exc:
+                # The layer's backend is gone, and with it whatever was queued for this stream: end the
+                # stream so that the client reconnects, rather than leave it open and silent.
+                logger.warning("ending the stream of session %s: channel layer receive failed (%s: %s)",
+                               self.stream_session, type(exc).__name__, exc)
+                await self.body(b"")
+                return
             if event.get("type") == "mcp.close":
                 await self.body(b"")
                 return

@@ -72,11 +72,16 @@ class SSEStreamConsumer(MCPConsumer):
         _hook_bus(server)
         session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version="")
         self.session_record = session
-        channel = await self.join_stream_channel(session.id)
+        try:
+            channel = await self.join_stream_channel(session.id)
+        except Exception as exc:  # the layer's backend (Redis) is unreachable
+            logger.warning("cannot open an SSE stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
+            channel = None
         if channel is None:
             await server.sessions.end(session.id)
-            await self.error(503, "Service Unavailable: no channel layer is configured, so the stream cannot "
-                                  "receive answers; set CHANNEL_LAYERS.", code=INTERNAL_ERROR)
+            await self.error(503, "Service Unavailable: the channel layer that carries answers to the stream is not "
+                                  "configured or not reachable; retry shortly.", code=INTERNAL_ERROR,
+                             headers=[(b"retry-after", b"1")])
             return
         await server.sessions.update(session, stream_channel=channel)
         session.stream_channel = channel
@@ -92,8 +97,8 @@ class SSEStreamConsumer(MCPConsumer):
             # The stream was the session: without it no answer can reach the client.
             try:
                 await get_server().sessions.end(record.id)
-            except Exception:
-                logger.warning("could not mark session %s ended", record.id, exc_info=True)
+            except Exception as exc:
+                logger.warning("could not mark session %s ended (%s: %s)", record.id, type(exc).__name__, exc)
 
 
 class SSEMessagesConsumer(MCPConsumer):
@@ -208,7 +213,11 @@ class SSEMessagesConsumer(MCPConsumer):
                 _running.pop(session_id, None)
         if not task.cancelled() and task.exception() is not None:
             # Too late for the POST's status (it answered 202): say so in the log, never drop silently.
-            logger.error("MCP answer for session %s could not be delivered", session_id, exc_info=task.exception())
+            error = task.exception()
+            if isinstance(error, DeliveryError):
+                logger.error("MCP answer for session %s could not be delivered: %s", session_id, error)
+            else:
+                logger.error("MCP request for session %s failed", session_id, exc_info=error)
 
     async def initialize(self, server: Server, session: SessionRecord, request: jsonrpc.Request) -> dict[str, Any]:
         try:

@@ -12,6 +12,7 @@ This module only turns HTTP into messages; :mod:`mcp_app.protocol.dispatcher` do
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..conf import mcp_settings
@@ -24,6 +25,8 @@ from ..sessions import SessionRecord
 from . import security
 from .events import close_session_streams
 from .http import SSE_HEADERS, MCPConsumer, accepts, media_types, sse_event
+
+logger = logging.getLogger("mcp_app.transports")
 
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
@@ -222,9 +225,15 @@ class StreamableHTTPConsumer(MCPConsumer):
         if session.id in _open_streams:
             await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
             return
+        try:
+            await self.join_stream_channel(session.id)
+        except Exception as exc:  # the layer's backend (Redis) is unreachable
+            logger.warning("cannot open a GET stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
+            await self.error(503, "Service Unavailable: the channel layer that feeds the stream is not reachable; "
+                                  "retry shortly.", code=-32603, headers=[(b"retry-after", b"1")])
+            return
         _open_streams.add(session.id)
         self.holds_stream = True
-        await self.join_stream_channel(session.id)
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
         await self.pump_stream()

@@ -37,15 +37,49 @@ TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP
                                                  "django.contrib.auth.context_processors.auth",
                                                  "django.contrib.messages.context_processors.messages"]}}]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("MCP_TEST_DB", str(BASE_DIR / "conformance.sqlite3")),
-        # Live servers write sessions while tests read them: wait for the lock instead of failing.
-        "OPTIONS": {"timeout": 20},
+# SQLite by default; MCP_TEST_POSTGRES_DB selects PostgreSQL (127.0.0.1, user postgres) for the
+# multi-process tests, MCP_TEST_REDIS_URL the Redis channel layer.
+if os.environ.get("MCP_TEST_POSTGRES_DB"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ["MCP_TEST_POSTGRES_DB"],
+            "HOST": os.environ.get("MCP_TEST_POSTGRES_HOST", "127.0.0.1"),
+            "USER": os.environ.get("MCP_TEST_POSTGRES_USER", "postgres"),
+            "PASSWORD": os.environ.get("MCP_TEST_POSTGRES_PASSWORD", ""),
+        }
     }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("MCP_TEST_DB", str(BASE_DIR / "conformance.sqlite3")),
+            # Live servers write sessions while tests read them: wait for the lock instead of failing.
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+if os.environ.get("MCP_TEST_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [os.environ["MCP_TEST_REDIS_URL"]],
+                # One prefix per test run, so parallel runs sharing a Redis never see each other's messages.
+                "prefix": os.environ.get("MCP_TEST_REDIS_PREFIX", "mcp_app_test"),
+                "capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "100")),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "100"))},
+        }
+    }
+MCP_APP = {
+    "SERVER_NAME": "mcp_app-conformance",
+    "SSE_KEEPALIVE_INTERVAL": float(os.environ.get("MCP_TEST_KEEPALIVE", "15")),
 }
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-MCP_APP = {"SERVER_NAME": "mcp_app-conformance"}
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

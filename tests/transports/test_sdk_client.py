@@ -141,7 +141,7 @@ def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     server = start_daphne(tmp_path_factory.mktemp("uvicorn"), server="uvicorn")
     yield server
     server.stop()
-    assert "Traceback" not in server.log(), server.log()[-5000:]
+    server.assert_no_traceback()
 
 
 async def test_runs_under_uvicorn_too(uvicorn_server: LiveServer) -> None:
