@@ -94,7 +94,7 @@ class SessionStore:
     async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
                      client_capabilities: dict[str, Any] | None = None, stream_channel: str = "") -> SessionRecord:
         """Store a new session. The legacy transport creates it when its stream opens, before
-        ``initialize`` (``protocol_version`` empty until then)."""
+        ``initialize`` negotiates the version (it starts as 2024-11-05)."""
         from .models import Session
 
         await self._bus.ensure_listening()

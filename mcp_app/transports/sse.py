@@ -70,7 +70,8 @@ class SSEStreamConsumer(MCPConsumer):
             return
         server = get_server()
         _hook_bus(server)
-        session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version="")
+        # The transport's own version until initialize negotiates one (clients may send ping first).
+        session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05)
         self.session_record = session
         try:
             channel = await self.join_stream_channel(session.id)
@@ -133,8 +134,8 @@ class SSEMessagesConsumer(MCPConsumer):
         is_batch = isinstance(payload, list)
         items = payload if is_batch else [payload]
         if is_batch and (not items or not versions.allows_batches(session.protocol_version)):
-            version = session.protocol_version or "a session before initialize"
-            await self.error(400, f"Invalid Request: send one JSON-RPC message per POST (no batches in {version}).")
+            await self.error(400, f"Invalid Request: send one JSON-RPC message per POST (no batches in "
+                                  f"{session.protocol_version}).")
             return
         await self.process(server, session, items)
 
