@@ -5,8 +5,10 @@ Transports call :func:`get_server`; tests and ``setting_changed`` call :func:`re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +30,30 @@ class Server:
     sessions: SessionStore
     pending: PendingClientRequests
     bus: Bus
+    #: Handlers that outlive the HTTP request that started them (legacy transport), by session.
+    background: dict[str, set[asyncio.Task[Any]]] = field(default_factory=dict)
+
+    def spawn(self, session_id: str, work: Coroutine[Any, Any, Any],
+              on_done: Callable[[asyncio.Task[Any]], None] | None = None) -> asyncio.Task[Any]:
+        """Run ``work`` beyond the current request; ending the session cancels it."""
+        task = asyncio.ensure_future(work)
+        self.background.setdefault(session_id, set()).add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            tasks = self.background.get(session_id)
+            if tasks is not None:
+                tasks.discard(finished)
+                if not tasks:
+                    self.background.pop(session_id, None)
+            if on_done is not None:
+                on_done(finished)
+
+        task.add_done_callback(done)
+        return task
+
+    def cancel_background(self, session_id: str) -> None:
+        for task in self.background.pop(session_id, set()):
+            task.cancel()
 
     async def deliver_response(self, session_id: str, response: jsonrpc.Response) -> None:
         """Give a client's answer to the handler waiting for it, in this process or another."""
@@ -62,6 +88,7 @@ def _build() -> Server:
     bus.on("client.response", lambda m: pending.resolve(
         m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error"))))
     bus.on("request.cancel", lambda m: dispatcher.cancel(m["session_id"], m["request_id"]))
+    bus.on("session.ended", lambda m: server.cancel_background(m["session_id"]))
     return server
 
 

@@ -37,25 +37,6 @@ logger = logging.getLogger("mcp_app.transports")
 ANSWER_WAIT = 0.1
 SESSION_NOT_FOUND = -32001
 
-# Handlers still running after their POST answered, by session, so that ending a session stops them
-# (and so that the event loop keeps a strong reference to them).
-_running: dict[str, set[asyncio.Task[None]]] = {}
-
-
-def _on_session_ended(message: dict[str, Any]) -> None:
-    for task in _running.pop(message.get("session_id", ""), set()):
-        task.cancel()
-
-
-_bus_hooked: set[int] = set()
-
-
-def _hook_bus(server: Server) -> None:
-    if id(server.bus) not in _bus_hooked:
-        _bus_hooked.add(id(server.bus))
-        server.bus.on("session.ended", _on_session_ended)
-
-
 class SSEStreamConsumer(MCPConsumer):
     """``GET /sse``: a new session and its event stream, for as long as the client stays."""
 
@@ -69,7 +50,6 @@ class SSEStreamConsumer(MCPConsumer):
             await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
             return
         server = get_server()
-        _hook_bus(server)
         # The transport's own version until initialize negotiates one (clients may send ping first).
         session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05)
         self.session_record = session
@@ -120,7 +100,6 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
             return
         server = get_server()
-        _hook_bus(server)
         session = await server.sessions.get(session_id)
         if session is None or session.transport != Session.Transport.SSE or not session.stream_channel:
             await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
@@ -190,9 +169,7 @@ class SSEMessagesConsumer(MCPConsumer):
                 await deliver(error)
             await asyncio.gather(*(run(r) for r in requests))
 
-        task = asyncio.ensure_future(run_all())
-        _running.setdefault(session.id, set()).add(task)
-        task.add_done_callback(lambda t: self._finished(session.id, t))
+        task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, t))
         waiter = asyncio.ensure_future(asked_client.wait())
         try:
             await asyncio.wait({task, waiter}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
@@ -207,11 +184,6 @@ class SSEMessagesConsumer(MCPConsumer):
 
     @staticmethod
     def _finished(session_id: str, task: asyncio.Task[None]) -> None:
-        tasks = _running.get(session_id)
-        if tasks is not None:
-            tasks.discard(task)
-            if not tasks:
-                _running.pop(session_id, None)
         if not task.cancelled() and task.exception() is not None:
             # Too late for the POST's status (it answered 202): say so in the log, never drop silently.
             error = task.exception()
