@@ -43,7 +43,9 @@ class Bus:
         layer = get_channel_layer()
         if layer is None:
             return
-        channel = await layer.new_channel("mcp_app.bus.")
+        # The default prefix on purpose: channels_redis multiplexes a process's channels through one key
+        # per prefix, and its receive loop reads only the key of whoever holds its lock.
+        channel = await layer.new_channel()
         try:
             await layer.group_add(GROUP, channel)
         except Exception as exc:  # unreachable now; the next call tries again
@@ -63,6 +65,8 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the layer went away for a moment: keep listening
+                if type(exc).__name__ == "TimeoutError":  # an idle read timed out (redis-py 8): not an outage
+                    continue
                 logger.warning("mcp_app bus: channel layer receive failed (%s: %s); retrying in 1s", type(exc).__name__, exc)
                 await asyncio.sleep(1)
                 continue

@@ -48,6 +48,24 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 
 @register(Tags.compatibility)
+def check_redis_timeout(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """channels_redis blocks 5 s waiting for messages; redis-py 8 times reads out after 5 s by default."""
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {})
+    if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
+        return []
+    hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+    if all(isinstance(h, dict) and (h.get("socket_timeout") is None or h["socket_timeout"] > 5) and "socket_timeout" in h
+           for h in hosts) and hosts:
+        return []
+    return [Warning(
+        "channels_redis hosts without a socket_timeout above 5 seconds: redis-py's default read timeout (5 s) "
+        "races channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
+        hint='Give each host a longer timeout: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}].',
+        id="mcp_app.W003",
+    )]
+
+
+@register(Tags.compatibility)
 def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not getattr(settings, "ASGI_APPLICATION", None):
         return [Warning(

@@ -34,3 +34,20 @@ def test_settings_must_be_a_dict() -> None:
 def test_missing_channel_layer_and_asgi_warn() -> None:
     assert ids(check_channel_layer()) == ["mcp_app.W001"]
     assert ids(check_asgi()) == ["mcp_app.W002"]
+
+
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}})
+def test_redis_hosts_without_a_long_read_timeout_warn() -> None:
+    from mcp_app.checks import check_redis_timeout
+
+    messages = check_redis_timeout()
+    assert ids(messages) == ["mcp_app.W003"] and "socket_timeout" in messages[0].hint
+
+
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
+    "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}]}}})
+def test_redis_hosts_with_a_long_read_timeout_pass() -> None:
+    from mcp_app.checks import check_redis_timeout
+
+    assert check_redis_timeout() == []

@@ -39,6 +39,12 @@ def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str 
     return f"{head}event: {event}\ndata: ".encode() + jsonrpc.encode(message) + b"\n\n"
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A layer error worth retrying: a read timeout (redis-py's socket timeout, 5 s by default since
+    redis-py 8, can fire while channels_redis blocks for 5 s waiting for messages)."""
+    return isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError"
+
+
 def media_types(value: str | None, *, drop_refused: bool = False) -> list[str]:
     """The media types of an Accept or Content-Type header, lower case, without parameters.
 
@@ -172,7 +178,9 @@ class MCPConsumer(AsyncConsumer):
         self.channel_layer = get_channel_layer()
         if self.channel_layer is None:
             return None
-        self.channel_name = await self.channel_layer.new_channel("mcp_app.stream.")
+        # The default prefix on purpose: channels_redis multiplexes a process's channels through one key
+        # per prefix, and its receive loop reads only the key of whoever holds its lock.
+        self.channel_name = await self.channel_layer.new_channel()
         await self.channel_layer.group_add(session_group(session_id), self.channel_name)
         return self.channel_name
 
@@ -195,6 +203,8 @@ class MCPConsumer(AsyncConsumer):
                 await self.body(b": keepalive\n\n", more=True)
                 continue
             except Exception as exc:
+                if is_transient(exc):
+                    continue
                 # The layer's backend is gone, and with it whatever was queued for this stream: end the
                 # stream so that the client reconnects, rather than leave it open and silent.
                 logger.warning("ending the stream of session %s: channel layer receive failed (%s: %s)",

@@ -63,10 +63,11 @@ if os.environ.get("MCP_TEST_REDIS_URL"):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [os.environ["MCP_TEST_REDIS_URL"]],
+                # A read timeout longer than channels_redis's 5 s blocking pop (redis-py 8 defaults to 5 s).
+                "hosts": [{"address": os.environ["MCP_TEST_REDIS_URL"], "socket_timeout": 30}],
                 # One prefix per test run, so parallel runs sharing a Redis never see each other's messages.
                 "prefix": os.environ.get("MCP_TEST_REDIS_PREFIX", "mcp_app_test"),
-                "capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "100")),
+                "capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "1000")),
             },
         }
     }
@@ -74,7 +75,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "100"))},
+            "CONFIG": {"capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "1000"))},
         }
     }
 MCP_APP = {
