@@ -33,8 +33,10 @@ from .http import SSE_HEADERS, MCPConsumer, accepts, media_types
 
 logger = logging.getLogger("mcp_app.transports")
 
-#: Seconds a POST waits for its answer before answering 202 and letting the answer follow.
-ANSWER_WAIT = 0.1
+#: Seconds a POST waits for its answer before answering 202 and letting the answer follow. Long enough
+#: for ordinary requests to be answered (and so delivered in order) first; short enough that a client
+#: whose POSTs queue behind a slow tool can soon send the next message, a cancellation for instance.
+ANSWER_WAIT = 1.0
 SESSION_NOT_FOUND = -32001
 
 class SSEStreamConsumer(MCPConsumer):
@@ -51,8 +53,11 @@ class SSEStreamConsumer(MCPConsumer):
             return
         server = get_server()
         # The transport's own version until initialize negotiates one (clients may send ping first).
-        session = await server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05)
-        self.session_record = session
+        # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
+        # gets its session ended.
+        self.creating = asyncio.ensure_future(
+            server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05))
+        session = await asyncio.shield(self.creating)
         try:
             channel = await self.join_stream_channel(session.id)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
@@ -73,13 +78,15 @@ class SSEStreamConsumer(MCPConsumer):
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        record: SessionRecord | None = getattr(self, "session_record", None)
-        if record is not None:
+        creating: asyncio.Future[SessionRecord] | None = getattr(self, "creating", None)
+        if creating is None:
+            return
+        try:
+            record = await creating
             # The stream was the session: without it no answer can reach the client.
-            try:
-                await get_server().sessions.end(record.id)
-            except Exception as exc:
-                logger.warning("could not mark session %s ended (%s: %s)", record.id, type(exc).__name__, exc)
+            await get_server().sessions.end(record.id)
+        except Exception as exc:
+            logger.warning("could not end the session of a closed stream (%s: %s)", type(exc).__name__, exc)
 
 
 class SSEMessagesConsumer(MCPConsumer):

@@ -47,6 +47,8 @@ if os.environ.get("MCP_TEST_POSTGRES_DB"):
             "HOST": os.environ.get("MCP_TEST_POSTGRES_HOST", "127.0.0.1"),
             "USER": os.environ.get("MCP_TEST_POSTGRES_USER", "postgres"),
             "PASSWORD": os.environ.get("MCP_TEST_POSTGRES_PASSWORD", ""),
+            # Keep connections between messages, as a production site with PostgreSQL would.
+            "CONN_MAX_AGE": 60,
         }
     }
 else:

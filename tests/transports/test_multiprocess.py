@@ -8,9 +8,10 @@ in-memory layer of the other tests hide all of that, so here two real daphne pro
 share a fresh PostgreSQL database and a Redis key prefix of their own, and the tests check:
 
 - **Ordering under concurrency**: 10 sessions at once, each with its stream on A and every POST on B,
-  50 requests each (500 in all) pipelined one 202 at a time without waiting for answers. Every POST
-  is accepted, every answer arrives on the right stream exactly once, in the order its requests were
-  sent, carrying its own result.
+  50 requests each (500 in all): initialize, then 49 pings and tool calls pipelined one 202 at a time,
+  never waiting for an answer. Every POST is accepted, every answer arrives on the right stream exactly
+  once, in the order its requests were sent, carrying its own result. (A POST holds its 202 for up to
+  0.1 s until its answer is queued, which is what keeps quick answers in order across workers.)
 - **Server-to-client requests across workers**: a tool running on B asks the client for sampling
   through the stream on A; the client answers to A, which must hand the answer to B (bus), whose tool
   result then comes back to the stream on A (channel layer).
@@ -276,17 +277,21 @@ async def run_pipelined_session(client: httpx.AsyncClient, a: LiveServer, b: Liv
                                 deadline: float) -> None:
     async with open_stream(client, a) as stream:
         answers: list[dict[str, Any]] = []
+        first = asyncio.Event()
 
         async def read() -> None:
             while True:
                 answers.append(await stream.message())
+                first.set()
 
         reader = asyncio.create_task(read())
         try:
             url = stream.post_url(b)
-            # Fully pipelined, initialize included (the lifecycle only says a client SHOULD wait for its
-            # answer): each POST waits for its 202, never for an answer.
             await post(client, url, initialize_request(1))
+            # As the lifecycle asks, nothing but pings before initialize is answered (initialize writes the
+            # session row: it may outlast the 0.1 s a POST waits, and a later answer could then overtake it).
+            # From here on each POST waits for its 202, never for an answer.
+            await asyncio.wait_for(first.wait(), 20)
             await post(client, url, INITIALIZED)
             for n in range(2, REQUESTS_PER_SESSION + 1):
                 await post(client, url, planned_request(session, n))
