@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "SERVER_TITLE": None,
     "INSTRUCTIONS": None,
     # Import string of the Provider that serves tools/resources/prompts; the default serves the code registry.
-    "PROVIDER": "mcp_app.registry.default_registry",
+    "PROVIDER": "mcp_app.managed.default_provider",
     # URL path of the Streamable HTTP endpoint (mounted by mcp_app.routing).
     "PATH": "/mcp",
     # URL path of the legacy HTTP+SSE stream; its messages endpoint is SSE_PATH + "/messages".
@@ -44,6 +44,13 @@ DEFAULTS: dict[str, Any] = {
     "SSE_KEEPALIVE_INTERVAL": 15,
     # Milliseconds clients wait before reconnecting a closed SSE stream (the SSE `retry` field).
     "SSE_RETRY_MS": 1000,
+    # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
+    # (case-insensitive substring match, at any depth).
+    "AUDIT_LOG": True,
+    "AUDIT_REDACT_KEYS": ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie",
+                          "credential", "private_key"],
+    # Days audit rows are kept; `manage.py mcp_prune_audit` deletes older ones (None: keep forever).
+    "AUDIT_RETENTION_DAYS": 90,
 }
 
 IMPORT_STRINGS = {"PROVIDER"}

@@ -1,0 +1,250 @@
+"""The default provider: the code registry as the site's admins configure it in the ORM.
+
+- Tools come from code; their :class:`~mcp_app.models.Tool` rows enable or disable them, override
+  title, description, annotations and input schema, and restrict them to permissions or groups.
+- Prompts come from code or are authored in the admin (:class:`~mcp_app.models.Prompt` with its
+  arguments and message templates).
+- Every tools/call is written to the audit log (:class:`~mcp_app.models.ToolCall`).
+
+Rows are read on every list and call (one or two indexed queries), so an edit in the admin shows on
+every worker at once; ``notifications/*/list_changed`` tells open sessions (see :mod:`mcp_app.signals`).
+A hidden, disabled or orphaned tool answers exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from .conf import mcp_settings
+from .content import content_dict
+from .protocol.context import RequestContext
+from .protocol.errors import InvalidParams, McpError
+from .protocol.provider import Provider
+from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
+
+REDACTED = "[redacted]"
+
+
+def caller(ctx: RequestContext) -> Any:
+    """The Django user behind a request (None when anonymous)."""
+    user = ctx.extra.get("user")
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def redact(value: Any, patterns: list[str]) -> Any:
+    """``value`` with the values of secret-looking keys replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if any(p in str(k).lower() for p in patterns) else redact(v, patterns))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, patterns) for v in value]
+    return value
+
+
+def _rule(row: Any) -> tuple[list[str], list[int]]:
+    perms = [f"{p.content_type.app_label}.{p.codename}" for p in row.required_permissions.all()]
+    return perms, [g.id for g in row.allowed_groups.all()]
+
+
+class ManagedProvider(Provider):
+    """Serves a :class:`~mcp_app.registry.Registry` through the admin-managed rows."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._synced = False
+
+    # -- rows ---------------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Create rows for code-registered tools and prompts that have none (admins' edits are kept)."""
+        from .models import Prompt, Tool
+
+        existing = set(Tool.objects.values_list("name", flat=True))
+        Tool.objects.bulk_create([Tool(name=name) for name in self.registry.tools if name not in existing],
+                                 ignore_conflicts=True)
+        for name in self.registry.prompts:
+            Prompt.objects.update_or_create(name=name, defaults={"from_code": True})
+        self._synced = True
+
+    def _tool_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
+        """Rows of enabled tools this user may use, by name (all of them, or just ``name``)."""
+        from .models import Tool
+
+        if not self._synced:
+            self.sync()
+        rows = Tool.objects.filter(enabled=True).prefetch_related("required_permissions__content_type",
+                                                                  "allowed_groups")
+        if name is not None:
+            rows = rows.filter(name=name)
+        return {row.name: row for row in rows if row.allows(user, *_rule(row))}
+
+    def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
+        from .models import Prompt
+
+        if not self._synced:
+            self.sync()
+        rows = Prompt.objects.filter(enabled=True).prefetch_related(
+            "arguments", "messages", "required_permissions__content_type", "allowed_groups")
+        if name is not None:
+            rows = rows.filter(name=name)
+        usable = {}
+        for row in rows:
+            if row.from_code and row.name not in self.registry.prompts:
+                continue  # orphaned
+            if row.allows(user, *_rule(row)):
+                usable[row.name] = row
+        return usable
+
+    # -- tools --------------------------------------------------------------------------------------
+    def _definition(self, spec: ToolSpec, row: Any) -> dict[str, Any]:
+        tool = spec.definition()
+        if row.title:
+            tool["title"] = row.title
+        if row.description:
+            tool["description"] = row.description
+        hints = row.annotations()
+        if hints:
+            tool["annotations"] = {**(tool.get("annotations") or {}), **hints}
+        if row.input_schema:
+            tool["inputSchema"] = row.input_schema
+        return tool
+
+    async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        rows = await database_sync_to_async(self._tool_rows)(caller(ctx))
+        return [self._definition(spec, rows[name]) for name, spec in self.registry.tools.items() if name in rows]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        user = caller(ctx)
+        started = time.perf_counter()
+        outcome, message, result = "ok", "", None
+        try:
+            spec = self.registry.tools.get(name)
+            row = (await database_sync_to_async(self._tool_rows)(user, name)).get(name) if spec else None
+            if spec is None or row is None:
+                outcome = "refused"
+                raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
+            if row.input_schema:
+                problem = _schema_problem(row.input_schema, arguments)
+                if problem:
+                    outcome, message = "tool_error", f"Invalid arguments for tool '{name}': {problem}"
+                    return _error_result(message)
+            result = await spec.call(arguments, ctx)
+            if result.get("isError"):
+                outcome = "tool_error"
+                first = (result.get("content") or [{}])[0]
+                message = first.get("text", "") if isinstance(first, dict) else ""
+            return result
+        except McpError as exc:
+            if outcome == "ok":
+                outcome = "failed"
+            message = exc.message
+            raise
+        finally:
+            if mcp_settings.AUDIT_LOG:
+                await self._audit(ctx, user, name, arguments, outcome, message, time.perf_counter() - started)
+
+    async def _audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], outcome: str,
+                     message: str, seconds: float) -> None:
+        from .models import ToolCall
+        from .sessions import SessionRecord
+
+        session = ctx.session
+        await database_sync_to_async(ToolCall.objects.create)(
+            session_id=session.id if isinstance(session, SessionRecord) else None,
+            user=user, tool=name[:128], outcome=outcome, error_message=message[:2000],
+            arguments=redact(arguments, [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]),
+            duration_ms=round(seconds * 1000, 3), via=str(ctx.extra.get("via", ""))[:20],
+        )
+
+    # -- resources: the code registry's, unchanged ----------------------------------------------------
+    async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return await self.registry.list_resources(ctx)
+
+    async def list_resource_templates(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return await self.registry.list_resource_templates(ctx)
+
+    async def read_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
+        return await self.registry.read_resource(uri, ctx)
+
+    # -- prompts --------------------------------------------------------------------------------------
+    def _prompt_definition(self, row: Any) -> dict[str, Any]:
+        spec = self.registry.prompts.get(row.name) if row.from_code else None
+        prompt = spec.definition() if spec else {"name": row.name}
+        if row.title:
+            prompt["title"] = row.title
+        if row.description:
+            prompt["description"] = row.description
+        if not row.from_code:
+            arguments = [{"name": a.name, "required": a.required, **({"description": a.description} if a.description else {})}
+                         for a in row.arguments.all()]
+            if arguments:
+                prompt["arguments"] = arguments
+        return prompt
+
+    async def list_prompts(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        rows = await database_sync_to_async(self._prompt_rows)(caller(ctx))
+        return [self._prompt_definition(row) for row in rows.values()]
+
+    async def get_prompt(self, name: str, arguments: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
+        row = (await database_sync_to_async(self._prompt_rows)(caller(ctx), name)).get(name)
+        if row is None:
+            raise InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
+        if row.from_code:
+            result = await self.registry.get_prompt(name, arguments, ctx)
+        else:
+            result = {"messages": _render(row, arguments)}
+        description = row.description or result.get("description")
+        return {**result, **({"description": description} if description else {})}
+
+    async def complete(self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any],
+                       ctx: RequestContext) -> list[str]:
+        if ref.get("type") == "ref/prompt":
+            name = str(ref.get("name"))
+            row = (await database_sync_to_async(self._prompt_rows)(caller(ctx), name)).get(name)
+            if row is None:
+                raise InvalidParams(f"completion/complete: unknown prompt '{name}'.")
+            if not row.from_code:
+                for arg in row.arguments.all():
+                    if arg.name == argument["name"]:
+                        return await _complete_from(arg.completion_values(), argument.get("value", ""), {})
+                return []
+        return await self.registry.complete(ref, argument, context, ctx)
+
+
+def _schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
+    if error is None:
+        return None
+    return f"{'.'.join(str(p) for p in error.absolute_path) or 'arguments'}: {error.message}"
+
+
+_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    """An admin-authored prompt's messages, rendered with the arguments (Django template syntax)."""
+    from django.template import Context, Engine
+
+    declared = {a.name: a for a in row.arguments.all()}
+    missing = [name for name, a in declared.items() if a.required and not arguments.get(name)]
+    if missing:
+        raise InvalidParams(f"prompts/get '{row.name}': missing required argument(s): {', '.join(missing)}.")
+    unknown = sorted(set(arguments) - set(declared))
+    if unknown:
+        raise InvalidParams(f"prompts/get '{row.name}': unknown argument(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(declared) or 'none'}.")
+    engine = Engine(autoescape=False)  # prompts are plain text for a model, not HTML
+    values = {name: arguments.get(name, "") for name in declared}
+    return [{"role": m.role, "content": content_dict(engine.from_string(m.template).render(Context(values)))}
+            for m in row.messages.all()]
+
+
+#: The provider mcp_app serves by default (settings: MCP_APP["PROVIDER"]).
+default_provider = ManagedProvider(default_registry)
+
+
