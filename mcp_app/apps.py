@@ -12,7 +12,20 @@ class McpAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from django.db.models.signals import post_migrate
+
+        from . import checks, signals  # noqa: F401  (registers the checks and the signal receivers)
         from .registry import autodiscover
 
         autodiscover()
+        post_migrate.connect(_sync_rows, sender=self)
+
+
+def _sync_rows(**kwargs: object) -> None:
+    """After migrate: a row for every code-registered tool and prompt, so admins see them at once."""
+    from .conf import mcp_settings
+    from .managed import ManagedProvider
+
+    provider = mcp_settings.PROVIDER
+    if isinstance(provider, ManagedProvider):
+        provider.sync()

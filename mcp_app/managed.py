@@ -62,45 +62,61 @@ class ManagedProvider(Provider):
         """Create rows for code-registered tools and prompts that have none (admins' edits are kept)."""
         from .models import Prompt, Tool
 
-        existing = set(Tool.objects.values_list("name", flat=True))
-        Tool.objects.bulk_create([Tool(name=name) for name in self.registry.tools if name not in existing],
-                                 ignore_conflicts=True)
-        for name in self.registry.prompts:
-            Prompt.objects.update_or_create(name=name, defaults={"from_code": True})
+        # bulk_create sends no signals: new default rows change nothing clients see.
+        tools = set(Tool.objects.values_list("name", flat=True))
+        Tool.objects.bulk_create([Tool(name=n) for n in self.registry.tools if n not in tools], ignore_conflicts=True)
+        prompts = set(Prompt.objects.values_list("name", flat=True))
+        Prompt.objects.bulk_create([Prompt(name=n, from_code=True) for n in self.registry.prompts if n not in prompts],
+                                   ignore_conflicts=True)
         self._synced = True
 
-    def _tool_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
-        """Rows of enabled tools this user may use, by name (all of them, or just ``name``)."""
+    def _usable_tools(self, user: Any, name: str | None = None) -> dict[str, Any]:
+        """The registered tools this user may use, by name, each with its row (None: no row yet, so
+        the code's defaults apply). Disabled, restricted and orphaned tools are left out."""
         from .models import Tool
 
         if not self._synced:
             self.sync()
-        rows = Tool.objects.filter(enabled=True).prefetch_related("required_permissions__content_type",
-                                                                  "allowed_groups")
+        rows = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
         if name is not None:
             rows = rows.filter(name=name)
-        return {row.name: row for row in rows if row.allows(user, *_rule(row))}
+        by_name = {row.name: row for row in rows}
+        usable = {}
+        for tool_name in ([name] if name is not None else self.registry.tools):
+            if tool_name not in self.registry.tools:
+                continue
+            row = by_name.get(tool_name)
+            if row is None or (row.enabled and row.allows(user, *_rule(row))):
+                usable[tool_name] = row
+        return usable
 
     def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
         from .models import Prompt
 
         if not self._synced:
             self.sync()
-        rows = Prompt.objects.filter(enabled=True).prefetch_related(
+        rows = Prompt.objects.prefetch_related(
             "arguments", "messages", "required_permissions__content_type", "allowed_groups")
         if name is not None:
             rows = rows.filter(name=name)
+        by_name = {row.name: row for row in rows}
+        # Code prompts without a row yet get a default one (not saved): enabled, open to all.
+        for code_name in ([name] if name is not None else self.registry.prompts):
+            if code_name in self.registry.prompts and code_name not in by_name:
+                by_name[code_name] = Prompt(name=code_name, from_code=True)
         usable = {}
-        for row in rows:
+        for row in by_name.values():
             if row.from_code and row.name not in self.registry.prompts:
                 continue  # orphaned
-            if row.allows(user, *_rule(row)):
+            if row.enabled and (row.pk is None or row.allows(user, *_rule(row))):
                 usable[row.name] = row
         return usable
 
     # -- tools --------------------------------------------------------------------------------------
     def _definition(self, spec: ToolSpec, row: Any) -> dict[str, Any]:
         tool = spec.definition()
+        if row is None:
+            return tool
         if row.title:
             tool["title"] = row.title
         if row.description:
@@ -113,20 +129,20 @@ class ManagedProvider(Provider):
         return tool
 
     async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        rows = await database_sync_to_async(self._tool_rows)(caller(ctx))
-        return [self._definition(spec, rows[name]) for name, spec in self.registry.tools.items() if name in rows]
+        usable = await database_sync_to_async(self._usable_tools)(caller(ctx))
+        return [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         user = caller(ctx)
         started = time.perf_counter()
         outcome, message, result = "ok", "", None
         try:
-            spec = self.registry.tools.get(name)
-            row = (await database_sync_to_async(self._tool_rows)(user, name)).get(name) if spec else None
-            if spec is None or row is None:
+            usable = await database_sync_to_async(self._usable_tools)(user, name)
+            if name not in usable:
                 outcome = "refused"
                 raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
-            if row.input_schema:
+            spec, row = self.registry.tools[name], usable[name]
+            if row is not None and row.input_schema:
                 problem = _schema_problem(row.input_schema, arguments)
                 if problem:
                     outcome, message = "tool_error", f"Invalid arguments for tool '{name}': {problem}"

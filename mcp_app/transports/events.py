@@ -5,6 +5,7 @@ Every open event stream has its own channel and joins its session's group, so an
 - :func:`send_to_stream` targets one stream's channel and raises :class:`DeliveryError` when the layer
   is full or unreachable (the caller answers 503: never a silent drop);
 - :func:`send_to_session` broadcasts to every stream of a session (notifications);
+- :func:`broadcast` reaches every open stream of every session (list_changed);
 - :func:`close_session_streams` ends them (session ended).
 """
 
@@ -20,6 +21,10 @@ logger = logging.getLogger("mcp_app.transports")
 
 class DeliveryError(Exception):
     """A message could not be handed to the channel layer."""
+
+
+#: The group every open stream joins: notifications for everyone (list_changed).
+ALL_STREAMS = "mcp_app.streams"
 
 
 def session_group(session_id: str) -> str:
@@ -50,3 +55,10 @@ async def close_session_streams(session_id: str) -> None:
     layer = get_channel_layer()
     if layer is not None:
         await layer.group_send(session_group(session_id), {"type": "mcp.close"})
+
+
+async def broadcast(message: dict[str, Any]) -> None:
+    """Send a message to every open stream of every session, on every worker."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(ALL_STREAMS, {"type": "mcp.message", "message": message})

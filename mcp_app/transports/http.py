@@ -16,7 +16,7 @@ from ..conf import mcp_settings
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST
 from . import security
-from .events import session_group
+from .events import ALL_STREAMS, session_group
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -167,6 +167,7 @@ class MCPConsumer(AsyncConsumer):
         if self.stream_session is not None and self.channel_layer is not None and self.channel_name is not None:
             try:
                 await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)
+                await self.channel_layer.group_discard(ALL_STREAMS, self.channel_name)
             except Exception as exc:  # the layer is down: its group entry expires by itself
                 logger.warning("could not leave the group of session %s (%s: %s)", self.stream_session,
                                type(exc).__name__, exc)
@@ -182,6 +183,7 @@ class MCPConsumer(AsyncConsumer):
         # per prefix, and its receive loop reads only the key of whoever holds its lock.
         self.channel_name = await self.channel_layer.new_channel()
         await self.channel_layer.group_add(session_group(session_id), self.channel_name)
+        await self.channel_layer.group_add(ALL_STREAMS, self.channel_name)
         return self.channel_name
 
     async def pump_stream(self) -> None:

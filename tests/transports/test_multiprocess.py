@@ -176,9 +176,14 @@ class Stream:
         raise EOFError("the stream ended")
 
     async def message(self) -> dict[str, Any]:
-        name, data = await self.event()
-        assert name == "message", (name, data)
-        return json.loads(data)
+        """The next answer or request on the stream; broadcast notifications (list_changed, which an
+        admin may cause at any time) are skipped."""
+        while True:
+            name, data = await self.event()
+            assert name == "message", (name, data)
+            message = json.loads(data)
+            if "id" in message:
+                return message
 
     @property
     def session_id(self) -> str:

@@ -1,0 +1,63 @@
+"""Model signals -> ``notifications/*/list_changed`` on every open stream of every session, on every worker.
+
+Saving or deleting a tool or prompt row (in the admin or in code) changes what tools/list and
+prompts/list answer; the notification goes out once the transaction commits, through the channel
+layer group that every open stream joins.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import receiver
+
+from .models import Prompt, PromptArgument, PromptMessage, Tool
+from .protocol import jsonrpc
+from .transports.events import broadcast
+
+logger = logging.getLogger("mcp_app")
+
+TOOLS_CHANGED = "notifications/tools/list_changed"
+PROMPTS_CHANGED = "notifications/prompts/list_changed"
+
+
+def notify_all(method: str) -> None:
+    """Send a list_changed notification to every open stream once the current transaction commits."""
+
+    def send() -> None:
+        try:
+            async_to_sync(broadcast)(jsonrpc.notification(method))
+        except Exception as exc:  # a notification is advisory: never fail the admin's save for it
+            logger.warning("could not send %s (%s: %s)", method, type(exc).__name__, exc)
+
+    transaction.on_commit(send)
+
+
+@receiver([post_save, post_delete], sender=Tool)
+def tool_changed(**kwargs: Any) -> None:
+    notify_all(TOOLS_CHANGED)
+
+
+@receiver([post_save, post_delete], sender=Prompt)
+@receiver([post_save, post_delete], sender=PromptArgument)
+@receiver([post_save, post_delete], sender=PromptMessage)
+def prompt_changed(**kwargs: Any) -> None:
+    notify_all(PROMPTS_CHANGED)
+
+
+@receiver(m2m_changed, sender=Tool.required_permissions.through)
+@receiver(m2m_changed, sender=Tool.allowed_groups.through)
+def tool_access_changed(action: str, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        notify_all(TOOLS_CHANGED)
+
+
+@receiver(m2m_changed, sender=Prompt.required_permissions.through)
+@receiver(m2m_changed, sender=Prompt.allowed_groups.through)
+def prompt_access_changed(action: str, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        notify_all(PROMPTS_CHANGED)
