@@ -1,16 +1,29 @@
-"""Admin screens for MCP sessions."""
+"""Admin screens: sessions, tools (with a try-it page), prompts, and the audit log of tool calls."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import Session
+from .models import Prompt, PromptArgument, PromptMessage, Session, Tool, ToolCall
 
 
+def _pretty(value: Any) -> str:
+    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- sessions ------------------------------------------------------------------------------------------------
 class ActiveFilter(admin.SimpleListFilter):
     title = _("state")
     parameter_name = "state"
@@ -26,15 +39,33 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+def end_sessions_now(ids: list[str]) -> None:
+    """End sessions everywhere: rows marked ended, caches dropped and running requests cancelled on
+    every worker, open streams closed; their next request gets 404."""
+    from asgiref.sync import async_to_sync
+
+    from .server import get_server
+    from .transports.events import close_session_streams
+
+    Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
+    server = get_server()
+    for session_id in ids:
+        async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
+        async_to_sync(server.bus.publish)("session.ended", session_id=session_id)
+        async_to_sync(close_session_streams)(session_id)
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ("id_short", "client_name", "client_version", "transport", "protocol_version", "created",
+    list_display = ("id_short", "client_name", "client_version", "user", "transport", "protocol_version", "created",
                     "last_seen", "is_active")
-    list_filter = (ActiveFilter, "transport", "protocol_version", "client_name")
-    search_fields = ("id", "client_name")
-    readonly_fields = [f.name for f in Session._meta.fields]
+    list_filter = (ActiveFilter, "transport", "protocol_version", "client_name", ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("id", "client_name", "user__username")
     date_hierarchy = "created"
     actions = ["end_sessions"]
+    fields = ("id", "user", "transport", "protocol_version", "client_name", "client_version", "client_info_pretty",
+              "capabilities_pretty", "subscriptions_pretty", "log_level", "created", "last_seen", "ended")
+    readonly_fields = fields
 
     @admin.display(description=_("id"))
     def id_short(self, obj: Session) -> str:
@@ -44,20 +75,223 @@ class SessionAdmin(admin.ModelAdmin):
     def is_active(self, obj: Session) -> bool:
         return obj.is_active
 
+    @admin.display(description=_("client info"))
+    def client_info_pretty(self, obj: Session) -> str:
+        return _pretty(obj.client_info)
+
+    @admin.display(description=_("client capabilities"))
+    def capabilities_pretty(self, obj: Session) -> str:
+        return _pretty(obj.client_capabilities)
+
+    @admin.display(description=_("resource subscriptions"))
+    def subscriptions_pretty(self, obj: Session) -> str:
+        return _pretty(obj.subscriptions)
+
     def has_add_permission(self, request: Any) -> bool:
         return False
 
-    @admin.action(description=_("End selected sessions"))
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False if obj is not None and request.method == "POST" else super().has_change_permission(request, obj)
+
+    @admin.action(description=_("End selected sessions (closes their streams)"), permissions=["delete"])
     def end_sessions(self, request: Any, queryset: Any) -> None:
-        from asgiref.sync import async_to_sync
-
-        from .server import get_server
-        from .transports.events import close_session_streams
-
         ids = list(queryset.filter(ended__isnull=True).values_list("id", flat=True))
-        queryset.filter(id__in=ids).update(ended=timezone.now())
-        server = get_server()
-        for session_id in ids:
-            async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
-            async_to_sync(close_session_streams)(session_id)
+        end_sessions_now(ids)
         self.message_user(request, _("Ended %(n)d session(s).") % {"n": len(ids)}, messages.SUCCESS)
+
+
+# -- tools ---------------------------------------------------------------------------------------------------
+class OrphanedFilter(admin.SimpleListFilter):
+    title = _("handler")
+    parameter_name = "handler"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("present", _("In code")), ("orphaned", _("Orphaned (no handler)"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        from .registry import default_registry
+
+        names = list(default_registry.tools)
+        if self.value() == "present":
+            return queryset.filter(name__in=names)
+        if self.value() == "orphaned":
+            return queryset.exclude(name__in=names)
+        return queryset
+
+
+class TryItForm(forms.Form):
+    arguments = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), initial="{}",
+                                help_text=_("The tool's arguments as a JSON object."))
+
+    def clean_arguments(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.cleaned_data["arguments"])
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(_("Not valid JSON: %(msg)s") % {"msg": exc.msg}) from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_("The arguments must be a JSON object, like {\"text\": \"hi\"}."))
+        return value
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    list_display = ("name", "display_title", "enabled", "restricted", "handler_present", "updated")
+    list_filter = ("enabled", OrphanedFilter)
+    search_fields = ("name", "title", "description")
+    actions = ["enable", "disable"]
+    filter_horizontal = ("required_permissions", "allowed_groups")
+    readonly_fields = ("name", "code_definition", "try_link")
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "try_link")}),
+        (_("What clients see"), {"fields": ("title", "description", "input_schema", "code_definition")}),
+        (_("Annotations (blank: as in code)"), {"fields": ("read_only_hint", "destructive_hint", "idempotent_hint",
+                                                           "open_world_hint")}),
+        (_("Who may use it"), {"fields": ("required_permissions", "allowed_groups")}),
+    )
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False  # rows come from code-registered tools
+
+    @admin.display(description=_("title"))
+    def display_title(self, obj: Tool) -> str:
+        from .registry import default_registry
+
+        spec = default_registry.tools.get(obj.name)
+        return obj.title or (spec.title if spec and spec.title else "")
+
+    @admin.display(boolean=True, description=_("handler in code"))
+    def handler_present(self, obj: Tool) -> bool:
+        return not obj.orphaned
+
+    @admin.display(boolean=True, description=_("restricted"))
+    def restricted(self, obj: Tool) -> bool:
+        return obj.required_permissions.exists() or obj.allowed_groups.exists()
+
+    @admin.display(description=_("definition in code"))
+    def code_definition(self, obj: Tool) -> str:
+        from .registry import default_registry
+
+        spec = default_registry.tools.get(obj.name)
+        if spec is None:
+            return _("Orphaned: no handler is registered under this name, so clients never see it.")
+        return _pretty(spec.definition())
+
+    @admin.display(description=_("try it"))
+    def try_link(self, obj: Tool) -> str:
+        if obj.pk is None or obj.orphaned:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:mcp_app_tool_try", args=[obj.pk]),
+                           _("Run this tool as yourself"))
+
+    @admin.action(description=_("Enable selected tools"))
+    def enable(self, request: Any, queryset: Any) -> None:
+        for tool in queryset:  # save() per row: its signal tells connected clients
+            tool.enabled = True
+            tool.save(update_fields=["enabled", "updated"])
+        self.message_user(request, _("Enabled %(n)d tool(s).") % {"n": queryset.count()}, messages.SUCCESS)
+
+    @admin.action(description=_("Disable selected tools"))
+    def disable(self, request: Any, queryset: Any) -> None:
+        for tool in queryset:
+            tool.enabled = False
+            tool.save(update_fields=["enabled", "updated"])
+        self.message_user(request, _("Disabled %(n)d tool(s).") % {"n": queryset.count()}, messages.SUCCESS)
+
+    def get_urls(self) -> list[Any]:
+        return [path("<int:pk>/try/", self.admin_site.admin_view(self.try_view), name="mcp_app_tool_try"),
+                *super().get_urls()]
+
+    def try_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Run the tool with JSON arguments as the current staff user; the call is audited like any."""
+        tool = get_object_or_404(Tool, pk=pk)
+        if not self.has_view_permission(request, tool):
+            raise PermissionDenied
+        result = None
+        form = TryItForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            result = run_tool_as(request.user, tool.name, form.cleaned_data["arguments"])
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "tool": tool, "form": form,
+                   "result": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else None,
+                   "title": _("Try %(name)s") % {"name": tool.name}}
+        return TemplateResponse(request, "admin/mcp_app/tool/try.html", context)
+
+
+def run_tool_as(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool through the configured provider as ``user``; protocol errors come back as an error object."""
+    from asgiref.sync import async_to_sync
+
+    from .conf import mcp_settings
+    from .protocol.context import MemorySession, PendingClientRequests, RequestContext
+    from .protocol.errors import McpError
+
+    async def send(message: dict[str, Any]) -> None:  # the admin page shows only the result
+        return None
+
+    async def call() -> dict[str, Any]:
+        ctx = RequestContext(session=MemorySession(), request_id="admin", meta={}, send=send,
+                             pending=PendingClientRequests(), extra={"user": user, "via": "admin"})
+        try:
+            return await mcp_settings.PROVIDER.call_tool(name, arguments, ctx)
+        except McpError as exc:
+            return {"error": exc.to_error()}
+
+    return async_to_sync(call)()
+
+
+# -- prompts -------------------------------------------------------------------------------------------------
+class PromptArgumentInline(admin.TabularInline):
+    model = PromptArgument
+    extra = 0
+    fields = ("position", "name", "description", "required", "completions")
+
+
+class PromptMessageInline(admin.StackedInline):
+    model = PromptMessage
+    extra = 0
+    fields = ("position", "role", "template")
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("name", "title", "enabled", "from_code", "updated")
+    list_filter = ("enabled", "from_code")
+    search_fields = ("name", "title", "description")
+    filter_horizontal = ("required_permissions", "allowed_groups")
+    inlines = [PromptArgumentInline, PromptMessageInline]
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "from_code")}),
+        (_("What clients see"), {"fields": ("title", "description")}),
+        (_("Who may use it"), {"fields": ("required_permissions", "allowed_groups")}),
+    )
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        return ("name", "from_code") if obj is not None and obj.from_code else ("from_code",)
+
+    def get_inlines(self, request: Any, obj: Any) -> list[Any]:
+        # A code prompt's arguments and messages come from its function.
+        return [] if obj is not None and obj.from_code else self.inlines
+
+
+# -- audit log -----------------------------------------------------------------------------------------------
+@admin.register(ToolCall)
+class ToolCallAdmin(admin.ModelAdmin):
+    list_display = ("created", "tool", "outcome", "user", "session_short", "duration_ms", "via")
+    list_filter = ("outcome", "tool", "via", ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("tool", "error_message", "session__id", "user__username")
+    date_hierarchy = "created"
+    fields = ("created", "tool", "outcome", "error_message", "arguments_pretty", "user", "session", "duration_ms", "via")
+    readonly_fields = fields
+
+    @admin.display(description=_("session"))
+    def session_short(self, obj: ToolCall) -> str:
+        return f"{obj.session_id[:12]}…" if obj.session_id else "—"
+
+    @admin.display(description=_("arguments"))
+    def arguments_pretty(self, obj: ToolCall) -> str:
+        return _pretty(obj.arguments)
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

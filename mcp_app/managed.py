@@ -256,7 +256,7 @@ def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
                             f"it takes {', '.join(declared) or 'none'}.")
     engine = Engine(autoescape=False)  # prompts are plain text for a model, not HTML
     values = {name: arguments.get(name, "") for name in declared}
-    return [{"role": m.role, "content": content_dict(engine.from_string(m.template).render(Context(values)))}
+    return [{"role": m.role, "content": content_dict(engine.from_string(m.template).render(Context(values, autoescape=False)))}
             for m in row.messages.all()]
 
 

@@ -166,7 +166,7 @@ class SSEMessagesConsumer(MCPConsumer):
             else:
                 ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
                                      pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                                     extra={"scope": self.scope})
+                                     extra={"scope": self.scope, "user": self.scope.get("user"), "via": "sse"})
                 answer = await server.dispatcher.handle_request(request, ctx)
             if answer is not None:
                 await deliver(answer)

@@ -191,7 +191,7 @@ class StreamableHTTPConsumer(MCPConsumer):
         async def run(request: jsonrpc.Request) -> None:
             ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
                                  pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                                 extra={"scope": self.scope})
+                                 extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"})
             answer = await server.dispatcher.handle_request(request, ctx)
             if answer is None:
                 return
