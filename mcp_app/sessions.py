@@ -92,7 +92,8 @@ class SessionStore:
             self._cache.popitem(last=False)
 
     async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
-                     client_capabilities: dict[str, Any] | None = None, stream_channel: str = "") -> SessionRecord:
+                     client_capabilities: dict[str, Any] | None = None, stream_channel: str = "",
+                     user: Any = None) -> SessionRecord:
         """Store a new session. The legacy transport creates it when its stream opens, before
         ``initialize`` negotiates the version (it starts as 2024-11-05)."""
         from .models import Session
@@ -103,6 +104,7 @@ class SessionStore:
             id=new_session_id(), transport=transport, protocol_version=protocol_version,
             client_name=str(client_info.get("name", ""))[:200], client_version=str(client_info.get("version", ""))[:100],
             client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
+            user=user if getattr(user, "is_authenticated", False) else None,
         )
         record = self._record(row)
         self._remember(record)

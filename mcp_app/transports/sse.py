@@ -56,7 +56,8 @@ class SSEStreamConsumer(MCPConsumer):
         # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
         # gets its session ended.
         self.creating = asyncio.ensure_future(
-            server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05))
+            server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05,
+                                   user=self.scope.get("user")))
         session = await asyncio.shield(self.creating)
         try:
             channel = await self.join_stream_channel(session.id)

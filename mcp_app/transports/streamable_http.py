@@ -130,7 +130,7 @@ class StreamableHTTPConsumer(MCPConsumer):
             return
         session = await self.server.sessions.create(
             transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
-            client_info=client_info, client_capabilities=capabilities,
+            client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
         )
         await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
                         headers=[(SESSION_HEADER, session.id.encode())])
