@@ -50,6 +50,7 @@ def end_sessions_now(ids: list[str]) -> None:
     Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
     server = get_server()
     for session_id in ids:
+        server.sessions.forget(session_id)  # this worker at once; the others through the bus
         async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
         async_to_sync(server.bus.publish)("session.ended", session_id=session_id)
         async_to_sync(close_session_streams)(session_id)

@@ -29,32 +29,40 @@ class Bus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
-        self._listeners: dict[int, tuple[asyncio.Task[None], str]] = {}
+        self._listeners: dict[int, asyncio.Task[None]] = {}
 
     def on(self, kind: str, handler: Handler) -> None:
         self._handlers.setdefault(kind, []).append(handler)
 
     async def ensure_listening(self) -> None:
-        """Start this event loop's listener if it is not running (cheap when it is)."""
+        """Start this event loop's listener if it is not running (cheap when it is).
+
+        Only long-lived loops (the server's) should listen; a sync caller's temporary loop only publishes.
+        """
         loop = asyncio.get_running_loop()
         current = self._listeners.get(id(loop))
-        if current is not None and not current[0].done():
+        if current is not None and not current.done():
             return
         layer = get_channel_layer()
         if layer is None:
             return
+        # Registered before the first await, so that concurrent first requests start one listener, not many.
+        self._listeners[id(loop)] = loop.create_task(self._listen(layer), name="mcp_app-bus")
+
+    async def _join(self, layer: Any) -> str:
         # The default prefix on purpose: channels_redis multiplexes a process's channels through one key
         # per prefix, and its receive loop reads only the key of whoever holds its lock.
         channel = await layer.new_channel()
-        try:
-            await layer.group_add(GROUP, channel)
-        except Exception as exc:  # unreachable now; the next call tries again
-            logger.warning("mcp_app bus: cannot join the channel layer (%s: %s)", type(exc).__name__, exc)
-            return
-        task = loop.create_task(self._listen(layer, channel), name="mcp_app-bus")
-        self._listeners[id(loop)] = (task, channel)
+        while True:
+            try:
+                await layer.group_add(GROUP, channel)
+                return channel
+            except Exception as exc:  # unreachable now: try again shortly
+                logger.warning("mcp_app bus: cannot join the channel layer (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(1)
 
-    async def _listen(self, layer: Any, channel: str) -> None:
+    async def _listen(self, layer: Any) -> None:
+        channel = await self._join(layer)
         joined = time.monotonic()
         while True:
             try:
@@ -82,12 +90,12 @@ class Bus:
                 logger.exception("mcp_app bus handler for %s failed", message.get("kind"))
 
     async def publish(self, kind: str, **data: Any) -> bool:
-        """Send an event to every process (this one included); False when the layer refused it."""
+        """Send an event to every listening process (this one included, if it listens); False when the
+        layer refused it. Publishing never starts a listener, so sync code may call it."""
         layer = get_channel_layer()
         if layer is None:
             await self.dispatch({"kind": kind, **data})
             return True
-        await self.ensure_listening()
         try:
             await layer.group_send(GROUP, {"type": "mcp.bus", "kind": kind, **data})
         except Exception as exc:

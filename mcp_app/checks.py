@@ -49,18 +49,19 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.compatibility)
 def check_redis_timeout(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """channels_redis blocks 5 s waiting for messages; redis-py 8 times reads out after 5 s by default."""
+    """channels_redis blocks 5 s waiting for messages; redis-py 8 times reads out after 5 s by default, and
+    any read timeout makes redis-py wrap commands in ``wait_for``, which can swallow a cancellation
+    (Python 3.11) and leave a closed stream's receive running."""
     layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {})
     if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
         return []
     hosts = (layer.get("CONFIG") or {}).get("hosts") or []
-    if all(isinstance(h, dict) and (h.get("socket_timeout") is None or h["socket_timeout"] > 5) and "socket_timeout" in h
-           for h in hosts) and hosts:
+    if hosts and all(isinstance(h, dict) and "socket_timeout" in h and h["socket_timeout"] is None for h in hosts):
         return []
     return [Warning(
-        "channels_redis hosts without a socket_timeout above 5 seconds: redis-py's default read timeout (5 s) "
-        "races channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
-        hint='Give each host a longer timeout: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}].',
+        "channels_redis hosts without socket_timeout=None: redis-py's default read timeout (5 s) races "
+        "channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
+        hint='Turn the read timeout off: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].',
         id="mcp_app.W003",
     )]
 

@@ -6,8 +6,8 @@
   arguments and message templates).
 - Every tools/call is written to the audit log (:class:`~mcp_app.models.ToolCall`).
 
-Rows are read on every list and call (one or two indexed queries), so an edit in the admin shows on
-every worker at once; ``notifications/*/list_changed`` tells open sessions (see :mod:`mcp_app.signals`).
+Rows are cached per worker and dropped on every worker through the bus when one changes, before
+``notifications/*/list_changed`` tells open sessions (see :mod:`mcp_app.signals`).
 A hidden, disabled or orphaned tool answers exactly like an unknown one.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -50,12 +51,30 @@ def _rule(row: Any) -> tuple[list[str], list[int]]:
     return perms, [g.id for g in row.allowed_groups.all()]
 
 
+@dataclass
+class Catalog:
+    """The tool and prompt rows with their access rules, as loaded from the database."""
+
+    tools: dict[str, tuple[Any, list[str], list[int]]] = field(default_factory=dict)
+    prompts: dict[str, tuple[Any, list[str], list[int]]] = field(default_factory=dict)
+    loaded: float = field(default_factory=time.monotonic)
+
+
+# A safety net only: every change reaches every worker's copy through the bus, before list_changed goes out.
+CATALOG_MAX_AGE = 60.0
+
+
 class ManagedProvider(Provider):
-    """Serves a :class:`~mcp_app.registry.Registry` through the admin-managed rows."""
+    """Serves a :class:`~mcp_app.registry.Registry` through the admin-managed rows.
+
+    The rows are cached per worker; :func:`mcp_app.signals.notify_all` drops every worker's copy (through
+    the bus) when one changes, before it tells clients that the list changed.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._synced = False
+        self._catalog: Catalog | None = None
 
     # -- rows ---------------------------------------------------------------------------------------
     def sync(self) -> None:
@@ -70,46 +89,67 @@ class ManagedProvider(Provider):
                                    ignore_conflicts=True)
         self._synced = True
 
-    def _usable_tools(self, user: Any, name: str | None = None) -> dict[str, Any]:
-        """The registered tools this user may use, by name, each with its row (None: no row yet, so
-        the code's defaults apply). Disabled, restricted and orphaned tools are left out."""
-        from .models import Tool
+    def invalidate(self, *args: Any) -> None:
+        """Forget the cached rows (a row changed here or on another worker)."""
+        self._catalog = None
+
+    def _load(self) -> Catalog:
+        from .models import Prompt, Tool
 
         if not self._synced:
             self.sync()
-        rows = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
-        if name is not None:
-            rows = rows.filter(name=name)
-        by_name = {row.name: row for row in rows}
+        tools = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
+        prompts = Prompt.objects.prefetch_related("arguments", "messages", "required_permissions__content_type",
+                                                  "allowed_groups")
+        return Catalog(tools={row.name: (row, *_rule(row)) for row in tools},
+                       prompts={row.name: (row, *_rule(row)) for row in prompts})
+
+    async def catalog(self) -> Catalog:
+        catalog = self._catalog
+        if catalog is None or time.monotonic() - catalog.loaded > CATALOG_MAX_AGE:
+            catalog = self._catalog = await database_sync_to_async(self._load)()
+        return catalog
+
+    @staticmethod
+    async def _allowed(entry: tuple[Any, list[str], list[int]], user: Any) -> bool:
+        row, permissions, groups = entry
+        if not permissions and not groups:
+            return True
+        if user is None:
+            return False
+        return await database_sync_to_async(row.allows)(user, permissions, groups)
+
+    async def _usable_tools(self, user: Any, name: str | None = None) -> dict[str, Any]:
+        """The registered tools this user may use, by name, each with its row (None: no row yet, so
+        the code's defaults apply). Disabled, restricted and orphaned tools are left out."""
+        catalog = await self.catalog()
         usable = {}
         for tool_name in ([name] if name is not None else self.registry.tools):
             if tool_name not in self.registry.tools:
                 continue
-            row = by_name.get(tool_name)
-            if row is None or (row.enabled and row.allows(user, *_rule(row))):
-                usable[tool_name] = row
+            entry = catalog.tools.get(tool_name)
+            if entry is None:
+                usable[tool_name] = None
+            elif entry[0].enabled and await self._allowed(entry, user):
+                usable[tool_name] = entry[0]
         return usable
 
-    def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
+    async def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
         from .models import Prompt
 
-        if not self._synced:
-            self.sync()
-        rows = Prompt.objects.prefetch_related(
-            "arguments", "messages", "required_permissions__content_type", "allowed_groups")
-        if name is not None:
-            rows = rows.filter(name=name)
-        by_name = {row.name: row for row in rows}
+        catalog = await self.catalog()
+        entries = dict(catalog.prompts) if name is None else {name: catalog.prompts[name]} if name in catalog.prompts else {}
         # Code prompts without a row yet get a default one (not saved): enabled, open to all.
         for code_name in ([name] if name is not None else self.registry.prompts):
-            if code_name in self.registry.prompts and code_name not in by_name:
-                by_name[code_name] = Prompt(name=code_name, from_code=True)
+            if code_name in self.registry.prompts and code_name not in entries:
+                entries[code_name] = (Prompt(name=code_name, from_code=True), [], [])
         usable = {}
-        for row in by_name.values():
-            if row.from_code and row.name not in self.registry.prompts:
+        for prompt_name, entry in entries.items():
+            row = entry[0]
+            if row.from_code and prompt_name not in self.registry.prompts:
                 continue  # orphaned
-            if row.enabled and (row.pk is None or row.allows(user, *_rule(row))):
-                usable[row.name] = row
+            if row.enabled and await self._allowed(entry, user):
+                usable[prompt_name] = row
         return usable
 
     # -- tools --------------------------------------------------------------------------------------
@@ -129,7 +169,7 @@ class ManagedProvider(Provider):
         return tool
 
     async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        usable = await database_sync_to_async(self._usable_tools)(caller(ctx))
+        usable = await self._usable_tools(caller(ctx))
         return [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -137,7 +177,7 @@ class ManagedProvider(Provider):
         started = time.perf_counter()
         outcome, message, result = "ok", "", None
         try:
-            usable = await database_sync_to_async(self._usable_tools)(user, name)
+            usable = await self._usable_tools(user, name)
             if name not in usable:
                 outcome = "refused"
                 raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
@@ -201,11 +241,11 @@ class ManagedProvider(Provider):
         return prompt
 
     async def list_prompts(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        rows = await database_sync_to_async(self._prompt_rows)(caller(ctx))
+        rows = await self._prompt_rows(caller(ctx))
         return [self._prompt_definition(row) for row in rows.values()]
 
     async def get_prompt(self, name: str, arguments: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
-        row = (await database_sync_to_async(self._prompt_rows)(caller(ctx), name)).get(name)
+        row = (await self._prompt_rows(caller(ctx), name)).get(name)
         if row is None:
             raise InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
         if row.from_code:
@@ -219,7 +259,7 @@ class ManagedProvider(Provider):
                        ctx: RequestContext) -> list[str]:
         if ref.get("type") == "ref/prompt":
             name = str(ref.get("name"))
-            row = (await database_sync_to_async(self._prompt_rows)(caller(ctx), name)).get(name)
+            row = (await self._prompt_rows(caller(ctx), name)).get(name)
             if row is None:
                 raise InvalidParams(f"completion/complete: unknown prompt '{name}'.")
             if not row.from_code:

@@ -83,7 +83,11 @@ class SessionStore:
         bus.on("session.invalidate", self._on_invalidate)
 
     def _on_invalidate(self, message: dict[str, Any]) -> None:
-        self._cache.pop(message.get("session_id", ""), None)
+        self.forget(message.get("session_id", ""))
+
+    def forget(self, session_id: str) -> None:
+        """Drop this worker's cached copy (safe from any thread); the next get() reads the database."""
+        self._cache.pop(session_id, None)
 
     def _remember(self, record: SessionRecord) -> None:
         self._cache[record.id] = (record, time.monotonic())

@@ -26,10 +26,18 @@ PROMPTS_CHANGED = "notifications/prompts/list_changed"
 
 
 def notify_all(method: str) -> None:
-    """Send a list_changed notification to every open stream once the current transaction commits."""
+    """Once the current transaction commits: drop every worker's cached rows (this one's at once, the
+    others' through the bus), then send a list_changed notification to every open stream."""
 
     def send() -> None:
+        from .server import get_server
+
+        server = get_server()
+        invalidate = getattr(server.dispatcher.provider, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
         try:
+            async_to_sync(server.bus.publish)("catalog.changed")
             async_to_sync(broadcast)(jsonrpc.notification(method))
         except Exception as exc:  # a notification is advisory: never fail the admin's save for it
             logger.warning("could not send %s (%s: %s)", method, type(exc).__name__, exc)

@@ -38,7 +38,7 @@ def test_missing_channel_layer_and_asgi_warn() -> None:
 
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                                "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}})
-def test_redis_hosts_without_a_long_read_timeout_warn() -> None:
+def test_redis_hosts_with_the_default_read_timeout_warn() -> None:
     from mcp_app.checks import check_redis_timeout
 
     messages = check_redis_timeout()
@@ -46,8 +46,8 @@ def test_redis_hosts_without_a_long_read_timeout_warn() -> None:
 
 
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
-    "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}]}}})
-def test_redis_hosts_with_a_long_read_timeout_pass() -> None:
+    "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]}}})
+def test_redis_hosts_without_a_read_timeout_pass() -> None:
     from mcp_app.checks import check_redis_timeout
 
     assert check_redis_timeout() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.test import override_settings
 
@@ -70,6 +72,11 @@ async def test_another_worker_sees_an_ended_session_at_once() -> None:
     assert await server.sessions.get(record.id) is record
     await Session.objects.filter(id=record.id).aupdate(ended="2026-01-01T00:00:00Z")
     await server.bus.publish("session.invalidate", session_id=record.id)
+    # The bus delivers asynchronously (here through the in-memory layer): within milliseconds.
+    for _ in range(100):
+        if await server.sessions.get(record.id) is None:
+            break
+        await asyncio.sleep(0.01)
     assert await server.sessions.get(record.id) is None
 
 

@@ -12,3 +12,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+import os as _os  # noqa: E402
+
+if _os.environ.get("BENCH_CONN_MAX_AGE"):
+    DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
+if _os.environ.get("BENCH_NO_AUDIT"):
+    MCP_APP = {**MCP_APP, "AUDIT_LOG": False}  # noqa: F405

@@ -65,8 +65,9 @@ if os.environ.get("MCP_TEST_REDIS_URL"):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # A read timeout longer than channels_redis's 5 s blocking pop (redis-py 8 defaults to 5 s).
-                "hosts": [{"address": os.environ["MCP_TEST_REDIS_URL"], "socket_timeout": 30}],
+                # No read timeout: redis-py 8's default (5 s) races channels_redis's 5 s blocking pop, and
+                # any timeout makes redis-py wrap commands in wait_for, which can swallow a cancellation.
+                "hosts": [{"address": os.environ["MCP_TEST_REDIS_URL"], "socket_timeout": None}],
                 # One prefix per test run, so parallel runs sharing a Redis never see each other's messages.
                 "prefix": os.environ.get("MCP_TEST_REDIS_PREFIX", "mcp_app_test"),
                 "capacity": int(os.environ.get("MCP_TEST_LAYER_CAPACITY", "1000")),

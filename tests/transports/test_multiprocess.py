@@ -10,8 +10,8 @@ share a fresh PostgreSQL database and a Redis key prefix of their own, and the t
 - **Ordering under concurrency**: 10 sessions at once, each with its stream on A and every POST on B,
   50 requests each (500 in all): initialize, then 49 pings and tool calls pipelined one 202 at a time,
   never waiting for an answer. Every POST is accepted, every answer arrives on the right stream exactly
-  once, in the order its requests were sent, carrying its own result. (A POST holds its 202 for up to
-  0.1 s until its answer is queued, which is what keeps quick answers in order across workers.)
+  once, in the order its requests were sent, carrying its own result. (A POST holds its 202 until its
+  answer is queued, for up to ``sse.ANSWER_WAIT``: that is what keeps quick answers in order across workers.)
 - **Server-to-client requests across workers**: a tool running on B asks the client for sampling
   through the stream on A; the client answers to A, which must hand the answer to B (bus), whose tool
   result then comes back to the stream on A (channel layer).
@@ -294,7 +294,7 @@ async def run_pipelined_session(client: httpx.AsyncClient, a: LiveServer, b: Liv
             url = stream.post_url(b)
             await post(client, url, initialize_request(1))
             # As the lifecycle asks, nothing but pings before initialize is answered (initialize writes the
-            # session row: it may outlast the 0.1 s a POST waits, and a later answer could then overtake it).
+            # session row: it may outlast the ANSWER_WAIT a POST waits, and a later answer could then overtake it).
             # From here on each POST waits for its 202, never for an answer.
             await asyncio.wait_for(first.wait(), 20)
             await post(client, url, INITIALIZED)
