@@ -55,6 +55,29 @@ class Server:
         for task in self.background.pop(session_id, set()):
             task.cancel()
 
+    async def take(self, session: Any, items: list[Any]) -> tuple[list[jsonrpc.Request], list[dict[str, Any]]]:
+        """Act on the client's answers and notifications among ``items`` (one POST's worth) and return
+        the requests still to run, plus error answers for the items that are not JSON-RPC messages."""
+        requests: list[jsonrpc.Request] = []
+        errors: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                message = jsonrpc.parse_message(item)
+            except jsonrpc.InvalidMessage as exc:
+                errors.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
+                continue
+            if isinstance(message, jsonrpc.Request):
+                requests.append(message)
+            elif isinstance(message, jsonrpc.Response):
+                await self.deliver_response(session.id, message)
+            elif message.method == "notifications/cancelled":
+                request_id = message.params.get("requestId")
+                if isinstance(request_id, (str, int)):
+                    await self.cancel(session.id, request_id)
+            else:
+                await self.dispatcher.handle_notification(message, session)
+        return requests, errors
+
     async def deliver_response(self, session_id: str, response: jsonrpc.Response) -> None:
         """Give a client's answer to the handler waiting for it, in this process or another."""
         if not self.pending.resolve(session_id, response):

@@ -127,24 +127,7 @@ class SSEMessagesConsumer(MCPConsumer):
         await self.process(server, session, items)
 
     async def process(self, server: Server, session: SessionRecord, items: list[Any]) -> None:
-        errors: list[dict[str, Any]] = []
-        requests: list[jsonrpc.Request] = []
-        for item in items:
-            try:
-                message = jsonrpc.parse_message(item)
-            except jsonrpc.InvalidMessage as exc:
-                errors.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
-                continue
-            if isinstance(message, jsonrpc.Request):
-                requests.append(message)
-            elif isinstance(message, jsonrpc.Response):
-                await server.deliver_response(session.id, message)
-            elif message.method == "notifications/cancelled":
-                request_id = message.params.get("requestId")
-                if isinstance(request_id, (str, int)):
-                    await server.cancel(session.id, request_id)
-            else:
-                await server.dispatcher.handle_notification(message, session)
+        requests, errors = await server.take(session, items)
         if errors and not requests:
             await self.json(400, errors if len(items) > 1 else errors[0])
             return

@@ -137,24 +137,7 @@ class StreamableHTTPConsumer(MCPConsumer):
 
     async def process(self, session: SessionRecord, items: list[Any], is_batch: bool) -> None:
         """Handle the messages of one POST; answer JSON, SSE, or 202 when nothing needs an answer."""
-        answers: list[dict[str, Any]] = []
-        requests: list[jsonrpc.Request] = []
-        for item in items:
-            try:
-                message = jsonrpc.parse_message(item)
-            except jsonrpc.InvalidMessage as exc:
-                answers.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
-                continue
-            if isinstance(message, jsonrpc.Request):
-                requests.append(message)
-            elif isinstance(message, jsonrpc.Response):
-                await self.server.deliver_response(session.id, message)
-            elif message.method == "notifications/cancelled":
-                request_id = message.params.get("requestId")
-                if isinstance(request_id, (str, int)):
-                    await self.server.cancel(session.id, request_id)
-            else:
-                await self.server.dispatcher.handle_notification(message, session)
+        requests, answers = await self.server.take(session, items)
         if not requests:
             if answers:
                 await self.json(400, answers if is_batch else answers[0])
