@@ -42,6 +42,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     server = start_daphne(workdir, extra_env=env)
     yield server, env
     server.stop()
+    import redis
+
+    client = redis.Redis(*REDIS)
+    for key in client.scan_iter(f"{env['MCP_TEST_REDIS_PREFIX']}*"):  # leave the shared Redis as we found it
+        client.delete(key)
     server.assert_no_traceback()
 
 
