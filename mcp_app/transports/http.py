@@ -190,34 +190,48 @@ class MCPConsumer(AsyncConsumer):
         """Write what arrives on this consumer's channel as SSE events until the session's streams close.
 
         Idle, it awaits the channel layer and holds no thread and no database connection; a comment
-        line every ``SSE_KEEPALIVE_INTERVAL`` seconds keeps proxies from timing the stream out.
+        line every ``SSE_KEEPALIVE_INTERVAL`` seconds keeps proxies from timing the stream out. One
+        receive stays pending across keep-alives (not cancelled and restarted every interval), and when
+        the stream ends it is cancelled and abandoned, never awaited: a layer that is slow to honour a
+        cancellation cannot hold up the clean-up.
         """
         keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
         layer = self.channel_layer
-        while True:
-            if layer is None or self.channel_name is None:
+        if layer is None or self.channel_name is None:
+            while True:
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
-                continue
-            try:
-                event = await asyncio.wait_for(layer.receive(self.channel_name), keepalive)
-            except TimeoutError:
-                await self.body(b": keepalive\n\n", more=True)
-                continue
-            except Exception as exc:
-                if is_transient(exc):
+        receiver: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            while True:
+                if receiver is None:
+                    receiver = asyncio.ensure_future(layer.receive(self.channel_name))
+                done, _ = await asyncio.wait({receiver}, timeout=keepalive)
+                if not done:
+                    await self.body(b": keepalive\n\n", more=True)
                     continue
-                # The layer's backend is gone, and with it whatever was queued for this stream: end the
-                # stream so that the client reconnects, rather than leave it open and silent.
-                logger.warning("ending the stream of session %s: channel layer receive failed (%s: %s)",
-                               self.stream_session, type(exc).__name__, exc)
-                await self.body(b"")
-                return
-            if event.get("type") == "mcp.close":
-                await self.body(b"")
-                return
-            if event.get("type") == "mcp.message":
-                await self.body(sse_event(event["message"]), more=True)
+                finished, receiver = receiver, None
+                if finished.exception() is not None:
+                    exc = finished.exception()
+                    if is_transient(exc):
+                        continue
+                    # The layer's backend is gone, and with it whatever was queued for this stream: end
+                    # the stream so that the client reconnects, rather than leave it open and silent.
+                    logger.warning("ending the stream of session %s: channel layer receive failed (%s: %s)",
+                                   self.stream_session, type(exc).__name__, exc)
+                    await self.body(b"")
+                    return
+                event = finished.result()
+                if event.get("type") == "mcp.close":
+                    await self.body(b"")
+                    return
+                if event.get("type") == "mcp.message":
+                    await self.body(sse_event(event["message"]), more=True)
+        finally:
+            if receiver is not None:
+                receiver.cancel()
+                # Retrieve its outcome later, so that asyncio does not report it as never retrieved.
+                receiver.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     # -- responses ----------------------------------------------------------------------------------
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
