@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 
 from ..conf import mcp_settings
 from ..protocol import jsonrpc
-from ..protocol.errors import INVALID_REQUEST
+from ..protocol.errors import INVALID_REQUEST, ParseError
 from . import security
 from .events import ALL_STREAMS, session_group
 
@@ -254,6 +254,26 @@ class MCPConsumer(AsyncConsumer):
                     request_id: str | int | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """An HTTP error whose body is a JSON-RPC error a client library can show."""
         await self.json(status, jsonrpc.error_response(request_id, {"code": code, "message": message}), headers)
+
+    async def content_type_is_json(self) -> bool:
+        """Answer 415 and return False unless the body is declared ``application/json``."""
+        if media_types(security.header(self.scope, b"content-type"))[:1] == ["application/json"]:
+            return True
+        await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
+        return False
+
+    async def parse_messages(self, body: bytes) -> tuple[list[Any], bool] | None:
+        """The body's JSON values and whether they came as a batch; None after answering 400 (-32700 for
+        unparseable JSON, -32600 for an empty batch)."""
+        try:
+            payload = jsonrpc.loads(body)
+        except ParseError as exc:
+            await self.json(400, jsonrpc.error_response(None, exc.to_error()))
+            return None
+        if payload == []:
+            await self.error(400, "Invalid Request: an empty batch; send at least one message.")
+            return None
+        return (payload, True) if isinstance(payload, list) else ([payload], False)
 
     async def check_origin_and_host(self) -> bool:
         """Answer 421/403 and return False when Host or Origin is not allowed."""

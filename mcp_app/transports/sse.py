@@ -24,12 +24,12 @@ from ..conf import mcp_settings
 from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
-from ..protocol.errors import INTERNAL_ERROR, McpError, ParseError
+from ..protocol.errors import INTERNAL_ERROR, McpError
 from ..server import Server, get_server
 from ..sessions import SessionRecord
 from . import security
 from .events import DeliveryError, send_to_stream
-from .http import SSE_HEADERS, MCPConsumer, accepts, media_types
+from .http import SSE_HEADERS, MCPConsumer, accepts
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -104,8 +104,7 @@ class SSEMessagesConsumer(MCPConsumer):
         if not session_id:
             await self.error(400, "Bad Request: session_id is required; POST to the URL of the stream's endpoint event.")
             return
-        if media_types(security.header(self.scope, b"content-type"))[:1] != ["application/json"]:
-            await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
+        if not await self.content_type_is_json():
             return
         server = get_server()
         session = await server.sessions.get(session_id)
@@ -113,14 +112,11 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
                              code=SESSION_NOT_FOUND)
             return
-        try:
-            payload = jsonrpc.loads(body)
-        except ParseError as exc:
-            await self.json(400, jsonrpc.error_response(None, exc.to_error()))
+        parsed = await self.parse_messages(body)
+        if parsed is None:
             return
-        is_batch = isinstance(payload, list)
-        items = payload if is_batch else [payload]
-        if is_batch and (not items or not versions.allows_batches(session.protocol_version)):
+        items, is_batch = parsed
+        if is_batch and not versions.allows_batches(session.protocol_version):
             await self.error(400, f"Invalid Request: send one JSON-RPC message per POST (no batches in "
                                   f"{session.protocol_version}).")
             return

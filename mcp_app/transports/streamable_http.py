@@ -19,12 +19,12 @@ from ..conf import mcp_settings
 from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
-from ..protocol.errors import McpError, ParseError
+from ..protocol.errors import McpError
 from ..server import Server, get_server
 from ..sessions import SessionRecord
 from . import security
 from .events import close_session_streams
-from .http import SSE_HEADERS, MCPConsumer, accepts, media_types, sse_event
+from .http import SSE_HEADERS, MCPConsumer, accepts, sse_event
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -81,9 +81,7 @@ class StreamableHTTPConsumer(MCPConsumer):
 
     # -- POST -------------------------------------------------------------------------------------
     async def post(self, body: bytes) -> None:
-        content_types = media_types(self._header(b"content-type"))
-        if content_types[:1] != ["application/json"]:
-            await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
+        if not await self.content_type_is_json():
             return
         accept = self._header(b"accept")
         if not (accepts(accept, "application/json") and accepts(accept, "text/event-stream")):
@@ -91,16 +89,10 @@ class StreamableHTTPConsumer(MCPConsumer):
             return
         if not await self._version_ok():
             return
-        try:
-            payload = jsonrpc.loads(body)
-        except ParseError as exc:
-            await self.json(400, jsonrpc.error_response(None, exc.to_error()))
+        parsed = await self.parse_messages(body)
+        if parsed is None:
             return
-        is_batch = isinstance(payload, list)
-        items = payload if is_batch else [payload]
-        if is_batch and not items:
-            await self.error(400, "Invalid Request: an empty batch; send at least one message.")
-            return
+        items, is_batch = parsed
         if any(isinstance(i, dict) and i.get("method") == "initialize" for i in items):
             if is_batch:
                 await self.error(400, "Invalid Request: initialize must be sent alone, not in a batch.")
