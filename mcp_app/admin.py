@@ -86,7 +86,7 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("resource subscriptions"))
     def subscriptions_pretty(self, obj: Session) -> str:
-        return _pretty(obj.subscriptions)
+        return _pretty(list(obj.subscriptions.values_list("uri", flat=True)))
 
     def has_add_permission(self, request: Any) -> bool:
         return False

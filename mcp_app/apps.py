@@ -14,7 +14,7 @@ class McpAppConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import checks, signals  # noqa: F401  (registers the checks and the signal receivers)
+        from . import checks, notifications, signals  # noqa: F401  (registers the checks and the signal receivers)
         from .registry import autodiscover
 
         autodiscover()

@@ -75,3 +75,21 @@ def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="mcp_app.W002",
         )]
     return []
+
+
+@register(Tags.security)
+def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Exposures in code must not publish credential-like fields unless they say so."""
+    from .resources import default_exposures
+
+    messages: list[Any] = []
+    for key, exposure in sorted(default_exposures.exposures.items()):
+        sensitive = exposure.sensitive_fields()
+        if sensitive and not exposure.allow_sensitive_fields:
+            messages.append(Error(
+                f"The MCP exposure of {key} includes {', '.join(sensitive)}, which look like credentials.",
+                hint="Remove them from fields=[...], or pass allow_sensitive_fields=True to expose() if they "
+                     "really are safe to show to every caller with read access.",
+                obj=exposure.model, id="mcp_app.E004",
+            ))
+    return messages

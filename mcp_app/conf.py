@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "SSE_KEEPALIVE_INTERVAL": 15,
     # Milliseconds clients wait before reconnecting a closed SSE stream (the SSE `retry` field).
     "SSE_RETRY_MS": 1000,
+    # Resource subscriptions one session may hold.
+    "MAX_SUBSCRIPTIONS": 1000,
+    # Seconds within which notifications/resources/list_changed is sent at most once per stream (a bulk
+    # change of many rows becomes one notification, plus one at the end of the window).
+    "LIST_CHANGED_COALESCE_SECONDS": 0.5,
     # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
     # (case-insensitive substring match, at any depth).
     "AUDIT_LOG": True,

@@ -4,6 +4,9 @@
   title, description, annotations and input schema, and restrict them to permissions or groups.
 - Prompts come from code or are authored in the admin (:class:`~mcp_app.models.Prompt` with its
   arguments and message templates).
+- Model exposures (:func:`mcp_app.resources.expose` in code, :class:`~mcp_app.models.ModelExposure` rows)
+  add resources, resource templates and data tools (:mod:`mcp_app.data`), plus the admin's
+  :class:`~mcp_app.models.QueryTool` rows.
 - Every tools/call is written to the audit log (:class:`~mcp_app.models.ToolCall`).
 
 Rows are cached per worker and dropped on every worker through the bus when one changes, before
@@ -13,6 +16,7 @@ A hidden, disabled or orphaned tool answers exactly like an unknown one.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,10 +26,14 @@ from channels.db import database_sync_to_async
 
 from .conf import mcp_settings
 from .content import content_dict
+from .data import DataTool, DataView, generated_tools, query_tool
 from .protocol.context import RequestContext
 from .protocol.errors import InvalidParams, McpError
 from .protocol.provider import Provider
 from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
+from .resources import ExposureRegistry, ModelResource, default_exposures
+
+logger = logging.getLogger("mcp_app")
 
 REDACTED = "[redacted]"
 
@@ -57,7 +65,13 @@ class Catalog:
 
     tools: dict[str, tuple[Any, list[str], list[int]]] = field(default_factory=dict)
     prompts: dict[str, tuple[Any, list[str], list[int]]] = field(default_factory=dict)
+    #: Model exposures in force (code and enabled admin rows), by key, and their data tools by name.
+    exposures: dict[str, ModelResource] = field(default_factory=dict)
+    data_tools: dict[str, DataTool] = field(default_factory=dict)
     loaded: float = field(default_factory=time.monotonic)
+
+    def exposures_of(self, model: type) -> list[ModelResource]:
+        return [e for e in self.exposures.values() if e.model is model]
 
 
 # A safety net only: every change reaches every worker's copy through the bus, before list_changed goes out.
@@ -71,8 +85,9 @@ class ManagedProvider(Provider):
     the bus) when one changes, before it tells clients that the list changed.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, exposures: ExposureRegistry | None = None) -> None:
         self.registry = registry
+        self.exposures = exposures if exposures is not None else ExposureRegistry()
         self._synced = False
         self._catalog: Catalog | None = None
 
@@ -101,14 +116,63 @@ class ManagedProvider(Provider):
         tools = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
         prompts = Prompt.objects.prefetch_related("arguments", "messages", "required_permissions__content_type",
                                                   "allowed_groups")
+        exposures, data_tools = self._load_exposures()
         return Catalog(tools={row.name: (row, *_rule(row)) for row in tools},
-                       prompts={row.name: (row, *_rule(row)) for row in prompts})
+                       prompts={row.name: (row, *_rule(row)) for row in prompts},
+                       exposures=exposures, data_tools=data_tools)
+
+    def _load_exposures(self) -> tuple[dict[str, ModelResource], dict[str, DataTool]]:
+        from django.core.exceptions import ImproperlyConfigured
+
+        from .models import ModelExposure, QueryTool
+
+        exposures = dict(self.exposures.exposures)
+        for row in ModelExposure.objects.filter(enabled=True).select_related("content_type"):
+            if row.key in exposures:
+                continue  # exposed in code: the code wins (the admin refuses such rows)
+            try:
+                exposures[row.key] = row.to_resource()
+            except (ImproperlyConfigured, InvalidParams) as exc:  # a field was removed since: skip it, loudly
+                logger.warning("model exposure %s is not served: %s", row.key, getattr(exc, "message", exc))
+        tools: dict[str, DataTool] = {}
+        for exposure in exposures.values():
+            for tool in generated_tools(exposure):
+                tools[tool.name] = tool
+        for row in QueryTool.objects.filter(enabled=True):
+            exposure = exposures.get(row.exposure)
+            if exposure is None or row.name in tools:
+                logger.warning("query tool %s is not served: exposure %s is not enabled, or the name is taken",
+                               row.name, row.exposure)
+                continue
+            try:
+                tools[row.name] = query_tool(row, exposure)
+            except InvalidParams as exc:
+                logger.warning("query tool %s is not served: %s", row.name, exc.message)
+        return exposures, tools
 
     async def catalog(self) -> Catalog:
         catalog = self._catalog
         if catalog is None or time.monotonic() - catalog.loaded > CATALOG_MAX_AGE:
             catalog = self._catalog = await database_sync_to_async(self._load)()
         return catalog
+
+    def catalog_sync(self) -> Catalog:
+        """The catalog, for synchronous code (model signals)."""
+        catalog = self._catalog
+        if catalog is None or time.monotonic() - catalog.loaded > CATALOG_MAX_AGE:
+            catalog = self._catalog = self._load()
+        return catalog
+
+    async def data_view(self, ctx: RequestContext) -> DataView:
+        """The exposures as the caller sees them (permission classes evaluated once per request)."""
+        from .server import get_server
+
+        catalog = await self.catalog()
+        view = ctx.extra.get("_mcp_data_view")
+        if view is None or view[0] is not catalog:
+            built = await database_sync_to_async(DataView)(catalog.exposures, caller(ctx), get_server().dispatcher.cursors)
+            view = ctx.extra["_mcp_data_view"] = (catalog, built)
+        return view[1]
 
     @staticmethod
     async def _allowed(entry: tuple[Any, list[str], list[int]], user: Any) -> bool:
@@ -170,7 +234,19 @@ class ManagedProvider(Provider):
 
     async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
         usable = await self._usable_tools(caller(ctx))
-        return [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
+        tools = [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
+        return tools + [tool.definition() for tool in await self._data_tools(ctx)]
+
+    async def _data_tools(self, ctx: RequestContext, name: str | None = None) -> list[DataTool]:
+        """Data tools over the exposures the caller may read (code tools win a name clash)."""
+        catalog = await self.catalog()
+        candidates = list(catalog.data_tools.values()) if name is None else \
+            [catalog.data_tools[name]] if name in catalog.data_tools else []
+        candidates = [t for t in candidates if t.name not in self.registry.tools]
+        if not candidates:
+            return []
+        view = await self.data_view(ctx)
+        return [t for t in candidates if t.exposure.key in view.readable]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         user = caller(ctx)
@@ -178,6 +254,14 @@ class ManagedProvider(Provider):
         outcome, message, result = "ok", "", None
         try:
             usable = await self._usable_tools(user, name)
+            if name not in usable and name not in self.registry.tools:
+                data_tools = await self._data_tools(ctx, name)
+                if data_tools:
+                    view = await self.data_view(ctx)
+                    result = await database_sync_to_async(view.run)(data_tools[0], arguments)
+                    if result.get("isError"):
+                        outcome, message = "tool_error", result["content"][0]["text"]
+                    return result
             if name not in usable:
                 outcome = "refused"
                 raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
@@ -215,15 +299,49 @@ class ManagedProvider(Provider):
             duration_ms=round(seconds * 1000, 3), via=str(ctx.extra.get("via", ""))[:20],
         )
 
-    # -- resources: the code registry's, unchanged ----------------------------------------------------
+    # -- resources: the code registry's, then the model exposures' -------------------------------------
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        """The code registry's fixed resources only: model rows are listed page by page."""
         return await self.registry.list_resources(ctx)
 
+    async def list_resources_page(self, ctx: RequestContext, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
+        """The registry's resources (by offset, position ``{"s": n}``), then every readable exposure's
+        objects by primary key (position ``{"e": key, "a": last pk}``)."""
+        static = await self.registry.list_resources(ctx)
+        if position is None:
+            position = {"s": 0}
+        if not isinstance(position, dict):
+            raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
+        items: list[dict[str, Any]] = []
+        if "s" in position:
+            offset = position["s"]
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
+            items = static[offset:offset + limit]
+            if offset + limit < len(static):
+                return items, {"s": offset + limit}
+            position = None
+        view = await self.data_view(ctx)
+        more, following = await database_sync_to_async(view.resources_page)(position, limit - len(items))
+        return items + more, following
+
     async def list_resource_templates(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        return await self.registry.list_resource_templates(ctx)
+        view = await self.data_view(ctx)
+        return await self.registry.list_resource_templates(ctx) + view.templates()
 
     async def read_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
+        view = await self.data_view(ctx)
+        if view.find(uri) is not None:
+            return await database_sync_to_async(view.read)(uri)
+        # Not a readable exposure's URI: the registry's, or the same "not found" as a forbidden row gets.
         return await self.registry.read_resource(uri, ctx)
+
+    async def check_subscription(self, uri: str, ctx: RequestContext) -> None:
+        view = await self.data_view(ctx)
+        if view.find(uri) is not None:
+            await database_sync_to_async(view.get_object)(uri)
+            return
+        await self.registry.read_resource(uri, ctx)
 
     # -- prompts --------------------------------------------------------------------------------------
     def _prompt_definition(self, row: Any) -> dict[str, Any]:
@@ -267,6 +385,11 @@ class ManagedProvider(Provider):
                     if arg.name == argument["name"]:
                         return await _complete_from(arg.completion_values(), argument.get("value", ""), {})
                 return []
+        if ref.get("type") == "ref/resource":
+            view = await self.data_view(ctx)
+            values = await database_sync_to_async(view.complete)(str(ref.get("uri")), argument.get("value", ""))
+            if values is not None:
+                return values
         return await self.registry.complete(ref, argument, context, ctx)
 
 
@@ -301,6 +424,6 @@ def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
 
 
 #: The provider mcp_app serves by default (settings: MCP_APP["PROVIDER"]).
-default_provider = ManagedProvider(default_registry)
+default_provider = ManagedProvider(default_registry, default_exposures)
 
 

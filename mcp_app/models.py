@@ -1,4 +1,5 @@
-"""Database models: sessions, the admin-managed tools and prompts, and the audit log of tool calls."""
+"""Database models: sessions and their resource subscriptions, the admin-managed tools, prompts, model
+exposures and query tools, and the audit log of tool calls."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -32,7 +34,6 @@ class Session(models.Model):
     client_info = models.JSONField(default=dict, blank=True)
     client_capabilities = models.JSONField(default=dict, blank=True)
     log_level = models.CharField(max_length=16, blank=True, default="")
-    subscriptions = models.JSONField(default=list, blank=True)
     # Channel-layer name of the stream that carries the session's answers (legacy HTTP+SSE transport).
     stream_channel = models.CharField(max_length=200, blank=True, default="", editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -251,3 +252,156 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} at {self.created:%Y-%m-%d %H:%M:%S}"
+
+
+class Subscription(models.Model):
+    """A session's resources/subscribe: saves and deletes of the resource notify the session's streams."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="subscriptions")
+    # Indexed: a saved object looks up its subscribers by URI.
+    uri = models.CharField(max_length=1000, db_index=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created"]
+        unique_together = [("session", "uri")]
+        verbose_name = _("resource subscription")
+        verbose_name_plural = _("resource subscriptions")
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class ModelExposure(models.Model):
+    """A model exposed to MCP clients from the admin: resources, and data tools if enabled.
+
+    The same options as :func:`mcp_app.resources.expose` in code; a model exposed in code cannot also
+    have a row. Exposures are created disabled, so that fields can be chosen before anything is shown.
+    """
+
+    content_type = models.OneToOneField(ContentType, on_delete=models.CASCADE, related_name="+", verbose_name=_("model"))
+    enabled = models.BooleanField(default=False, help_text=_("Nothing is exposed until this is on."))
+    fields = models.JSONField(default=list, blank=True, verbose_name=_("allowed fields"),
+                              help_text=_("Only these fields are ever shown, filtered or ordered by."))
+    lookup_field = models.CharField(max_length=100, default="pk",
+                                    help_text=_("The unique field in the resource URI: django://app/model/{lookup}."))
+    ordering = models.CharField(max_length=300, blank=True,
+                                help_text=_("Default order of data tools, comma separated: -published, title."))
+    base_filters = models.JSONField(default=dict, blank=True, help_text=_(
+        'Rows outside these conditions are never shown, e.g. {"is_published": true}. Keys are field or '
+        "field__lookup with exact, iexact, icontains, gt, gte, lt, lte, in or isnull."))
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True, help_text=_("What clients (and their models) are told about the data."))
+    data_tools = models.BooleanField(default=True, help_text=_("Also offer list, search and get tools."))
+    public = models.BooleanField(default=False, help_text=_(
+        "Anyone who can reach the MCP endpoint may read it. Off: the model's view permission is required."))
+    allow_sensitive_fields = models.BooleanField(default=False, help_text=_(
+        "Allow fields whose names look like credentials (password, token, secret...). Leave off."))
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["content_type__app_label", "content_type__model"]
+        verbose_name = _("model exposure")
+        verbose_name_plural = _("model exposures")
+
+    def __str__(self) -> str:
+        return f"{self.content_type.app_label}.{self.content_type.model}" if self.content_type_id else "(new exposure)"
+
+    @property
+    def key(self) -> str:
+        return str(self)
+
+    def to_resource(self) -> Any:
+        """The :class:`~mcp_app.resources.ModelResource` this row describes; ImproperlyConfigured when
+        the row no longer fits its model (a field was removed)."""
+        from django.core.exceptions import ImproperlyConfigured
+
+        from .permissions import AllowAny, DjangoModelViewPermission
+        from .resources import ModelResource, check_fixed_filters
+
+        model = self.content_type.model_class()
+        if model is None:
+            raise ImproperlyConfigured(f"{self}: the model no longer exists.")
+        fields = self.fields if isinstance(self.fields, list) else []
+        return ModelResource(
+            model, fields=fields, lookup_field=self.lookup_field or "pk", ordering=_split(self.ordering),
+            filters=check_fixed_filters(model, self.base_filters or {}, where="base filters"),
+            title=self.title or None, description=self.description, data_tools=self.data_tools,
+            permission_classes=[AllowAny] if self.public else [DjangoModelViewPermission],
+            allow_sensitive_fields=self.allow_sensitive_fields,
+        )
+
+    def clean(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        from .protocol.errors import InvalidParams
+        from .resources import default_exposures
+
+        if not self.content_type_id:
+            return
+        if self.key in default_exposures.exposures:
+            raise ValidationError({"content_type": _("This model is exposed in code (expose()); change it there.")})
+        if not isinstance(self.fields, list) or not all(isinstance(f, str) for f in self.fields):
+            raise ValidationError({"fields": _("A list of field names.")})
+        try:
+            resource = self.to_resource()
+        except ImproperlyConfigured as exc:
+            raise ValidationError(str(exc).split(": ", 1)[-1]) from None
+        except InvalidParams as exc:
+            raise ValidationError({"base_filters": exc.message}) from None
+        sensitive = resource.sensitive_fields()
+        if sensitive and not self.allow_sensitive_fields:
+            raise ValidationError({"fields": _("%(fields)s look like credentials; they are not exposed unless "
+                                               "'allow sensitive fields' is on.") % {"fields": ", ".join(sensitive)}})
+
+
+class QueryTool(models.Model):
+    """A data tool defined in the admin on top of an exposure: what it does, the conditions it always
+    applies, and the filters the caller may set. No code needed."""
+
+    class Operation(models.TextChoices):
+        LIST = "list", _("list matching rows")
+        SEARCH = "search", _("search text fields, then list")
+        COUNT = "count", _("count matching rows")
+
+    name = models.CharField(max_length=64, unique=True,
+                            help_text=_("The tool's name: letters, digits, '_' and '-' (what clients call)."))
+    exposure = models.CharField(max_length=200, help_text=_("The exposure it queries, as app_label.model_name."))
+    operation = models.CharField(max_length=10, choices=Operation.choices, default=Operation.LIST)
+    fixed_filters = models.JSONField(default=dict, blank=True, help_text=_(
+        'Conditions always applied, e.g. {"returned__isnull": true}; same keys as base filters.'))
+    caller_filters = models.JSONField(default=list, blank=True, help_text=_(
+        'Filters the caller may set, from the exposure\'s allowed filters, e.g. ["title__icontains", "published__gte"].'))
+    ordering = models.CharField(max_length=300, blank=True, help_text=_("Comma separated allowed fields, e.g. -published."))
+    limit = models.PositiveIntegerField(default=20, help_text=_("Most rows returned (1 to 100)."))
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("query tool")
+        verbose_name_plural = _("query tools")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        import re
+
+        from .resources import MAX_LIMIT, check_query_tool
+
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", self.name or ""):
+            raise ValidationError({"name": _("Use 1 to 64 letters, digits, '_' or '-'.")})
+        if not 1 <= (self.limit or 0) <= MAX_LIMIT:
+            raise ValidationError({"limit": _("Between 1 and %(max)d.") % {"max": MAX_LIMIT}})
+        problems = check_query_tool(self)
+        if problems:
+            raise ValidationError(problems)

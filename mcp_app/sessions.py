@@ -43,7 +43,6 @@ class SessionRecord:
     client_info: dict[str, Any] = field(default_factory=dict)
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     log_level: str | None = None
-    subscriptions: list[str] = field(default_factory=list)
     #: The channel of the session's event stream (legacy transport: the one stream that carries answers).
     stream_channel: str = ""
     touched: float = field(default_factory=time.monotonic)
@@ -55,16 +54,12 @@ class SessionRecord:
         await self.store.update(self, log_level=level)
 
     async def subscribe(self, uri: str) -> None:
-        if uri not in self.subscriptions:
-            self.subscriptions = [*self.subscriptions, uri]
-            assert self.store is not None
-            await self.store.update(self, subscriptions=self.subscriptions)
+        assert self.store is not None
+        await self.store.subscribe(self.id, uri)
 
     async def unsubscribe(self, uri: str) -> None:
-        if uri in self.subscriptions:
-            self.subscriptions = [s for s in self.subscriptions if s != uri]
-            assert self.store is not None
-            await self.store.update(self, subscriptions=self.subscriptions)
+        assert self.store is not None
+        await self.store.unsubscribe(self.id, uri)
 
 
 def _db(fn: Any) -> Any:
@@ -118,7 +113,7 @@ class SessionStore:
         return SessionRecord(
             id=row.id, transport=row.transport, protocol_version=row.protocol_version,
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
-            log_level=row.log_level or None, subscriptions=list(row.subscriptions or []),
+            log_level=row.log_level or None,
             stream_channel=row.stream_channel, store=self,
         )
 
@@ -168,6 +163,28 @@ class SessionStore:
                           client_name=str(client_info.get("name", ""))[:200],
                           client_version=str(client_info.get("version", ""))[:100])
 
+    async def subscribe(self, session_id: str, uri: str) -> None:
+        """Record a resources/subscribe (idempotent); a session holds at most MAX_SUBSCRIPTIONS."""
+        from .models import Subscription
+        from .protocol.errors import InvalidParams
+
+        def add() -> None:
+            if Subscription.objects.filter(session_id=session_id, uri=uri).exists():
+                return
+            if Subscription.objects.filter(session_id=session_id).count() >= mcp_settings.MAX_SUBSCRIPTIONS:
+                raise InvalidParams(f"resources/subscribe: a session may hold {mcp_settings.MAX_SUBSCRIPTIONS} "
+                                    "subscriptions; unsubscribe from some first.")
+            Subscription.objects.get_or_create(session_id=session_id, uri=uri)
+
+        if len(uri) > 1000:
+            raise InvalidParams("resources/subscribe: URIs are limited to 1000 characters.")
+        await _db(add)()
+
+    async def unsubscribe(self, session_id: str, uri: str) -> None:
+        from .models import Subscription
+
+        await _db(lambda: Subscription.objects.filter(session_id=session_id, uri=uri).delete())()
+
     async def end(self, session_id: str) -> bool:
         """End a session; False when it was unknown or already ended. Every worker is told at once
         (``session.ended``): cached copies are dropped and its running requests cancelled."""
@@ -175,7 +192,13 @@ class SessionStore:
 
         if not SESSION_ID_RE.match(session_id):
             return False
-        ended = await _db(lambda: Session.objects.filter(id=session_id, ended__isnull=True).update(ended=timezone.now()))()
+        def end_row() -> int:
+            from .models import Subscription
+
+            Subscription.objects.filter(session_id=session_id).delete()
+            return Session.objects.filter(id=session_id, ended__isnull=True).update(ended=timezone.now())
+
+        ended = await _db(end_row)()
         self._cache.pop(session_id, None)
         await self._bus.publish("session.invalidate", session_id=session_id)
         await self._bus.publish("session.ended", session_id=session_id)

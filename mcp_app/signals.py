@@ -1,6 +1,6 @@
 """Model signals -> ``notifications/*/list_changed`` on every open stream of every session, on every worker.
 
-Saving or deleting a tool or prompt row (in the admin or in code) changes what tools/list and
+Saving or deleting a tool, prompt, model exposure or query tool row (in the admin or in code) changes what tools/list and
 prompts/list answer; the notification goes out once the transaction commits, through the channel
 layer group that every open stream joins.
 """
@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from .models import Prompt, PromptArgument, PromptMessage, Tool
+from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Tool
 from .protocol import jsonrpc
 from .transports.events import broadcast
 
@@ -23,11 +23,12 @@ logger = logging.getLogger("mcp_app")
 
 TOOLS_CHANGED = "notifications/tools/list_changed"
 PROMPTS_CHANGED = "notifications/prompts/list_changed"
+RESOURCES_CHANGED = "notifications/resources/list_changed"
 
 
-def notify_all(method: str) -> None:
+def notify_all(*methods: str) -> None:
     """Once the current transaction commits: drop every worker's cached rows (this one's at once, the
-    others' through the bus), then send a list_changed notification to every open stream."""
+    others' through the bus), then send list_changed notifications to every open stream."""
 
     def send() -> None:
         from .server import get_server
@@ -38,9 +39,10 @@ def notify_all(method: str) -> None:
             invalidate()
         try:
             async_to_sync(server.bus.publish)("catalog.changed")
-            async_to_sync(broadcast)(jsonrpc.notification(method))
+            for method in methods:
+                async_to_sync(broadcast)(jsonrpc.notification(method))
         except Exception as exc:  # a notification is advisory: never fail the admin's save for it
-            logger.warning("could not send %s (%s: %s)", method, type(exc).__name__, exc)
+            logger.warning("could not send %s (%s: %s)", ", ".join(methods), type(exc).__name__, exc)
 
     transaction.on_commit(send)
 
@@ -69,3 +71,13 @@ def tool_access_changed(action: str, **kwargs: Any) -> None:
 def prompt_access_changed(action: str, **kwargs: Any) -> None:
     if action.startswith("post_"):
         notify_all(PROMPTS_CHANGED)
+
+
+@receiver([post_save, post_delete], sender=ModelExposure)
+def exposure_changed(**kwargs: Any) -> None:
+    notify_all(RESOURCES_CHANGED, TOOLS_CHANGED)  # its objects and templates, and its data tools
+
+
+@receiver([post_save, post_delete], sender=QueryTool)
+def query_tool_changed(**kwargs: Any) -> None:
+    notify_all(TOOLS_CHANGED)

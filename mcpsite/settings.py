@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "mcp_app",
     "mcpsite.demo",
+    "mcpsite.library",
 ]
 
 MIDDLEWARE = [

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from django.test import override_settings
 
-from mcp_app.models import Session
+from mcp_app.models import Session, Subscription
 from mcp_app.server import get_server
 from mcp_app.sessions import SESSION_ID_RE
 
@@ -88,9 +88,13 @@ async def test_log_level_and_subscriptions_persist() -> None:
     await record.subscribe("test://b")
     await record.unsubscribe("test://a")
     row = await Session.objects.aget(id=record.id)
-    assert (row.log_level, row.subscriptions) == ("error", ["test://b"])
+    uris = [uri async for uri in Subscription.objects.filter(session_id=record.id).values_list("uri", flat=True)]
+    assert (row.log_level, uris) == ("error", ["test://b"])
     # A cold worker (empty cache) reads the same state from the database.
     with override_settings(MCP_APP={"SESSION_CACHE_TIMEOUT": 0}):
         fresh = await get_server().sessions.get(record.id)
     assert fresh is not None and fresh is not record
-    assert (fresh.log_level, fresh.subscriptions) == ("error", ["test://b"])
+    assert fresh.log_level == "error"
+    # Ending the session drops its subscriptions: nothing is sent to it any more.
+    await get_server().sessions.end(record.id)
+    assert not await Subscription.objects.filter(session_id=record.id).aexists()

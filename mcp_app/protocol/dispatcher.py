@@ -216,9 +216,19 @@ class Dispatcher:
         return result
 
     async def _resources_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        # Paged by the provider (model rows are never all loaded); the dispatcher only signs positions.
+        position = None
+        if params.get("cursor") is not None:
+            state = self.cursors.decode(params["cursor"])
+            if state.get("k") != "resources" or "p" not in state:
+                raise InvalidParams("Invalid cursor: this cursor does not belong to resources.")
+            position = state["p"]
+        items, following = await self.provider.list_resources_page(ctx, position, self.page_size)
         version = ctx.session.protocol_version
-        resources = [versions.adapt("resource", r, version) for r in await self.provider.list_resources(ctx)]
-        return self._page(resources, params, "resources")
+        result: dict[str, Any] = {"resources": [versions.adapt("resource", r, version) for r in items]}
+        if following is not None:
+            result["nextCursor"] = self.cursors.encode({"k": "resources", "p": following})
+        return result
 
     async def _resource_templates_list(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         version = ctx.session.protocol_version
@@ -230,7 +240,9 @@ class Dispatcher:
         return {"contents": await self.provider.read_resource(uri, ctx)}
 
     async def _resources_subscribe(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        await ctx.session.subscribe(_string_param(params, "uri", "resources/subscribe"))
+        uri = _string_param(params, "uri", "resources/subscribe")
+        await self.provider.check_subscription(uri, ctx)  # unknown or unreadable: the same -32002 as a read
+        await ctx.session.subscribe(uri)
         return {}
 
     async def _resources_unsubscribe(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import RequestContext
+from .errors import InvalidParams
 
 
 class Provider:
@@ -26,6 +27,23 @@ class Provider:
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
         """Return Resource objects (``uri``, ``name``, ...) in a stable order."""
         raise NotImplementedError
+
+    async def list_resources_page(self, ctx: RequestContext, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
+        """Return up to ``limit`` Resource objects from ``position`` (None: the start) and the position
+        of the next page (None: no more), a JSON value the dispatcher signs into the cursor.
+
+        The default slices :meth:`list_resources` by offset; providers with large lists page by key.
+        A position that makes no sense to the provider raises ``InvalidParams``.
+        """
+        offset = 0 if position is None else position
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
+        items = await self.list_resources(ctx)
+        return items[offset:offset + limit], (offset + limit if offset + limit < len(items) else None)
+
+    async def check_subscription(self, uri: str, ctx: RequestContext) -> None:
+        """Raise ``ResourceNotFound`` unless the caller may read ``uri`` (called by resources/subscribe)."""
+        await self.read_resource(uri, ctx)
 
     async def list_resource_templates(self, ctx: RequestContext) -> list[dict[str, Any]]:
         """Return ResourceTemplate objects (``uriTemplate``, ``name``, ...)."""

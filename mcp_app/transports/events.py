@@ -5,7 +5,8 @@ Every open event stream has its own channel and joins its session's group, so an
 - :func:`send_to_stream` targets one stream's channel and raises :class:`DeliveryError` when the layer
   is full or unreachable (the caller answers 503: never a silent drop);
 - :func:`send_to_session` broadcasts to every stream of a session (notifications);
-- :func:`broadcast` reaches every open stream of every session (list_changed);
+- :func:`broadcast` reaches every open stream of every session (list_changed), and
+  :func:`broadcast_coalesced` does so at most once per window per stream (data changes);
 - :func:`close_session_streams` ends them (session ended).
 """
 
@@ -62,3 +63,11 @@ async def broadcast(message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
         await layer.group_send(ALL_STREAMS, {"type": "mcp.message", "message": message})
+
+
+async def broadcast_coalesced(message: dict[str, Any]) -> None:
+    """Like :func:`broadcast`, but each stream sends at most one such message (by method) per
+    ``LIST_CHANGED_COALESCE_SECONDS``, plus one at the end of the window if more arrived in it."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(ALL_STREAMS, {"type": "mcp.coalesced", "message": message})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -79,6 +80,38 @@ def accepts(accept: str | None, wanted: str) -> bool:
         return True
     main = wanted.split("/", 1)[0]
     return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept, drop_refused=True))
+
+
+class Coalescer:
+    """At most one message per method per ``window`` seconds on one stream: the first goes out at once,
+    later ones in the window collapse into one sent when it ends (so the last change is never lost)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._sent: dict[str, float] = {}
+        self._held: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def offer(self, message: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """The message to send now, or None when it is held for the end of the window."""
+        key = str(message.get("method"))
+        last = self._sent.get(key)
+        if last is None or now - last >= self.window:
+            self._sent[key] = now
+            return message
+        if key not in self._held:
+            self._held[key] = (last + self.window, message)
+        return None
+
+    def next_due(self) -> float | None:
+        return min((due for due, _ in self._held.values()), default=None)
+
+    def take_due(self, now: float) -> list[dict[str, Any]]:
+        ready = [key for key, (due, _) in self._held.items() if due <= now]
+        out = []
+        for key in ready:
+            out.append(self._held.pop(key)[1])
+            self._sent[key] = now
+        return out
 
 
 class MCPConsumer(AsyncConsumer):
@@ -201,14 +234,26 @@ class MCPConsumer(AsyncConsumer):
             while True:
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
+        coalescer = Coalescer(mcp_settings.LIST_CHANGED_COALESCE_SECONDS)
         receiver: asyncio.Future[dict[str, Any]] | None = None
+        last_write = time.monotonic()
         try:
             while True:
                 if receiver is None:
                     receiver = asyncio.ensure_future(layer.receive(self.channel_name))
-                done, _ = await asyncio.wait({receiver}, timeout=keepalive)
+                now = time.monotonic()
+                wait = max(0.0, last_write + keepalive - now)
+                due = coalescer.next_due()
+                if due is not None:
+                    wait = min(wait, max(0.0, due - now))
+                done, _ = await asyncio.wait({receiver}, timeout=wait)
+                for message in coalescer.take_due(time.monotonic()):
+                    await self.body(sse_event(message), more=True)
+                    last_write = time.monotonic()
                 if not done:
-                    await self.body(b": keepalive\n\n", more=True)
+                    if time.monotonic() - last_write >= keepalive:
+                        await self.body(b": keepalive\n\n", more=True)
+                        last_write = time.monotonic()
                     continue
                 finished, receiver = receiver, None
                 if finished.exception() is not None:
@@ -225,8 +270,14 @@ class MCPConsumer(AsyncConsumer):
                 if event.get("type") == "mcp.close":
                     await self.body(b"")
                     return
-                if event.get("type") == "mcp.message":
-                    await self.body(sse_event(event["message"]), more=True)
+                message = event.get("message")
+                if event.get("type") == "mcp.coalesced" and isinstance(message, dict):
+                    message = coalescer.offer(message, time.monotonic())
+                elif event.get("type") != "mcp.message":
+                    message = None
+                if message is not None:
+                    await self.body(sse_event(message), more=True)
+                    last_write = time.monotonic()
         finally:
             if receiver is not None:
                 receiver.cancel()

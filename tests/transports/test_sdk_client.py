@@ -124,7 +124,9 @@ async def test_resources_prompts_and_completion(daphne_server: LiveServer) -> No
         templated = await session.read_resource("test://template/42/data")
         assert '"id": "42"' in templated.contents[0].text
         templates = (await session.list_resource_templates()).resource_templates
-        assert [t.uri_template for t in templates] == ["test://template/{id}/data"]
+        # The code registry's template, then the demo library's public exposures (members and loans need a user).
+        assert [t.uri_template for t in templates] == [
+            "test://template/{id}/data", "django://library/author/{pk}", "django://library/book/{pk}"]
         prompt = await session.get_prompt("test_prompt_with_arguments", {"arg1": "a", "arg2": "b"})
         assert prompt.messages[0].content.text == "Prompt with arguments: arg1='a', arg2='b'"
         done = await session.complete(types.PromptReference(name="test_prompt_with_arguments"),

@@ -1,4 +1,5 @@
-"""Load the demo's data: an admin account for the local demo (idempotent: safe to run again)."""
+"""Load the demo's data: an admin account, and the library's thousands of rows and its librarian and
+reader accounts (idempotent: safe to run again)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ DEMO_PASSWORD = "mcp-demo"  # the demo runs on 127.0.0.1 with DEBUG on; never on
 
 
 class Command(BaseCommand):
-    help = "Create the demo's admin account (DEBUG only)."
+    help = "Create the demo's admin account and library data (DEBUG only)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
@@ -21,6 +22,12 @@ class Command(BaseCommand):
         User = get_user_model()  # noqa: N806 - Django's idiom
         if not User.objects.filter(username=DEMO_USER).exists():
             User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
+        from mcpsite.library import demo_data
+
+        if demo_data.load():
+            self.stdout.write(f"Library: {demo_data.AUTHORS} authors, {demo_data.BOOKS} books, {demo_data.MEMBERS} members, "
+                              f"{demo_data.LOANS} loans; users {demo_data.LIBRARIAN!r} and {demo_data.READER!r} "
+                              f"(password {demo_data.DEMO_PASSWORD!r}).")
         self.stdout.write(self.style.SUCCESS(
             f"Demo data loaded. Admin: http://127.0.0.1:8000/admin/ (user {DEMO_USER!r}, password {DEMO_PASSWORD!r}); "
             "MCP endpoint: http://127.0.0.1:8000/mcp"

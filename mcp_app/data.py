@@ -1,0 +1,288 @@
+"""Serving model exposures to one caller: resources, completions and data tools.
+
+:class:`DataView` is built per request from the exposures in force (code and admin rows) and the caller;
+it decides once which exposures the caller may read, and every method below runs synchronously in
+Django's database thread (the provider wraps them with ``database_sync_to_async``).
+
+Not found and not allowed are the same answer everywhere, so a caller cannot probe for rows or
+models it may not read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+from .permissions import allows
+from .protocol.errors import InvalidParams, ResourceNotFound
+from .protocol.pagination import CursorCodec
+from .resources import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ModelResource,
+    _split_terms,
+    check_fixed_filters,
+    keyset_after,
+    keyset_decode,
+    keyset_order,
+    keyset_values,
+)
+
+#: Tools each exposure offers (when its ``data_tools`` is on), by name suffix.
+DATA_OPERATIONS = ("list", "search", "get")
+_READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
+
+
+def dumps(data: Any) -> str:
+    """JSON as DRF renders it (dates, decimals, UUIDs), non-ASCII kept readable."""
+    from rest_framework.utils.encoders import JSONEncoder
+
+    return json.dumps(data, cls=JSONEncoder, ensure_ascii=False)
+
+
+@dataclass
+class DataTool:
+    """A data tool: generated for an exposure, or defined by a :class:`~mcp_app.models.QueryTool` row."""
+
+    name: str
+    exposure: ModelResource
+    operation: str  # list | search | get | count
+    title: str
+    description: str
+    caller_filters: list[str] | None = None  # None: every filter of the exposure
+    fixed_filters: dict[str, Any] | None = None
+    ordering: list[str] | None = None
+    max_limit: int = MAX_LIMIT
+
+    def definition(self) -> dict[str, Any]:
+        exposure = self.exposure
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        if self.operation == "get":
+            props[exposure.variable] = {**_lookup_schema(exposure), "description": f"The {exposure.variable} of the object."}
+            required.append(exposure.variable)
+        if self.operation == "search":
+            props["query"] = {"type": "string", "minLength": 1, "maxLength": 1000,
+                              "description": f"Text to find in {', '.join(exposure._search_fields)}."}
+            required.append("query")
+        if self.operation in ("list", "search", "count"):
+            keys = self.caller_filters if self.caller_filters is not None else list(exposure.filter_specs)
+            if keys:
+                props["filters"] = exposure.filter_schema(keys)
+        if self.operation in ("list", "search"):
+            if self.ordering is None:
+                props["order_by"] = {"type": "array", "items": {"type": "string", "enum": exposure.orderings}, "maxItems": 3,
+                                     "description": "Fields to order by; '-' in front for descending."}
+            props["limit"] = {"type": "integer", "minimum": 1, "maximum": self.max_limit,
+                              "default": min(DEFAULT_LIMIT, self.max_limit)}
+            props["cursor"] = {"type": "string", "description": "nextCursor of the previous answer, for the next page."}
+        schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+        if required:
+            schema["required"] = required
+        out = {"name": self.name, "title": self.title, "description": self.description, "inputSchema": schema,
+               "annotations": dict(_READ_ONLY)}
+        if self.operation in ("list", "search"):
+            out["outputSchema"] = {"type": "object", "required": ["items"], "properties": {
+                "items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "string"}}}
+        elif self.operation == "count":
+            out["outputSchema"] = {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}}
+        return out
+
+
+def _lookup_schema(exposure: ModelResource) -> dict[str, Any]:
+    from .resources import FilterSpec
+
+    return FilterSpec(exposure.variable, exposure.lookup, "exact").schema()
+
+
+def generated_tools(exposure: ModelResource) -> list[DataTool]:
+    """The list / search / get tools of an exposure."""
+    if not exposure.data_tools:
+        return []
+    plural, noun = exposure.title, str(exposure.model._meta.verbose_name)
+    about = f" {exposure.description}" if exposure.description else ""
+    fields = exposure.describe_fields()
+    tools = [DataTool(f"{exposure.tool_prefix}_list", exposure, "list", f"List {plural.lower()}",
+                      f"List {plural.lower()} (fields: {fields}), with optional filters and ordering; each item has "
+                      f"its resource URI. Pass nextCursor back as cursor for more.{about}")]
+    if exposure._search_fields:
+        tools.append(DataTool(f"{exposure.tool_prefix}_search", exposure, "search", f"Search {plural.lower()}",
+                              f"Find {plural.lower()} whose {', '.join(exposure._search_fields)} contain a text.{about}"))
+    tools.append(DataTool(f"{exposure.tool_prefix}_get", exposure, "get", f"Get a {noun}",
+                          f"One {noun} by its {exposure.variable}, with all its allowed fields ({fields}).{about}"))
+    return tools
+
+
+def query_tool(row: Any, exposure: ModelResource) -> DataTool:
+    """The tool an admin defined in a :class:`~mcp_app.models.QueryTool` row."""
+    return DataTool(
+        row.name, exposure, row.operation, row.title or row.name.replace("_", " ").capitalize(),
+        row.description or f"{row.get_operation_display().capitalize()} of {exposure.title.lower()}.",
+        caller_filters=list(row.caller_filters or []),
+        fixed_filters=check_fixed_filters(exposure.model, row.fixed_filters or {}, where="fixed filters"),
+        ordering=_split_terms(row.ordering) or None, max_limit=max(1, min(row.limit, MAX_LIMIT)),
+    )
+
+
+class DataView:
+    """The exposures as one caller sees them (``user`` None: anonymous)."""
+
+    def __init__(self, exposures: dict[str, ModelResource], user: Any, cursors: CursorCodec) -> None:
+        self.user = user
+        self.cursors = cursors
+        self.readable = {key: e for key, e in exposures.items() if allows(e.permission_classes, user, e)}
+        self.links: dict[type, ModelResource | None] = {}
+        for exposure in self.readable.values():
+            self.links.setdefault(exposure.model, exposure)
+
+    def _queryset(self, exposure: ModelResource) -> models.QuerySet[Any]:
+        return exposure.get_queryset(self.user)
+
+    # -- resources ----------------------------------------------------------------------------------
+    def templates(self) -> list[dict[str, Any]]:
+        return [e.template() for e in self.readable.values()]
+
+    def find(self, uri: str) -> tuple[ModelResource, Any] | None:
+        """The readable exposure and the converted lookup value of ``uri``; None when not one of ours."""
+        for exposure in self.readable.values():
+            value = exposure.parse_uri(uri)
+            if value is not None:
+                return exposure, value
+        return None
+
+    def get_object(self, uri: str) -> tuple[ModelResource, Any]:
+        found = self.find(uri)
+        obj = None
+        if found is not None:
+            exposure, value = found
+            obj = exposure.prefetch(self._queryset(exposure)).filter(**{exposure.lookup.attname if exposure.lookup_field != "pk"
+                                                                          else "pk": value}).first()
+        if obj is None:
+            # Unknown exposure, unreadable model, row outside the caller's queryset, or no such row: one answer.
+            raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
+        return found[0], obj  # type: ignore[index]
+
+    def read(self, uri: str) -> list[dict[str, Any]]:
+        exposure, obj = self.get_object(uri)
+        data = exposure.serialize(obj, links=self.links)
+        return [{"uri": exposure.uri_for(obj), "mimeType": "application/json", "text": dumps(data)}]
+
+    def resources_page(self, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
+        """Up to ``limit`` objects of every readable exposure, by key then primary key (keyset: no
+        OFFSET, so a deep page costs what the first does). ``position`` is what the previous page
+        returned (None: start); returns the items and the next position (None: the end)."""
+        keys = sorted(self.readable)
+        start, after = keys[0] if keys else None, None
+        if position is not None:
+            if not isinstance(position, dict) or position.get("e") not in keys:
+                raise InvalidParams("Invalid cursor: the list changed; start again without a cursor.")
+            start = position["e"]
+            after = position.get("a")
+        items: list[dict[str, Any]] = []
+        for key in keys[keys.index(start):] if start is not None else []:
+            exposure = self.readable[key]
+            queryset = self._queryset(exposure).order_by("pk")
+            if key == start and after is not None:
+                try:
+                    after_pk = exposure.model._meta.pk.to_python(after)
+                except Exception:  # noqa: BLE001 - any conversion failure is a bad cursor
+                    raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.") from None
+                queryset = queryset.filter(pk__gt=after_pk)
+            room = limit - len(items)
+            rows = list(queryset[:room + 1])
+            items += [exposure.resource(obj) for obj in rows[:room]]
+            if len(rows) > room:
+                last = rows[room - 1]
+                return items, {"e": key, "a": last.pk if isinstance(last.pk, int) else str(last.pk)}
+            if len(items) >= limit:
+                following = keys[keys.index(key) + 1:]
+                return items, ({"e": following[0], "a": None} if following else None)
+        return items, None
+
+    def complete(self, template: str, value: str) -> list[str] | None:
+        """Existing keys starting with ``value`` for an exposure's template; None when not ours."""
+        for exposure in self.readable.values():
+            if exposure.uri_template == template:
+                field = exposure.lookup.attname if exposure.lookup_field != "pk" else "pk"
+                queryset = self._queryset(exposure)
+                if value:
+                    queryset = queryset.filter(**{f"{field}__startswith": value[:200]})
+                return [str(v) for v in queryset.order_by(field).values_list(field, flat=True)[:101]]
+        return None
+
+    # -- data tools ---------------------------------------------------------------------------------
+    def run(self, tool: DataTool, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Run a data tool; bad arguments raise InvalidParams (-32602) naming what is allowed."""
+        exposure = tool.exposure
+        accepted = set(tool.definition()["inputSchema"]["properties"])
+        unknown = sorted(set(arguments) - accepted)
+        if unknown:
+            raise InvalidParams(f"{tool.name}: unknown argument(s) {', '.join(str(u)[:100] for u in unknown)}; "
+                                f"it takes {', '.join(sorted(accepted)) or 'none'}.", data={"allowed": sorted(accepted)})
+        if tool.operation == "get":
+            return self._get(tool, arguments)
+        queryset = self._queryset(exposure)
+        if tool.fixed_filters:
+            queryset = queryset.filter(**tool.fixed_filters)
+        queryset = exposure.apply_filters(queryset, arguments.get("filters"), allowed=tool.caller_filters)
+        if tool.operation == "search":
+            if "query" not in arguments:
+                raise InvalidParams(f"{tool.name}: query is required.")
+            queryset = exposure.search(queryset, arguments["query"])
+        if tool.operation == "count":
+            count = queryset.count()
+            return _result({"count": count})
+        return self._list(tool, queryset, arguments)
+
+    def _get(self, tool: DataTool, arguments: dict[str, Any]) -> dict[str, Any]:
+        exposure = tool.exposure
+        if exposure.variable not in arguments:
+            raise InvalidParams(f"{tool.name}: {exposure.variable} is required.")
+        from .resources import FilterSpec
+
+        value = FilterSpec(exposure.variable, exposure.lookup, "exact").convert(arguments[exposure.variable])
+        uri = exposure.uri_for_value(value)
+        try:
+            _, obj = self.get_object(uri)
+        except ResourceNotFound:
+            noun = exposure.model._meta.verbose_name
+            return {"content": [{"type": "text", "text": f"No {noun} with {exposure.variable} {value!r} "
+                                 "(or you may not read it)."}], "isError": True}
+        data = exposure.serialize(obj, links=self.links)
+        link = {"type": "resource_link", "uri": data["uri"], "name": exposure.label(obj), "mimeType": "application/json"}
+        return {**_result(data), "content": [{"type": "text", "text": dumps(data)}, link]}
+
+    def _list(self, tool: DataTool, queryset: models.QuerySet[Any], arguments: dict[str, Any]) -> dict[str, Any]:
+        exposure = tool.exposure
+        limit = arguments.get("limit", min(DEFAULT_LIMIT, tool.max_limit))
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= tool.max_limit:
+            raise InvalidParams(f"{tool.name}: limit must be an integer from 1 to {tool.max_limit}.")
+        terms = tool.ordering or exposure.parse_ordering(arguments.get("order_by"))
+        query_key = self._query_key(tool, arguments, terms)
+        cursor = arguments.get("cursor")
+        if cursor is not None:
+            state = self.cursors.decode(cursor)
+            if state.get("k") != f"tool:{tool.name}" or state.get("q") != query_key:
+                raise InvalidParams(f"{tool.name}: this cursor belongs to another query; pass the same filters, "
+                                    "query and order_by as the call that returned it.")
+            queryset = queryset.filter(keyset_after(exposure.model, terms, keyset_decode(exposure.model, terms, state.get("v"))))
+        rows = list(exposure.prefetch(queryset.order_by(*keyset_order(exposure.model, terms)))[:limit + 1])
+        page = rows[:limit]
+        result: dict[str, Any] = {"items": exposure.serialize(page, links=self.links, many=True)}
+        if len(rows) > limit:
+            values = keyset_values(exposure.model, terms, page[-1])
+            result["nextCursor"] = self.cursors.encode({"k": f"tool:{tool.name}", "q": query_key, "v": values})
+        return _result(result)
+
+    @staticmethod
+    def _query_key(tool: DataTool, arguments: dict[str, Any], terms: list[str]) -> str:
+        query = [arguments.get("filters"), arguments.get("query"), terms, tool.exposure.fingerprint()]
+        return hashlib.sha256(json.dumps(query, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _result(data: dict[str, Any]) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": dumps(data)}], "structuredContent": data}

@@ -1,0 +1,55 @@
+"""Permission policy classes, in the style of DRF's: who may see and use a tool, prompt or model exposure.
+
+A policy class is instantiated per check and answers :meth:`BasePermission.has_permission` for the
+caller (a Django user or None when anonymous) and the target (here: a
+:class:`~mcp_app.resources.ModelResource`). Exposures default to :class:`DjangoModelViewPermission`:
+the model's Django ``view`` permission, as the admin enforces it. Give an exposure
+``permission_classes=[...]`` to change that; every listed class must allow.
+
+Row-level rules belong to the exposure's queryset hook (``ModelResource.get_queryset(user)``), so a
+caller never sees, counts or pages past a row it may not read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BasePermission:
+    """Override :meth:`has_permission`; it runs in a thread where the ORM may be used."""
+
+    #: Shown to a caller refused by this class (never details of the data behind it).
+    message = "You do not have permission to read this."
+
+    def has_permission(self, user: Any, target: Any) -> bool:
+        """Return True when ``user`` (None: anonymous) may use ``target`` at all."""
+        raise NotImplementedError
+
+
+class AllowAny(BasePermission):
+    """Everyone the endpoint lets in, anonymous callers included (for data that is public on the site)."""
+
+    def has_permission(self, user: Any, target: Any) -> bool:
+        return True
+
+
+class IsAuthenticated(BasePermission):
+    """Any signed-in, active user."""
+
+    def has_permission(self, user: Any, target: Any) -> bool:
+        return user is not None and bool(getattr(user, "is_authenticated", False)) and bool(getattr(user, "is_active", True))
+
+
+class DjangoModelViewPermission(BasePermission):
+    """The ``<app_label>.view_<model_name>`` permission of the target's model (superusers pass)."""
+
+    def has_permission(self, user: Any, target: Any) -> bool:
+        if not IsAuthenticated().has_permission(user, target):
+            return False
+        opts = target.model._meta
+        return bool(user.has_perm(f"{opts.app_label}.view_{opts.model_name}"))
+
+
+def allows(permission_classes: list[type[BasePermission]], user: Any, target: Any) -> bool:
+    """Whether every class allows ``user`` to use ``target``."""
+    return all(cls().has_permission(user, target) for cls in permission_classes)

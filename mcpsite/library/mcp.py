@@ -1,0 +1,44 @@
+"""The library's models as MCP resources and data tools (autodiscovered by mcp_app).
+
+- Authors and books are the public catalogue: anyone who reaches the endpoint may read them.
+- Members are personal data: only users with the ``library.view_member`` permission (librarians).
+- Loans: librarians (``library.view_loan``) see every loan; another signed-in user sees only the
+  loans of the member card linked to their account (row-level scoping in the queryset hook).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from mcp_app.permissions import AllowAny, IsAuthenticated
+from mcp_app.resources import ModelResource, expose
+
+from .models import Author, Book, Loan, Member
+
+expose(Author, fields=["name", "birth_year", "country", "biography"], permission_classes=[AllowAny],
+       ordering=["name"], search_fields=["name", "country"],
+       description="Authors in the library's catalogue.")
+
+expose(Book, fields=["title", "isbn", "author", "genre", "published", "pages"], permission_classes=[AllowAny],
+       ordering=["-published"], search_fields=["title", "isbn"],
+       description="The library's catalogue; each book links to its author.")
+
+# Not exposed: email and card number (and the linked account). Fields are an allowlist.
+expose(Member, fields=["name", "joined"], description="Library members (librarians only).")
+
+
+class LoanResource(ModelResource):
+    def get_queryset(self, user: Any) -> QuerySet[Loan]:
+        loans = super().get_queryset(user)
+        if user is None:
+            return loans.none()
+        if user.has_perm("library.view_loan"):
+            return loans
+        return loans.filter(member__user=user)  # everyone else: their own loans only
+
+
+expose(Loan, fields=["book", "member", "borrowed", "due", "returned"], resource_class=LoanResource,
+       permission_classes=[IsAuthenticated], ordering=["-borrowed"],
+       description="Loans: librarians see all of them, members their own.")
