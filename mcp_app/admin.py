@@ -1,4 +1,5 @@
-"""Admin screens: sessions, tools (with a try-it page), prompts, and the audit log of tool calls."""
+"""Admin screens: sessions, tools (with a try-it page), prompts, model exposures and query tools, and the
+audit log of tool calls."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import Prompt, PromptArgument, PromptMessage, Session, Tool, ToolCall
+from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Session, Tool, ToolCall
 
 
 def _pretty(value: Any) -> str:
@@ -271,6 +272,138 @@ class PromptAdmin(admin.ModelAdmin):
     def get_inlines(self, request: Any, obj: Any) -> list[Any]:
         # A code prompt's arguments and messages come from its function.
         return [] if obj is not None and obj.from_code else self.inlines
+
+
+# -- model exposures ------------------------------------------------------------------------------------------
+def _exposable_models() -> Any:
+    from django.contrib.contenttypes.models import ContentType
+
+    # Never our own bookkeeping (sessions, audit), nor Django's sessions and admin log.
+    return ContentType.objects.exclude(app_label__in=["mcp_app", "sessions", "admin", "contenttypes"])
+
+
+class ModelExposureForm(forms.ModelForm):
+    """Fields are chosen from the model's own fields once the model is known (the row has been saved)."""
+
+    fields = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label=_("allowed fields"),
+                                       help_text=_("Only these fields are ever shown, filtered or ordered by."))
+    lookup_field = forms.ChoiceField(initial="pk", help_text=_("The unique field in the resource URI."))
+
+    class Meta:
+        model = ModelExposure
+        fields = ("content_type", "enabled", "title", "description", "fields", "allow_sensitive_fields", "lookup_field",
+                  "ordering", "base_filters", "data_tools", "public")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "content_type" in self.fields:
+            self.fields["content_type"].queryset = _exposable_models()
+        model = self.instance.content_type.model_class() if self.instance.content_type_id else None
+        if model is None:  # adding: the model is chosen first, its fields on the next page
+            self.fields.pop("fields", None)
+            self.fields.pop("lookup_field", None)
+            return
+        from .resources import SENSITIVE_FIELD_RE
+
+        choices, lookups = [], [("pk", _("pk (primary key)"))]
+        for field in model._meta.get_fields():
+            if not field.concrete or (field.auto_created and not field.primary_key):
+                continue  # reverse relations cannot be exposed
+            label = f"{field.name} ({field.get_internal_type()})"
+            if SENSITIVE_FIELD_RE.search(field.name):
+                label += " — " + str(_("looks like a credential"))
+            choices.append((field.name, label))
+            if field.unique and not field.primary_key:
+                lookups.append((field.name, field.name))
+        self.fields["fields"].choices = choices
+        self.fields["lookup_field"].choices = lookups
+
+
+@admin.register(ModelExposure)
+class ModelExposureAdmin(admin.ModelAdmin):
+    form = ModelExposureForm
+    list_display = ("__str__", "enabled", "public", "data_tools", "field_list", "updated")
+    list_filter = ("enabled", "public", "data_tools")
+    actions = ["enable", "disable"]
+
+    def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        if obj is None:  # first the model; its fields can be chosen once it is saved
+            return ((None, {"fields": ("content_type", "title", "description"),
+                            "description": _("Choose the model and save: its fields are offered next. "
+                                             "New exposures start disabled.")}),)
+        return (
+            (None, {"fields": ("content_type", "enabled", "title", "description")}),
+            (_("What is shown"), {"fields": ("fields", "allow_sensitive_fields", "lookup_field", "ordering",
+                                             "base_filters", "data_tools")}),
+            (_("Who may read it"), {"fields": ("public",),
+                                    "description": _("Not public: the model's view permission is required.")}),
+        )
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        return ("content_type",) if obj is not None else ()
+
+    @admin.display(description=_("fields"))
+    def field_list(self, obj: ModelExposure) -> str:
+        return ", ".join(obj.fields or []) or "—"
+
+    @admin.action(description=_("Enable selected exposures"))
+    def enable(self, request: Any, queryset: Any) -> None:
+        enabled = 0
+        for row in queryset:
+            try:
+                row.full_clean()
+            except Exception as exc:  # noqa: BLE001 - reported to the admin, row left as it is
+                self.message_user(request, f"{row}: {exc}", messages.ERROR)
+                continue
+            row.enabled = True
+            row.save(update_fields=["enabled", "updated"])  # its signal tells connected clients
+            enabled += 1
+        self.message_user(request, _("Enabled %(n)d exposure(s).") % {"n": enabled}, messages.SUCCESS)
+
+    @admin.action(description=_("Disable selected exposures"))
+    def disable(self, request: Any, queryset: Any) -> None:
+        for row in queryset:
+            row.enabled = False
+            row.save(update_fields=["enabled", "updated"])
+        self.message_user(request, _("Disabled %(n)d exposure(s).") % {"n": queryset.count()}, messages.SUCCESS)
+
+
+class QueryToolForm(forms.ModelForm):
+    exposure = forms.ChoiceField(help_text=_("The exposure it queries."))
+
+    class Meta:
+        model = QueryTool
+        fields = ("name", "enabled", "title", "description", "exposure", "operation", "fixed_filters", "caller_filters",
+                  "ordering", "limit")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .resources import default_exposures
+
+        rows = {str(row) for row in ModelExposure.objects.select_related("content_type")}
+        keys = sorted(set(default_exposures.exposures) | rows)
+        self.fields["exposure"].choices = [(k, k) for k in keys]
+
+
+@admin.register(QueryTool)
+class QueryToolAdmin(admin.ModelAdmin):
+    form = QueryToolForm
+    list_display = ("name", "exposure", "operation", "enabled", "updated")
+    list_filter = ("enabled", "operation")
+    search_fields = ("name", "title", "description")
+    readonly_fields = ("available_filters",)
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "title", "description")}),
+        (_("Query"), {"fields": ("exposure", "operation", "fixed_filters", "caller_filters", "available_filters",
+                                 "ordering", "limit")}),
+    )
+
+    @admin.display(description=_("filters the exposure allows"))
+    def available_filters(self, obj: QueryTool) -> str:
+        from .resources import find_exposure
+
+        exposure = find_exposure(obj.exposure) if obj.exposure else None
+        return ", ".join(exposure.filter_specs) if exposure is not None else _("Choose an exposure and save to see them.")
 
 
 # -- audit log -----------------------------------------------------------------------------------------------

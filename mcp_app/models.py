@@ -398,10 +398,10 @@ class QueryTool(models.Model):
 
         from .resources import MAX_LIMIT, check_query_tool
 
+        problems: dict[str, Any] = dict(check_query_tool(self))
         if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", self.name or ""):
-            raise ValidationError({"name": _("Use 1 to 64 letters, digits, '_' or '-'.")})
+            problems["name"] = _("Use 1 to 64 letters, digits, '_' or '-'.")
         if not 1 <= (self.limit or 0) <= MAX_LIMIT:
-            raise ValidationError({"limit": _("Between 1 and %(max)d.") % {"max": MAX_LIMIT}})
-        problems = check_query_tool(self)
+            problems["limit"] = _("Between 1 and %(max)d.") % {"max": MAX_LIMIT}
         if problems:
             raise ValidationError(problems)

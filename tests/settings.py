@@ -8,3 +8,5 @@ STATIC_URL = "static/"
 # A file, not SQLite's default in-memory test database: in-memory connections are never closed, so
 # one left open in asgiref's worker thread by an async ORM test would leak into later tests.
 DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_mcp_app.sqlite3")}  # noqa: F405
+# Hashing passwords slowly protects nothing in tests and costs a third of a second per user.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
