@@ -1,4 +1,8 @@
-"""Live list_changed: a tool row saved through the ORM in another process reaches open sessions.
+"""Live notifications: rows saved through the ORM in another process reach open sessions.
+
+- A tool row saved: notifications/tools/list_changed.
+- A subscribed library book saved: notifications/resources/updated; new authors: one coalesced
+  notifications/resources/list_changed.
 
 daphne and the process that saves share the database and a Redis channel layer, as a site's workers
 and its admin would. The official SDK client must receive notifications/tools/list_changed (Streamable
@@ -8,6 +12,7 @@ show the change.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -86,3 +91,75 @@ async def test_saved_tool_row_notifies_open_sessions(shared: tuple[LiveServer, d
             await anyio.to_thread.run_sync(set_enabled, env, True)
         assert "uppercase_text" in {t.name for t in (await session.list_tools()).tools}
 
+
+
+LIBRARY = ("from datetime import date; from mcpsite.library.models import Author, Book; "
+           "a = Author.objects.create(name='Ada Costa'); "
+           "b = Book.objects.create(title='The Silent River', isbn='9780001000001', author=a, genre='novel', "
+           "published=date(2001, 5, 4), pages=321); print(b.pk)")
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")  # the SDK's note about 2026-07-28
+@pytest.mark.parametrize("transport", ["streamable_http", "sse"])
+async def test_subscribed_object_saved_elsewhere_sends_resources_updated(shared: tuple[LiveServer, dict[str, str]],
+                                                                         transport: str) -> None:
+    server, env = shared
+    out = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", LIBRARY.replace("9780001000001", f"97800010{secrets.randbelow(10**5):05d}")],
+        cwd=REPO, check=True, timeout=60, capture_output=True, text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env}).stdout)
+    pk = int(out.split()[-1])
+    uri = f"django://library/book/{pk}"
+    updated: list[str] = []
+    got = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updated.append(str(message.params.uri))
+            got.set()
+
+    client = streamable_http_client(server.mcp_url) if transport == "streamable_http" else sse_client(f"{server.url}/sse")
+    async with client as (read, write), ClientSession(read, write, read_timeout_seconds=20,
+                                                      message_handler=on_message) as session:
+        await session.initialize()
+        templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+        assert "django://library/book/{pk}" in templates
+        contents = (await session.read_resource(uri)).contents
+        assert json.loads(contents[0].text)["title"] == "The Silent River"
+        await session.subscribe_resource(uri)
+        await anyio.sleep(0.5)  # Streamable HTTP: the SDK opens its GET stream after initialized
+        code = f"from mcpsite.library.models import Book; b = Book.objects.get(pk={pk}); b.pages = 322; b.save()"
+        await anyio.to_thread.run_sync(save_in_another_process, env, code)
+        saved = time.monotonic()
+        with anyio.fail_after(5):
+            await got.wait()
+        assert time.monotonic() - saved < 1.0, "resources/updated took more than a second"
+        assert updated == [uri]
+        assert json.loads((await session.read_resource(uri)).contents[0].text)["pages"] == 322
+        # Unsubscribed: later saves are not announced.
+        await session.unsubscribe_resource(uri)
+        await anyio.to_thread.run_sync(save_in_another_process, env, code.replace("322", "323"))
+        await anyio.sleep(1.0)
+        assert updated == [uri]
+
+
+async def test_many_new_rows_send_few_list_changed(shared: tuple[LiveServer, dict[str, str]]) -> None:
+    server, env = shared
+    changes: list[float] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceListChangedNotification):
+            changes.append(time.monotonic())
+
+    async with streamable_http_client(server.mcp_url) as (read, write), \
+            ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session:
+        await session.initialize()
+        await anyio.sleep(0.5)
+        # Thirty authors, each in its own transaction (thirty group sends): the stream coalesces them.
+        code = "from mcpsite.library.models import Author\nfor i in range(30): Author.objects.create(name=f'Author {i}')"
+        await anyio.to_thread.run_sync(save_in_another_process, env, code)
+        done = time.monotonic()
+        await anyio.sleep(1.5)  # longer than a coalescing window: the trailing notification has arrived
+        assert 1 <= len(changes) <= 1 + (done - changes[0]) / 0.5 + 1, changes
+        assert len(changes) < 30
+        assert changes[-1] >= done - 0.6  # the last change is announced, not lost in the window
