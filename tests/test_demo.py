@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -19,11 +20,23 @@ def test_home_page_lists_the_tools(client) -> None:
 
 @override_settings(ROOT_URLCONF="mcpsite.urls", DEBUG=True)
 def test_load_demo_data_is_idempotent_and_lets_the_admin_in(client) -> None:
+    from mcpsite.library import demo_data
+    from mcpsite.library.models import Author, Book, Loan, Member
+
     call_command("load_demo_data")
     call_command("load_demo_data")
     assert client.login(username="admin", password="mcp-demo")
     sessions = client.get("/admin/mcp_app/session/")
     assert sessions.status_code == 200
+    # The library: thousands of related rows, once, and its two demo users.
+    counts = (Author.objects.count(), Book.objects.count(), Member.objects.count(), Loan.objects.count())
+    assert counts == (demo_data.AUTHORS, demo_data.BOOKS, demo_data.MEMBERS, demo_data.LOANS)
+    assert Book.objects.values("isbn").distinct().count() == demo_data.BOOKS
+    assert demo_data.isbn13(30640615) == "9780306406157"  # a published ISBN-13, check digit included
+    librarian = User.objects.get(username=demo_data.LIBRARIAN)
+    assert librarian.has_perm("library.view_member") and librarian.has_perm("library.view_loan")
+    reader = User.objects.get(username=demo_data.READER)
+    assert not reader.has_perm("library.view_loan") and Member.objects.filter(user=reader).count() == 1
 
 
 def test_load_demo_data_refuses_without_debug() -> None:
