@@ -44,6 +44,28 @@ DEFAULTS: dict[str, Any] = {
     "SSE_KEEPALIVE_INTERVAL": 15,
     # Milliseconds clients wait before reconnecting a closed SSE stream (the SSE `retry` field).
     "SSE_RETRY_MS": 1000,
+    # Who may call: DRF-style authentication classes, tried in order (see mcp_app.auth).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.auth.BearerTokenAuthentication", "mcp_app.auth.SessionAuthentication"],
+    # Who may use a tool, prompt or code resource that sets no permission_classes of its own
+    # (model exposures default to the model's view permission instead).
+    "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"],
+    # Requests without credentials: False answers 401; True lets them in as anonymous, to see only what
+    # is public (AllowAny).
+    "ALLOW_ANONYMOUS": False,
+    # Scopes every token (ours or OAuth) must carry.
+    "REQUIRED_SCOPES": ["mcp"],
+    # OAuth 2.1: issuer URLs of the authorization servers named in the protected resource metadata
+    # (/.well-known/oauth-protected-resource); empty: no metadata, bearer tokens from the admin only.
+    "OAUTH_AUTHORIZATION_SERVERS": [],
+    # This server's resource identifier (RFC 8707 audience); None: the request's origin + PATH.
+    "RESOURCE_URL": None,
+    # tools/call per principal: (calls, seconds); None: unlimited. Over it: 429 with Retry-After.
+    "TOOL_CALL_RATE": (120, 60),
+    # Open sessions and GET streams per principal (streams: per worker); over it: 429.
+    "MAX_SESSIONS_PER_PRINCIPAL": 100,
+    "MAX_STREAMS_PER_PRINCIPAL": 20,
+    # Seconds without a message after which a session is ended (manage.py mcp_reap_sessions, and on access).
+    "SESSION_IDLE_TIMEOUT": 24 * 3600,
     # Resource subscriptions one session may hold.
     "MAX_SUBSCRIPTIONS": 1000,
     # Seconds within which notifications/resources/list_changed is sent at most once per stream (a bulk
@@ -58,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RETENTION_DAYS": 90,
 }
 
-IMPORT_STRINGS = {"PROVIDER"}
+IMPORT_STRINGS = {"PROVIDER", "DEFAULT_PERMISSION_CLASSES"}
 
 
 class MCPSettings:
@@ -78,6 +100,8 @@ class MCPSettings:
             value = self.user_settings.get(name, DEFAULTS[name])
             if name in IMPORT_STRINGS and isinstance(value, str):
                 value = import_string(value)
+            elif name in IMPORT_STRINGS and isinstance(value, (list, tuple)):
+                value = [import_string(v) if isinstance(v, str) else v for v in value]
             self._cache[name] = value
         return self._cache[name]
 

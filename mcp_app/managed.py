@@ -29,6 +29,8 @@ from .content import content_dict
 from .data import DataTool, DataView, generated_tools, query_tool
 from .protocol.context import RequestContext
 from .protocol.errors import InvalidParams, McpError
+from .permissions import aallows, default_classes
+from .protocol.errors import ResourceNotFound
 from .protocol.provider import Provider
 from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
 from .resources import ExposureRegistry, ModelResource, default_exposures
@@ -191,6 +193,9 @@ class ManagedProvider(Provider):
         for tool_name in ([name] if name is not None else self.registry.tools):
             if tool_name not in self.registry.tools:
                 continue
+            spec = self.registry.tools[tool_name]
+            if not await aallows(default_classes(spec.permission_classes), user, spec):
+                continue
             entry = catalog.tools.get(tool_name)
             if entry is None:
                 usable[tool_name] = None
@@ -212,6 +217,9 @@ class ManagedProvider(Provider):
             row = entry[0]
             if row.from_code and prompt_name not in self.registry.prompts:
                 continue  # orphaned
+            spec = self.registry.prompts.get(prompt_name) if row.from_code else None
+            if not await aallows(default_classes(spec.permission_classes if spec else None), user, row):
+                continue
             if row.enabled and await self._allowed(entry, user):
                 usable[prompt_name] = row
         return usable
@@ -300,14 +308,27 @@ class ManagedProvider(Provider):
         )
 
     # -- resources: the code registry's, then the model exposures' -------------------------------------
+    async def _code_resources(self, ctx: RequestContext) -> list[Any]:
+        """The registry's resources and templates the caller may read (fixed URIs first)."""
+        user = caller(ctx)
+        specs = sorted(self.registry.resources.values(), key=lambda spec: spec.is_template)
+        return [spec for spec in specs if await aallows(default_classes(spec.permission_classes), user, spec)]
+
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
         """The code registry's fixed resources only: model rows are listed page by page."""
-        return await self.registry.list_resources(ctx)
+        return [spec.definition() for spec in await self._code_resources(ctx) if not spec.is_template]
+
+    async def _read_code_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
+        for spec in await self._code_resources(ctx):
+            variables = spec.match(uri)
+            if variables is not None:
+                return await spec.read(uri, variables, ctx)
+        raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
 
     async def list_resources_page(self, ctx: RequestContext, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
         """The registry's resources (by offset, position ``{"s": n}``), then every readable exposure's
         objects by primary key (position ``{"e": key, "a": last pk}``)."""
-        static = await self.registry.list_resources(ctx)
+        static = await self.list_resources(ctx)
         if position is None:
             position = {"s": 0}
         if not isinstance(position, dict):
@@ -327,21 +348,22 @@ class ManagedProvider(Provider):
 
     async def list_resource_templates(self, ctx: RequestContext) -> list[dict[str, Any]]:
         view = await self.data_view(ctx)
-        return await self.registry.list_resource_templates(ctx) + view.templates()
+        code = [spec.definition() for spec in await self._code_resources(ctx) if spec.is_template]
+        return code + view.templates()
 
     async def read_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
         view = await self.data_view(ctx)
         if view.find(uri) is not None:
             return await database_sync_to_async(view.read)(uri)
         # Not a readable exposure's URI: the registry's, or the same "not found" as a forbidden row gets.
-        return await self.registry.read_resource(uri, ctx)
+        return await self._read_code_resource(uri, ctx)
 
     async def check_subscription(self, uri: str, ctx: RequestContext) -> None:
         view = await self.data_view(ctx)
         if view.find(uri) is not None:
             await database_sync_to_async(view.get_object)(uri)
             return
-        await self.registry.read_resource(uri, ctx)
+        await self._read_code_resource(uri, ctx)
 
     # -- prompts --------------------------------------------------------------------------------------
     def _prompt_definition(self, row: Any) -> dict[str, Any]:
@@ -390,6 +412,8 @@ class ManagedProvider(Provider):
             values = await database_sync_to_async(view.complete)(str(ref.get("uri")), argument.get("value", ""))
             if values is not None:
                 return values
+            if not any(spec.uri == ref.get("uri") for spec in await self._code_resources(ctx)):
+                raise InvalidParams(f"completion/complete: unknown resource template '{ref.get('uri')}'.")
         return await self.registry.complete(ref, argument, context, ctx)
 
 

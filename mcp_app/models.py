@@ -38,6 +38,8 @@ class Session(models.Model):
     stream_channel = models.CharField(max_length=200, blank=True, default="", editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="mcp_sessions")
+    # Who opened it ("token:3", "user:7", "oauth:7:2", "anonymous"): only the same principal may use it.
+    principal = models.CharField(max_length=100, blank=True, default="", db_index=True, editable=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     last_seen = models.DateTimeField(default=timezone.now)
     ended = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -405,3 +407,64 @@ class QueryTool(models.Model):
             problems["limit"] = _("Between 1 and %(max)d.") % {"max": MAX_LIMIT}
         if problems:
             raise ValidationError(problems)
+
+
+class Token(models.Model):
+    """A bearer token for MCP clients: ``Authorization: Bearer mcp_…``.
+
+    Only a SHA-256 hash is stored (tokens are 256 random bits, so a fast hash is enough); the token
+    itself is shown once, when it is created. Revoking a token, or deactivating its user, ends the
+    sessions opened with it and closes their streams.
+    """
+
+    #: Every token starts with this, so that it is recognisable in a leak scan and never mistaken for
+    #: an OAuth access token.
+    PREFIX = "mcp_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mcp_tokens")
+    name = models.CharField(max_length=100, help_text=_("What it is for, e.g. 'Claude Desktop on my laptop'."))
+    key_prefix = models.CharField(max_length=12, editable=False, db_index=True,
+                                  help_text=_("The token's first characters, to recognise it."))
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.CharField(max_length=200, default="mcp", blank=True,
+                              help_text=_("Space separated; 'mcp' is needed to use the MCP endpoints."))
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires = models.DateTimeField(null=True, blank=True, help_text=_("Blank: never expires."))
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("MCP token")
+        verbose_name_plural = _("MCP tokens")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @staticmethod
+    def hash(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def create_for(cls, user: Any, *, name: str, scopes: str = "mcp", expires: Any = None, key: str | None = None,
+                   ) -> tuple[Token, str]:
+        """Create a token; returns the row and the token itself (shown once, never stored)."""
+        import secrets
+
+        key = key or cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, scopes=scopes, expires=expires, key_prefix=key[:12],
+                                   key_hash=cls.hash(key))
+        return token, key
+
+    @property
+    def principal(self) -> str:
+        return f"token:{self.pk}"
+
+    def is_usable(self) -> bool:
+        now = timezone.now()
+        return self.revoked is None and (self.expires is None or self.expires > now) and self.user.is_active
+
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())

@@ -20,6 +20,8 @@ class BasePermission:
 
     #: Shown to a caller refused by this class (never details of the data behind it).
     message = "You do not have permission to read this."
+    #: Whether has_permission may query the database (then it runs in Django's database thread).
+    needs_db = True
 
     def has_permission(self, user: Any, target: Any) -> bool:
         """Return True when ``user`` (None: anonymous) may use ``target`` at all."""
@@ -29,12 +31,16 @@ class BasePermission:
 class AllowAny(BasePermission):
     """Everyone the endpoint lets in, anonymous callers included (for data that is public on the site)."""
 
+    needs_db = False
+
     def has_permission(self, user: Any, target: Any) -> bool:
         return True
 
 
 class IsAuthenticated(BasePermission):
     """Any signed-in, active user."""
+
+    needs_db = False
 
     def has_permission(self, user: Any, target: Any) -> bool:
         return user is not None and bool(getattr(user, "is_authenticated", False)) and bool(getattr(user, "is_active", True))
@@ -53,3 +59,21 @@ class DjangoModelViewPermission(BasePermission):
 def allows(permission_classes: list[type[BasePermission]], user: Any, target: Any) -> bool:
     """Whether every class allows ``user`` to use ``target``."""
     return all(cls().has_permission(user, target) for cls in permission_classes)
+
+
+async def aallows(permission_classes: list[type[BasePermission]], user: Any, target: Any) -> bool:
+    """:func:`allows` from async code: in the event loop when no class needs the database."""
+    if not any(getattr(cls, "needs_db", True) for cls in permission_classes):
+        return allows(permission_classes, user, target)
+    from channels.db import database_sync_to_async
+
+    return await database_sync_to_async(allows)(permission_classes, user, target)
+
+
+def default_classes(classes: list[type[BasePermission]] | None) -> list[type[BasePermission]]:
+    """``classes``, or the site's ``DEFAULT_PERMISSION_CLASSES`` when None."""
+    if classes is not None:
+        return classes
+    from .conf import mcp_settings
+
+    return list(mcp_settings.DEFAULT_PERMISSION_CLASSES)

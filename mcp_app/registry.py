@@ -129,11 +129,14 @@ class ToolSpec:
     output_schema: dict[str, Any] | None = None
     signature: _Signature | None = None
     explicit_schema: bool = False
+    #: Policy classes (mcp_app.permissions); None: MCP_APP["DEFAULT_PERMISSION_CLASSES"].
+    permission_classes: list[type] | None = None
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
                       description: str | None = None, annotations: dict[str, Any] | None = None,
-                      input_schema: dict[str, Any] | None = None) -> ToolSpec:
+                      input_schema: dict[str, Any] | None = None,
+                      permission_classes: list[type] | None = None) -> ToolSpec:
         name = name or fn.__name__
         if not _NAME_RE.match(name):
             raise ValueError(f"tool name {name!r}: use 1-128 letters, digits, '_', '-' or '.'")
@@ -145,7 +148,7 @@ class ToolSpec:
             name=name, fn=fn, title=title, annotations=annotations,
             description=description if description is not None else inspect.cleandoc(fn.__doc__ or ""),
             input_schema=schema, output_schema=_output_schema(signature.hints.get("return")),
-            signature=signature,
+            signature=signature, permission_classes=permission_classes,
         )
 
     def bind(self, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -231,6 +234,7 @@ class ResourceSpec:
     completions: dict[str, Completer] = field(default_factory=dict)
     signature: _Signature | None = None
     regex: re.Pattern[str] | None = None
+    permission_classes: list[type] | None = None
 
     @property
     def is_template(self) -> bool:
@@ -276,6 +280,7 @@ class PromptSpec:
     arguments: list[dict[str, Any]] = field(default_factory=list)
     completions: dict[str, Completer] = field(default_factory=dict)
     signature: _Signature | None = None
+    permission_classes: list[type] | None = None
 
     def definition(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -351,22 +356,25 @@ class Registry(Provider):
         return spec
 
     def tool(self, name: str | None = None, *, title: str | None = None, description: str | None = None,
-             annotations: dict[str, Any] | None = None,
-             input_schema: dict[str, Any] | None = None) -> Callable[[F], F]:
+             annotations: dict[str, Any] | None = None, input_schema: dict[str, Any] | None = None,
+             permission_classes: list[type] | None = None) -> Callable[[F], F]:
         """Decorator: register a function as a tool (name defaults to the function's).
 
         ``input_schema`` replaces the schema derived from type hints; arguments are then validated
         against it (JSON Schema 2020-12) and passed to the function as keyword arguments.
+        ``permission_classes`` (mcp_app.permissions) decide who sees and calls it; ``[AllowAny]`` makes
+        it public. Default: ``MCP_APP["DEFAULT_PERMISSION_CLASSES"]`` (signed-in users).
         """
         def decorator(fn: F) -> F:
             self.add_tool(fn, name=name, title=title, description=description, annotations=annotations,
-                          input_schema=input_schema)
+                          input_schema=input_schema, permission_classes=permission_classes)
             return fn
         return decorator
 
     def resource(self, uri: str, *, name: str | None = None, title: str | None = None,
                  description: str | None = None, mime_type: str | None = None,
-                 completions: dict[str, Completer] | None = None) -> Callable[[F], F]:
+                 completions: dict[str, Completer] | None = None,
+                 permission_classes: list[type] | None = None) -> Callable[[F], F]:
         """Decorator: register a resource; a URI with ``{var}`` placeholders makes a template."""
         def decorator(fn: F) -> F:
             is_template = bool(_TEMPLATE_VAR.search(uri))
@@ -374,7 +382,7 @@ class Registry(Provider):
                 uri=uri, fn=fn, name=name or fn.__name__, title=title, mime_type=mime_type,
                 description=description if description is not None else (inspect.cleandoc(fn.__doc__ or "") or None),
                 completions=dict(completions or {}), signature=_Signature.of(fn, f"{fn.__name__}Variables"),
-                regex=_template_regex(uri) if is_template else None,
+                regex=_template_regex(uri) if is_template else None, permission_classes=permission_classes,
             )
             self.resources[uri] = spec
             return fn
@@ -382,7 +390,8 @@ class Registry(Provider):
 
     def prompt(self, name: str | None = None, *, title: str | None = None, description: str | None = None,
                arguments: dict[str, str] | None = None,
-               completions: dict[str, Completer] | None = None) -> Callable[[F], F]:
+               completions: dict[str, Completer] | None = None,
+               permission_classes: list[type] | None = None) -> Callable[[F], F]:
         """Decorator: register a prompt; ``arguments`` maps argument names to descriptions."""
         def decorator(fn: F) -> F:
             prompt_name = name or fn.__name__
@@ -393,7 +402,7 @@ class Registry(Provider):
                 name=prompt_name, fn=fn, title=title,
                 description=description if description is not None else (inspect.cleandoc(fn.__doc__ or "") or None),
                 arguments=_prompt_arguments(fn, signature, arguments),
-                completions=dict(completions or {}), signature=signature,
+                completions=dict(completions or {}), signature=signature, permission_classes=permission_classes,
             )
             return fn
         return decorator

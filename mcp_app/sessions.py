@@ -45,6 +45,8 @@ class SessionRecord:
     log_level: str | None = None
     #: The channel of the session's event stream (legacy transport: the one stream that carries answers).
     stream_channel: str = ""
+    #: Who opened it (see mcp_app.auth.Principal.key); only they may use it.
+    principal: str = ""
     touched: float = field(default_factory=time.monotonic)
     store: SessionStore | None = field(default=None, repr=False, compare=False)
 
@@ -92,7 +94,7 @@ class SessionStore:
 
     async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
                      client_capabilities: dict[str, Any] | None = None, stream_channel: str = "",
-                     user: Any = None) -> SessionRecord:
+                     user: Any = None, principal: str = "") -> SessionRecord:
         """Store a new session. The legacy transport creates it when its stream opens, before
         ``initialize`` negotiates the version (it starts as 2024-11-05)."""
         from .models import Session
@@ -103,7 +105,7 @@ class SessionStore:
             id=new_session_id(), transport=transport, protocol_version=protocol_version,
             client_name=str(client_info.get("name", ""))[:200], client_version=str(client_info.get("version", ""))[:100],
             client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
-            user=user if getattr(user, "is_authenticated", False) else None,
+            user=user if getattr(user, "is_authenticated", False) else None, principal=principal,
         )
         record = self._record(row)
         self._remember(record)
@@ -114,7 +116,7 @@ class SessionStore:
             id=row.id, transport=row.transport, protocol_version=row.protocol_version,
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
             log_level=row.log_level or None,
-            stream_channel=row.stream_channel, store=self,
+            stream_channel=row.stream_channel, principal=row.principal, store=self,
         )
 
     async def get(self, session_id: str) -> SessionRecord | None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group, Permission, User
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -164,7 +165,7 @@ def walk(user: Any) -> list[str]:
     raise AssertionError("resources/list never ended")
 
 
-@override_settings(MCP_APP={"PAGE_SIZE": 4})
+@override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": 4})
 def test_resources_list_pages_through_every_readable_object_once(library: dict[str, Any]) -> None:
     expected_public = ["mcpsite://about"] + [f"django://library/author/{a.pk}" for a in library["authors"]] + \
         [f"django://library/book/{b.pk}" for b in library["books"]]
@@ -178,7 +179,7 @@ def test_resources_list_pages_through_every_readable_object_once(library: dict[s
     assert reader == [f"django://library/loan/{loan.pk}" for loan in library["loans"][0::2]]
 
 
-@override_settings(MCP_APP={"PAGE_SIZE": 4})
+@override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": 4})
 def test_forged_and_tampered_cursors_are_refused(library: dict[str, Any]) -> None:
     first = result("resources/list")
     cursor = first["nextCursor"]
@@ -192,7 +193,7 @@ def test_forged_and_tampered_cursors_are_refused(library: dict[str, Any]) -> Non
         answer = error("resources/list", {"cursor": bad})
         assert answer["code"] == -32602 and "cursor" in answer["message"].lower(), (bad, answer)
     # A cursor signed with another site's key is refused too.
-    with override_settings(SECRET_KEY="another-site", MCP_APP={"PAGE_SIZE": 4}):
+    with override_settings(SECRET_KEY="another-site", MCP_APP={**settings.MCP_APP, "PAGE_SIZE": 4}):
         foreign = result("resources/list")["nextCursor"]
     assert error("resources/list", {"cursor": foreign})["code"] == -32602
     # The genuine one still works, and the anonymous caller's cursor cannot reach a restricted exposure.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from mcp_app.models import Session, Subscription
@@ -91,7 +92,7 @@ async def test_log_level_and_subscriptions_persist() -> None:
     uris = [uri async for uri in Subscription.objects.filter(session_id=record.id).values_list("uri", flat=True)]
     assert (row.log_level, uris) == ("error", ["test://b"])
     # A cold worker (empty cache) reads the same state from the database.
-    with override_settings(MCP_APP={"SESSION_CACHE_TIMEOUT": 0}):
+    with override_settings(MCP_APP={**settings.MCP_APP, "SESSION_CACHE_TIMEOUT": 0}):
         fresh = await get_server().sessions.get(record.id)
     assert fresh is not None and fresh is not record
     assert fresh.log_level == "error"

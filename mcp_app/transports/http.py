@@ -136,6 +136,9 @@ class MCPConsumer(AsyncConsumer):
         # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.
         if not await self.check_origin_and_host():
             return
+        # Then who is calling, before a byte of the body is read or a session looked up.
+        if not await self.authenticate():
+            return
         try:
             body = await self.read_body(receive)
         except Disconnected:
@@ -325,6 +328,18 @@ class MCPConsumer(AsyncConsumer):
             await self.error(400, "Invalid Request: an empty batch; send at least one message.")
             return None
         return (payload, True) if isinstance(payload, list) else ([payload], False)
+
+    async def authenticate(self) -> bool:
+        """Set ``self.principal`` and ``scope["user"]``; answer 401/403 and return False when refused."""
+        from ..auth import AuthenticationFailed, authenticate, www_authenticate
+
+        try:
+            self.principal = await authenticate(self.scope)
+        except AuthenticationFailed as exc:
+            await self.error(exc.status, exc.message, headers=[(b"www-authenticate", www_authenticate(self.scope, exc).encode())])
+            return False
+        self.scope["user"] = self.principal.user
+        return True
 
     async def check_origin_and_host(self) -> bool:
         """Answer 421/403 and return False when Host or Origin is not allowed."""

@@ -57,7 +57,7 @@ class SSEStreamConsumer(MCPConsumer):
         # gets its session ended.
         self.creating = asyncio.ensure_future(
             server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05,
-                                   user=self.scope.get("user")))
+                                   user=self.scope.get("user"), principal=self.principal.key))
         session = await asyncio.shield(self.creating)
         try:
             channel = await self.join_stream_channel(session.id)
@@ -108,7 +108,8 @@ class SSEMessagesConsumer(MCPConsumer):
             return
         server = get_server()
         session = await server.sessions.get(session_id)
-        if session is None or session.transport != Session.Transport.SSE or not session.stream_channel:
+        if session is None or session.transport != Session.Transport.SSE or not session.stream_channel \
+                or session.principal != self.principal.key:  # another caller's session: as if it did not exist
             await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
                              code=SESSION_NOT_FOUND)
             return

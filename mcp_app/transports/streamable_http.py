@@ -74,6 +74,8 @@ class StreamableHTTPConsumer(MCPConsumer):
                                   "initialize response, or send initialize to start a session.")
             return None
         session = await self.server.sessions.get(session_id)
+        if session is not None and session.principal != self.principal.key:
+            session = None  # another caller's session: as if it did not exist
         if session is None:
             await self.error(404, "Session not found: it is unknown or has ended; send initialize to start a new one.",
                              code=SESSION_NOT_FOUND)
@@ -123,6 +125,7 @@ class StreamableHTTPConsumer(MCPConsumer):
         session = await self.server.sessions.create(
             transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
             client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
+            principal=self.principal.key,
         )
         await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
                         headers=[(SESSION_HEADER, session.id.encode())])

@@ -84,6 +84,13 @@ else:
 MCP_APP = {
     "SERVER_NAME": "mcp_app-conformance",
     "SSE_KEEPALIVE_INTERVAL": float(os.environ.get("MCP_TEST_KEEPALIVE", "15")),
+    # The conformance suite and the SDK tests connect without credentials: everything is public here.
+    # (Authentication and the default of 401 are tested with tests.auth.settings.)
+    "ALLOW_ANONYMOUS": True,
+    "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.AllowAny"],
+    # Many sessions from 127.0.0.1, one anonymous principal: no cap in the fixture server.
+    "MAX_SESSIONS_PER_PRINCIPAL": None,
+    "TOOL_CALL_RATE": None,
 }
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,241 @@
+"""Authentication policy classes, in the style of DRF's: who is calling the MCP endpoints.
+
+Settings name the classes (``MCP_APP["DEFAULT_AUTHENTICATION_CLASSES"]``); each looks at the request and
+returns a :class:`Principal`, returns None when the request carries none of its credentials, or raises
+:class:`AuthenticationFailed` when it carries bad ones (401, whatever later classes would say).
+Without credentials the caller is anonymous when ``ALLOW_ANONYMOUS`` is on, and gets 401 otherwise.
+
+The transports call :func:`authenticate` before any session lookup and put the principal's user in
+``scope["user"]``, where the permission classes of tools, prompts and exposures find it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from .conf import mcp_settings
+from .transports import security
+
+#: Scope every credential needs to use the MCP endpoints (settings: REQUIRED_SCOPES).
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the Django user (None: anonymous), how they authenticated, and their scopes
+    (None: not limited by scopes). ``key`` identifies them for session binding and limits."""
+
+    key: str
+    user: Any = None
+    kind: str = ANONYMOUS  # anonymous | token | session | oauth
+    scopes: frozenset[str] | None = None
+    auth: Any = field(default=None, compare=False)
+
+
+class AuthenticationFailed(Exception):
+    """Bad credentials: 401 with ``WWW-Authenticate: Bearer error="invalid_token"``."""
+
+    status = 401
+    error = "invalid_token"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAuthenticated(AuthenticationFailed):
+    """No credentials where they are required: 401 naming where to get them."""
+
+    error = ""
+
+
+class InsufficientScope(AuthenticationFailed):
+    """Valid credentials without a scope the endpoint needs: 403 with ``error="insufficient_scope"``."""
+
+    status = 403
+    error = "insufficient_scope"
+
+
+class Request:
+    """What authentication classes may look at: the ASGI scope's method, headers and cookies."""
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+        self.method = scope.get("method", "GET")
+
+    def header(self, name: str) -> str | None:
+        return security.header(self.scope, name.lower().encode("latin-1"))
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        from django.http import parse_cookie
+
+        raw = self.header("cookie")
+        return parse_cookie(raw) if raw else {}
+
+    def bearer(self) -> str | None:
+        """The token of ``Authorization: Bearer <token>`` (never from the query string)."""
+        value = self.header("authorization")
+        if not value:
+            return None
+        kind, _, token = value.partition(" ")
+        if kind.lower() != "bearer":
+            return None
+        return token.strip() or None
+
+
+class BaseAuthentication:
+    """Override :meth:`authenticate`; it runs in Django's database thread."""
+
+    def authenticate(self, request: Request) -> Principal | None:
+        """Return a Principal, None when the request has none of this class's credentials, or raise
+        :class:`AuthenticationFailed` for bad ones."""
+        raise NotImplementedError
+
+
+# A validated token stays valid for this long in a worker's memory; revoking a token or deactivating
+# a user clears every worker's copy at once through the bus, so this only bounds the cost of a miss.
+_CACHE_SECONDS = 60.0
+_cache: dict[str, tuple[float, Principal]] = {}
+# last_used is written at most this often per token (seconds), so a busy client costs no extra writes.
+_TOUCH_SECONDS = 60
+
+
+def forget_credentials(*args: Any) -> None:
+    """Drop this worker's cached principals (a token was revoked or a user changed somewhere)."""
+    _cache.clear()
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer mcp_…``: a :class:`~mcp_app.models.Token` from the admin or ``mcp_token``."""
+
+    def authenticate(self, request: Request) -> Principal | None:
+        from .models import Token
+
+        key = request.bearer()
+        if key is None or not key.startswith(Token.PREFIX):
+            return None
+        digest = Token.hash(key)
+        cached = _cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < _CACHE_SECONDS:
+            token = cached[1].auth
+            if token.expires is None or token.expires > timezone.now():
+                return cached[1]
+        token = Token.objects.select_related("user").filter(key_hash=digest).first()
+        if token is None or not token.is_usable():
+            _cache.pop(digest, None)
+            raise AuthenticationFailed("The bearer token is unknown, expired or revoked; create a new one.")
+        if token.last_used is None or (timezone.now() - token.last_used).total_seconds() > _TOUCH_SECONDS:
+            Token.objects.filter(pk=token.pk).update(last_used=timezone.now())
+        principal = Principal(key=token.principal, user=token.user, kind="token", scopes=token.scope_set(), auth=token)
+        _cache[digest] = (now, principal)
+        return principal
+
+
+class SessionAuthentication(BaseAuthentication):
+    """The Django session cookie, for browser clients on the site's own pages.
+
+    Cookies are sent by browsers on cross-site requests too, so a request authenticated by one must
+    carry an Origin header that is allowed (the request's own host or ``ALLOWED_ORIGINS``) and, unless
+    it is a GET, pass Django's CSRF check (``X-CSRFToken`` header matching the CSRF cookie).
+    """
+
+    def authenticate(self, request: Request) -> Principal | None:
+        from django.conf import settings
+        from django.contrib.auth import get_user
+        from django.http import HttpRequest
+        from django.middleware.csrf import CsrfViewMiddleware
+        from django.utils.module_loading import import_module
+
+        session_key = request.cookies.get(settings.SESSION_COOKIE_NAME)
+        if not session_key:
+            return None
+        http = HttpRequest()
+        http.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        user = get_user(http)
+        if not user.is_authenticated:
+            return None  # an expired or anonymous session is no credential at all
+        if request.header("origin") is None:
+            raise AuthenticationFailed("A request authenticated by the session cookie must send an Origin header.")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            http.method = request.method
+            http.COOKIES = request.cookies
+            for name, value in request.scope.get("headers", ()):
+                http.META["HTTP_" + name.decode("latin-1").upper().replace("-", "_")] = value.decode("latin-1")
+            http.META["SERVER_NAME"], http.META["SERVER_PORT"] = "127.0.0.1", "80"
+            if request.scope.get("scheme") == "https":
+                http.META["wsgi.url_scheme"] = "https"
+            refused = CsrfViewMiddleware(lambda r: None).process_view(http, lambda r: None, (), {})
+            if refused is not None:
+                raise AuthenticationFailed("CSRF check failed: send the X-CSRFToken header with the CSRF cookie's value.")
+        return Principal(key=f"user:{user.pk}", user=user, kind="session")
+
+
+def _classes() -> list[BaseAuthentication]:
+    from django.utils.module_loading import import_string
+
+    return [import_string(path)() if isinstance(path, str) else path() for path in
+            mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+
+
+def authenticate_sync(scope: dict[str, Any]) -> Principal:
+    """The caller of this request; raises AuthenticationFailed (and subclasses) when refused."""
+    request = Request(scope)
+    for backend in _classes():
+        principal = backend.authenticate(request)
+        if principal is None:
+            continue
+        if principal.user is not None and not principal.user.is_active:
+            raise AuthenticationFailed("This account is inactive.")
+        required = set(mcp_settings.REQUIRED_SCOPES)
+        if principal.scopes is not None and not required <= principal.scopes:
+            raise InsufficientScope(f"The credentials lack the scope(s) {' '.join(sorted(required - principal.scopes))}.")
+        return principal
+    if request.bearer() is not None:
+        raise AuthenticationFailed("The bearer token is not one this server issued or accepts.")
+    if mcp_settings.ALLOW_ANONYMOUS:
+        return Principal(key=ANONYMOUS)
+    raise NotAuthenticated("Authentication required: send Authorization: Bearer <token>.")
+
+
+async def authenticate(scope: dict[str, Any]) -> Principal:
+    from channels.db import database_sync_to_async
+
+    return await database_sync_to_async(authenticate_sync)(scope)
+
+
+def www_authenticate(scope: dict[str, Any], failure: AuthenticationFailed) -> str:
+    """The ``WWW-Authenticate`` challenge for a refused request (RFC 6750, RFC 9728)."""
+    parts = ['Bearer realm="mcp"']
+    metadata = resource_metadata_url(scope)
+    if metadata:
+        parts.append(f'resource_metadata="{metadata}"')
+    if failure.error:
+        parts.append(f'error="{failure.error}"')
+        parts.append('error_description="{}"'.format(failure.message.replace('"', "'")))
+    if mcp_settings.REQUIRED_SCOPES:
+        parts.append('scope="{}"'.format(" ".join(mcp_settings.REQUIRED_SCOPES)))
+    return ", ".join(parts)
+
+
+def origin(scope: dict[str, Any]) -> str:
+    """The site's origin as the client sees it (scheme and Host of the request)."""
+    host = security.header(scope, b"host") or "localhost"
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def resource_url(scope: dict[str, Any]) -> str:
+    """The protected resource's identifier (RFC 8707 / RFC 9728): ``RESOURCE_URL`` or origin + PATH."""
+    return mcp_settings.RESOURCE_URL or origin(scope) + mcp_settings.PATH
+
+
+def resource_metadata_url(scope: dict[str, Any]) -> str | None:
+    """Where the protected resource metadata is served; None when no authorization server is set."""
+    if not mcp_settings.OAUTH_AUTHORIZATION_SERVERS:
+        return None
+    return origin(scope) + "/.well-known/oauth-protected-resource" + mcp_settings.PATH
