@@ -27,10 +27,9 @@ from channels.db import database_sync_to_async
 from .conf import mcp_settings
 from .content import content_dict
 from .data import DataTool, DataView, generated_tools, query_tool
-from .protocol.context import RequestContext
-from .protocol.errors import InvalidParams, McpError
 from .permissions import aallows, default_classes
-from .protocol.errors import ResourceNotFound
+from .protocol.context import RequestContext
+from .protocol.errors import InvalidParams, McpError, ResourceNotFound
 from .protocol.provider import Provider
 from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
 from .resources import ExposureRegistry, ModelResource, default_exposures

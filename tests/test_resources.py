@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import Group, Permission, User
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.test import override_settings
 
