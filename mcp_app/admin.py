@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Session, Tool, ToolCall
+from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Session, Token, Tool, ToolCall
+from .sessions import end_sessions_now
 
 
 def _pretty(value: Any) -> str:
@@ -38,23 +39,6 @@ class ActiveFilter(admin.SimpleListFilter):
         if self.value() == "ended":
             return queryset.filter(ended__isnull=False)
         return queryset
-
-
-def end_sessions_now(ids: list[str]) -> None:
-    """End sessions everywhere: rows marked ended, caches dropped and running requests cancelled on
-    every worker, open streams closed; their next request gets 404."""
-    from asgiref.sync import async_to_sync
-
-    from .server import get_server
-    from .transports.events import close_session_streams
-
-    Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
-    server = get_server()
-    for session_id in ids:
-        server.sessions.forget(session_id)  # this worker at once; the others through the bus
-        async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
-        async_to_sync(server.bus.publish)("session.ended", session_id=session_id)
-        async_to_sync(close_session_streams)(session_id)
 
 
 @admin.register(Session)
@@ -404,6 +388,68 @@ class QueryToolAdmin(admin.ModelAdmin):
 
         exposure = find_exposure(obj.exposure) if obj.exposure else None
         return ", ".join(exposure.filter_specs) if exposure is not None else _("Choose an exposure and save to see them.")
+
+
+# -- tokens ---------------------------------------------------------------------------------------------------
+class TokenStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("active", _("Active")), ("revoked", _("Revoked")), ("expired", _("Expired"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(revoked__isnull=True).exclude(expires__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked__isnull=False)
+        if self.value() == "expired":
+            return queryset.filter(expires__lte=now)
+        return queryset
+
+
+@admin.register(Token)
+class TokenAdmin(admin.ModelAdmin):
+    """Tokens are shown once, on the page after they are created; only their hash is stored."""
+
+    list_display = ("name", "user", "key_prefix", "scopes", "created", "expires", "last_used", "revoked")
+    list_filter = (TokenStateFilter, ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name", "key_prefix", "user__username")
+    raw_id_fields = ("user",)
+    actions = ["revoke"]
+
+    def get_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("user", "name", "scopes", "expires")
+        return ("user", "name", "key_prefix", "scopes", "created", "expires", "last_used", "revoked")
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return ("user", "key_prefix", "created", "last_used", "revoked")
+
+    def save_model(self, request: Any, obj: Token, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        import secrets
+
+        key = Token.PREFIX + secrets.token_urlsafe(32)
+        obj.key_prefix, obj.key_hash = key[:12], Token.hash(key)
+        super().save_model(request, obj, form, change)
+        self.message_user(request, format_html(
+            _("Copy the token now: it is not stored and will not be shown again. {}"),
+            format_html("<code style='user-select: all'>{}</code>", key)), messages.WARNING)
+
+    @admin.action(description=_("Revoke selected tokens (their sessions end at once)"))
+    def revoke(self, request: Any, queryset: Any) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked__isnull=True):
+            token.revoked = timezone.now()
+            token.save(update_fields=["revoked"])  # its signal ends the sessions opened with it
+            revoked += 1
+        self.message_user(request, _("Revoked %(n)d token(s).") % {"n": revoked}, messages.SUCCESS)
 
 
 # -- audit log -----------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_URL": None,
     # tools/call per principal: (calls, seconds); None: unlimited. Over it: 429 with Retry-After.
     "TOOL_CALL_RATE": (120, 60),
+    # Cache alias counting tool calls; use a shared cache (Redis) for limits across workers.
+    "RATE_LIMIT_CACHE": "default",
     # Open sessions and GET streams per principal (streams: per worker); over it: 429.
     "MAX_SESSIONS_PER_PRINCIPAL": 100,
     "MAX_STREAMS_PER_PRINCIPAL": 20,

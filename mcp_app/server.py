@@ -112,6 +112,9 @@ def _build() -> Server:
         m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error"))))
     bus.on("request.cancel", lambda m: dispatcher.cancel(m["session_id"], m["request_id"]))
     bus.on("session.ended", lambda m: server.cancel_background(m["session_id"]))
+    from .auth import forget_credentials
+
+    bus.on("credentials.changed", forget_credentials)
     invalidate = getattr(dispatcher.provider, "invalidate", None)
     if invalidate is not None:  # providers that cache rows drop them when any worker changes one
         bus.on("catalog.changed", invalidate)

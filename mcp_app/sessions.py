@@ -48,6 +48,8 @@ class SessionRecord:
     #: Who opened it (see mcp_app.auth.Principal.key); only they may use it.
     principal: str = ""
     touched: float = field(default_factory=time.monotonic)
+    #: Wall-clock time of the last message (for SESSION_IDLE_TIMEOUT; the row's last_seen, roughly).
+    last_active: float = field(default_factory=time.time)
     store: SessionStore | None = field(default=None, repr=False, compare=False)
 
     async def set_log_level(self, level: str) -> None:
@@ -117,6 +119,7 @@ class SessionStore:
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
             log_level=row.log_level or None,
             stream_channel=row.stream_channel, principal=row.principal, store=self,
+            last_active=row.last_seen.timestamp(),
         )
 
     async def get(self, session_id: str) -> SessionRecord | None:
@@ -137,6 +140,12 @@ class SessionStore:
                 return None
             record = self._record(row)
             self._remember(record)
+        idle = mcp_settings.SESSION_IDLE_TIMEOUT
+        wall = time.time()
+        if idle and wall - record.last_active > idle:
+            await self.end(session_id)  # idle too long: reaped on its next request
+            return None
+        record.last_active = wall
         if now - record.touched > mcp_settings.SESSION_TOUCH_INTERVAL:
             record.touched = now
             await self._write(session_id, last_seen=timezone.now())
@@ -205,3 +214,57 @@ class SessionStore:
         await self._bus.publish("session.invalidate", session_id=session_id)
         await self._bus.publish("session.ended", session_id=session_id)
         return bool(ended)
+
+
+def end_sessions_now(ids: list[str]) -> None:
+    """End sessions everywhere, from synchronous code (the admin, signals): rows marked ended, caches
+    dropped and running requests cancelled on every worker, open streams closed; their next request
+    gets 404."""
+    from asgiref.sync import async_to_sync
+
+    from .models import Session, Subscription
+    from .server import get_server
+    from .transports.events import close_session_streams
+
+    ids = list(ids)
+    if not ids:
+        return
+    Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
+    Subscription.objects.filter(session_id__in=ids).delete()
+    server = get_server()
+    for session_id in ids:
+        server.sessions.forget(session_id)  # this worker at once; the others through the bus
+        async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
+        async_to_sync(server.bus.publish)("session.ended", session_id=session_id)
+        async_to_sync(close_session_streams)(session_id)
+
+
+def reap_idle_sessions() -> int:
+    """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many."""
+    from datetime import timedelta
+
+    from .models import Session
+
+    idle = mcp_settings.SESSION_IDLE_TIMEOUT
+    if not idle:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=idle + mcp_settings.SESSION_TOUCH_INTERVAL)
+    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=cutoff).values_list("id", flat=True))
+    end_sessions_now(ids)
+    return len(ids)
+
+
+def end_sessions_of(*, principal: str | None = None, user_id: Any = None) -> int:
+    """End the open sessions of a principal or of every principal of a user (access was withdrawn);
+    returns how many. Every worker also forgets the credentials it had validated."""
+    from asgiref.sync import async_to_sync
+
+    from .models import Session
+    from .server import get_server
+
+    sessions = Session.objects.filter(ended__isnull=True)
+    sessions = sessions.filter(principal=principal) if principal is not None else sessions.filter(user_id=user_id)
+    ids = list(sessions.values_list("id", flat=True))
+    async_to_sync(get_server().bus.publish)("credentials.changed")
+    end_sessions_now(ids)
+    return len(ids)

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Tool
+from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Token, Tool
 from .protocol import jsonrpc
 from .transports.events import broadcast
 
@@ -81,3 +81,35 @@ def exposure_changed(**kwargs: Any) -> None:
 @receiver([post_save, post_delete], sender=QueryTool)
 def query_tool_changed(**kwargs: Any) -> None:
     notify_all(TOOLS_CHANGED)
+
+
+# -- withdrawn access: end the sessions and close the streams at once -----------------------------------------
+def _withdraw(**lookup: Any) -> None:
+    from .sessions import end_sessions_of
+
+    def end() -> None:
+        try:
+            end_sessions_of(**lookup)
+        except Exception as exc:  # the save stands; the sessions still end at their next request (401)
+            logger.warning("could not end the sessions of %s (%s: %s)", lookup, type(exc).__name__, exc)
+
+    transaction.on_commit(end)
+
+
+@receiver(post_save, sender=Token)
+def token_saved(instance: Token, created: bool = False, **kwargs: Any) -> None:
+    if not created and not instance.is_usable():
+        _withdraw(principal=instance.principal)
+
+
+@receiver(post_delete, sender=Token)
+def token_deleted(instance: Token, **kwargs: Any) -> None:
+    _withdraw(principal=instance.principal)
+
+
+@receiver(post_save)
+def user_saved(sender: type, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    if sender is get_user_model() and not created and not instance.is_active:
+        _withdraw(user_id=instance.pk)

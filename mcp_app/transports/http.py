@@ -22,6 +22,8 @@ from .events import ALL_STREAMS, session_group
 logger = logging.getLogger("mcp_app.transports")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# JSON-RPC error code of a 429 answer (implementation-defined range: JSON-RPC has no code for it).
+RATE_LIMITED = -32029
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -200,6 +202,12 @@ class MCPConsumer(AsyncConsumer):
 
     async def cleanup(self) -> None:
         """Release what the request held (groups, registrations); runs however the request ended."""
+        key = getattr(self, "stream_limit_key", None)
+        if key is not None:
+            from ..limits import close_stream
+
+            close_stream(key)
+            self.stream_limit_key = None
         if self.stream_session is not None and self.channel_layer is not None and self.channel_name is not None:
             try:
                 await self.channel_layer.group_discard(session_group(self.stream_session), self.channel_name)
@@ -308,6 +316,41 @@ class MCPConsumer(AsyncConsumer):
                     request_id: str | int | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """An HTTP error whose body is a JSON-RPC error a client library can show."""
         await self.json(status, jsonrpc.error_response(request_id, {"code": code, "message": message}), headers)
+
+    async def too_many(self, exc: Any, request_id: str | int | None = None) -> None:
+        """429 for a :class:`mcp_app.limits.Limited`, with Retry-After."""
+        await self.json(429, jsonrpc.error_response(request_id, {"code": RATE_LIMITED, "message": exc.message,
+                                                                "data": {"retryAfter": exc.retry_after}}),
+                        [(b"retry-after", str(exc.retry_after).encode())])
+
+    async def count_tool_calls(self, requests: list[Any]) -> bool:
+        """Charge the principal's tools/call budget; answer 429 and return False when it is spent."""
+        from ..limits import Limited, count_tool_calls
+
+        calls = [r for r in requests if getattr(r, "method", None) == "tools/call"]
+        if not calls:
+            return True
+        try:
+            await count_tool_calls(self.principal, self.scope, len(calls))
+        except Limited as exc:
+            await self.too_many(exc, calls[0].id)
+            return False
+        return True
+
+    async def hold_stream(self) -> bool:
+        """Count this GET stream against the principal's cap; answer 429 and return False when full."""
+        from ..limits import Limited, limit_key, open_stream
+
+        if self.principal.user is None:
+            return True  # anonymous streams are bounded by their sessions' idle timeout, not a shared count
+        key = limit_key(self.principal, self.scope)
+        try:
+            open_stream(key)
+        except Limited as exc:
+            await self.too_many(exc)
+            return False
+        self.stream_limit_key = key
+        return True
 
     async def content_type_is_json(self) -> bool:
         """Answer 415 and return False unless the body is declared ``application/json``."""

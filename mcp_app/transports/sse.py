@@ -52,6 +52,15 @@ class SSEStreamConsumer(MCPConsumer):
             await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
             return
         server = get_server()
+        from ..limits import Limited, check_sessions
+
+        try:
+            await check_sessions(self.principal)
+        except Limited as exc:
+            await self.too_many(exc)
+            return
+        if not await self.hold_stream():
+            return
         # The transport's own version until initialize negotiates one (clients may send ping first).
         # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
         # gets its session ended.
@@ -130,6 +139,8 @@ class SSEMessagesConsumer(MCPConsumer):
             return
         if not requests:
             await self.empty(202)
+            return
+        if not await self.count_tool_calls(requests):
             return
         asked_client = asyncio.Event()
 

@@ -122,6 +122,13 @@ class StreamableHTTPConsumer(MCPConsumer):
         except McpError as exc:
             await self.json(400, jsonrpc.error_response(message.id, exc.to_error()))
             return
+        from ..limits import Limited, check_sessions
+
+        try:
+            await check_sessions(self.principal)
+        except Limited as exc:
+            await self.too_many(exc, message.id)
+            return
         session = await self.server.sessions.create(
             transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
             client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
@@ -138,6 +145,8 @@ class StreamableHTTPConsumer(MCPConsumer):
                 await self.json(400, answers if is_batch else answers[0])
             else:
                 await self.empty(202)
+            return
+        if not await self.count_tool_calls(requests):
             return
         await self.run_requests(session, requests, answers, is_batch)
 
@@ -202,6 +211,8 @@ class StreamableHTTPConsumer(MCPConsumer):
             return
         if session.id in _open_streams:
             await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
+            return
+        if not await self.hold_stream():
             return
         try:
             await self.join_stream_channel(session.id)

@@ -90,6 +90,7 @@ MCP_APP = {
     "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.AllowAny"],
     # Many sessions from 127.0.0.1, one anonymous principal: no cap in the fixture server.
     "MAX_SESSIONS_PER_PRINCIPAL": None,
+    "MAX_STREAMS_PER_PRINCIPAL": None,
     "TOOL_CALL_RATE": None,
 }
 USE_TZ = True

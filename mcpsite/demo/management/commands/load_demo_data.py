@@ -11,6 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 DEMO_USER = "admin"
 DEMO_PASSWORD = "mcp-demo"  # the demo runs on 127.0.0.1 with DEBUG on; never on a real site
+# A bearer token with a well-known value, for the README's curl walkthrough (DEBUG only, like the password).
+DEMO_TOKEN = "mcp_demo-token-for-local-use-only"
 
 
 class Command(BaseCommand):
@@ -22,7 +24,11 @@ class Command(BaseCommand):
         User = get_user_model()  # noqa: N806 - Django's idiom
         if not User.objects.filter(username=DEMO_USER).exists():
             User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
+        from mcp_app.models import Token
         from mcpsite.library import demo_data
+
+        if not Token.objects.filter(key_hash=Token.hash(DEMO_TOKEN)).exists():
+            Token.create_for(User.objects.get(username=DEMO_USER), name="demo (README walkthrough)", key=DEMO_TOKEN)
 
         if demo_data.load():
             self.stdout.write(f"Library: {demo_data.AUTHORS} authors, {demo_data.BOOKS} books, {demo_data.MEMBERS} members, "
@@ -30,5 +36,5 @@ class Command(BaseCommand):
                               f"(password {demo_data.DEMO_PASSWORD!r}).")
         self.stdout.write(self.style.SUCCESS(
             f"Demo data loaded. Admin: http://127.0.0.1:8000/admin/ (user {DEMO_USER!r}, password {DEMO_PASSWORD!r}); "
-            "MCP endpoint: http://127.0.0.1:8000/mcp"
+            f"MCP endpoint: http://127.0.0.1:8000/mcp (Authorization: Bearer {DEMO_TOKEN})"
         ))
