@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     # OAuth 2.1: issuer URLs of the authorization servers named in the protected resource metadata
     # (/.well-known/oauth-protected-resource); empty: no metadata, bearer tokens from the admin only.
     "OAUTH_AUTHORIZATION_SERVERS": [],
+    # Refuse OAuth access tokens that name no resource (RFC 8707); the MCP specification requires
+    # tokens issued for this server specifically.
+    "OAUTH_REQUIRE_AUDIENCE": True,
     # This server's resource identifier (RFC 8707 audience); None: the request's origin + PATH.
     "RESOURCE_URL": None,
     # tools/call per principal: (calls, seconds); None: unlimited. Over it: 429 with Retry-After.

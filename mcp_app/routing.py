@@ -20,6 +20,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path, re_path
 
 from .conf import mcp_settings
+from .transports.metadata import ProtectedResourceMetadataConsumer
 from .transports.sse import SSEMessagesConsumer, SSEStreamConsumer
 from .transports.streamable_http import StreamableHTTPConsumer
 
@@ -34,6 +35,8 @@ def http_urlpatterns() -> list[Any]:
         path(sse_path, SSEStreamConsumer.as_asgi()),
         path(f"{sse_path}/messages", SSEMessagesConsumer.as_asgi()),
         path(f"{sse_path}/messages/", SSEMessagesConsumer.as_asgi()),
+        path(".well-known/oauth-protected-resource", ProtectedResourceMetadataConsumer.as_asgi()),
+        path(f".well-known/oauth-protected-resource/{mcp_path}", ProtectedResourceMetadataConsumer.as_asgi()),
     ]
 
 

@@ -1,8 +1,8 @@
 """Settings of the mcpsite demo: SQLite and the in-memory channel layer unless the environment says otherwise.
 
 Environment variables (all optional): DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS (comma
-separated), DATABASE_URL-style settings are not parsed: set MCPSITE_POSTGRES_DB to use PostgreSQL, and
-MCPSITE_REDIS_URL to use Redis for the channel layer.
+separated), DATABASE_URL-style settings are not parsed: set MCPSITE_POSTGRES_DB to use PostgreSQL (or
+MCPSITE_SQLITE for another SQLite file), and MCPSITE_REDIS_URL to use Redis for the channel layer.
 """
 
 import os
@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "oauth2_provider",  # the demo's OAuth 2.1 authorization server (mcp_app's "oauth" extra)
     "mcp_app",
     "mcpsite.demo",
     "mcpsite.library",
@@ -68,7 +69,8 @@ if os.environ.get("MCPSITE_POSTGRES_DB"):
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3")}}
 
 if os.environ.get("MCPSITE_REDIS_URL"):
     CHANNEL_LAYERS = {
@@ -81,8 +83,40 @@ else:
 MCP_APP = {
     "SERVER_NAME": "mcpsite",
     "SERVER_TITLE": "mcp_app demo site",
-    "INSTRUCTIONS": "The mcp_app demo. Try the uppercase_text tool.",
+    "INSTRUCTIONS": "The mcp_app demo. Try the uppercase_text tool, and the library's data tools.",
+    # Bearer tokens from the admin (or `manage.py mcp_token`), the admin's session cookie, and OAuth
+    # access tokens from the authorization server below. Without credentials: 401, which starts a
+    # client's OAuth flow.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mcp_app.auth.BearerTokenAuthentication",
+        "mcp_app.auth.SessionAuthentication",
+        "mcp_app.contrib.oauth.OAuth2Authentication",
+    ],
+    "OAUTH_AUTHORIZATION_SERVERS": ["/o"],  # this site's django-oauth-toolkit: issuer <origin>/o
 }
+
+# The authorization server: django-oauth-toolkit with what MCP clients use (RFC 8414 metadata, dynamic
+# client registration, PKCE, RFC 8707 resource indicators). Users sign in at /accounts/login/.
+OAUTH2_PROVIDER = {
+    "SCOPES": {"mcp": "Use this site's MCP server"},
+    "DEFAULT_SCOPES": ["mcp"],
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    "DCR_ENABLED": True,
+    # MCP clients register themselves before any user signs in; the user then approves each one.
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.AllowAllDCRPermission",),
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    # OAuth 2.1: public clients with PKCE (S256 only), no implicit or password grants, issuer in responses.
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_post", "client_secret_basic"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+}
+LOGIN_URL = "/accounts/login/"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,11 +1,22 @@
 """URLs of the demo site (the MCP endpoints are routed in asgi.py, ahead of these)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from oauth2_provider.views import OAuthServerMetadataView
 
 from .demo import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Sign-in for everyone (the admin's page admits staff only), where the OAuth flow sends users.
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="admin/login.html",
+                                                         extra_context={"site_header": "mcp_app demo: sign in"}),
+         name="login"),
+    # The OAuth 2.1 authorization server: /o/authorize/, /o/token/, /o/register/ (dynamic registration)...
+    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    # ...whose issuer is <origin>/o: RFC 8414 metadata at /.well-known/oauth-authorization-server/o (and, from the
+    # include above, at the /o/.well-known/oauth-authorization-server form some clients try).
+    path(".well-known/oauth-authorization-server/o", OAuthServerMetadataView.as_view(), name="oauth-server-metadata"),
 ]

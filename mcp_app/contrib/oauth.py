@@ -1,0 +1,51 @@
+"""OAuth 2.1 access tokens from django-oauth-toolkit (``pip install mcp_app[oauth]``).
+
+mcp_app is the resource server: it publishes protected resource metadata (RFC 9728, see
+:mod:`mcp_app.transports.metadata`) naming the authorization servers in
+``MCP_APP["OAUTH_AUTHORIZATION_SERVERS"]``, and this authentication class accepts the access tokens
+django-oauth-toolkit issues, when they are
+
+- unexpired and not revoked, and belong to an active user;
+- issued for this server (RFC 8707): the token's ``resource`` names ``RESOURCE_URL`` (or the request's
+  origin + ``PATH``). A token for another resource, or, with ``OAUTH_REQUIRE_AUDIENCE`` on (the default),
+  one without a resource, is refused;
+- carrying the scopes in ``REQUIRED_SCOPES`` (403 ``insufficient_scope`` otherwise).
+
+Add ``"mcp_app.contrib.oauth.OAuth2Authentication"`` to ``DEFAULT_AUTHENTICATION_CLASSES``. The demo
+(mcpsite) shows the authorization server side: django-oauth-toolkit with dynamic client registration,
+PKCE and RFC 8414 metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request, resource_url
+from ..conf import mcp_settings
+from ..models import Token
+
+
+class OAuth2Authentication(BaseAuthentication):
+    """``Authorization: Bearer <access token>`` issued by django-oauth-toolkit for this server."""
+
+    def authenticate(self, request: Request) -> Principal | None:
+        from oauth2_provider.models import AccessToken
+
+        key = request.bearer()
+        if key is None or key.startswith(Token.PREFIX):
+            return None  # no bearer token, or one of ours (BearerTokenAuthentication's)
+        checksum = hashlib.sha256(key.encode()).hexdigest()
+        token = AccessToken.objects.select_related("user", "application").filter(token_checksum=checksum).first()
+        if token is None or token.is_expired():
+            raise AuthenticationFailed("The access token is unknown or expired; obtain a new one.")
+        if token.user is None or not token.user.is_active:
+            raise AuthenticationFailed("The access token does not act for an active user.")
+        audiences = list(token.resource or [])
+        ours = resource_url(request.scope).rstrip("/")
+        if audiences:
+            if not any(a.rstrip("/") == ours for a in audiences):
+                raise AuthenticationFailed(f"The access token was issued for another resource; request one for {ours}.")
+        elif mcp_settings.OAUTH_REQUIRE_AUDIENCE:
+            raise AuthenticationFailed(f"The access token names no resource; request one with resource={ours} (RFC 8707).")
+        return Principal(key=f"oauth:{token.user_id}:{token.application_id}", user=token.user, kind="oauth",
+                         scopes=frozenset(token.scope.split()), auth=token)
