@@ -2,7 +2,7 @@
 
 from tests.conformance.settings import *  # noqa: F403
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles", "mcpsite.demo", "mcpsite.library"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles", "oauth2_provider", "mcpsite.demo", "mcpsite.library"]  # noqa: F405
 TEMPLATES[0]["DIRS"] = [BASE_DIR / "templates"]  # noqa: F405
 STATIC_URL = "static/"
 # A file, not SQLite's default in-memory test database: in-memory connections are never closed, so

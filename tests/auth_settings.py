@@ -1,0 +1,17 @@
+"""The test settings with the defaults a real site gets: credentials required, nothing public unless
+marked so, and small limits so the abuse matrix can reach them."""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+MCP_APP = {
+    **MCP_APP,  # noqa: F405
+    "ALLOW_ANONYMOUS": False,
+    "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"],
+    "OAUTH_AUTHORIZATION_SERVERS": ["/o"],
+    "TOOL_CALL_RATE": (int(os.environ.get("MCP_TEST_RATE", "8")), 60),
+    "MAX_SESSIONS_PER_PRINCIPAL": 3,
+    "MAX_STREAMS_PER_PRINCIPAL": 2,
+    "MAX_BODY_SIZE": 64 * 1024,
+}

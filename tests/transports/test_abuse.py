@@ -1,0 +1,354 @@
+"""The bad-input and abuse matrix, against a daphne process with a real site's defaults: credentials
+required (bearer tokens, session cookie), nothing public, small limits (tests/auth_settings.py).
+
+Every case asserts the HTTP status and the JSON-RPC error code, that the body holds no traceback, SQL
+or secret, and that the server then serves a good request. OAuth access tokens (expired, for another
+audience, short of scope) are covered end to end in test_oauth.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live import REPO, LiveServer, start_daphne
+
+SETTINGS = "tests.auth_settings"
+LATEST = "2025-11-25"
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}}}
+REDIS = ("127.0.0.1", 6379)
+SECRET_KEY = "conformance-secret-key"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str], dict[str, Any]]]:
+    workdir = tmp_path_factory.mktemp("abuse")
+    env = {"MCP_TEST_DB": str(workdir / "db.sqlite3")}
+    try:
+        socket.create_connection(REDIS, timeout=2).close()
+        env.update(MCP_TEST_REDIS_URL="redis://127.0.0.1:6379/0", MCP_TEST_REDIS_PREFIX=f"abuse{os.getpid()}")
+    except OSError:
+        pass  # in-memory layer: only the test that revokes from another process needs Redis, and skips
+    server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
+    credentials = json.loads(shell(env, """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from django.utils import timezone
+from mcp_app.models import Token
+alice = User.objects.create_user("alice", password="x")
+bob = User.objects.create_user("bob", password="x")
+carol = User.objects.create_user("carol", password="x")
+tokens = {f"alice{i}": Token.create_for(alice, name=f"t{i}")[1] for i in range(12)}
+tokens["bob"] = Token.create_for(bob, name="bob")[1]
+tokens["carol"] = Token.create_for(carol, name="carol")[1]
+tokens["expired"] = Token.create_for(alice, name="old", expires=timezone.now() - timedelta(minutes=1))[1]
+revoked, tokens["revoked"] = Token.create_for(alice, name="revoked")
+revoked.revoked = timezone.now(); revoked.save()
+tokens["no_scope"] = Token.create_for(alice, name="read only", scopes="read")[1]
+session = SessionStore()
+session.update({"_auth_user_id": str(alice.pk), "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
+                "_auth_user_hash": alice.get_session_auth_hash()})
+session.create()
+print(json.dumps({"tokens": tokens, "sessionid": session.session_key}))
+"""))
+    yield server, env, credentials
+    server.stop()
+    if "MCP_TEST_REDIS_PREFIX" in env:
+        import redis
+
+        client = redis.Redis(*REDIS)
+        for key in client.scan_iter(f"{env['MCP_TEST_REDIS_PREFIX']}*"):
+            client.delete(key)
+    server.assert_no_traceback()
+
+
+def shell(env: dict[str, str], code: str) -> str:
+    return subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=120,
+                          capture_output=True, text=True,
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env}).stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=15) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def assert_clean(response: httpx.Response, credentials: dict[str, Any]) -> None:
+    text = response.text
+    for leak in ("Traceback", "SELECT ", "sqlite3", "psycopg", SECRET_KEY, *credentials["tokens"].values()):
+        assert leak not in text, f"{leak!r} in an error body: {text[:500]}"
+
+
+def assert_still_serving(server: LiveServer, http: httpx.Client, credentials: dict[str, Any]) -> None:
+    token = credentials["tokens"]["alice11"]
+    ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
+    assert ok.status_code == 200 and ok.json()["result"]["protocolVersion"] == LATEST
+    http.delete(server.mcp_url, headers={**bearer(token), "mcp-session-id": ok.headers["mcp-session-id"]})
+
+
+def open_session(server: LiveServer, http: httpx.Client, token: str) -> dict[str, str]:
+    answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
+    assert answer.status_code == 200, answer.text
+    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
+               "mcp-protocol-version": LATEST}
+    http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+def raw(server: LiveServer, request: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are (to lie about sizes) and return the status and body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or (b"0\r\n\r\n" not in data and b"content-length" not in data.lower()):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > 1 << 20:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+# -- the matrix: (name, how to send it, expected status, expected JSON-RPC code) ---------------------------------
+def _body(headers: dict[str, str], content: bytes) -> dict[str, Any]:
+    return {"headers": headers, "content": content}
+
+
+CASES: list[tuple[str, str, dict[str, Any], int, int | None]] = [
+    # name, needs (none | token | session), request, status, JSON-RPC code
+    ("malformed JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": '), 400, -32700),
+    ("invalid UTF-8", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping\xff\xfe"}'), 400, -32700),
+    ("NaN in JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": NaN, "method": "ping"}'), 400, -32700),
+    ("not JSON-RPC: a number", "session", _body({}, b"42"), 400, -32600),
+    ("not JSON-RPC: no method", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1}'), 400, -32600),
+    ("not JSON-RPC: version 1.0", "session", _body({}, b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}'), 400, -32600),
+    ("wrong Content-Type", "session", _body({"content-type": "text/plain"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+     415, -32600),
+    ("wrong Accept", "session", _body({"accept": "text/html"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'), 406, -32600),
+    ("batch where not allowed", "session",
+     _body({}, b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]'), 400, -32600),
+    ("oversized body (declared)", "session", _body({}, b'{"x": "' + b"a" * (70 * 1024) + b'"}'), 413, -32600),
+    ("unknown method", "session", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"listTools"}'), 200, -32601),
+    ("unknown tool", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm_rf","arguments":{}}}'), 200, -32602),
+    ("schema-violating data tool arguments", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+               b'"arguments":{"filters":{"author__user__password__startswith":"p"}}}}'), 200, -32602),
+    ("arguments not an object", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":[1]}}'),
+     200, -32602),
+    ("missing session id", "token", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'), 400, -32600),
+    ("malformed session id", "token", _body({"mcp-session-id": "x" * 300}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+     404, -32001),
+    ("unknown session id", "token", _body({"mcp-session-id": "n0t-a-real-session"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+     404, -32001),
+    ("no credentials", "none", _body({}, json.dumps(INIT).encode()), 401, -32600),
+    ("not a bearer scheme", "none", _body({"authorization": "Basic YWxpY2U6eA=="}, json.dumps(INIT).encode()), 401, -32600),
+    ("unknown token", "none", _body({"authorization": "Bearer mcp_forged-token"}, json.dumps(INIT).encode()), 401, -32600),
+    ("foreign bearer token", "none", _body({"authorization": "Bearer eyJhbGciOi.forged"}, json.dumps(INIT).encode()),
+     401, -32600),
+]
+
+
+@pytest.mark.parametrize(("name", "needs", "request_", "status", "code"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input(site: Any, http: httpx.Client, name: str, needs: str, request_: dict[str, Any], status: int,
+                   code: int | None) -> None:
+    server, _env, credentials = site
+    headers = dict(HEADERS)
+    if needs == "session":
+        headers = open_session(server, http, credentials["tokens"]["alice0"])
+    elif needs == "token":
+        headers.update(bearer(credentials["tokens"]["alice0"]))
+    answer = http.post(server.mcp_url, content=request_["content"], headers={**headers, **request_["headers"]})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code and answer.json()["error"]["message"]
+    if status == 401:
+        assert answer.headers["www-authenticate"].startswith('Bearer realm="mcp"')
+    assert_clean(answer, credentials)
+    if needs == "session":
+        http.delete(server.mcp_url, headers=headers)
+    assert_still_serving(server, http, credentials)
+
+
+@pytest.mark.parametrize("which", ["expired", "revoked", "no_scope", "in the query string"])
+def test_refused_tokens(site: Any, http: httpx.Client, which: str) -> None:
+    server, _env, credentials = site
+    tokens = credentials["tokens"]
+    if which == "in the query string":
+        answer = http.post(f"{server.mcp_url}?access_token={tokens['alice0']}&token={tokens['alice0']}", json=INIT,
+                           headers=HEADERS)
+        status, error = 401, None
+    else:
+        answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(tokens[which])})
+        status, error = (403, "insufficient_scope") if which == "no_scope" else (401, "invalid_token")
+    assert answer.status_code == status and answer.json()["error"]["code"] == -32600
+    challenge = answer.headers["www-authenticate"]
+    assert f'resource_metadata="{server.url}/.well-known/oauth-protected-resource/mcp"' in challenge
+    assert 'scope="mcp"' in challenge
+    assert (f'error="{error}"' in challenge) if error else "error=" not in challenge
+    assert_clean(answer, credentials)
+    assert_still_serving(server, http, credentials)
+
+
+@pytest.mark.parametrize("endpoint", ["/mcp", "/sse", "/sse/messages?session_id=x", "/.well-known/oauth-protected-resource"])
+@pytest.mark.parametrize(("header", "value", "status"), [("host", "evil.example", 421), ("origin", "https://evil.example", 403)])
+def test_bad_host_and_origin_come_before_authentication_and_sessions(site: Any, http: httpx.Client, endpoint: str,
+                                                                     header: str, value: str, status: int) -> None:
+    server, _env, credentials = site
+    method = "GET" if endpoint.startswith(("/sse?", "/.well")) or endpoint == "/sse" else "POST"
+    answer = http.request(method, server.url + endpoint, content=json.dumps(INIT).encode(),
+                          headers={**HEADERS, "accept": "application/json, text/event-stream", header: value})
+    assert answer.status_code == status, answer.text  # not 401, not 404: nothing was looked up
+    assert answer.json()["error"]["code"] == -32600
+    assert_clean(answer, credentials)
+    assert_still_serving(server, http, credentials)
+
+
+def test_sessions_are_bound_to_their_principal(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    tokens = credentials["tokens"]
+    alice = open_session(server, http, tokens["alice1"])
+    ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
+    for other in (tokens["bob"], tokens["alice2"]):  # another user, and another token of the same user
+        stolen = http.post(server.mcp_url, json=ping, headers={**alice, **bearer(other)})
+        assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -32001
+        assert http.delete(server.mcp_url, headers={**alice, **bearer(other)}).status_code == 404
+    assert http.post(server.mcp_url, json=ping, headers=alice).json() == {"jsonrpc": "2.0", "id": 5, "result": {}}
+    # The legacy transport: a POST naming another principal's session_id is refused the same way.
+    with http.stream("GET", f"{server.url}/sse", headers={"accept": "text/event-stream", **bearer(tokens["alice3"])}) as stream:
+        lines = stream.iter_lines()
+        endpoint = next(line for line in lines if line.startswith("data: "))[6:]
+        stolen = http.post(server.url + endpoint, json=ping, headers={**HEADERS, **bearer(tokens["bob"])})
+        assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -32001
+        mine = http.post(server.url + endpoint, json=ping, headers={**HEADERS, **bearer(tokens["alice3"])})
+        assert mine.status_code == 202
+    http.delete(server.mcp_url, headers=alice)
+
+
+def test_second_get_stream_and_stream_cap(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    token = credentials["tokens"]["alice4"]
+    first, second, third = (open_session(server, http, token) for _ in range(3))
+    get = {"accept": "text/event-stream"}
+    with http.stream("GET", server.mcp_url, headers={**first, **get}) as one:
+        assert one.status_code == 200
+        again = http.get(server.mcp_url, headers={**first, **get})
+        assert again.status_code == 409 and again.json()["error"]["code"] == -32600
+        with http.stream("GET", server.mcp_url, headers={**second, **get}) as two:
+            assert two.status_code == 200
+            capped = http.get(server.mcp_url, headers={**third, **get})  # MAX_STREAMS_PER_PRINCIPAL = 2
+            assert capped.status_code == 429 and int(capped.headers["retry-after"]) > 0
+            assert capped.json()["error"]["code"] == -32029
+    # The cap counts open streams: once they are closed, a stream opens again.
+    time.sleep(0.5)
+    with http.stream("GET", server.mcp_url, headers={**third, **get}) as three:
+        assert three.status_code == 200
+    # MAX_SESSIONS_PER_PRINCIPAL = 3: a fourth is refused until one ends.
+    refused = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == -32029
+    assert http.delete(server.mcp_url, headers=first).status_code == 204
+    assert http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)}).status_code == 200
+    assert_still_serving(server, http, credentials)
+
+
+def test_tool_calls_are_rate_limited_per_principal(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    session = open_session(server, http, credentials["tokens"]["alice5"])
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "uppercase_text", "arguments": {"text": "a"}}}
+    statuses = [http.post(server.mcp_url, json=call, headers=session).status_code for _ in range(9)]
+    assert statuses == [200] * 8 + [429]  # TOOL_CALL_RATE = (8, 60)
+    limited = http.post(server.mcp_url, json=call, headers=session)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+    assert limited.json()["error"] == {"code": -32029, "message": limited.json()["error"]["message"],
+                                       "data": {"retryAfter": int(limited.headers["retry-after"])}}
+    # Other requests on the session, and other principals' tool calls, go on.
+    assert http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=session).status_code == 200
+    other = open_session(server, http, credentials["tokens"]["alice6"])
+    assert http.post(server.mcp_url, json=call, headers=other).json()["result"]["content"][0]["text"] == "A"
+
+
+def test_session_cookie_needs_origin_and_csrf(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    cookie = {"cookie": f"sessionid={credentials['sessionid']}; csrftoken=abcdefghijklmnopqrstuvwxyz012345"}
+    no_origin = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **cookie})
+    assert no_origin.status_code == 401 and "Origin" in no_origin.json()["error"]["message"]
+    origin = {"origin": server.url}
+    no_csrf = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **cookie, **origin})
+    assert no_csrf.status_code == 401 and "CSRF" in no_csrf.json()["error"]["message"]
+    ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **cookie, **origin,
+                                                       "x-csrftoken": "abcdefghijklmnopqrstuvwxyz012345"})
+    assert ok.status_code == 200, ok.text
+    assert_clean(no_csrf, credentials)
+
+
+def test_a_user_sees_only_what_they_may(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    session = open_session(server, http, credentials["tokens"]["alice7"])
+    listed = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=session).json()
+    names = {t["name"] for t in listed["result"]["tools"]}
+    # Signed in (IsAuthenticated): code tools, public exposures, and loans (scoped to alice's own rows).
+    assert {"uppercase_text", "library_book_list", "library_loan_list"} <= names
+    assert not {"library_member_list", "library_member_get"} & names  # no view_member permission
+    read = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "resources/read",
+                                           "params": {"uri": "django://library/member/1"}}, headers=session).json()
+    assert read["error"]["code"] == -32002
+
+
+def test_revoked_token_and_deactivated_user_lose_their_open_streams(site: Any, http: httpx.Client) -> None:
+    server, env, credentials = site
+    if "MCP_TEST_REDIS_URL" not in env:
+        pytest.skip("Redis is not running on 127.0.0.1:6379; revoking from another process needs a shared channel layer")
+    for token_name, withdraw in (
+        ("alice8", "t = Token.objects.get(key_hash=Token.hash({token!r})); t.revoked = timezone.now(); t.save()"),
+        ("carol", "u = User.objects.get(username='carol'); u.is_active = False; u.save()"),
+    ):
+        token = credentials["tokens"][token_name]
+        session = open_session(server, http, token)
+        with http.stream("GET", server.mcp_url, headers={**session, "accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            started = time.monotonic()
+            shell(env, "from django.utils import timezone; from django.contrib.auth.models import User; "
+                       "from mcp_app.models import Token; " + withdraw.format(token=token) + "; print('ok')")
+            for _ in stream.iter_bytes():
+                pass  # ends when the server closes the stream
+            assert time.monotonic() - started < 10
+        refused = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=session)
+        assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert_still_serving(server, http, credentials)
+
+
+def test_understated_and_chunked_bodies(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    token = credentials["tokens"]["alice9"]
+    body = json.dumps(INIT).encode()
+    head = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n")
+    # Content-Length says less than is sent: only the declared bytes are the body, and they are not JSON.
+    status, answer = raw(server, (head + "Content-Length: 20\r\n\r\n").encode() + body)
+    assert status == 400 and b"-32700" in answer
+    # Chunked, growing past MAX_BODY_SIZE (64 KiB here) with no length declared: 413 before it is all read.
+    chunk = b"a" * 16384
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
+    status, answer = raw(server, (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks)
+    assert status == 413
+    assert_still_serving(server, http, credentials)
