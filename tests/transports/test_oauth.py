@@ -11,6 +11,7 @@ that are expired, for another resource, without a resource, or short of the scop
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import subprocess
@@ -166,3 +167,48 @@ async def test_access_tokens_are_checked_for_audience_expiry_and_scope(demo: tup
         # The server still serves the next request.
         metadata = await client.get(f"{server.url}/.well-known/oauth-protected-resource/mcp")
         assert metadata.json()["resource"] == server.mcp_url
+
+
+async def test_mcp_inspector_completes_the_oauth_flow(demo: tuple[LiveServer, dict[str, str]], tmp_path: Path) -> None:
+    """The Inspector CLI, given no credentials, registers itself, prints the authorization URL (no browser
+    here: MCP_AUTO_OPEN_ENABLED makes it proceed without a TTY) and waits on its loopback callback. The
+    "browser" signs in as the librarian, approves, and follows the redirect to the Inspector, which then
+    exchanges the code and lists the tools."""
+    import asyncio
+
+    from tests.node_peers import node_env
+
+    server, _env = demo
+    env = {**node_env(tmp_path), "MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true", "HOME": str(tmp_path),
+           "MCP_INSPECTOR_SECRET_STORE": "memory"}
+    inspector = await asyncio.create_subprocess_exec(
+        "mcp-inspector", "--cli", server.mcp_url, "--transport", "http", "--method", "tools/list",
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        url = None
+        async with asyncio.timeout(60):
+            while url is None:
+                line = (await inspector.stderr.readline()).decode()
+                assert line, "the Inspector ended without asking for authorization"
+                found = re.search(r"Please navigate to: (\S+)", line)
+                url = found.group(1) if found else None
+        asked = parse_qs(urlsplit(url).query)
+        assert asked["resource"] == [server.mcp_url] and asked["code_challenge_method"] == ["S256"]
+        browser = await signed_in_browser(server, "librarian")
+        consent = await browser.get(url)
+        fields = {name: html.unescape(value) for name, value in
+                  re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)}
+        approved = await browser.post(urlsplit(url).path, data={**fields, "allow": "Authorize"})
+        assert approved.status_code == 302
+        await browser.aclose()
+        async with httpx.AsyncClient(timeout=20) as client:  # the redirect, to the Inspector's loopback callback
+            assert (await client.get(approved.headers["location"])).status_code == 200
+        async with asyncio.timeout(60):
+            out, err = await inspector.communicate()
+        assert inspector.returncode == 0, err.decode()[-2000:]
+        tools = {tool["name"] for tool in json.loads(out)["tools"]}
+        assert {"uppercase_text", "library_member_list"} <= tools  # as the librarian
+    finally:
+        if inspector.returncode is None:
+            inspector.kill()
+            await inspector.wait()
