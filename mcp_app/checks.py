@@ -93,3 +93,31 @@ def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 obj=exposure.model, id="mcp_app.E004",
             ))
     return messages
+
+
+@register(Tags.security)
+def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The authentication settings hold together: OAuth needs its app, and "everything public" is said aloud."""
+    from django.apps import apps
+
+    from .conf import mcp_settings
+
+    messages: list[Any] = []
+    classes = [str(c) for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    if "mcp_app.contrib.oauth.OAuth2Authentication" in classes and not apps.is_installed("oauth2_provider"):
+        messages.append(Error(
+            "OAuth2Authentication is configured but django-oauth-toolkit (oauth2_provider) is not installed.",
+            hint="pip install 'mcp_app[oauth]' and add 'oauth2_provider' to INSTALLED_APPS, or remove the class.",
+            id="mcp_app.E005",
+        ))
+    from .permissions import AllowAny
+
+    defaults = mcp_settings.DEFAULT_PERMISSION_CLASSES
+    if mcp_settings.ALLOW_ANONYMOUS and any(isinstance(c, type) and issubclass(c, AllowAny) for c in defaults):
+        messages.append(Warning(
+            "ALLOW_ANONYMOUS is on and DEFAULT_PERMISSION_CLASSES allows anyone: every tool, prompt and code "
+            "resource is open to callers without credentials.",
+            hint="Keep the default IsAuthenticated and mark public items with permission_classes=[AllowAny].",
+            id="mcp_app.W004",
+        ))
+    return messages

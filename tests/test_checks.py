@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import override_settings
 
-from mcp_app.checks import check_asgi, check_channel_layer, check_settings
+from mcp_app.checks import check_asgi, check_authentication, check_channel_layer, check_settings
 
 
 def ids(messages: list) -> list[str]:
@@ -51,3 +51,19 @@ def test_redis_hosts_without_a_read_timeout_pass() -> None:
     from mcp_app.checks import check_redis_timeout
 
     assert check_redis_timeout() == []
+
+
+def test_authentication_settings() -> None:
+    from django.conf import settings
+
+    # The test server is deliberately open to anonymous callers, and says so.
+    assert ids(check_authentication()) == ["mcp_app.W004"]
+    with override_settings(MCP_APP={**settings.MCP_APP, "ALLOW_ANONYMOUS": False}):
+        assert check_authentication() == []
+    oauth = {"ALLOW_ANONYMOUS": False, "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.contrib.oauth.OAuth2Authentication"]}
+    with override_settings(MCP_APP=oauth):
+        assert check_authentication() == []  # oauth2_provider is installed in the test settings
+    apps = [a for a in settings.INSTALLED_APPS if a != "oauth2_provider"]
+    with override_settings(MCP_APP=oauth, INSTALLED_APPS=apps):
+        messages = check_authentication()
+        assert ids(messages) == ["mcp_app.E005"] and "mcp_app[oauth]" in messages[0].hint
