@@ -183,19 +183,17 @@ def _classes() -> list[BaseAuthentication]:
             mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
 
 
-def authenticate_sync(scope: dict[str, Any]) -> Principal:
-    """The caller of this request; raises AuthenticationFailed (and subclasses) when refused."""
-    request = Request(scope)
-    for backend in _classes():
-        principal = backend.authenticate(request)
-        if principal is None:
-            continue
-        if principal.user is not None and not principal.user.is_active:
-            raise AuthenticationFailed("This account is inactive.")
-        required = set(mcp_settings.REQUIRED_SCOPES)
-        if principal.scopes is not None and not required <= principal.scopes:
-            raise InsufficientScope(f"The credentials lack the scope(s) {' '.join(sorted(required - principal.scopes))}.")
-        return principal
+def _accept(principal: Principal) -> Principal:
+    """The checks every principal passes, whichever class found it (no database access)."""
+    if principal.user is not None and not principal.user.is_active:
+        raise AuthenticationFailed("This account is inactive.")
+    required = set(mcp_settings.REQUIRED_SCOPES)
+    if principal.scopes is not None and not required <= principal.scopes:
+        raise InsufficientScope(f"The credentials lack the scope(s) {' '.join(sorted(required - principal.scopes))}.")
+    return principal
+
+
+def _without_credentials(request: Request) -> Principal:
     if request.bearer() is not None:
         raise AuthenticationFailed("The bearer token is not one this server issued or accepts.")
     if mcp_settings.ALLOW_ANONYMOUS:
@@ -203,7 +201,37 @@ def authenticate_sync(scope: dict[str, Any]) -> Principal:
     raise NotAuthenticated("Authentication required: send Authorization: Bearer <token>.")
 
 
+def authenticate_sync(scope: dict[str, Any]) -> Principal:
+    """The caller of this request; raises AuthenticationFailed (and subclasses) when refused."""
+    request = Request(scope)
+    for backend in _classes():
+        principal = backend.authenticate(request)
+        if principal is not None:
+            return _accept(principal)
+    return _without_credentials(request)
+
+
+#: The built-in classes, whose credentials are only the Authorization header and the session cookie.
+_BUILT_IN = {"mcp_app.auth.BearerTokenAuthentication", "mcp_app.auth.SessionAuthentication",
+             "mcp_app.contrib.oauth.OAuth2Authentication"}
+
+
 async def authenticate(scope: dict[str, Any]) -> Principal:
+    """:func:`authenticate_sync` without leaving the event loop in the common cases: a bearer token
+    validated recently (cached), or, with only the built-in classes, a request with no credentials."""
+    request = Request(scope)
+    key = request.bearer()
+    configured = [str(c) for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    if key is not None and key.startswith("mcp_") and configured[:1] == ["mcp_app.auth.BearerTokenAuthentication"]:
+        from .models import Token
+
+        cached = _cache.get(Token.hash(key))
+        if cached is not None and time.monotonic() - cached[0] < _CACHE_SECONDS:
+            token = cached[1].auth
+            if token.expires is None or token.expires > timezone.now():
+                return _accept(cached[1])
+    elif key is None and request.header("cookie") is None and set(configured) <= _BUILT_IN:
+        return _without_credentials(request)
     from channels.db import database_sync_to_async
 
     return await database_sync_to_async(authenticate_sync)(scope)
