@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
@@ -57,8 +57,15 @@ class DataTool:
     fixed_filters: dict[str, Any] | None = None
     ordering: list[str] | None = None
     max_limit: int = MAX_LIMIT
+    _definition: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def definition(self) -> dict[str, Any]:
+        """The Tool object for tools/list (built once: it depends only on the configuration). Not to be mutated."""
+        if self._definition is None:
+            self._definition = self._build_definition()
+        return self._definition
+
+    def _build_definition(self) -> dict[str, Any]:
         exposure = self.exposure
         props: dict[str, Any] = {}
         required: list[str] = []
@@ -131,10 +138,13 @@ def query_tool(row: Any, exposure: ModelResource) -> DataTool:
 class DataView:
     """The exposures as one caller sees them (``user`` None: anonymous)."""
 
-    def __init__(self, exposures: dict[str, ModelResource], user: Any, cursors: CursorCodec) -> None:
+    def __init__(self, exposures: dict[str, ModelResource], user: Any, cursors: CursorCodec,
+                 readable: dict[str, ModelResource] | None = None) -> None:
         self.user = user
         self.cursors = cursors
-        self.readable = {key: e for key, e in exposures.items() if allows(e.permission_classes, user, e)}
+        if readable is None:
+            readable = {key: e for key, e in exposures.items() if allows(e.permission_classes, user, e)}
+        self.readable = readable
         self.links: dict[type, ModelResource | None] = {}
         for exposure in self.readable.values():
             self.links.setdefault(exposure.model, exposure)

@@ -171,7 +171,10 @@ class ManagedProvider(Provider):
         catalog = await self.catalog()
         view = ctx.extra.get("_mcp_data_view")
         if view is None or view[0] is not catalog:
-            built = await database_sync_to_async(DataView)(catalog.exposures, caller(ctx), get_server().dispatcher.cursors)
+            user = caller(ctx)
+            # Permission classes run in the event loop unless one needs the database for this user.
+            readable = {key: e for key, e in catalog.exposures.items() if await aallows(e.permission_classes, user, e)}
+            built = DataView(catalog.exposures, user, get_server().dispatcher.cursors, readable=readable)
             view = ctx.extra["_mcp_data_view"] = (catalog, built)
         return view[1]
 

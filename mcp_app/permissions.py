@@ -23,6 +23,11 @@ class BasePermission:
     #: Whether has_permission may query the database (then it runs in Django's database thread).
     needs_db = True
 
+    @classmethod
+    def needs_db_for(cls, user: Any) -> bool:
+        """Whether checking ``user`` may query the database (default: :attr:`needs_db`)."""
+        return cls.needs_db
+
     def has_permission(self, user: Any, target: Any) -> bool:
         """Return True when ``user`` (None: anonymous) may use ``target`` at all."""
         raise NotImplementedError
@@ -49,6 +54,14 @@ class IsAuthenticated(BasePermission):
 class DjangoModelViewPermission(BasePermission):
     """The ``<app_label>.view_<model_name>`` permission of the target's model (superusers pass)."""
 
+    @classmethod
+    def needs_db_for(cls, user: Any) -> bool:
+        # Anonymous and inactive callers are refused, and superusers allowed, without a query; other users'
+        # permissions are loaded once per user object (Django's ModelBackend caches them on it).
+        if not IsAuthenticated().has_permission(user, None) or user.is_superuser:
+            return False
+        return not hasattr(user, "_perm_cache")
+
     def has_permission(self, user: Any, target: Any) -> bool:
         if not IsAuthenticated().has_permission(user, target):
             return False
@@ -63,7 +76,7 @@ def allows(permission_classes: list[type[BasePermission]], user: Any, target: An
 
 async def aallows(permission_classes: list[type[BasePermission]], user: Any, target: Any) -> bool:
     """:func:`allows` from async code: in the event loop when no class needs the database."""
-    if not any(getattr(cls, "needs_db", True) for cls in permission_classes):
+    if not any(cls.needs_db_for(user) if hasattr(cls, "needs_db_for") else True for cls in permission_classes):
         return allows(permission_classes, user, target)
     from channels.db import database_sync_to_async
 
