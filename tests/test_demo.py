@@ -16,6 +16,7 @@ def test_home_page_lists_the_tools(client) -> None:
     assert page.status_code == 200
     assert b"uppercase_text" in page.content
     assert b"http://testserver/mcp" in page.content
+    assert b"django://library/book/{pk}" in page.content and b"Bearer mcp_demo-token-for-local-use-only" in page.content
 
 
 @override_settings(ROOT_URLCONF="mcpsite.urls", DEBUG=True)
@@ -35,6 +36,11 @@ def test_load_demo_data_is_idempotent_and_lets_the_admin_in(client) -> None:
     assert demo_data.isbn13(30640615) == "9780306406157"  # a published ISBN-13, check digit included
     librarian = User.objects.get(username=demo_data.LIBRARIAN)
     assert librarian.has_perm("library.view_member") and librarian.has_perm("library.view_loan")
+    from mcp_app.auth import authenticate_sync
+    from mcpsite.demo.management.commands.load_demo_data import DEMO_TOKEN
+
+    principal = authenticate_sync({"type": "http", "headers": [(b"authorization", f"Bearer {DEMO_TOKEN}".encode())]})
+    assert principal.user.username == "admin"  # the README walkthrough's token
     reader = User.objects.get(username=demo_data.READER)
     assert not reader.has_perm("library.view_loan") and Member.objects.filter(user=reader).count() == 1
 

@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from mcp_app.conf import mcp_settings
 from mcp_app.registry import default_registry
+from mcp_app.resources import default_exposures
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -15,4 +16,5 @@ def home(request: HttpRequest) -> HttpResponse:
         "tools": default_registry.tools.values(),
         "resources": default_registry.resources.values(),
         "prompts": default_registry.prompts.values(),
+        "exposures": default_exposures.exposures.values(),
     })
