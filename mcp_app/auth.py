@@ -20,7 +20,7 @@ from django.utils import timezone
 from .conf import mcp_settings
 from .transports import security
 
-#: Scope every credential needs to use the MCP endpoints (settings: REQUIRED_SCOPES).
+#: The principal key of every caller without credentials (when ALLOW_ANONYMOUS lets them in).
 ANONYMOUS = "anonymous"
 
 
@@ -105,6 +105,15 @@ _cache: dict[str, tuple[float, Principal]] = {}
 _TOUCH_SECONDS = 60
 
 
+def _cached(digest: str) -> Principal | None:
+    """A token's principal validated in the last ``_CACHE_SECONDS`` and not expired since."""
+    cached = _cache.get(digest)
+    if cached is None or time.monotonic() - cached[0] >= _CACHE_SECONDS:
+        return None
+    expires = cached[1].auth.expires
+    return cached[1] if expires is None or expires > timezone.now() else None
+
+
 def forget_credentials(*args: Any) -> None:
     """Drop this worker's cached principals (a token was revoked or a user changed somewhere)."""
     _cache.clear()
@@ -120,12 +129,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         if key is None or not key.startswith(Token.PREFIX):
             return None
         digest = Token.hash(key)
-        cached = _cache.get(digest)
+        cached = _cached(digest)
+        if cached is not None:
+            return cached
         now = time.monotonic()
-        if cached is not None and now - cached[0] < _CACHE_SECONDS:
-            token = cached[1].auth
-            if token.expires is None or token.expires > timezone.now():
-                return cached[1]
         token = Token.objects.select_related("user").filter(key_hash=digest).first()
         if token is None or not token.is_usable():
             _cache.pop(digest, None)
@@ -225,11 +232,9 @@ async def authenticate(scope: dict[str, Any]) -> Principal:
     if key is not None and key.startswith("mcp_") and configured[:1] == ["mcp_app.auth.BearerTokenAuthentication"]:
         from .models import Token
 
-        cached = _cache.get(Token.hash(key))
-        if cached is not None and time.monotonic() - cached[0] < _CACHE_SECONDS:
-            token = cached[1].auth
-            if token.expires is None or token.expires > timezone.now():
-                return _accept(cached[1])
+        cached = _cached(Token.hash(key))
+        if cached is not None:
+            return _accept(cached)
     elif key is None and request.header("cookie") is None and set(configured) <= _BUILT_IN:
         return _without_credentials(request)
     from channels.db import database_sync_to_async

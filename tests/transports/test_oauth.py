@@ -163,7 +163,8 @@ async def test_access_tokens_are_checked_for_audience_expiry_and_scope(demo: tup
             challenge = answer.headers["www-authenticate"]
             assert f'error="{error}"' in challenge
             assert f'resource_metadata="{server.url}/.well-known/oauth-protected-resource/mcp"' in challenge
-            assert answer.json()["error"]["message"]
+            assert answer.json()["error"]["code"] == -32600 and answer.json()["error"]["message"]
+            assert token not in answer.text
         # The server still serves the next request.
         metadata = await client.get(f"{server.url}/.well-known/oauth-protected-resource/mcp")
         assert metadata.json()["resource"] == server.mcp_url
