@@ -93,6 +93,8 @@ MCP_APP = {
         "mcp_app.contrib.oauth.OAuth2Authentication",
     ],
     "OAUTH_AUTHORIZATION_SERVERS": ["/o"],  # this site's django-oauth-toolkit: issuer <origin>/o
+    # The MCP Inspector's web UI connects from the browser: let it (CORS).
+    "ALLOWED_ORIGINS": ["http://localhost:6274", "http://127.0.0.1:6274"],
 }
 
 # The authorization server: django-oauth-toolkit with what MCP clients use (RFC 8414 metadata, dynamic

@@ -14,4 +14,5 @@ MCP_APP = {
     "MAX_SESSIONS_PER_PRINCIPAL": 3,
     "MAX_STREAMS_PER_PRINCIPAL": 2,
     "MAX_BODY_SIZE": 64 * 1024,
+    "ALLOWED_ORIGINS": ["http://localhost:6274"],  # the MCP Inspector's web UI
 }

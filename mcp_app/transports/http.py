@@ -138,6 +138,9 @@ class MCPConsumer(AsyncConsumer):
         # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.
         if not await self.check_origin_and_host():
             return
+        if scope.get("method") == "OPTIONS" and security.header(scope, b"origin") is not None:
+            await self.empty(204, security.preflight_headers(scope))  # CORS preflight: carries no credentials
+            return
         # Then who is calling, before a byte of the body is read or a session looked up.
         if not await self.authenticate():
             return
@@ -298,6 +301,8 @@ class MCPConsumer(AsyncConsumer):
     # -- responses ----------------------------------------------------------------------------------
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
+        if security.header(self.scope, b"origin") is not None and security.origin_allowed(self.scope):
+            headers = headers + security.cors_headers(self.scope)  # an allowed browser origin may read the answer
         await self.base_send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = False) -> None:

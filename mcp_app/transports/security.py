@@ -3,6 +3,9 @@
 - Host against ``ALLOWED_HOSTS`` (defends against DNS rebinding: a page on a rebound name reaches
   127.0.0.1 but still sends its own name as Host).
 - Origin, when a browser sends one, against the request's own host and ``MCP_APP["ALLOWED_ORIGINS"]``.
+
+An allowed Origin also gets the CORS headers a browser client needs (preflight answers and readable
+``Mcp-Session-Id`` / ``WWW-Authenticate``); a refused one gets 403 and none.
 """
 
 from __future__ import annotations
@@ -55,3 +58,23 @@ def origin_allowed(scope: dict) -> bool:
         return False
     host = header(scope, b"host")
     return host is not None and parts.netloc.lower() == host.lower()
+
+
+# What browser clients send and must be able to read (MCP's headers, and the OAuth challenge).
+_CORS_ALLOW_HEADERS = b"authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id"
+_CORS_EXPOSE_HEADERS = b"mcp-session-id, mcp-protocol-version, www-authenticate, retry-after"
+# Browsers may reuse a preflight answer this long (seconds).
+_CORS_MAX_AGE = b"600"
+
+
+def cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
+    """CORS headers for a response to an allowed Origin."""
+    origin = header(scope, b"origin") or ""
+    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
+            (b"access-control-expose-headers", _CORS_EXPOSE_HEADERS)]
+
+
+def preflight_headers(scope: dict) -> list[tuple[bytes, bytes]]:
+    """The answer to an allowed Origin's ``OPTIONS`` preflight (headers of :func:`cors_headers` come with it)."""
+    return [(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", _CORS_ALLOW_HEADERS), (b"access-control-max-age", _CORS_MAX_AGE)]

@@ -352,3 +352,25 @@ def test_understated_and_chunked_bodies(site: Any, http: httpx.Client) -> None:
     status, answer = raw(server, (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks)
     assert status == 413 and b"-32600" in answer
     assert_still_serving(server, http, credentials)
+
+
+def test_cors_for_allowed_browser_origins_only(site: Any, http: httpx.Client) -> None:
+    server, _env, credentials = site
+    inspector = {"origin": "http://localhost:6274", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization, content-type, mcp-session-id"}
+    preflight = http.options(server.mcp_url, headers=inspector)
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:6274"
+    assert {"authorization", "mcp-session-id", "mcp-protocol-version"} <= {
+        h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    refused = http.post(server.mcp_url, json=INIT, headers={**HEADERS, "origin": "http://localhost:6274"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "http://localhost:6274"
+    assert "www-authenticate" in refused.headers["access-control-expose-headers"]  # the browser may start OAuth
+    ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(credentials["tokens"]["alice10"]),
+                                                       "origin": "http://localhost:6274"})
+    assert ok.status_code == 200 and "mcp-session-id" in ok.headers["access-control-expose-headers"]
+    http.delete(server.mcp_url, headers={**bearer(credentials["tokens"]["alice10"]),
+                                         "mcp-session-id": ok.headers["mcp-session-id"]})
+    evil = http.options(server.mcp_url, headers={**inspector, "origin": "https://evil.example"})
+    assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
+    assert_still_serving(server, http, credentials)
