@@ -19,6 +19,12 @@ class McpAppConfig(AppConfig):
 
         autodiscover()
         post_migrate.connect(_sync_rows, sender=self)
+        from django.apps import apps
+
+        if apps.is_installed("oauth2_provider"):
+            from .contrib.oauth import connect_signals
+
+            connect_signals()  # revoked OAuth access tokens end their sessions
 
 
 def _sync_rows(**kwargs: object) -> None:

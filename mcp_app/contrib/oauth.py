@@ -49,3 +49,32 @@ class OAuth2Authentication(BaseAuthentication):
             raise AuthenticationFailed(f"The access token names no resource; request one with resource={ours} (RFC 8707).")
         return Principal(key=f"oauth:{token.user_id}:{token.application_id}", user=token.user, kind="oauth",
                          scopes=frozenset(token.scope.split()), auth=token)
+
+
+def _access_token_deleted(sender: type, instance: object, **kwargs: object) -> None:
+    """A revoked (deleted) access token ends the sessions of its user and client, unless the client still
+    holds another valid token for the user (a refresh replaced it: the sessions go on)."""
+    from django.db import transaction
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken
+
+    user_id, application_id = getattr(instance, "user_id", None), getattr(instance, "application_id", None)
+    if user_id is None:
+        return
+
+    def end() -> None:
+        from ..sessions import end_sessions_of
+
+        others = AccessToken.objects.filter(user_id=user_id, application_id=application_id, expires__gt=timezone.now())
+        if not others.exists():
+            end_sessions_of(principal=f"oauth:{user_id}:{application_id}")
+
+    transaction.on_commit(end)
+
+
+def connect_signals() -> None:
+    """Called from mcp_app's AppConfig.ready() when django-oauth-toolkit is installed."""
+    from django.db.models.signals import post_delete
+    from oauth2_provider.models import AccessToken
+
+    post_delete.connect(_access_token_deleted, sender=AccessToken, dispatch_uid="mcp_app.oauth.access_token_deleted")

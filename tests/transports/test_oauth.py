@@ -129,11 +129,12 @@ async def test_sdk_client_completes_the_oauth_flow(demo: tuple[LiveServer, dict[
         assert in_query.status_code == 401
 
 
-def make_token(env: dict[str, str], *, resource: str | None, scope: str = "mcp", expired: bool = False) -> str:
+def make_token(env: dict[str, str], *, resource: str | None, scope: str = "mcp", expired: bool = False,
+               app: str = "matrix") -> str:
     code = (
         "import secrets; from datetime import timedelta; from django.utils import timezone; "
         "from django.contrib.auth.models import User; from oauth2_provider.models import AccessToken, Application; "
-        "app, _ = Application.objects.get_or_create(name='matrix', defaults=dict(client_type='public', "
+        f"app, _ = Application.objects.get_or_create(name={app!r}, defaults=dict(client_type='public', "
         "authorization_grant_type='authorization-code', redirect_uris='http://127.0.0.1:9/cb')); "
         "key = secrets.token_urlsafe(30); "
         f"AccessToken.objects.create(user=User.objects.get(username='librarian'), application=app, token=key, "
@@ -213,3 +214,31 @@ async def test_mcp_inspector_completes_the_oauth_flow(demo: tuple[LiveServer, di
         if inspector.returncode is None:
             inspector.kill()
             await inspector.wait()
+
+
+async def test_revoking_an_access_token_closes_its_open_stream(demo: tuple[LiveServer, dict[str, str]]) -> None:
+    """Revocation at the authorization server (RFC 7009, same site) ends the sessions of that user and
+    client at once: the open GET stream closes, and the token is refused afterwards."""
+    import asyncio
+    import time
+
+    server, env = demo
+    token = make_token(env, resource=server.mcp_url, app="revocation")  # the client's only token for the user
+    auth = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=20) as client:
+        opened = await client.post(server.mcp_url, json=INIT, headers={**HEADERS, **auth})
+        session = {**auth, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        async with client.stream("GET", server.mcp_url, headers={**session, "accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            client_id = manage(env, "shell", "-c", "from oauth2_provider.models import Application; "
+                                                   "print(Application.objects.get(name='revocation').client_id)").split()[-1]
+            started = time.monotonic()
+            revoked = await client.post(f"{server.url}/o/revoke_token/", data={"token": token, "client_id": client_id})
+            assert revoked.status_code == 200, revoked.text
+            async with asyncio.timeout(10):
+                async for _ in stream.aiter_bytes():
+                    pass  # ends when the server closes the stream
+            assert time.monotonic() - started < 10
+        again = await client.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                                  headers={**HEADERS, **session})
+        assert again.status_code == 401
