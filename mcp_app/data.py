@@ -194,6 +194,9 @@ class DataView:
             after = position.get("a")
         items: list[dict[str, Any]] = []
         for key in keys[keys.index(start):] if start is not None else []:
+            room = limit - len(items)
+            if room <= 0:  # the page is full before this exposure starts: the next page starts here
+                return items, {"e": key, "a": after if key == start else None}
             exposure = self.readable[key]
             queryset = self._queryset(exposure).order_by("pk")
             if key == start and after is not None:
@@ -202,7 +205,6 @@ class DataView:
                 except Exception:  # noqa: BLE001 - any conversion failure is a bad cursor
                     raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.") from None
                 queryset = queryset.filter(pk__gt=after_pk)
-            room = limit - len(items)
             rows = list(queryset[:room + 1])
             items += [exposure.resource(obj) for obj in rows[:room]]
             if len(rows) > room:

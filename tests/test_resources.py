@@ -179,6 +179,16 @@ def test_resources_list_pages_through_every_readable_object_once(library: dict[s
     assert reader == [f"django://library/loan/{loan.pk}" for loan in library["loans"][0::2]]
 
 
+def test_a_page_that_ends_with_the_code_resources_loses_no_row(library: dict[str, Any]) -> None:
+    static = [u for u in walk(None) if not u.startswith("django://")]
+    expected = [f"django://library/author/{a.pk}" for a in library["authors"]] + \
+        [f"django://library/book/{b.pk}" for b in library["books"]]
+    for size in (len(static), len(static) + 3, 1):  # the code resources fill the page exactly; an exposure does
+        with override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": size}):
+            uris = walk(None)
+        assert uris == static + expected, size
+
+
 @override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": 4})
 def test_forged_and_tampered_cursors_are_refused(library: dict[str, Any]) -> None:
     first = result("resources/list")
