@@ -462,3 +462,62 @@ async def test_vanishing_clients_leave_nothing_behind(cluster: Cluster) -> None:
             return counts[-1] <= baseline + 2
 
         await eventually(settled, lambda: f"connections to the database grew from {baseline}: last counts {counts[-5:]}")
+
+
+async def test_keyset_pages_on_postgresql_across_workers(cluster: Cluster) -> None:
+    """Model exposures on PostgreSQL: resources/list and a list tool ordered by a nullable field, walked
+    with each page's cursor handed to the other worker (both sign with the site's key)."""
+    import subprocess
+    import sys
+
+    from tests.live import REPO
+
+    code = ("from mcpsite.library.models import Author\n"
+            "Author.objects.bulk_create([Author(name=f'Author {i:02d}',"
+            " birth_year=None if i % 3 == 0 else 1900 + (i * 7) % 50) for i in range(25)])")
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=60,
+                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MCP_TEST_POSTGRES_DB": cluster.database})
+    rows = cluster.query("SELECT id, birth_year FROM library_author ORDER BY birth_year DESC NULLS FIRST, id")
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    async with new_client() as client:
+        sessions = {}
+        for server in (cluster.a, cluster.b):
+            init = request(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                             "clientInfo": {"name": "pg", "version": "1"}})
+            answer = await client.post(server.mcp_url, json=init, headers=headers)
+            sessions[server.port] = {**headers, "mcp-session-id": answer.headers["mcp-session-id"]}
+
+        async def walk(method: str, params: dict[str, Any], items: Callable[[dict[str, Any]], tuple[list[str], str | None]],
+                       ) -> list[str]:
+            seen: list[str] = []
+            cursor = None
+            for page in range(100):
+                server = (cluster.a, cluster.b)[page % 2]
+                args = dict(params)
+                if cursor is not None:
+                    args = {**args, "arguments": {**args["arguments"], "cursor": cursor}} if "arguments" in args \
+                        else {**args, "cursor": cursor}
+                answer = (await client.post(server.mcp_url, json=request(page + 2, method, args),
+                                            headers=sessions[server.port])).json()
+                assert "result" in answer, answer
+                found, cursor = items(answer["result"])
+                seen += found
+                if cursor is None:
+                    return seen
+            raise AssertionError("never ended")
+
+        def tool_page(result: dict[str, Any]) -> tuple[list[str], str | None]:
+            data = result["structuredContent"]
+            return [item["uri"] for item in data["items"]], data.get("nextCursor")
+
+        by_year = await walk("tools/call", {"name": "library_author_list",
+                                            "arguments": {"order_by": ["-birth_year"], "limit": 4}}, tool_page)
+        assert by_year == [f"django://library/author/{pk}" for pk, _ in rows]
+        with_nulls_last = await walk("tools/call", {"name": "library_author_list",
+                                                    "arguments": {"order_by": ["birth_year"], "limit": 3}}, tool_page)
+        ascending = cluster.query("SELECT id FROM library_author ORDER BY birth_year ASC NULLS LAST, id")
+        assert with_nulls_last == [f"django://library/author/{pk}" for (pk,) in ascending]
+        listed = await walk("resources/list", {}, lambda r: ([x["uri"] for x in r["resources"]], r.get("nextCursor")))
+        authors = [u for u in listed if u.startswith("django://library/author/")]
+        by_pk = cluster.query("SELECT id FROM library_author ORDER BY id")
+        assert authors == [f"django://library/author/{pk}" for (pk,) in by_pk]
