@@ -91,6 +91,10 @@ class Request:
 class BaseAuthentication:
     """Override :meth:`authenticate`; it runs in Django's database thread."""
 
+    #: True when the class reads nothing but the Authorization header and cookies: then a request with
+    #: neither is answered without a trip to the database thread.
+    only_authorization_and_cookie = False
+
     def authenticate(self, request: Request) -> Principal | None:
         """Return a Principal, None when the request has none of this class's credentials, or raise
         :class:`AuthenticationFailed` for bad ones."""
@@ -122,6 +126,8 @@ def forget_credentials(*args: Any) -> None:
 class BearerTokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer mcp_…``: a :class:`~mcp_app.models.Token` from the admin or ``mcp_token``."""
 
+    only_authorization_and_cookie = True
+
     def authenticate(self, request: Request) -> Principal | None:
         from .models import Token
 
@@ -151,6 +157,8 @@ class SessionAuthentication(BaseAuthentication):
     carry an Origin header that is allowed (the request's own host or ``ALLOWED_ORIGINS``) and, unless
     it is a GET, pass Django's CSRF check (``X-CSRFToken`` header matching the CSRF cookie).
     """
+
+    only_authorization_and_cookie = True
 
     def authenticate(self, request: Request) -> Principal | None:
         from django.conf import settings
@@ -184,10 +192,7 @@ class SessionAuthentication(BaseAuthentication):
 
 
 def _classes() -> list[BaseAuthentication]:
-    from django.utils.module_loading import import_string
-
-    return [import_string(path)() if isinstance(path, str) else path() for path in
-            mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    return [cls() for cls in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]  # imported once, by mcp_settings
 
 
 def _accept(principal: Principal) -> Principal:
@@ -218,24 +223,21 @@ def authenticate_sync(scope: dict[str, Any]) -> Principal:
     return _without_credentials(request)
 
 
-#: The built-in classes, whose credentials are only the Authorization header and the session cookie.
-_BUILT_IN = {"mcp_app.auth.BearerTokenAuthentication", "mcp_app.auth.SessionAuthentication",
-             "mcp_app.contrib.oauth.OAuth2Authentication"}
-
-
 async def authenticate(scope: dict[str, Any]) -> Principal:
     """:func:`authenticate_sync` without leaving the event loop in the common cases: a bearer token
-    validated recently (cached), or, with only the built-in classes, a request with no credentials."""
+    validated recently (cached), or a request with no credentials when every class reads only the
+    Authorization header and cookies."""
+    from .models import Token
+
     request = Request(scope)
     key = request.bearer()
-    configured = [str(c) for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
-    if key is not None and key.startswith("mcp_") and configured[:1] == ["mcp_app.auth.BearerTokenAuthentication"]:
-        from .models import Token
-
+    classes = mcp_settings.DEFAULT_AUTHENTICATION_CLASSES
+    if key is not None and key.startswith(Token.PREFIX) and classes[:1] == [BearerTokenAuthentication]:
         cached = _cached(Token.hash(key))
         if cached is not None:
             return _accept(cached)
-    elif key is None and request.header("cookie") is None and set(configured) <= _BUILT_IN:
+    elif key is None and request.header("cookie") is None and \
+            all(getattr(cls, "only_authorization_and_cookie", False) for cls in classes):
         return _without_credentials(request)
     from channels.db import database_sync_to_async
 

@@ -103,7 +103,7 @@ def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from .conf import mcp_settings
 
     messages: list[Any] = []
-    classes = [str(c) for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    classes = [f"{c.__module__}.{c.__qualname__}" for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
     if "mcp_app.contrib.oauth.OAuth2Authentication" in classes and not apps.is_installed("oauth2_provider"):
         messages.append(Error(
             "OAuth2Authentication is configured but django-oauth-toolkit (oauth2_provider) is not installed.",

@@ -1,7 +1,7 @@
 """Serving model exposures to one caller: resources, completions and data tools.
 
 :class:`DataView` is built per request from the exposures in force (code and admin rows) and the caller;
-it decides once which exposures the caller may read, and every method below runs synchronously in
+it knows which exposures the caller may read, and every method below runs synchronously in
 Django's database thread (the provider wraps them with ``database_sync_to_async``).
 
 Not found and not allowed are the same answer everywhere, so a caller cannot probe for rows or
@@ -17,7 +17,6 @@ from typing import Any
 
 from django.db import models
 
-from .permissions import allows
 from .protocol.errors import InvalidParams, ResourceNotFound
 from .protocol.pagination import CursorCodec
 from .resources import (
@@ -138,12 +137,10 @@ def query_tool(row: Any, exposure: ModelResource) -> DataTool:
 class DataView:
     """The exposures as one caller sees them (``user`` None: anonymous)."""
 
-    def __init__(self, exposures: dict[str, ModelResource], user: Any, cursors: CursorCodec,
-                 readable: dict[str, ModelResource] | None = None) -> None:
+    def __init__(self, readable: dict[str, ModelResource], user: Any, cursors: CursorCodec) -> None:
+        """``readable``: the exposures the caller passed the permission classes of (the provider checks them)."""
         self.user = user
         self.cursors = cursors
-        if readable is None:
-            readable = {key: e for key, e in exposures.items() if allows(e.permission_classes, user, e)}
         self.readable = readable
         self.links: dict[type, ModelResource | None] = {}
         for exposure in self.readable.values():

@@ -174,7 +174,7 @@ class ManagedProvider(Provider):
             user = caller(ctx)
             # Permission classes run in the event loop unless one needs the database for this user.
             readable = {key: e for key, e in catalog.exposures.items() if await aallows(e.permission_classes, user, e)}
-            built = DataView(catalog.exposures, user, get_server().dispatcher.cursors, readable=readable)
+            built = DataView(readable, user, get_server().dispatcher.cursors)
             view = ctx.extra["_mcp_data_view"] = (catalog, built)
         return view[1]
 
@@ -328,21 +328,13 @@ class ManagedProvider(Provider):
         raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
 
     async def list_resources_page(self, ctx: RequestContext, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
-        """The registry's resources (by offset, position ``{"s": n}``), then every readable exposure's
-        objects by primary key (position ``{"e": key, "a": last pk}``)."""
-        static = await self.list_resources(ctx)
-        if position is None:
-            position = {"s": 0}
-        if not isinstance(position, dict):
-            raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
+        """The registry's resources first (the base class's offset paging: an int position), then every
+        readable exposure's objects by primary key (position ``{"e": key, "a": last pk}``)."""
         items: list[dict[str, Any]] = []
-        if "s" in position:
-            offset = position["s"]
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
-            items = static[offset:offset + limit]
-            if offset + limit < len(static):
-                return items, {"s": offset + limit}
+        if not isinstance(position, dict):
+            items, following = await super().list_resources_page(ctx, position, limit)
+            if following is not None:
+                return items, following
             position = None
         view = await self.data_view(ctx)
         more, following = await database_sync_to_async(view.resources_page)(position, limit - len(items))

@@ -199,44 +199,48 @@ class SessionStore:
     async def end(self, session_id: str) -> bool:
         """End a session; False when it was unknown or already ended. Every worker is told at once
         (``session.ended``): cached copies are dropped and its running requests cancelled."""
-        from .models import Session
-
         if not SESSION_ID_RE.match(session_id):
             return False
-        def end_row() -> int:
-            from .models import Subscription
+        ended = await _db(end_rows)([session_id])
+        await self.announce_ended(session_id)
+        return bool(ended)
 
-            Subscription.objects.filter(session_id=session_id).delete()
-            return Session.objects.filter(id=session_id, ended__isnull=True).update(ended=timezone.now())
-
-        ended = await _db(end_row)()
+    async def announce_ended(self, session_id: str) -> None:
+        """Tell every worker (this one at once) that a session ended: drop cached copies, cancel its requests."""
         self._cache.pop(session_id, None)
         await self._bus.publish("session.invalidate", session_id=session_id)
         await self._bus.publish("session.ended", session_id=session_id)
-        return bool(ended)
+
+
+def end_rows(ids: list[str]) -> int:
+    """Mark sessions ended in the database and drop their subscriptions; returns how many were open."""
+    from .models import Session, Subscription
+
+    Subscription.objects.filter(session_id__in=ids).delete()
+    return Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
 
 
 def end_sessions_now(ids: list[str]) -> None:
     """End sessions everywhere, from synchronous code (the admin, signals): rows marked ended, caches
     dropped and running requests cancelled on every worker, open streams closed; their next request
-    gets 404."""
+    gets 404. The rows are written in the caller's own connection (and transaction)."""
     from asgiref.sync import async_to_sync
 
-    from .models import Session, Subscription
     from .server import get_server
     from .transports.events import close_session_streams
 
     ids = list(ids)
     if not ids:
         return
-    Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
-    Subscription.objects.filter(session_id__in=ids).delete()
-    server = get_server()
-    for session_id in ids:
-        server.sessions.forget(session_id)  # this worker at once; the others through the bus
-        async_to_sync(server.bus.publish)("session.invalidate", session_id=session_id)
-        async_to_sync(server.bus.publish)("session.ended", session_id=session_id)
-        async_to_sync(close_session_streams)(session_id)
+    end_rows(ids)
+    store = get_server().sessions
+
+    async def announce() -> None:
+        for session_id in ids:
+            await store.announce_ended(session_id)
+            await close_session_streams(session_id)
+
+    async_to_sync(announce)()
 
 
 def reap_idle_sessions() -> int:

@@ -413,6 +413,18 @@ def test_subscribe_needs_a_readable_resource(library: dict[str, Any]) -> None:
     assert not Subscription.objects.filter(session_id=record.id).exists()
 
 
+def test_subscriptions_per_session_are_capped(library: dict[str, Any]) -> None:
+    record = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25")
+    uris = [f"django://library/book/{book.pk}" for book in library["books"][:3]]
+    with override_settings(MCP_APP={**settings.MCP_APP, "MAX_SUBSCRIPTIONS": 2}):
+        for uri in uris[:2]:
+            assert request("resources/subscribe", {"uri": uri}, None, record)["result"] == {}
+        assert request("resources/subscribe", {"uri": uris[0]}, None, record)["result"] == {}  # again: no new row
+        refused = request("resources/subscribe", {"uri": uris[2]}, None, record)["error"]
+        assert refused["code"] == -32602 and "2 subscriptions" in refused["message"]
+    assert Subscription.objects.filter(session_id=record.id).count() == 2
+
+
 def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dict[str, Any], monkeypatch: Any) -> None:
     from django.db import transaction
 

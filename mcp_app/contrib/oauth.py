@@ -28,6 +28,8 @@ from ..models import Token
 class OAuth2Authentication(BaseAuthentication):
     """``Authorization: Bearer <access token>`` issued by django-oauth-toolkit for this server."""
 
+    only_authorization_and_cookie = True
+
     def authenticate(self, request: Request) -> Principal | None:
         from oauth2_provider.models import AccessToken
 
