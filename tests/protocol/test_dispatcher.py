@@ -17,7 +17,7 @@ from mcp_app.protocol.context import MemorySession, PendingClientRequests, Reque
 from mcp_app.protocol.dispatcher import Dispatcher
 from mcp_app.protocol.pagination import CursorCodec
 from mcp_app.registry import Registry
-from tests.conftest import assert_valid
+from tests.wire import assert_valid
 
 VERSIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
 RESULT_DEFS = {

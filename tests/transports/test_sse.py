@@ -18,9 +18,9 @@ import pytest
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
-from tests.conftest import assert_valid
 from tests.live import LiveServer, start_daphne
 from tests.node_peers import node_env
+from tests.wire import assert_valid
 
 JSON = {"content-type": "application/json"}
 

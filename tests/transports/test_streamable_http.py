@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import assert_valid
 from tests.live import LiveServer
+from tests.wire import assert_valid
 
 LATEST = "2025-11-25"
 BATCH_VERSION = "2025-03-26"
@@ -110,9 +110,8 @@ def assert_error(response: httpx.Response, status: int, code: int, request_id: i
     assert "result" not in body, body
     assert body["error"]["code"] == code, body
     assert_readable(body["error"]["message"])
-    # JSON-RPC 2.0 says "id": null when the id could not be read; the 2025-11-25 schema instead makes
-    # id optional (string or integer when present), so validate the rest of the message.
-    assert_valid({k: v for k, v in body.items() if not (k == "id" and v is None)}, "JSONRPCErrorResponse", LATEST)
+    # JSON-RPC 2.0: "id" is always present, null when the request's id could not be read.
+    assert_valid(body, "JSONRPCErrorResponse", LATEST)
     return body["error"]["message"]
 
 
