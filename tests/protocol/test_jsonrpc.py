@@ -18,6 +18,12 @@ from mcp_app.protocol.errors import INVALID_REQUEST, PARSE_ERROR, ParseError
     (b'{"x": -Infinity}', "-Infinity is not valid JSON"),
     (b'{"id": ' + b"9" * 5000 + b"}", "too large to read"),
     (b'{"method": "\\ud800"}', "lone UTF-16 surrogate"),
+    # Numbers past a double's range would become infinity, which no JSON (and no audit row) can hold.
+    (b'{"x": 1e999}', "number 1e999 is too large"),
+    (b'{"x": -1e999}', "number -1e999 is too large"),
+    (b'{"a": {"b": [1, {"c": 1E400}]}}', "number 1E400 is too large"),
+    (b'{"x": 1.8e308}', "number 1.8e308 is too large"),
+    (b'{"x": -' + b"9" * 400 + b'.5}', "is too large"),
 ])
 def test_loads_parse_errors(body: bytes, fragment: str) -> None:
     with pytest.raises(ParseError) as info:
@@ -61,6 +67,25 @@ def test_parse_kinds() -> None:
     assert isinstance(response, jsonrpc.Response) and response.result == {"ok": True} and response.error is None
     error = jsonrpc.parse_message({"jsonrpc": "2.0", "id": 5, "error": {"code": -1, "message": "no"}})
     assert isinstance(error, jsonrpc.Response) and error.error == {"code": -1, "message": "no"}
+
+
+def test_numbers_within_range_are_kept() -> None:
+    assert jsonrpc.loads(b'[1.7976931348623157e308, -2.5e-300, 1e-999, 12345678901234567890]') == \
+        [1.7976931348623157e308, -2.5e-300, 0.0, 12345678901234567890]
+
+
+def test_the_overflow_message_names_the_number_briefly() -> None:
+    with pytest.raises(ParseError) as info:
+        jsonrpc.loads(b'{"x": 1' + b"0" * 2000 + b'.0}')
+    assert len(info.value.message) < 200 and "finite" in info.value.message
+
+
+def test_deep_nesting_is_a_parse_error_at_any_depth() -> None:
+    for depth in (5_000, 100_000, 1_000_000):
+        for opener, closer in ((b"[", b"]"), (b'{"a":', b"}")):
+            with pytest.raises(ParseError) as info:
+                jsonrpc.loads(opener * depth + b"1" + closer * depth)
+            assert info.value.code == PARSE_ERROR and "nested too deeply" in info.value.message
 
 
 def test_paired_surrogate_escapes_are_fine() -> None:
