@@ -121,3 +121,34 @@ def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="mcp_app.W004",
         ))
     return messages
+
+
+@register(Tags.security)
+def check_resource_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """OAuth access tokens are checked against ``RESOURCE_URL``; without it the audience is derived from the
+    request, which production sites (usually behind a proxy that changes the port) should not rely on."""
+    from urllib.parse import urlsplit
+
+    from .conf import mcp_settings
+
+    url = mcp_settings.RESOURCE_URL
+    if url is not None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            return [Error(
+                f"MCP_APP['RESOURCE_URL'] must be an absolute http(s) URL without a fragment; got {url!r}.",
+                hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'.",
+                id="mcp_app.E006",
+            )]
+        return []
+    classes = [f"{c.__module__}.{c.__qualname__}" for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    oauth = mcp_settings.OAUTH_AUTHORIZATION_SERVERS or "mcp_app.contrib.oauth.OAuth2Authentication" in classes
+    if oauth and not settings.DEBUG:
+        return [Warning(
+            "OAuth is on without MCP_APP['RESOURCE_URL']: access tokens are checked against an audience taken "
+            "from each request (its scheme and Host name, with the port the connection arrived on).",
+            hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'. Behind a "
+                 "proxy that changes the scheme or port, tokens are refused until it is set.",
+            id="mcp_app.W005",
+        )]
+    return []

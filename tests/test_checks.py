@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import override_settings
 
 from mcp_app.checks import check_asgi, check_authentication, check_channel_layer, check_settings
@@ -67,3 +68,24 @@ def test_authentication_settings() -> None:
     with override_settings(MCP_APP=oauth, INSTALLED_APPS=apps):
         messages = check_authentication()
         assert ids(messages) == ["mcp_app.E005"] and "mcp_app[oauth]" in messages[0].hint
+
+
+OAUTH = {"DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.contrib.oauth.OAuth2Authentication"]}
+
+
+@pytest.mark.parametrize(("mcp_app", "debug", "expected"), [
+    (OAUTH, False, ["mcp_app.W005"]),  # the audience would come from the Host header in production
+    ({"OAUTH_AUTHORIZATION_SERVERS": ["https://auth.example.com"]}, False, ["mcp_app.W005"]),
+    ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp"}, False, []),
+    (OAUTH, True, []),  # development: the request's origin is fine
+    ({}, False, []),  # no OAuth
+    ({**OAUTH, "RESOURCE_URL": "mcp.example.com/mcp"}, False, ["mcp_app.E006"]),  # not an absolute URL
+    ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp#frag"}, True, ["mcp_app.E006"]),
+])
+def test_oauth_without_a_resource_url_warns_in_production(mcp_app: dict, debug: bool, expected: list[str]) -> None:
+    from mcp_app.checks import check_resource_url
+
+    with override_settings(MCP_APP=mcp_app, DEBUG=debug):
+        messages = check_resource_url()
+    assert ids(messages) == expected
+    assert all(m.hint and "RESOURCE_URL" in m.hint for m in messages)

@@ -6,9 +6,11 @@ mcp_app is the resource server: it publishes protected resource metadata (RFC 97
 django-oauth-toolkit issues, when they are
 
 - unexpired and not revoked, and belong to an active user;
-- issued for this server (RFC 8707): the token's ``resource`` names ``RESOURCE_URL`` (or the request's
-  origin + ``PATH``). A token for another resource, or, with ``OAUTH_REQUIRE_AUDIENCE`` on (the default),
-  one without a resource, is refused;
+- issued for this server (RFC 8707): the token's ``resource`` names ``RESOURCE_URL``, or without it the
+  request's scheme and host name with the port the connection arrived on, + ``PATH`` (see
+  :func:`mcp_app.transports.metadata.resource_identifier`). Scheme, host and port must all match. A token
+  for another resource, or, with ``OAUTH_REQUIRE_AUDIENCE`` on (the default), one without a resource, is
+  refused;
 - carrying the scopes in ``REQUIRED_SCOPES`` (403 ``insufficient_scope`` otherwise).
 
 Add ``"mcp_app.contrib.oauth.OAuth2Authentication"`` to ``DEFAULT_AUTHENTICATION_CLASSES``. The demo
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 
-from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request, resource_url
+from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request
 from ..conf import mcp_settings
 from ..models import Token
+from ..transports.metadata import resource_identifier, same_resource
 
 
 class OAuth2Authentication(BaseAuthentication):
@@ -42,10 +45,12 @@ class OAuth2Authentication(BaseAuthentication):
             raise AuthenticationFailed("The access token is unknown or expired; obtain a new one.")
         if token.user is None or not token.user.is_active:
             raise AuthenticationFailed("The access token does not act for an active user.")
-        audiences = list(token.resource or [])
-        ours = resource_url(request.scope).rstrip("/")
+        audiences = [a for a in (token.resource or []) if isinstance(a, str)]
+        ours = resource_identifier(request.scope)
         if audiences:
-            if not any(a.rstrip("/") == ours for a in audiences):
+            # The full origin counts (scheme, host and port): a token for another port of this host is another
+            # server's token.
+            if not any(same_resource(a, ours) for a in audiences):
                 raise AuthenticationFailed(f"The access token was issued for another resource; request one for {ours}.")
         elif mcp_settings.OAUTH_REQUIRE_AUDIENCE:
             raise AuthenticationFailed(f"The access token names no resource; request one with resource={ours} (RFC 8707).")

@@ -29,7 +29,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.live import REPO, LiveServer, start_daphne
+from tests.live import REPO, LiveServer, free_port, start_daphne
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
@@ -169,6 +169,33 @@ async def test_access_tokens_are_checked_for_audience_expiry_and_scope(demo: tup
         # The server still serves the next request.
         metadata = await client.get(f"{server.url}/.well-known/oauth-protected-resource/mcp")
         assert metadata.json()["resource"] == server.mcp_url
+
+
+async def test_a_token_for_another_port_of_this_host_is_refused(demo: tuple[LiveServer, dict[str, str]]) -> None:
+    """ALLOWED_HOSTS ignores ports, so a caller can send ``Host: 127.0.0.1:<other port>`` to this server. The
+    audience is this server's full origin (scheme, host and the port the connection arrived on), so a token
+    issued for another server on another port of the same host is refused, whatever the Host header says."""
+    server, env = demo
+    other = free_port()
+    assert other != server.port
+    token = make_token(env, resource=f"http://127.0.0.1:{other}/mcp")
+    forged = f"127.0.0.1:{other}"
+    async with httpx.AsyncClient(timeout=20) as client:
+        for host in (forged, None):
+            headers = {**HEADERS, "authorization": f"Bearer {token}", **({"host": host} if host else {})}
+            answer = await client.post(server.mcp_url, json=INIT, headers=headers)
+            assert answer.status_code == 401, answer.text
+            assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+            error = answer.json()["error"]
+            assert error["code"] == -32600 and server.mcp_url in error["message"]  # names the resource to ask for
+        # The metadata names the true resource too, so a client is never told to get a token for another port.
+        metadata = await client.get(f"{server.url}/.well-known/oauth-protected-resource/mcp", headers={"host": forged})
+        assert metadata.status_code == 200 and metadata.json()["resource"] == server.mcp_url
+        # A token for this server works, with the port in Host or as given by the client library.
+        own = make_token(env, resource=server.mcp_url)
+        for host in (f"127.0.0.1:{server.port}", None):
+            headers = {**HEADERS, "authorization": f"Bearer {own}", **({"host": host} if host else {})}
+            assert (await client.post(server.mcp_url, json=INIT, headers=headers)).status_code == 200
 
 
 async def test_mcp_inspector_completes_the_oauth_flow(demo: tuple[LiveServer, dict[str, str]], tmp_path: Path) -> None:
