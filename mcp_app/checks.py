@@ -25,7 +25,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(origins, (list, tuple)) or not all(isinstance(o, str) for o in origins):
         messages.append(Error("MCP_APP['ALLOWED_ORIGINS'] must be a list of origins such as 'https://example.com'.",
                               hint="Use full origins (scheme://host[:port]) or '*'.", id="mcp_app.E002"))
-    for name in ("MAX_BODY_SIZE", "PAGE_SIZE"):
+    for name in ("MAX_BODY_SIZE", "PAGE_SIZE", "AUDIT_MAX_ARGUMENTS_BYTES", "AUDIT_MAX_ERROR_CHARS"):
         value = user.get(name, DEFAULTS[name])
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",

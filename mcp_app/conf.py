@@ -83,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
                           "credential", "private_key"],
     # Days audit rows are kept; `manage.py mcp_prune_audit` deletes older ones (None: keep forever).
     "AUDIT_RETENTION_DAYS": 90,
+    # Most a row stores of a call's arguments (bytes of its JSON, after redaction) and of its error message
+    # (characters): larger values are cut, with a marker, so that no caller can grow the log by megabytes.
+    "AUDIT_MAX_ARGUMENTS_BYTES": 16 * 1024,
+    "AUDIT_MAX_ERROR_CHARS": 2000,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "DEFAULT_PERMISSION_CLASSES", "DEFAULT_AUTHENTICATION_CLASSES"}

@@ -16,7 +16,10 @@ A hidden, disabled or orphaned tool answers exactly like an unknown one.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from .content import content_dict
 from .data import DataTool, DataView, generated_tools, query_tool
 from .permissions import aallows, default_classes
 from .protocol.context import RequestContext
-from .protocol.errors import InvalidParams, McpError, ResourceNotFound
+from .protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
 from .protocol.provider import Provider
 from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
 from .resources import ExposureRegistry, ModelResource, default_exposures
@@ -45,14 +48,135 @@ def caller(ctx: RequestContext) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
-def redact(value: Any, patterns: list[str]) -> Any:
-    """``value`` with the values of secret-looking keys replaced, at any depth."""
-    if isinstance(value, dict):
-        return {k: (REDACTED if any(p in str(k).lower() for p in patterns) else redact(v, patterns))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, patterns) for v in value]
-    return value
+def redact(value: Any, patterns: list[str], *, max_depth: int | None = None) -> Any:
+    """A copy of ``value`` with the values of keys containing any of ``patterns`` (lower case) replaced by
+    ``"[redacted]"``, in dicts at any depth (lists included).
+
+    Iterative, so no depth raises RecursionError. With ``max_depth``, a dict or list nested deeper than
+    that is replaced by a string saying so.
+    """
+    return _copy(value, patterns, max_depth, clean=False)
+
+
+#: Arguments nested deeper than this are cut in the audit log (a marker says so); JSON columns and
+#: encoders recurse once per level.
+AUDIT_MAX_DEPTH = 64
+
+
+def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> Any:
+    """``arguments`` as the audit log stores them: redacted (``AUDIT_REDACT_KEYS``), cut below
+    :data:`AUDIT_MAX_DEPTH` levels, with what JSON columns refuse made readable text (non-finite numbers,
+    NUL characters, lone surrogates, non-JSON objects), and at most ``max_bytes``
+    (``AUDIT_MAX_ARGUMENTS_BYTES``) as Django's JSON encoding stores it.
+
+    Over the cap the result is ``{"_truncated": true, "original_bytes": N, "preview": "<the start of the
+    redacted arguments' JSON>"}``, itself within the cap.
+    """
+    if patterns is None:
+        patterns = [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]
+    if max_bytes is None:
+        max_bytes = mcp_settings.AUDIT_MAX_ARGUMENTS_BYTES
+    value = _copy(arguments, patterns, AUDIT_MAX_DEPTH, clean=True)
+    # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
+    text = json.dumps(value)
+    if len(text) <= max_bytes:
+        return value
+    marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
+    preview = text[:max(max_bytes - len(json.dumps(marker)), 0)]
+    while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
+        marker["preview"] = preview
+        over = len(json.dumps(marker)) - max_bytes
+        if over <= 0:
+            return marker
+        preview = preview[:-over]
+    marker["preview"] = ""
+    return marker
+
+
+def cap_text(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, ending with a marker saying how long it was; with
+    NUL characters and lone surrogates made escapes (text columns refuse them)."""
+    text = _clean_text(text)
+    if len(text) <= max_chars:
+        return text
+    marker = f" … [truncated: {len(text)} characters in all]"
+    if len(marker) >= max_chars:
+        return marker.strip()[:max_chars]
+    return text[:max_chars - len(marker)] + marker
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL's text and jsonb refuse NUL, and no UTF-8 column holds a lone surrogate: keep both as escapes.
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _leaf(value: Any) -> Any:
+    """A scalar as a JSON column can store it."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else f"[non-finite number: {value}]"
+    return _clean_text(value if isinstance(value, str) else str(value))
+
+
+def _copy(value: Any, patterns: list[str], max_depth: int | None, *, clean: bool) -> Any:
+    """The walk behind :func:`redact` and :func:`audit_arguments`, with an explicit stack instead of recursion."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(root, 0, value, 0)]
+    while stack:
+        parent, slot, item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)) and max_depth is not None and depth >= max_depth:
+            parent[slot] = f"[truncated: nested more than {max_depth} levels]"
+        elif isinstance(item, dict):
+            out: dict[Any, Any] = {}
+            parent[slot] = out
+            for key, child in item.items():
+                if clean:
+                    key = _clean_text(key if isinstance(key, str) else str(key))  # JSON keys are strings
+                if any(p in str(key).lower() for p in patterns):
+                    out[key] = REDACTED
+                else:
+                    out[key] = None  # keeps the key order; filled when the child is popped
+                    stack.append((out, key, child, depth + 1))
+        elif isinstance(item, list) or (clean and isinstance(item, tuple)):
+            items: list[Any] = [None] * len(item)
+            parent[slot] = items
+            stack.extend((items, index, child, depth + 1) for index, child in enumerate(item))
+        else:
+            parent[slot] = _leaf(item) if clean else item
+    return root[0]
+
+
+@dataclass
+class _Outcome:
+    """What a tools/call came to, as its audit row records it."""
+
+    outcome: str = "ok"
+    message: str = ""
+
+
+def _first_text(result: dict[str, Any]) -> str:
+    first = (result.get("content") or [{}])[0]
+    return str(first.get("text", "")) if isinstance(first, dict) else ""
+
+
+def _write_audit_row(fields: dict[str, Any], arguments: Any) -> None:
+    from .models import ToolCall
+
+    # Here, in a worker thread: redacting and measuring megabytes of arguments stays off the event loop.
+    ToolCall.objects.create(arguments=audit_arguments(arguments), **fields)
+
+
+def _log_unrecorded(name: str, user: Any, record: _Outcome, exc: BaseException) -> None:
+    who = f"user {user.pk}" if user is not None else "an anonymous caller"
+    logger.error("audit log: the tools/call of %r by %s (outcome %s) could not be recorded: %s: %s", name[:128], who,
+                 record.outcome, type(exc).__name__, exc)
 
 
 def _rule(row: Any) -> tuple[list[str], list[int]]:
@@ -259,55 +383,96 @@ class ManagedProvider(Provider):
         return [t for t in candidates if t.exposure.key in view.readable]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """Run a tool (code, data or query tool) and write exactly one audit row for the call.
+
+        The row's outcome is what the client got: ``ok``, ``tool_error`` (an ``isError`` result),
+        ``refused`` (unknown, hidden or disabled) or ``failed`` (a JSON-RPC error, an unexpected exception,
+        or a cancellation). If the row cannot be written, the failure is logged and a call that would have
+        succeeded answers :class:`InternalError` instead (an error on its way out is kept as it is).
+        """
         user = caller(ctx)
         started = time.perf_counter()
-        outcome, message, result = "ok", "", None
+        record = _Outcome()
         try:
-            usable = await self._usable_tools(user, name)
-            if name not in usable and name not in self.registry.tools:
-                data_tools = await self._data_tools(ctx, name)
-                if data_tools:
-                    view = await self.data_view(ctx)
-                    result = await database_sync_to_async(view.run)(data_tools[0], arguments)
-                    if result.get("isError"):
-                        outcome, message = "tool_error", result["content"][0]["text"]
-                    return result
-            if name not in usable:
-                outcome = "refused"
-                raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
-            spec, row = self.registry.tools[name], usable[name]
-            if row is not None and row.input_schema:
-                problem = _schema_problem(row.input_schema, arguments)
-                if problem:
-                    outcome, message = "tool_error", f"Invalid arguments for tool '{name}': {problem}"
-                    return _error_result(message)
-            result = await spec.call(arguments, ctx)
-            if result.get("isError"):
-                outcome = "tool_error"
-                first = (result.get("content") or [{}])[0]
-                message = first.get("text", "") if isinstance(first, dict) else ""
-            return result
+            result = await self._call_tool(name, arguments, ctx, user, record)
         except McpError as exc:
-            if outcome == "ok":
-                outcome = "failed"
-            message = exc.message
+            if record.outcome == "ok":
+                record.outcome = "failed"
+            record.message = exc.message
+            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
             raise
-        finally:
-            if mcp_settings.AUDIT_LOG:
-                await self._audit(ctx, user, name, arguments, outcome, message, time.perf_counter() - started)
+        except (asyncio.CancelledError, RequestCancelled):
+            record.outcome, record.message = "failed", "cancelled by the client before it finished"
+            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
+            raise
+        except Exception as exc:
+            # The dispatcher logs the traceback and answers -32603; the row names only the exception's type,
+            # since its text may hold data or SQL.
+            record.outcome = "failed"
+            record.message = f"internal error ({type(exc).__name__}); the server logged the details"
+            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
+            raise
+        await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=False)
+        return result
 
-    async def _audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], outcome: str,
-                     message: str, seconds: float) -> None:
-        from .models import ToolCall
+    async def _call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext, user: Any,
+                         record: _Outcome) -> dict[str, Any]:
+        usable = await self._usable_tools(user, name)
+        if name not in usable and name not in self.registry.tools:
+            data_tools = await self._data_tools(ctx, name)
+            if data_tools:
+                view = await self.data_view(ctx)
+                result = await database_sync_to_async(view.run)(data_tools[0], arguments)
+                if result.get("isError"):
+                    record.outcome, record.message = "tool_error", _first_text(result)
+                return result
+        if name not in usable:
+            record.outcome = "refused"
+            shown = name if len(name) <= 100 else f"{name[:100]}…"  # the name is the caller's text: echo a little
+            raise InvalidParams(f"Unknown tool: '{shown}'. Call tools/list to see the tools you can use.")
+        spec, row = self.registry.tools[name], usable[name]
+        if row is not None and row.input_schema:
+            problem = _schema_problem(row.input_schema, arguments)
+            if problem:
+                record.outcome, record.message = "tool_error", f"Invalid arguments for tool '{name}': {problem}"
+                return _error_result(record.message)
+        result = await spec.call(arguments, ctx)
+        if result.get("isError"):
+            record.outcome, record.message = "tool_error", _first_text(result)
+        return result
+
+    async def _audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], record: _Outcome,
+                     seconds: float, *, failing: bool) -> None:
+        """Write the call's audit row (when ``AUDIT_LOG`` is on).
+
+        The row is written in a worker thread, shielded from a second cancellation so that a cancelled call
+        is still recorded. A row that cannot be written is logged as an error (tool, user, outcome; never
+        the arguments), and unless the call is already ``failing`` the client gets :class:`InternalError`.
+        """
+        if not mcp_settings.AUDIT_LOG:
+            return
         from .sessions import SessionRecord
 
         session = ctx.session
-        await database_sync_to_async(ToolCall.objects.create)(
-            session_id=session.id if isinstance(session, SessionRecord) else None,
-            user=user, tool=name[:128], outcome=outcome, error_message=message[:2000],
-            arguments=redact(arguments, [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]),
-            duration_ms=round(seconds * 1000, 3), via=str(ctx.extra.get("via", ""))[:20],
-        )
+        fields = {
+            "session_id": session.id if isinstance(session, SessionRecord) else None,
+            "user": user, "tool": _clean_text(name[:128]), "outcome": record.outcome,
+            "error_message": cap_text(record.message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
+            "duration_ms": round(seconds * 1000, 3), "via": str(ctx.extra.get("via", ""))[:20],
+        }
+        write = asyncio.ensure_future(database_sync_to_async(_write_audit_row)(fields, arguments))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # Cancelled again while writing: the shielded write goes on; its failure, if any, is logged.
+            write.add_done_callback(lambda done: done.cancelled() or done.exception() is None or
+                                    _log_unrecorded(name, user, record, done.exception()))
+            raise
+        except Exception as exc:
+            _log_unrecorded(name, user, record, exc)
+            if not failing and not ctx.cancelled:
+                raise InternalError(f"The call to tool '{name[:100]}' could not be recorded in the audit log, so "
+                                    "its result is withheld; the server logged the details. Try again later.") from None
 
     # -- resources: the code registry's, then the model exposures' -------------------------------------
     async def _code_resources(self, ctx: RequestContext) -> list[Any]:
