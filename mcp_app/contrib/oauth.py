@@ -8,7 +8,7 @@ django-oauth-toolkit issues, when they are
 - unexpired and not revoked, and belong to an active user;
 - issued for this server (RFC 8707): the token's ``resource`` names ``RESOURCE_URL``, or without it the
   request's scheme and host name with the port the connection arrived on, + ``PATH`` (see
-  :func:`mcp_app.transports.metadata.resource_identifier`). Scheme, host and port must all match. A token
+  :func:`resource_identifier`). Scheme, host and port must all match. A token
   for another resource, or, with ``OAUTH_REQUIRE_AUDIENCE`` on (the default), one without a resource, is
   refused;
 - carrying the scopes in ``REQUIRED_SCOPES`` (403 ``insufficient_scope`` otherwise).
@@ -21,11 +21,80 @@ PKCE and RFC 8414 metadata.
 from __future__ import annotations
 
 import hashlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
 
-from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request
+from django.http.request import split_domain_port
+
+from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request, origin
 from ..conf import mcp_settings
 from ..models import Token
-from ..transports.metadata import resource_identifier, same_resource
+from ..transports import security
+
+logger = logging.getLogger("mcp_app.oauth")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Said once per process: behind a proxy that changes the port, every request would repeat it.
+_port_warning_logged = False
+
+
+def _server_port(scope: dict[str, Any]) -> int | None:
+    """The port this connection arrived on (the ASGI ``server`` field); None when unknown (a Unix socket)."""
+    server = scope.get("server")
+    if server and len(server) > 1 and isinstance(server[1], int):
+        return server[1]
+    return None
+
+
+def resource_identifier(scope: dict[str, Any]) -> str:
+    """This server's resource identifier: the audience OAuth access tokens must name (RFC 8707), and the
+    ``resource`` of the protected resource metadata (RFC 9728).
+
+    ``RESOURCE_URL`` when it is set (the way to run behind a proxy). Otherwise the request's scheme and host
+    name plus ``PATH``, with the port the connection really arrived on, not the one the Host header names:
+    ALLOWED_HOSTS ignores ports, so trusting the Host's port would let a caller make a token issued for
+    another server on another port of the same host acceptable here. When the listening port is unknown (a
+    Unix socket, always behind a proxy) the scheme's default port is assumed.
+    """
+    if mcp_settings.RESOURCE_URL:
+        return mcp_settings.RESOURCE_URL
+    scheme = scope.get("scheme", "http")
+    host = security.header(scope, b"host") or "localhost"
+    domain, claimed = split_domain_port(host)
+    if not domain:  # not a valid host; the Host check refuses such requests before they get here
+        return origin(scope) + mcp_settings.PATH
+    default = _DEFAULT_PORTS.get(scheme)
+    port = _server_port(scope) or default
+    if claimed and claimed.isdigit() and int(claimed) != port:
+        global _port_warning_logged
+        if not _port_warning_logged:
+            _port_warning_logged = True
+            logger.warning("A request's Host names port %s but arrived on port %s; OAuth audiences use port %s. "
+                           "Behind a proxy, set MCP_APP['RESOURCE_URL'] to the public URL of the endpoint.",
+                           claimed, port, port)
+    # split_domain_port lower-cases the name and keeps an IPv6 literal's brackets.
+    netloc = domain if port == default else f"{domain}:{port}"
+    return f"{scheme}://{netloc}{mcp_settings.PATH}"
+
+
+def _normalized(url: str) -> tuple[str, str, int | None, str, str] | None:
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not scheme or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/"), parts.query
+
+
+def same_resource(a: str, b: str) -> bool:
+    """True when two resource URLs name the same resource: equal scheme, host, port (an omitted port is the
+    scheme's default), path (a trailing "/" aside) and query. Malformed URLs match nothing."""
+    first, second = _normalized(a), _normalized(b)
+    return first is not None and first == second
 
 
 class OAuth2Authentication(BaseAuthentication):

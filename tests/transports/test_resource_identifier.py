@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from mcp_app.transports.metadata import resource_identifier, same_resource
+from mcp_app.contrib.oauth import resource_identifier, same_resource
 
 
 def scope(host: str | None, server: tuple[str, int | None] | None = ("127.0.0.1", 8000), scheme: str = "http") -> dict[str, Any]:
@@ -39,7 +39,7 @@ def test_the_audience_uses_the_port_the_connection_arrived_on(host: str, server:
 
 
 def test_a_host_naming_another_port_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    import mcp_app.transports.metadata as metadata
+    import mcp_app.contrib.oauth as metadata
 
     metadata._port_warning_logged = False
     with caplog.at_level(logging.WARNING, logger="mcp_app.oauth"):
