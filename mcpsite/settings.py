@@ -119,6 +119,11 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
 }
 LOGIN_URL = "/accounts/login/"
+# Open registration, kept in bounds (mcpsite.demo.oauth): at most this many registrations per client address
+# per window of seconds (429 with Retry-After beyond), and registrations never used are deleted after this
+# many hours (after each registration, and by `manage.py purge_unused_clients`).
+DEMO_REGISTRATION_RATE = (10, 3600)
+DEMO_UNUSED_CLIENT_HOURS = 24
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from oauth2_provider.views import OAuthServerMetadataView
 
-from .demo import views
+from .demo import oauth, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,6 +15,10 @@ urlpatterns = [
                                                          extra_context={"site_header": "mcp_app demo: sign in"}),
          name="login"),
     # The OAuth 2.1 authorization server: /o/authorize/, /o/token/, /o/register/ (dynamic registration)...
+    # The consent page and open registration are the demo's own (mcpsite.demo.oauth): the page shows where the
+    # code goes, and registration is rate-limited per address. Routed ahead of the toolkit's, same paths.
+    path("o/authorize/", oauth.AuthorizationView.as_view(), name="demo-authorize"),
+    path("o/register/", oauth.RegistrationView.as_view(), name="demo-register"),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     # ...whose issuer is <origin>/o: RFC 8414 metadata at /.well-known/oauth-authorization-server/o (and, from the
     # include above, at the /o/.well-known/oauth-authorization-server form some clients try).

@@ -90,6 +90,9 @@ async def test_sdk_client_completes_the_oauth_flow(demo: tuple[LiveServer, dict[
         approved["asked"] = query
         consent = await browser.get(url)  # the authorization page, with the librarian signed in
         assert consent.status_code == 200, consent.text[:500]
+        # It says where the code goes (the redirect's host, prominently) and that the client registered itself.
+        assert "<strong>127.0.0.1:9</strong>" in consent.text and "(a program on this computer)" in consent.text
+        assert "This client registered itself" in consent.text
         fields = {name: html.unescape(value) for name, value in
                   re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)}
         answer = await browser.post(urlsplit(url).path, data={**fields, "allow": "Authorize"})
