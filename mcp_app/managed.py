@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from .conf import mcp_settings
 from .content import content_dict
 from .data import DataTool, DataView, generated_tools, query_tool
 from .permissions import aallows, default_classes
+from .prompt_templates import PromptTemplateError, render_prompt_template
 from .protocol.context import RequestContext
 from .protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
 from .protocol.provider import Provider
@@ -585,13 +585,13 @@ def _schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | 
     return f"{'.'.join(str(p) for p in error.absolute_path) or 'arguments'}: {error.message}"
 
 
-_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)")
-
-
 def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
-    """An admin-authored prompt's messages, rendered with the arguments (Django template syntax)."""
-    from django.template import Context, Engine
+    """An admin-authored prompt's messages, rendered with the arguments as their only variables
+    (:mod:`mcp_app.prompt_templates`: variables, filters and logic tags).
 
+    A template the restricted engine refuses (saved past validation: a fixture, a migration, the ORM) or
+    that fails while rendering answers :class:`InternalError` naming the prompt, and is logged for the site.
+    """
     declared = {a.name: a for a in row.arguments.all()}
     missing = [name for name, a in declared.items() if a.required and not arguments.get(name)]
     if missing:
@@ -600,10 +600,20 @@ def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
     if unknown:
         raise InvalidParams(f"prompts/get '{row.name}': unknown argument(s) {', '.join(unknown)}; "
                             f"it takes {', '.join(declared) or 'none'}.")
-    engine = Engine(autoescape=False)  # prompts are plain text for a model, not HTML
     values = {name: arguments.get(name, "") for name in declared}
-    return [{"role": m.role, "content": content_dict(engine.from_string(m.template).render(Context(values, autoescape=False)))}
-            for m in row.messages.all()]
+    messages = []
+    for position, message in enumerate(row.messages.all(), 1):
+        try:
+            text = render_prompt_template(message.template, values)
+        except Exception as exc:  # PromptTemplateError, or a filter failing on these arguments
+            # No traceback: the cause is the stored template, which the message names.
+            logger.warning("prompt %r is not served: message %d: %s", row.name, position,
+                           exc if isinstance(exc, PromptTemplateError) else f"{type(exc).__name__}: {exc}")
+            raise InternalError(f"Prompt '{row.name}' cannot be rendered: one of its message templates is invalid "
+                                "or uses a tag prompts may not use. An administrator must correct it in the admin; "
+                                "the server logged the details.") from None
+        messages.append({"role": message.role, "content": content_dict(text)})
+    return messages
 
 
 #: The provider mcp_app serves by default (settings: MCP_APP["PROVIDER"]).

@@ -219,11 +219,12 @@ class PromptMessage(models.Model):
         return f"{self.role}: {self.template[:40]}"
 
     def clean(self) -> None:
-        from django.template import Engine, TemplateSyntaxError
+        from .prompt_templates import PromptTemplateError, compile_prompt_template
 
+        # The engine prompts render with: a tag it lacks ({% debug %}, {% include %}, ...) is refused here.
         try:
-            Engine(autoescape=False).from_string(self.template)
-        except TemplateSyntaxError as exc:
+            compile_prompt_template(self.template)
+        except PromptTemplateError as exc:
             raise ValidationError({"template": str(exc)}) from None
 
 
