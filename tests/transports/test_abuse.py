@@ -374,3 +374,16 @@ def test_cors_for_allowed_browser_origins_only(site: Any, http: httpx.Client) ->
     evil = http.options(server.mcp_url, headers={**inspector, "origin": "https://evil.example"})
     assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
     assert_still_serving(server, http, credentials)
+
+
+@pytest.mark.parametrize("port", ["other", "none"])
+def test_a_host_naming_another_port_does_not_move_the_oauth_audience(site: Any, http: httpx.Client, port: str) -> None:
+    """ALLOWED_HOSTS ignores ports, so a Host naming another port (or none) passes the Host check; the resource
+    the metadata names (the OAuth tokens' audience) keeps the port this server listens on. A token for
+    another port is refused end to end in test_oauth.py."""
+    server, _env, credentials = site
+    forged = {"other": f"127.0.0.1:{server.port + 1}", "none": "127.0.0.1"}[port]
+    metadata = http.get(f"{server.url}/.well-known/oauth-protected-resource/mcp", headers={"host": forged})
+    assert metadata.status_code == 200 and metadata.json()["resource"] == server.mcp_url
+    assert_clean(metadata, credentials)
+    assert_still_serving(server, http, credentials)
