@@ -139,6 +139,11 @@ CASES: list[tuple[str, str, dict[str, Any], int, int | None]] = [
     ("malformed JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": '), 400, -32700),
     ("invalid UTF-8", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping\xff\xfe"}'), 400, -32700),
     ("NaN in JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": NaN, "method": "ping"}'), 400, -32700),
+    ("number that overflows (1e999)", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text",'
+               b'"arguments":{"text":"a","n":{"m":[1, -1e999]}}}}'), 400, -32700),
+    ("nested 5,000 deep", "session", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":'
+                                           + b"[" * 5000 + b"]" * 5000 + b"}}"), 400, -32700),
     ("not JSON-RPC: a number", "session", _body({}, b"42"), 400, -32600),
     ("not JSON-RPC: no method", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1}'), 400, -32600),
     ("not JSON-RPC: version 1.0", "session", _body({}, b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}'), 400, -32600),
@@ -351,6 +356,51 @@ def test_understated_and_chunked_bodies(site: Any, http: httpx.Client) -> None:
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
     status, answer = raw(server, (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks)
     assert status == 413 and b"-32600" in answer
+    assert_still_serving(server, http, credentials)
+
+
+def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client) -> None:
+    """Arguments nested 700 deep or as large as the body limit are answered and leave exactly one audit row
+    each, cut to AUDIT_MAX_ARGUMENTS_BYTES (16 KiB) with a marker; a stored prompt template that uses
+    {% debug %} answers -32603 instead of rendering."""
+    server, env, credentials = site
+    token = shell(env, "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+                       "print(Token.create_for(User.objects.create_user('dave', password='x'), name='dave')[1])")
+    session = open_session(server, http, token)
+
+    def tools_call(name: str, arguments: str) -> dict[str, Any]:
+        body = f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{arguments}}}}}'
+        answer = http.post(server.mcp_url, content=body.encode(), headers=session)
+        assert answer.status_code == 200, answer.text
+        assert_clean(answer, credentials)
+        return answer.json()
+
+    deep = tools_call("uppercase_text", '{"text":' + '{"a":' * 700 + "1" + "}" * 700 + "}")
+    assert deep["result"]["isError"] is True
+    big = tools_call("uppercase_text", json.dumps({"text": "b" * 60_000}))
+    assert big["result"]["content"][0]["text"] == "B" * 60_000
+    unknown = tools_call("rm_rf", json.dumps({"blob": "c" * 60_000}))
+    assert unknown["error"]["code"] == -32602
+    rows = json.loads(shell(env, "import json; from mcp_app.models import ToolCall; print(json.dumps([[r.tool, r.outcome, "
+                                 "json.dumps(r.arguments)] for r in ToolCall.objects.filter(user__username='dave')"
+                                 ".order_by('id')]))"))
+    assert [row[:2] for row in rows] == [["uppercase_text", "tool_error"], ["uppercase_text", "ok"], ["rm_rf", "refused"]]
+    assert all(len(row[2]) <= 16 * 1024 for row in rows)
+    assert "nested more than" in rows[0][2]
+    assert all('"_truncated": true' in row[2] and '"original_bytes": 600' in row[2] for row in rows[1:])
+
+    shell(env, "from mcp_app.models import Prompt, PromptMessage; p = Prompt.objects.create(name='leaky'); "
+               "PromptMessage.objects.create(prompt=p, template='{% debug %}{% include \"admin/base.html\" %}'); print(1)")
+    deadline = time.monotonic() + 70  # the bus reaches the server at once with Redis; the catalog's age cap otherwise
+    while True:
+        got = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
+                                              "params": {"name": "leaky"}}, headers=session)
+        assert got.status_code == 200 and "result" not in got.json(), got.text
+        if "Unknown prompt" not in got.json()["error"]["message"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got.json()["error"]["code"] == -32603 and "Prompt 'leaky'" in got.json()["error"]["message"]
+    assert_clean(got, credentials)
     assert_still_serving(server, http, credentials)
 
 
