@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -34,6 +35,12 @@ class Principal:
     kind: str = ANONYMOUS  # anonymous | token | session | oauth
     scopes: frozenset[str] | None = None
     auth: Any = field(default=None, compare=False)
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the credential behind this principal expires (an aware datetime), None when it does not
+        (a token without expiry, a session cookie, anonymous). Sessions opened with it end then."""
+        return getattr(self.auth, "expires", None)
 
 
 class AuthenticationFailed(Exception):
@@ -118,9 +125,58 @@ def _cached(digest: str) -> Principal | None:
     return cached[1] if expires is None or expires > timezone.now() else None
 
 
-def forget_credentials(*args: Any) -> None:
-    """Drop this worker's cached principals (a token was revoked or a user changed somewhere)."""
-    _cache.clear()
+# Bumped when a user's groups or permissions change (per user) or when every cached principal is dropped
+# (``_epoch``), so that what was derived from a user's permissions elsewhere (a stream's readable
+# exposures) knows to derive it again from a fresh copy of the user.
+_epoch = 0
+_generations: dict[str, int] = {}
+
+
+def forget_credentials(message: dict[str, Any] | None = None) -> None:
+    """Drop this worker's cached principals: those of ``message["user_ids"]`` (a user's groups,
+    permissions or flags changed) or, without that key, all of them (a token was revoked, a group's
+    permissions changed). The bus calls it on every worker with the event's message; safe from any thread."""
+    global _epoch
+    user_ids = (message or {}).get("user_ids")
+    if user_ids is None:
+        _epoch += 1
+        _cache.clear()
+        return
+    wanted = {str(pk) for pk in user_ids}
+    for pk in wanted:
+        _generations[pk] = _generations.get(pk, 0) + 1
+    for digest, (_, principal) in list(_cache.items()):  # a copy: the event loop may add entries meanwhile
+        if principal.user is not None and str(principal.user.pk) in wanted:
+            _cache.pop(digest, None)
+
+
+def user_generation(user: Any) -> tuple[int, int]:
+    """Changes whenever :func:`forget_credentials` drops ``user``'s cached copies (cheap: no query)."""
+    return _epoch, (_generations.get(str(user.pk), 0) if user is not None else 0)
+
+
+def credential_expiry(principal: Principal) -> datetime | None:
+    """When ``principal``'s access ends, read afresh from the database (call it in Django's thread):
+    None for never, a moment at or before now when it has ended already (revoked, deleted, expired).
+
+    A bearer token is its own principal, so this is its row's expiry. An OAuth principal is a user and a
+    client, whose access goes on while the client holds any unexpired access token for the user (a
+    refresh replaced the one that opened the session): this is the latest of their expiries.
+    """
+    from django.db.models import Max
+
+    now = timezone.now()
+    credential = principal.auth
+    if credential is None or principal.expires is None:
+        return None
+    if principal.kind == "token":
+        row = type(credential).objects.select_related("user").filter(pk=credential.pk).first()
+        return row.expires if row is not None and row.is_usable() else now
+    if principal.kind == "oauth" and hasattr(credential, "application_id"):
+        latest = type(credential).objects.filter(user_id=credential.user_id, application_id=credential.application_id,
+                                                 expires__gt=now).aggregate(latest=Max("expires"))["latest"]
+        return latest or now
+    return principal.expires
 
 
 class BearerTokenAuthentication(BaseAuthentication):

@@ -2,9 +2,10 @@
 
 - A saved or deleted object sends ``notifications/resources/updated`` to the sessions subscribed to its
   URI (:class:`~mcp_app.models.Subscription` rows), through each session's channel-layer group.
-- A created or deleted object sends ``notifications/resources/list_changed`` to every open stream,
-  coalesced: once per transaction here, and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream
-  there (:class:`mcp_app.transports.http.Coalescer`), so a bulk change is one or two notifications.
+- A created or deleted object sends ``notifications/resources/list_changed`` to the open streams whose
+  caller may read the object's exposure (:class:`StreamAudience`), coalesced: once per transaction here,
+  and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream there
+  (:class:`mcp_app.transports.http.Coalescer`), so a bulk change is one or two notifications.
 
 Everything is sent once the transaction commits (a rolled-back save notifies nobody), from whichever
 process saved: a web worker, the admin, a management command or a shell. Across processes this needs a
@@ -21,6 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from .auth import user_generation
 from .protocol import jsonrpc
 
 logger = logging.getLogger("mcp_app")
@@ -82,13 +84,35 @@ def _send_updated(uri: str) -> None:
         logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, uri, type(exc).__name__, exc)
 
 
-def _send_list_changed() -> None:
-    from .transports.events import broadcast_coalesced
+class _ListChanged:
+    """The on-commit callback of one transaction's list_changed: the exposures of every model whose rows
+    were created or deleted in it, sent once, to the streams that may read at least one of them."""
 
-    try:
-        async_to_sync(broadcast_coalesced)(jsonrpc.notification(RESOURCES_CHANGED))
-    except Exception as exc:
-        logger.warning("could not send %s (%s: %s)", RESOURCES_CHANGED, type(exc).__name__, exc)
+    mcp_key = "list_changed"
+
+    def __init__(self) -> None:
+        self.exposures: set[str] = set()
+
+    def __call__(self) -> None:
+        from .transports.events import broadcast_coalesced
+
+        try:
+            async_to_sync(broadcast_coalesced)(jsonrpc.notification(RESOURCES_CHANGED), sorted(self.exposures))
+        except Exception as exc:
+            logger.warning("could not send %s (%s: %s)", RESOURCES_CHANGED, type(exc).__name__, exc)
+
+
+def _queue_list_changed(exposure_keys: list[str], using: str) -> None:
+    """Add the exposures to this transaction's waiting list_changed, or queue one (see _once_per_transaction)."""
+    connection = connections[using]
+    if connection.in_atomic_block:
+        for _, fn, *_ in connection.run_on_commit:
+            if isinstance(fn, _ListChanged):
+                fn.exposures.update(exposure_keys)
+                return
+    callback = _ListChanged()
+    callback.exposures.update(exposure_keys)
+    transaction.on_commit(callback, using=using)
 
 
 def object_changed(instance: Any, *, membership_changed: bool, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -101,7 +125,69 @@ def object_changed(instance: Any, *, membership_changed: bool, using: str = DEFA
             continue
         _once_per_transaction(f"updated:{uri}", using, lambda uri=uri: _send_updated(uri))
     if exposures and membership_changed:
-        _once_per_transaction("list_changed", using, _send_list_changed)
+        _queue_list_changed([e.key for e in exposures], using)
+
+
+class StreamAudience:
+    """Which model exposures the caller of one event stream may read: a list_changed about rows of
+    exposures (an ``mcp.coalesced`` event naming them) goes out on the stream only when the caller may
+    read at least one of them, so that nobody learns when rows they cannot see come and go.
+
+    The set is worked out on the first such event (the exposures' permission classes, as
+    resources/list applies them) and kept until the catalog of exposures is reloaded (a row changed on
+    any worker, or its age) or the user's groups or permissions change (then the user is read afresh):
+    no query per notification per stream.
+    """
+
+    def __init__(self, user: Any) -> None:
+        """``user``: the stream's caller (None: anonymous)."""
+        self._user = user if user is not None and getattr(user, "is_authenticated", False) else None
+        self._generation = user_generation(self._user)  # changes after this make the user be read again
+        self._catalog: Any = None
+        self._readable: frozenset[str] = frozenset()
+
+    async def admits(self, event: dict[str, Any]) -> bool:
+        """Whether the stream may send ``event``'s message: yes unless it names exposures, none of which
+        the caller may read. When that cannot be worked out (the database is down), no: it is advisory."""
+        keys = event.get("exposures")
+        if keys is None:
+            return True
+        try:
+            readable = await self.readable()
+        except Exception as exc:
+            logger.warning("could not check who may read %s (%s: %s); not sent", keys, type(exc).__name__, exc)
+            return False
+        return not readable.isdisjoint(keys)
+
+    async def readable(self) -> frozenset[str]:
+        """The keys of the exposures the caller may read now."""
+        from channels.db import database_sync_to_async
+
+        from .conf import mcp_settings
+        from .managed import ManagedProvider
+        from .permissions import aallows
+
+        provider = mcp_settings.PROVIDER
+        if not isinstance(provider, ManagedProvider):
+            return frozenset()
+        catalog = await provider.catalog()
+        generation = user_generation(self._user)
+        if catalog is self._catalog and generation == self._generation:
+            return self._readable
+        if generation != self._generation and self._user is not None:
+            self._user = await database_sync_to_async(_fresh_user)(self._user.pk)  # its permissions changed
+        self._generation = generation
+        self._readable = frozenset([key for key, exposure in catalog.exposures.items()
+                                    if await aallows(exposure.permission_classes, self._user, exposure)])
+        self._catalog = catalog
+        return self._readable
+
+
+def _fresh_user(pk: Any) -> Any:
+    """The user as stored now (permissions not yet loaded), None when gone or inactive."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()._default_manager.filter(pk=pk, is_active=True).first()
 
 
 @receiver(post_save)

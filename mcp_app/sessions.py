@@ -9,17 +9,23 @@ session for longer than the bus takes to deliver (milliseconds), and entries exp
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
 from .bus import Bus
 from .conf import mcp_settings
+from .transports.events import close_session_streams
+
+logger = logging.getLogger("mcp_app")
 
 # 32 random bytes, URL-safe base64: 43 visible ASCII characters, 256 bits of entropy.
 _ID_BYTES = 32
@@ -27,6 +33,8 @@ _ID_BYTES = 32
 SESSION_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 # Enough for many thousands of concurrent sessions per worker; least recently used entries go first.
 _CACHE_MAX_ENTRIES = 10_000
+# Seconds before trying again to end a session whose credential expired while the database was unreachable.
+_EXPIRY_RETRY_SECONDS = 5
 
 
 def new_session_id() -> str:
@@ -79,10 +87,57 @@ class SessionStore:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
+        #: One timer per session opened here with a credential that expires (see watch_expiry).
+        self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
         bus.on("session.invalidate", self._on_invalidate)
+        bus.on("session.ended", self._on_ended)
 
     def _on_invalidate(self, message: dict[str, Any]) -> None:
         self.forget(message.get("session_id", ""))
+
+    def _on_ended(self, message: dict[str, Any]) -> None:
+        timer = self._expiry_timers.pop(message.get("session_id", ""), None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- credential expiry ------------------------------------------------------------------------------
+    def watch_expiry(self, session_id: str, principal: Any) -> None:
+        """End ``session_id`` when ``principal``'s credential expires (call it from the event loop that
+        serves the session: at initialize, and when a stream opens on it).
+
+        One timer per session in this worker, no polling: at the expiry the session ends (row, caches,
+        running requests, open streams on every worker) unless the credential was renewed meanwhile (an
+        OAuth refresh: the timer moves to the new expiry). Nothing to do for credentials without one.
+        """
+        expires = getattr(principal, "expires", None)
+        if expires is None:
+            return
+        current = self._expiry_timers.get(session_id)
+        if current is not None and not current.cancelled():
+            return  # already watched here (the same principal: sessions are bound to it)
+        self._schedule_expiry(session_id, principal, expires)
+
+    def _schedule_expiry(self, session_id: str, principal: Any, expires: Any) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (expires - timezone.now()).total_seconds())
+        self._expiry_timers[session_id] = loop.call_later(
+            delay, lambda: loop.create_task(self._expire(session_id, principal), name="mcp_app-session-expiry"))
+
+    async def _expire(self, session_id: str, principal: Any) -> None:
+        from .auth import credential_expiry
+
+        try:
+            until = await _db(credential_expiry)(principal)
+            if until is not None and until > timezone.now():
+                self._schedule_expiry(session_id, principal, until)  # renewed (an OAuth refresh): watch the new one
+                return
+            self._expiry_timers.pop(session_id, None)
+            await self.end(session_id)
+            await close_session_streams(session_id)
+        except Exception as exc:  # the database or layer is down: requests with the credential still get 401
+            logger.warning("could not end session %s at its credential's expiry (%s: %s); retrying in %ss",
+                           session_id, type(exc).__name__, exc, _EXPIRY_RETRY_SECONDS)
+            self._schedule_expiry(session_id, principal, timezone.now() + timedelta(seconds=_EXPIRY_RETRY_SECONDS))
 
     def forget(self, session_id: str) -> None:
         """Drop this worker's cached copy (safe from any thread); the next get() reads the database."""
@@ -227,7 +282,6 @@ def end_sessions_now(ids: list[str]) -> None:
     from asgiref.sync import async_to_sync
 
     from .server import get_server
-    from .transports.events import close_session_streams
 
     ids = list(ids)
     if not ids:
@@ -245,8 +299,6 @@ def end_sessions_now(ids: list[str]) -> None:
 
 def reap_idle_sessions() -> int:
     """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many."""
-    from datetime import timedelta
-
     from .models import Session
 
     idle = mcp_settings.SESSION_IDLE_TIMEOUT

@@ -113,3 +113,63 @@ def user_saved(sender: type, instance: Any, created: bool = False, **kwargs: Any
 
     if sender is get_user_model() and not created and not instance.is_active:
         _withdraw(user_id=instance.pk)
+
+
+# -- changed permissions: every worker drops its cached copy of the user -------------------------------------
+# A worker keeps a validated token's principal, and with it the user and the permissions Django caches on
+# the user object, for up to a minute; a stream keeps the exposures its user may read. When a user's
+# groups, permissions or flags (superuser, staff) change, these go at once, on every worker, so that the
+# very next request sees the new permissions.
+def forget_users(user_ids: list[Any] | None) -> None:
+    """Once the current transaction commits: drop every worker's cached principals of these users (None:
+    of every user), this worker's at once and the others' through the bus."""
+
+    def send() -> None:
+        from .auth import forget_credentials
+        from .server import get_server
+
+        message = {} if user_ids is None else {"user_ids": [str(pk) for pk in user_ids]}
+        forget_credentials(message)
+        try:
+            async_to_sync(get_server().bus.publish)("credentials.changed", **message)
+        except Exception as exc:  # the other workers' copies still expire within a minute
+            logger.warning("could not tell the other workers that permissions changed (%s: %s)",
+                           type(exc).__name__, exc)
+
+    transaction.on_commit(send)
+
+
+@receiver(post_save)
+def user_changed(sender: type, instance: Any, created: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    if sender is get_user_model() and not created and set(update_fields or ["*"]) - {"last_login"}:
+        forget_users([instance.pk])  # not for a sign-in's last_login: it changes nothing a permission reads
+
+
+@receiver(m2m_changed)
+def user_permissions_changed(sender: type, instance: Any, action: str, reverse: bool, model: type,
+                             pk_set: set[Any] | None, **kwargs: Any) -> None:
+    """User.groups and User.user_permissions from either side, and Group.permissions."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    if not action.startswith("post_"):
+        return
+    user_model = get_user_model()
+    user_links = [getattr(user_model, name).through for name in ("groups", "user_permissions")
+                  if hasattr(user_model, name)]
+    if sender in user_links:
+        # Forward (user.groups.add(...)): the instance is the user. Reverse (group.user_set.remove(...)):
+        # the users are pk_set, or unknown after a clear(): then every user.
+        forget_users([instance.pk] if not reverse else (list(pk_set) if pk_set else None))
+    elif sender is Group.permissions.through:
+        forget_users(None)  # every member of the group, or of every group holding the permission
+
+
+@receiver(post_delete)
+def group_or_permission_deleted(sender: type, **kwargs: Any) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    if sender in (Group, Permission):
+        forget_users(None)  # its links went with it, without m2m signals

@@ -154,3 +154,76 @@ def test_idle_sessions_are_reaped() -> None:
     assert "Ended 1 idle session(s)." in out.getvalue()
     assert Session.objects.get(id=stale).ended is not None and Session.objects.get(id=fresh).ended is None
     assert reap_idle_sessions() == 0
+
+
+@override_settings(MCP_APP=SECURE)
+def test_permission_changes_drop_the_cached_user_at_once() -> None:
+    """A worker keeps a validated token's user (and the permissions Django caches on it) for a minute;
+    a change to the user's groups or permissions, from either side of the relation, drops it at once."""
+    from django.contrib.auth.models import Group, Permission
+
+    view_member = Permission.objects.get(codename="view_member")
+    desk = Group.objects.create(name="desk")
+    desk.permissions.add(view_member)
+    dora = User.objects.create_user("dora")
+    _, key = Token.create_for(dora, name="t")
+
+    def may_view() -> bool:
+        return auth.authenticate_sync(scope(authorization=f"Bearer {key}")).user.has_perm("library.view_member")
+
+    def make_superuser() -> None:
+        user = User.objects.get(pk=dora.pk)  # another copy of the user, as the admin would load it
+        user.is_superuser = True
+        user.save(update_fields=["is_superuser"])
+
+    assert may_view() is False
+    dora.groups.add(desk)  # the cached principal's user has its (empty) permissions cached: it must go
+    for change, expected in (
+        (lambda: None, True),
+        (lambda: dora.groups.remove(desk), False),
+        (lambda: desk.user_set.add(dora), True),
+        (lambda: desk.permissions.remove(view_member), False),
+        (lambda: view_member.group_set.add(desk), True),
+        (lambda: desk.user_set.clear(), False),
+        (lambda: dora.user_permissions.add(view_member), True),
+        (lambda: view_member.user_set.remove(dora), False),
+        (make_superuser, True),
+    ):
+        change()
+        assert may_view() is expected, change
+    User.objects.filter(pk=dora.pk).update(is_superuser=False)
+    User.objects.get(pk=dora.pk).save()
+    dora.groups.add(desk)
+    desk.permissions.add(view_member)
+    assert may_view() is True
+    desk.delete()  # its links go without m2m signals
+    assert may_view() is False
+    cached = auth.authenticate_sync(scope(authorization=f"Bearer {key}"))
+    User.objects.get(pk=dora.pk).save(update_fields=["last_login"])  # a sign-in changes no permission
+    assert auth.authenticate_sync(scope(authorization=f"Bearer {key}")) is cached
+
+
+def test_credential_expiry_follows_the_rows() -> None:
+    """When a session's access ends: a token's own (revoked: now), an OAuth user and client's latest
+    unexpired access token (a refresh extends it; none left: now)."""
+    from oauth2_provider.models import AccessToken, Application
+
+    alice = User.objects.create_user("alice")
+    soon = timezone.now() + timedelta(minutes=5)
+    token, _ = Token.create_for(alice, name="t", expires=soon)
+    principal = auth.Principal(key=token.principal, user=alice, kind="token", auth=token)
+    assert principal.expires == soon and auth.credential_expiry(principal) == soon
+    assert auth.credential_expiry(auth.Principal(key="anonymous")) is None
+    token.revoked = timezone.now()
+    token.save()
+    assert auth.credential_expiry(principal) <= timezone.now()
+    app = Application.objects.create(name="c", client_type="public", authorization_grant_type="authorization-code",
+                                     redirect_uris="http://127.0.0.1/cb", user=alice)
+    first = AccessToken.objects.create(user=alice, application=app, token="a1", expires=soon, scope="mcp")
+    oauth = auth.Principal(key=f"oauth:{alice.pk}:{app.pk}", user=alice, kind="oauth", auth=first)
+    assert auth.credential_expiry(oauth) == soon
+    later = soon + timedelta(hours=1)
+    AccessToken.objects.create(user=alice, application=app, token="a2", expires=later, scope="mcp")  # a refresh
+    assert auth.credential_expiry(oauth) == later
+    AccessToken.objects.filter(user=alice).update(expires=timezone.now() - timedelta(seconds=1))
+    assert auth.credential_expiry(oauth) <= timezone.now()

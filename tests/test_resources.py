@@ -436,9 +436,11 @@ def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dic
         sent.append((session_id, message))
 
     broadcasts: list[dict[str, Any]] = []
+    audiences: list[list[str] | None] = []
 
-    async def broadcast_coalesced(message: dict[str, Any]) -> None:
+    async def broadcast_coalesced(message: dict[str, Any], exposures: list[str] | None = None) -> None:
         broadcasts.append(message)
+        audiences.append(exposures)
 
     monkeypatch.setattr("mcp_app.transports.events.send_to_session", send_to_session)
     monkeypatch.setattr("mcp_app.transports.events.broadcast_coalesced", broadcast_coalesced)
@@ -458,6 +460,7 @@ def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dic
         for i in range(5):
             Author.objects.create(name=f"New {i}")
     assert broadcasts == [{"jsonrpc": "2.0", "method": notifications.RESOURCES_CHANGED}]  # five rows, one notification
+    assert audiences == [["library.author"]]  # only for the streams that may read authors
     try:
         with transaction.atomic():
             book.save()

@@ -99,3 +99,46 @@ async def test_log_level_and_subscriptions_persist() -> None:
     # Ending the session drops its subscriptions: nothing is sent to it any more.
     await get_server().sessions.end(record.id)
     assert not await Subscription.objects.filter(session_id=record.id).aexists()
+
+
+async def test_a_session_ends_when_its_credential_expires() -> None:
+    """One timer per session, no polling: at the credential's expiry the session ends (row, caches), unless
+    the credential was renewed meanwhile (an OAuth refresh), and then the timer follows the new expiry."""
+    from datetime import timedelta
+
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken, Application
+
+    from mcp_app.auth import Principal
+    from mcp_app.models import Token
+
+    store = get_server().sessions
+    alice = await sync_to_async(User.objects.create_user)("alice")
+    token, _ = await sync_to_async(Token.create_for)(alice, name="t", expires=timezone.now() + timedelta(seconds=0.4))
+    record = await make_session()
+    store.watch_expiry(record.id, Principal(key=token.principal, user=alice, kind="token", auth=token))
+    assert await store.get(record.id) is record
+    await asyncio.sleep(0.9)
+    assert await store.get(record.id) is None and (await Session.objects.aget(id=record.id)).ended is not None
+    assert record.id not in store._expiry_timers
+
+    app = await Application.objects.acreate(name="c", client_type="public", authorization_grant_type="authorization-code",
+                                            redirect_uris="http://127.0.0.1/cb", user=alice)
+    first = await AccessToken.objects.acreate(user=alice, application=app, token="a1", scope="mcp",
+                                              expires=timezone.now() + timedelta(seconds=0.4))
+    await AccessToken.objects.acreate(user=alice, application=app, token="a2", scope="mcp",  # a refresh
+                                      expires=timezone.now() + timedelta(hours=1))
+    renewed = await make_session()
+    store.watch_expiry(renewed.id, Principal(key=f"oauth:{alice.pk}:{app.pk}", user=alice, kind="oauth", auth=first))
+    await asyncio.sleep(0.9)
+    assert await store.get(renewed.id) is renewed  # the client refreshed its token: the session goes on
+    timer = store._expiry_timers[renewed.id]
+    assert abs(timer.when() - asyncio.get_running_loop().time() - 3600) < 5  # now watching the refreshed token
+    await store.end(renewed.id)
+    for _ in range(100):  # the bus tells this worker (in-memory layer) within milliseconds
+        if renewed.id not in store._expiry_timers:
+            break
+        await asyncio.sleep(0.01)
+    assert renewed.id not in store._expiry_timers and timer.cancelled()

@@ -6,7 +6,8 @@ Every open event stream has its own channel and joins its session's group, so an
   is full or unreachable (the caller answers 503: never a silent drop);
 - :func:`send_to_session` broadcasts to every stream of a session (notifications);
 - :func:`broadcast` reaches every open stream of every session (list_changed), and
-  :func:`broadcast_coalesced` does so at most once per window per stream (data changes);
+  :func:`broadcast_coalesced` does so at most once per window per stream (data changes), and only to the
+  streams whose caller may read the exposures concerned;
 - :func:`close_session_streams` ends them (session ended).
 """
 
@@ -65,9 +66,15 @@ async def broadcast(message: dict[str, Any]) -> None:
         await layer.group_send(ALL_STREAMS, {"type": "mcp.message", "message": message})
 
 
-async def broadcast_coalesced(message: dict[str, Any]) -> None:
+async def broadcast_coalesced(message: dict[str, Any], exposures: list[str] | None = None) -> None:
     """Like :func:`broadcast`, but each stream sends at most one such message (by method) per
-    ``LIST_CHANGED_COALESCE_SECONDS``, plus one at the end of the window if more arrived in it."""
+    ``LIST_CHANGED_COALESCE_SECONDS``, plus one at the end of the window if more arrived in it.
+
+    With ``exposures`` (the keys of the model exposures whose rows changed), only the streams whose
+    caller may read at least one of them send it (:class:`mcp_app.notifications.StreamAudience`)."""
     layer = get_channel_layer()
     if layer is not None:
-        await layer.group_send(ALL_STREAMS, {"type": "mcp.coalesced", "message": message})
+        event: dict[str, Any] = {"type": "mcp.coalesced", "message": message}
+        if exposures is not None:
+            event["exposures"] = list(exposures)
+        await layer.group_send(ALL_STREAMS, event)

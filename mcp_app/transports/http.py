@@ -14,8 +14,10 @@ from channels.consumer import AsyncConsumer
 from channels.layers import get_channel_layer
 
 from ..conf import mcp_settings
+from ..notifications import StreamAudience
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST, ParseError
+from ..server import get_server
 from . import security
 from .events import ALL_STREAMS, session_group
 
@@ -231,6 +233,9 @@ class MCPConsumer(AsyncConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         await self.channel_layer.group_add(session_group(session_id), self.channel_name)
         await self.channel_layer.group_add(ALL_STREAMS, self.channel_name)
+        # The stream ends with its session when the credential that opened it expires (a timer, here too:
+        # the worker that created the session may not be this one).
+        get_server().sessions.watch_expiry(session_id, self.principal)
         return self.channel_name
 
     async def pump_stream(self) -> None:
@@ -249,6 +254,7 @@ class MCPConsumer(AsyncConsumer):
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
         coalescer = Coalescer(mcp_settings.LIST_CHANGED_COALESCE_SECONDS)
+        audience = StreamAudience(self.principal.user)
         receiver: asyncio.Future[dict[str, Any]] | None = None
         last_write = time.monotonic()
         try:
@@ -286,7 +292,9 @@ class MCPConsumer(AsyncConsumer):
                     return
                 message = event.get("message")
                 if event.get("type") == "mcp.coalesced" and isinstance(message, dict):
-                    message = coalescer.offer(message, time.monotonic())
+                    # Only for callers who may read the exposure whose rows changed (never a hint about others').
+                    admitted = await audience.admits(event)
+                    message = coalescer.offer(message, time.monotonic()) if admitted else None
                 elif event.get("type") != "mcp.message":
                     message = None
                 if message is not None:

@@ -134,6 +134,7 @@ class StreamableHTTPConsumer(MCPConsumer):
             client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
             principal=self.principal.key,
         )
+        self.server.sessions.watch_expiry(session.id, self.principal)  # ends with its credential
         await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
                         headers=[(SESSION_HEADER, session.id.encode())])
 
