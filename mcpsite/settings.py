@@ -73,9 +73,12 @@ else:
                              "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3")}}
 
 if os.environ.get("MCPSITE_REDIS_URL"):
+    # As the README recommends for many workers: no read timeout on the blocking receive (mcp_app.W003), and
+    # room for the messages queued for one worker's streams before POSTs get 503.
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                    "CONFIG": {"hosts": [os.environ["MCPSITE_REDIS_URL"]]}}
+                    "CONFIG": {"hosts": [{"address": os.environ["MCPSITE_REDIS_URL"], "socket_timeout": None}],
+                               "capacity": 1000}}
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -50,3 +50,23 @@ def test_load_demo_data_refuses_without_debug() -> None:
 
     with pytest.raises(CommandError, match="DEBUG"):
         call_command("load_demo_data")
+
+
+@pytest.mark.parametrize("redis", [False, True], ids=["in-memory layer", "MCPSITE_REDIS_URL"])
+def test_the_demo_settings_pass_the_projects_own_checks(tmp_path, redis: bool) -> None:
+    """The demo runs what the README recommends: `manage.py check` reports nothing of mcp_app's, with the
+    in-memory layer and with Redis (socket_timeout None and a capacity, as documented)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.live import REPO
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mcpsite.settings", "MCPSITE_SQLITE": str(tmp_path / "db.sqlite3")}
+    env.pop("MCPSITE_REDIS_URL", None)
+    if redis:
+        env["MCPSITE_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "mcp_app." not in run.stdout + run.stderr, run.stdout + run.stderr
