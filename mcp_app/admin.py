@@ -25,6 +25,33 @@ def _pretty(value: Any) -> str:
     return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
+class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Django checks the chosen keys with ``pk__in``, and SQLite's driver answers a key past 64 bits with
+    OverflowError (a 500). A key the column cannot hold is no valid choice: a form error, before any query."""
+
+    def _check_values(self, value: Any) -> Any:
+        from .protocol.errors import InvalidParams
+        from .resources import convert_value
+
+        model = self.queryset.model
+        field = model._meta.pk if (self.to_field_name or "pk") == "pk" else model._meta.get_field(self.to_field_name)
+        for key in value or ():
+            try:
+                convert_value(field, key, where="choice")
+            except InvalidParams:
+                raise forms.ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
+                                            params={"pk": key}) from None
+        return super()._check_values(value)
+
+
+class SafeChoicesMixin:
+    """Many-to-many choosers (permissions, groups) that refuse impossible keys with a form error."""
+
+    def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("form_class", SafeModelMultipleChoiceField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+
 # -- sessions ------------------------------------------------------------------------------------------------
 class ActiveFilter(admin.SimpleListFilter):
     title = _("state")
@@ -120,7 +147,7 @@ class TryItForm(forms.Form):
 
 
 @admin.register(Tool)
-class ToolAdmin(admin.ModelAdmin):
+class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
     list_display = ("name", "display_title", "enabled", "restricted", "handler_present", "updated")
     list_filter = ("enabled", OrphanedFilter)
     search_fields = ("name", "title", "description")
@@ -238,7 +265,7 @@ class PromptMessageInline(admin.StackedInline):
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(SafeChoicesMixin, admin.ModelAdmin):
     list_display = ("name", "title", "enabled", "from_code", "updated")
     list_filter = ("enabled", "from_code")
     search_fields = ("name", "title", "description")
@@ -259,15 +286,61 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 # -- model exposures ------------------------------------------------------------------------------------------
-def _exposable_models() -> Any:
+#: Never offered in the chooser: bookkeeping of Django's own (the admin log, content types). Models that hold
+#: credentials are refused by :func:`mcp_app.resources.credential_problem` wherever a row is validated.
+_NEVER_OFFERED_APPS = ("admin", "contenttypes")
+PUBLISH_PERMISSION = "mcp_app.publish_modelexposure"
+SENSITIVE_PERMISSION = "mcp_app.allow_sensitive_modelexposure"
+
+
+def may_view_model(user: Any, model: type) -> bool:
+    """Whether ``user`` may view ``model``'s rows in the admin (view or change permission, as Django's admin
+    decides): a staff user can only expose what they could read themselves."""
+    from django.contrib.auth import get_permission_codename
+
+    opts = model._meta
+    return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}") for action in ("view", "change"))
+
+
+def exposable_models(user: Any) -> Any:
+    """The content types ``user`` may choose for an exposure: models they may view that hold no credentials."""
     from django.contrib.contenttypes.models import ContentType
 
-    # Never our own bookkeeping (sessions, audit), nor Django's sessions and admin log.
-    return ContentType.objects.exclude(app_label__in=["mcp_app", "sessions", "admin", "contenttypes"])
+    from .resources import is_credential_model
+
+    ids = []
+    for content_type in ContentType.objects.exclude(app_label__in=_NEVER_OFFERED_APPS):
+        model = content_type.model_class()
+        if model is not None and not is_credential_model(model) and may_view_model(user, model):
+            ids.append(content_type.pk)
+    return ContentType.objects.filter(pk__in=ids)
 
 
-class ModelExposureForm(forms.ModelForm):
-    """Fields are chosen from the model's own fields once the model is known (the row has been saved)."""
+class FormErrorsMixin:
+    """Model validation may name a field the form does not show (read-only, or not on the add page); Django
+    would raise ValueError (a 500) for it. Such errors become errors of the whole form, so the page says why."""
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        if field is None and hasattr(error, "error_dict"):
+            shown = {name: messages for name, messages in error.error_dict.items() if name in self.fields}  # type: ignore[attr-defined]
+            hidden = [m for name, messages in error.error_dict.items() if name not in shown and name != "__all__"
+                      for m in messages]
+            hidden += error.error_dict.get("__all__", [])
+            if shown:
+                super().add_error(None, forms.ValidationError(shown))  # type: ignore[misc]
+            if hidden:
+                super().add_error(None, forms.ValidationError(hidden))  # type: ignore[misc]
+            return
+        super().add_error(field, error)  # type: ignore[misc]
+
+
+class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
+    """Fields are chosen from the model's own fields once the model is known (the row has been saved).
+
+    ``user`` is set by :meth:`ModelExposureAdmin.get_form`: the model must be one they may view, on add and
+    on every change (a POST naming another model is a form error, never saved)."""
+
+    user: Any = None
 
     fields = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label=_("allowed fields"),
                                        help_text=_("Only these fields are ever shown, filtered or ordered by."))
@@ -280,19 +353,21 @@ class ModelExposureForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if "content_type" in self.fields:
-            self.fields["content_type"].queryset = _exposable_models()
+        if "content_type" in self.fields and self.user is not None:
+            self.fields["content_type"].queryset = exposable_models(self.user)
         model = self.instance.content_type.model_class() if self.instance.content_type_id else None
         if model is None:  # adding: the model is chosen first, its fields on the next page
             self.fields.pop("fields", None)
             self.fields.pop("lookup_field", None)
             return
-        from .resources import SENSITIVE_FIELD_RE
+        from .resources import SENSITIVE_FIELD_RE, is_password_field
 
         choices, lookups = [], [("pk", _("pk (primary key)"))]
         for field in model._meta.get_fields():
             if not field.concrete or (field.auto_created and not field.primary_key):
                 continue  # reverse relations cannot be exposed
+            if is_password_field(model, field.name):
+                continue  # password hashes are never served: not even offered
             label = f"{field.name} ({field.get_internal_type()})"
             if SENSITIVE_FIELD_RE.search(field.name):
                 label += " — " + str(_("looks like a credential"))
@@ -302,13 +377,27 @@ class ModelExposureForm(forms.ModelForm):
         self.fields["fields"].choices = choices
         self.fields["lookup_field"].choices = lookups
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        content_type = cleaned.get("content_type") or (self.instance.content_type if self.instance.content_type_id else None)
+        model = content_type.model_class() if content_type is not None else None
+        if self.user is not None and model is not None and not may_view_model(self.user, model):
+            # The change page shows the model read-only: re-checked here, as the user's permissions may have changed.
+            raise forms.ValidationError(_("You may not view %(model)s, so you cannot expose it.") %
+                                        {"model": model._meta.label})
+        return cleaned
+
 
 @admin.register(ModelExposure)
 class ModelExposureAdmin(admin.ModelAdmin):
     form = ModelExposureForm
-    list_display = ("__str__", "enabled", "public", "data_tools", "field_list", "updated")
-    list_filter = ("enabled", "public", "data_tools")
+    list_display = ("__str__", "enabled", "audience", "sensitive", "data_tools", "field_list", "updated")
+    list_filter = ("enabled", "public", "allow_sensitive_fields", "data_tools")
     actions = ["enable", "disable"]
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
 
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
         if obj is None:  # first the model; its fields can be chosen once it is saved
@@ -320,15 +409,52 @@ class ModelExposureAdmin(admin.ModelAdmin):
             (_("What is shown"), {"fields": ("fields", "allow_sensitive_fields", "lookup_field", "ordering",
                                              "base_filters", "data_tools")}),
             (_("Who may read it"), {"fields": ("public",),
-                                    "description": _("Not public: the model's view permission is required.")}),
+                                    "description": _("Not public: the model's view permission is required. Making an "
+                                                     "exposure public, or allowing credential-like fields, needs a "
+                                                     "permission of its own and is recorded in the admin log.")}),
         )
 
     def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
-        return ("content_type",) if obj is not None else ()
+        if obj is None:
+            return ()
+        readonly = ["content_type"]
+        # Without the dedicated permissions the flags are shown, never editable (a forged POST is ignored).
+        if not request.user.has_perm(PUBLISH_PERMISSION):
+            readonly.append("public")
+        if not request.user.has_perm(SENSITIVE_PERMISSION):
+            readonly.append("allow_sensitive_fields")
+        return tuple(readonly)
+
+    @admin.display(description=_("who may read it"), ordering="public")
+    def audience(self, obj: ModelExposure) -> str:
+        if obj.public:
+            return format_html('<strong style="color: #fff; background: #ba2121; padding: 1px 6px; border-radius: 3px">'
+                               "{}</strong>", _("PUBLIC: every caller"))
+        return str(_("view permission"))
+
+    @admin.display(description=_("credential-like fields"), ordering="allow_sensitive_fields")
+    def sensitive(self, obj: ModelExposure) -> str:
+        if obj.allow_sensitive_fields:
+            return format_html('<strong style="color: #fff; background: #c77700; padding: 1px 6px; border-radius: 3px">'
+                               "{}</strong>", _("ALLOWED"))
+        return "—"
 
     @admin.display(description=_("fields"))
     def field_list(self, obj: ModelExposure) -> str:
         return ", ".join(obj.fields or []) or "—"
+
+    def construct_change_message(self, request: Any, form: Any, formsets: Any, add: bool = False) -> Any:
+        """Django's message, plus a sentence naming the exposure when it was made public or allowed
+        credential-like fields (or stopped), so the admin log shows who published what."""
+        message = super().construct_change_message(request, form, formsets, add)
+        notes = publication_notes(form.instance, form.changed_data, form.cleaned_data)
+        if not notes:
+            return message
+        from django.contrib.admin.models import LogEntry
+
+        # A plain-text message (not the JSON list) is shown as written on the object's history page.
+        standard = LogEntry(change_message=json.dumps(message)).get_change_message() if message else ""
+        return " ".join(part for part in (standard, *notes) if part)
 
     @admin.action(description=_("Enable selected exposures"))
     def enable(self, request: Any, queryset: Any) -> None:
@@ -352,7 +478,24 @@ class ModelExposureAdmin(admin.ModelAdmin):
         self.message_user(request, _("Disabled %(n)d exposure(s).") % {"n": queryset.count()}, messages.SUCCESS)
 
 
-class QueryToolForm(forms.ModelForm):
+def publication_notes(row: ModelExposure, changed: list[str], cleaned: dict[str, Any]) -> list[str]:
+    """Sentences for the admin log about what a change did to who may read ``row`` and what it shows."""
+    from .resources import SENSITIVE_FIELD_RE
+
+    notes = []
+    if "public" in changed:
+        notes.append(f"Made {row.key} public: every caller may read it, without the model's view permission."
+                     if cleaned.get("public") else f"Made {row.key} private: the model's view permission is required.")
+    if "allow_sensitive_fields" in changed:
+        if cleaned.get("allow_sensitive_fields"):
+            shown = [f for f in (row.fields or []) if SENSITIVE_FIELD_RE.search(f)]
+            notes.append(f"Allowed credential-like fields on {row.key}" + (f": {', '.join(shown)}." if shown else "."))
+        else:
+            notes.append(f"No longer allows credential-like fields on {row.key}.")
+    return notes
+
+
+class QueryToolForm(FormErrorsMixin, forms.ModelForm):
     exposure = forms.ChoiceField(help_text=_("The exposure it queries."))
 
     class Meta:

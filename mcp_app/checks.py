@@ -84,6 +84,12 @@ def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
     messages: list[Any] = []
     for key, exposure in sorted(default_exposures.exposures.items()):
+        problem = exposure.credential_problem()  # credential models and password hashes: never, whatever the flags
+        if problem is not None:
+            messages.append(Error(f"The MCP exposure of {key} is refused: {problem}",
+                                  hint="Remove it (or the field) from expose(); it is not served.",
+                                  obj=exposure.model, id="mcp_app.E007"))
+            continue
         sensitive = exposure.sensitive_fields()
         if sensitive and not exposure.allow_sensitive_fields:
             messages.append(Error(

@@ -24,11 +24,13 @@ from .resources import (
     MAX_LIMIT,
     ModelResource,
     _split_terms,
+    _text_problem,
     check_fixed_filters,
     keyset_after,
     keyset_decode,
     keyset_order,
     keyset_values,
+    served_credential_problem,
 )
 
 #: Tools each exposure offers (when its ``data_tools`` is on), by name suffix.
@@ -138,10 +140,14 @@ class DataView:
     """The exposures as one caller sees them (``user`` None: anonymous)."""
 
     def __init__(self, readable: dict[str, ModelResource], user: Any, cursors: CursorCodec) -> None:
-        """``readable``: the exposures the caller passed the permission classes of (the provider checks them)."""
+        """``readable``: the exposures the caller passed the permission classes of (the provider checks them).
+
+        Exposures that break the credential rule (a credential model, a password field) are dropped here
+        whatever their flags, so a row that skipped validation serves nothing: no template, no rows, no
+        data tools (the provider lists and runs only the tools of ``self.readable``)."""
         self.user = user
         self.cursors = cursors
-        self.readable = readable
+        self.readable = {key: e for key, e in readable.items() if served_credential_problem(e) is None}
         self.links: dict[type, ModelResource | None] = {}
         for exposure in self.readable.values():
             self.links.setdefault(exposure.model, exposure)
@@ -218,6 +224,8 @@ class DataView:
             if exposure.uri_template == template:
                 field = exposure.lookup.attname if exposure.lookup_field != "pk" else "pk"
                 queryset = self._queryset(exposure)
+                if value and _text_problem(value[:200]) is not None:
+                    return []  # NUL or a lone surrogate: no key starts with it, and the database would refuse it
                 if value:
                     queryset = queryset.filter(**{f"{field}__startswith": value[:200]})
                 return [str(v) for v in queryset.order_by(field).values_list(field, flat=True)[:101]]

@@ -311,9 +311,20 @@ class ModelExposure(models.Model):
         ordering = ["content_type__app_label", "content_type__model"]
         verbose_name = _("model exposure")
         verbose_name_plural = _("model exposures")
+        # Publishing is a decision of its own: the exposure permissions let a staff user choose fields,
+        # not hand the data to every caller or show credential-like fields.
+        permissions = [
+            ("publish_modelexposure", _("Can make a model exposure public (readable without the model's view permission)")),
+            ("allow_sensitive_modelexposure", _("Can allow credential-like fields on a model exposure")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.content_type.app_label}.{self.content_type.model}" if self.content_type_id else "(new exposure)"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # An emptied JSON box arrives as None, which the NOT NULL columns refuse (IntegrityError): empty it is.
+        self._fill_empty_json()
+        super().save(*args, **kwargs)
 
     @property
     def key(self) -> str:
@@ -339,18 +350,36 @@ class ModelExposure(models.Model):
             allow_sensitive_fields=self.allow_sensitive_fields,
         )
 
+    def _fill_empty_json(self) -> None:
+        if self.fields is None:
+            self.fields = []
+        if self.base_filters is None:
+            self.base_filters = {}
+
     def clean(self) -> None:
+        """Validation: credential models and password fields are refused here (the admin form, and any code
+        that calls ``full_clean()``); rows saved without it are refused again where exposures are served."""
         from django.core.exceptions import ImproperlyConfigured
 
         from .protocol.errors import InvalidParams
-        from .resources import default_exposures
+        from .resources import credential_problem, default_exposures
 
+        self._fill_empty_json()
         if not self.content_type_id:
             return
+        model = self.content_type.model_class()
+        problem = credential_problem(model) if model is not None else None
+        if problem is not None:
+            raise ValidationError({"content_type": problem})
         if self.key in default_exposures.exposures:
             raise ValidationError({"content_type": _("This model is exposed in code (expose()); change it there.")})
         if not isinstance(self.fields, list) or not all(isinstance(f, str) for f in self.fields):
             raise ValidationError({"fields": _("A list of field names.")})
+        if not isinstance(self.base_filters, dict):
+            raise ValidationError({"base_filters": _('An object of field__lookup: value, e.g. {"is_published": true}.')})
+        problem = credential_problem(model, [*self.fields, self.lookup_field or "pk"]) if model is not None else None
+        if problem is not None:
+            raise ValidationError({"fields": problem})
         try:
             resource = self.to_resource()
         except ImproperlyConfigured as exc:
@@ -396,11 +425,22 @@ class QueryTool(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._fill_empty_json()  # an emptied JSON box is None, which the NOT NULL columns refuse
+        super().save(*args, **kwargs)
+
+    def _fill_empty_json(self) -> None:
+        if self.fixed_filters is None:
+            self.fixed_filters = {}
+        if self.caller_filters is None:
+            self.caller_filters = []
+
     def clean(self) -> None:
         import re
 
         from .resources import MAX_LIMIT, check_query_tool
 
+        self._fill_empty_json()
         problems: dict[str, Any] = dict(check_query_tool(self))
         if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", self.name or ""):
             problems["name"] = _("Use 1 to 64 letters, digits, '_' or '-'.")

@@ -27,20 +27,29 @@ Who may read what is decided by the exposure's permission classes (default: the 
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import json
+import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
-from django.db import models
+from django.core.validators import DecimalValidator
+from django.db import connections, models, router
 from django.db.models import F, Q
+from django.utils import timezone
 
 from .permissions import AllowAny, BasePermission, DjangoModelViewPermission
 from .protocol.errors import InvalidParams
+
+logger = logging.getLogger("mcp_app")
 
 #: The only lookups a client may use, in filters of data tools and admin-defined query tools. No
 #: ``regex`` (catastrophic patterns), no ``startswith`` family on relations, no traversal (``__`` paths).
@@ -50,6 +59,122 @@ SAFE_LOOKUPS = ("exact", "iexact", "icontains", "gt", "gte", "lt", "lte", "in", 
 #: ``mcp_app.E004`` unless it sets ``allow_sensitive_fields=True``.
 SENSITIVE_FIELD_RE = re.compile(r"pass(word|wd)|secret|token|api_?key|private_?key|credential|salt|otp|session_key",
                                 re.IGNORECASE)
+
+#: Models that exist to hold credentials or mcp_app's own bookkeeping, by app label or model label
+#: (lower case): never exposable, whatever the flags. Proxies and multi-table children of them too.
+CREDENTIAL_APPS: dict[str, str] = {
+    # Tokens (hashes), sessions (their ids, bound to callers), subscriptions, the audit log (arguments
+    # are redacted by key name only, so values can still be secrets) and the access rules themselves.
+    "mcp_app": "mcp_app's own tokens, sessions, audit log and configuration",
+    # Applications (client secrets), grants (codes), access, refresh and ID tokens.
+    "oauth2_provider": "django-oauth-toolkit's client secrets, codes and tokens",
+}
+CREDENTIAL_MODELS: dict[str, str] = {
+    "sessions.session": "Django's sessions: their data signs browsers in",
+    "authtoken.token": "Django REST framework's API keys",
+    "authtoken.tokenproxy": "Django REST framework's API keys",
+    "oauth2_provider.application": "OAuth client secrets",
+    "oauth2_provider.grant": "OAuth authorization codes",
+    "oauth2_provider.accesstoken": "OAuth access tokens",
+    "oauth2_provider.refreshtoken": "OAuth refresh tokens",
+    "oauth2_provider.idtoken": "OpenID Connect ID tokens",
+}
+#: django-oauth-toolkit's swappable models: a site may replace them, and the replacements hold the same secrets.
+_OAUTH_SWAPPABLE = {
+    "OAUTH2_PROVIDER_APPLICATION_MODEL": "OAuth client secrets",
+    "OAUTH2_PROVIDER_GRANT_MODEL": "OAuth authorization codes",
+    "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL": "OAuth access tokens",
+    "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL": "OAuth refresh tokens",
+    "OAUTH2_PROVIDER_ID_TOKEN_MODEL": "OpenID Connect ID tokens",
+}
+
+
+def _credential_reason(label: str) -> str | None:
+    """Why the model ``label`` (``app_label.model_name``, any case) holds credentials; None when it does not."""
+    label = label.lower()
+    swapped = {str(getattr(settings, name, "")).lower(): why for name, why in _OAUTH_SWAPPABLE.items()}
+    app_label = label.partition(".")[0]
+    return CREDENTIAL_MODELS.get(label) or swapped.get(label) or CREDENTIAL_APPS.get(app_label)
+
+
+def is_credential_model(model: type[models.Model]) -> bool:
+    """Whether ``model`` (or the model it proxies or extends) exists to hold credentials."""
+    return _model_credential_reason(model) is not None
+
+
+def _model_credential_reason(model: type[models.Model]) -> str | None:
+    opts = model._meta
+    for candidate in (model, opts.concrete_model, *opts.get_parent_list()):
+        if candidate is None:
+            continue
+        reason = _credential_reason(candidate._meta.label_lower)
+        if reason is not None:
+            return reason
+    return None
+
+
+def is_password_field(model: type[models.Model], name: str) -> bool:
+    """Whether ``name`` on ``model`` is a user model's password (hash): never served, by any path."""
+    from django.contrib.auth.base_user import AbstractBaseUser  # here: importing it needs the app registry
+
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    if field.name != "password" or not field.concrete:
+        return False
+    owner = getattr(field, "model", None) or model
+    user_model = str(getattr(settings, "AUTH_USER_MODEL", "auth.User")).lower()
+    return (issubclass(model, AbstractBaseUser) or (isinstance(owner, type) and issubclass(owner, AbstractBaseUser))
+            or model._meta.label_lower == user_model or model._meta.concrete_model._meta.label_lower == user_model)
+
+
+def credential_problem(model: type[models.Model], fields: Iterable[str] = ()) -> str | None:
+    """The one rule on credentials: what is wrong with exposing ``fields`` of ``model``; None when nothing is.
+
+    A model that exists to hold credentials (:data:`CREDENTIAL_MODELS`, :data:`CREDENTIAL_APPS`,
+    django-oauth-toolkit's swapped models) is never exposable, and a user model's password field is
+    never served, whatever ``allow_sensitive_fields`` says. ``fields`` may hold dotted paths through
+    forward relations (a serializer's ``source``); each step is followed.
+    """
+    label = model._meta.label_lower
+    reason = _model_credential_reason(model)
+    if reason is not None:
+        return f"{label} holds credentials ({reason}); it can never be exposed."
+    for path in fields:
+        current: Any = model
+        parts = str(path).split(".")
+        for depth, part in enumerate(parts):
+            if is_password_field(current, part):
+                return (f"{label}: {path!r} is a password hash; it is never exposed, whatever "
+                        "'allow sensitive fields' says.")
+            try:
+                step = current._meta.get_field(part)
+            except FieldDoesNotExist:
+                break  # a method or property of the serializer's own: nothing more to follow
+            related = getattr(step, "related_model", None)
+            if related is None or depth == len(parts) - 1:
+                break
+            if _model_credential_reason(related) is not None:
+                return f"{label}: {path!r} reads from {related._meta.label_lower}, which holds credentials."
+            current = related
+    return None
+
+
+#: Exposures already reported as refused at serve time (each is logged once per process).
+_REFUSED_LOGGED: set[tuple[str, str]] = set()
+
+
+def served_credential_problem(exposure: ModelResource) -> str | None:
+    """The credential rule, again, where an exposure is served: a row saved without validation (the ORM,
+    a fixture, a data migration) or a subclass that changed its fields after the checks serves nothing.
+    The refusal is logged as a warning once per exposure and problem."""
+    problem = exposure.credential_problem()
+    if problem is not None and (exposure.key, problem) not in _REFUSED_LOGGED:
+        _REFUSED_LOGGED.add((exposure.key, problem))
+        logger.warning("model exposure %s is not served: %s", exposure.key, problem)
+    return problem
+
 
 URI_SCHEME = "django"
 #: Most items a list tool returns at once (and its default), so an answer stays readable for a model.
@@ -147,17 +272,90 @@ class FilterSpec:
         expected = {"integer": int, "number": (int, float), "boolean": bool, "decimal": (int, float, str)}.get(kind, str)
         if isinstance(value, bool) and kind != "boolean" or not isinstance(value, expected):
             raise InvalidParams(f"filters.{self.key}: expected {_describe(kind)}, got {_json_type(value)}.")
-        if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
-            raise InvalidParams(f"filters.{self.key}: values are limited to {MAX_VALUE_LENGTH} characters.")
-        if kind == "string":
-            return value  # icontains and friends take any text; to_python would reject nothing more
+        return convert_value(field, value, where=f"filters.{self.key}")
+
+
+def _integer_range(field: models.Field) -> tuple[int, int]:
+    """The values the column of an integer ``field`` can hold, on the database its model is read from.
+
+    The storage type's range, so a positive field still takes ``gt: -1``: the database compares it fine,
+    it is only values past the column type that make drivers raise (OverflowError on SQLite)."""
+    internal = field.get_internal_type()
+    storage = {"PositiveSmallIntegerField": "SmallIntegerField", "PositiveIntegerField": "IntegerField",
+               "PositiveBigIntegerField": "BigIntegerField"}.get(internal, internal)
+    connection = connections[router.db_for_read(field.model) or "default"]
+    try:
+        low, high = connection.ops.integer_field_range(storage)
+    except KeyError:  # a custom integer type the backend does not know: a 64-bit signed column
+        low, high = -(2 ** 63), 2 ** 63 - 1
+    # Some backends leave a bound open (None); the driver still needs a 64-bit integer.
+    return (low if low is not None else -(2 ** 63)), (high if high is not None else 2 ** 63 - 1)
+
+
+def _text_problem(value: str, max_length: int | None = MAX_VALUE_LENGTH) -> str | None:
+    """Why the database could not take ``value`` as text (None: it can)."""
+    if max_length is not None and len(value) > max_length:
+        return f"values are limited to {max_length} characters"
+    if "\x00" in value:
+        return "text may not contain NUL (\\u0000) characters"  # PostgreSQL refuses them in any string
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no unpaired surrogates such as \\ud800)"
+    return None
+
+
+def convert_value(field: models.Field, value: Any, *, where: str, max_length: int | None = MAX_VALUE_LENGTH) -> Any:
+    """Client input for ``field`` as the Python value a query can carry, or InvalidParams naming ``where``
+    and what to send instead. Everything a driver would choke on is refused here, before any query:
+    integers past the column's range, non-finite or oversized numbers, decimals with more digits than the
+    column has, dates and times that overflow when converted to UTC, text with NUL or lone surrogates."""
+    kind = _kind(field)
+    if isinstance(value, str):
+        problem = _text_problem(value, max_length)
+        if problem is not None:
+            raise InvalidParams(f"{where}: {problem}.")
+    if kind == "string":
+        return value  # icontains and friends take any text; to_python would reject nothing more
+    try:
+        converted = field.to_python(value)
+    except (ValidationError, TypeError, ValueError, ArithmeticError):  # OverflowError, decimal.InvalidOperation
+        converted = None
+    if converted is None:
+        raise InvalidParams(f"{where}: {str(value)[:100]!r} is not {_describe(kind)}.")
+    if kind == "integer":
+        low, high = _integer_range(field)
+        if isinstance(converted, bool) or not isinstance(converted, int) or not low <= converted <= high:
+            raise InvalidParams(f"{where}: {str(value)[:40]} is out of range; {field.name} takes integers from {low} to {high}.",
+                                data={"minimum": low, "maximum": high})
+    elif kind == "number":
+        if not isinstance(converted, float) or not math.isfinite(converted):
+            raise InvalidParams(f"{where}: expected a finite number (at most about 1.8e308), got {str(value)[:40]}.")
+    elif kind == "decimal":
+        if not isinstance(converted, decimal.Decimal) or not converted.is_finite():
+            raise InvalidParams(f"{where}: expected a finite decimal number, got {str(value)[:40]}.")
         try:
-            converted = field.to_python(value)
-        except (ValidationError, TypeError, ValueError):
-            converted = None
-        if converted is None:
-            raise InvalidParams(f"filters.{self.key}: {str(value)[:100]!r} is not {_describe(kind)}.")
-        return converted
+            DecimalValidator(field.max_digits, field.decimal_places)(converted)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            raise InvalidParams(f"{where}: {' '.join(exc.messages)} ({field.name} holds up to "
+                                f"{field.max_digits} digits, {field.decimal_places} after the point).") from None  # type: ignore[attr-defined]
+    elif kind == "datetime":
+        converted = _database_datetime(converted, where)
+    return converted
+
+
+def _database_datetime(value: datetime.datetime, where: str) -> datetime.datetime:
+    """An aware datetime the database can store: Django converts it to UTC (with USE_TZ) and year 1 or
+    9999 plus an offset overflows there, so do it here, where the caller can be told."""
+    try:
+        if settings.USE_TZ:
+            if timezone.is_naive(value):
+                value = timezone.make_aware(value)  # in the current time zone, as Django would (without its warning)
+            value.astimezone(datetime.UTC)
+    except (OverflowError, ValueError):
+        raise InvalidParams(f"{where}: {value.isoformat()} is out of range once converted to UTC; use a date and time "
+                            "between 0001-01-02 and 9999-12-30.") from None
+    return value
 
 
 def _describe(kind: str) -> str:
@@ -203,6 +401,10 @@ class ModelResource:
             raise ImproperlyConfigured(f"expose({model.__name__}): fields must be a list of field names, not a string.")
         self.model = model
         self.fields = list(fields)
+        # First: whatever else is wrong, credentials are the thing to say (and never to get past).
+        problem = credential_problem(model, [*self.fields, lookup_field])
+        if problem is not None:
+            raise ImproperlyConfigured(f"expose({model.__name__}): {problem}")
         self._queryset = queryset
         self.serializer_class = serializer_class
         self.lookup_field = lookup_field
@@ -233,6 +435,9 @@ class ModelResource:
             if term not in self.orderings and term.lstrip("-") not in ("pk", opts.pk.name):
                 raise ImproperlyConfigured(f"expose({model.__name__}): ordering {term!r} is not an allowed field.")
         self._serializer: type | None = None
+        problem = self.credential_problem()  # now the serializer's sources too (a custom one may show anything)
+        if problem is not None:
+            raise ImproperlyConfigured(f"expose({model.__name__}): {problem}")
 
     # -- configuration ------------------------------------------------------------------------------
     def _field(self, name: str) -> models.Field:
@@ -282,6 +487,26 @@ class ModelResource:
             names += [n for n in declared if n not in names]
         return [n for n in names if SENSITIVE_FIELD_RE.search(n)]
 
+    def credential_problem(self) -> str | None:
+        """:func:`credential_problem` for everything this exposure shows: its model, its fields, its lookup
+        field and the sources of its serializer's fields (a custom ``serializer_class`` may add any)."""
+        # Remembered per configuration: it runs for every request that builds a DataView.
+        state = (self.model, tuple(self.fields), self.lookup_field, self.serializer_class)
+        cached = getattr(self, "_credential_checked", None)
+        if cached is None or cached[0] != state:
+            cached = (state, credential_problem(self.model, [*self.fields, self.lookup_field, *self._serializer_sources()]))
+            self._credential_checked = cached
+        return cached[1]
+
+    def _serializer_sources(self) -> list[str]:
+        if self.serializer_class is None:
+            return []  # the built serializer shows exactly self.fields
+        try:
+            declared = self.serializer_class().fields
+        except Exception:  # noqa: BLE001 - a serializer that cannot be built serves nothing either
+            return []
+        return [str(f.source) for f in declared.values() if getattr(f, "source", None) not in (None, "*")]
+
     @property
     def is_public(self) -> bool:
         return any(issubclass(cls, AllowAny) for cls in self.permission_classes)
@@ -315,10 +540,9 @@ class ModelResource:
         if not raw or "/" in raw or "?" in raw or "#" in raw or len(raw) > 2 * MAX_VALUE_LENGTH:
             return None
         try:
-            value = self.lookup.to_python(unquote(raw))
-        except (ValidationError, TypeError, ValueError):
+            return convert_value(self.lookup, unquote(raw), where="uri")
+        except InvalidParams:  # not a value the key can hold (or the database take): no such resource
             return None
-        return value
 
     def label(self, obj: Any) -> str:
         return (self._label(obj) if self._label else str(obj))[:200]
@@ -386,6 +610,9 @@ class ModelResource:
     def search(self, queryset: models.QuerySet[Any], text: Any) -> models.QuerySet[Any]:
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_VALUE_LENGTH:
             raise InvalidParams(f"query must be a non-empty string of at most {MAX_VALUE_LENGTH} characters.")
+        problem = _text_problem(text)
+        if problem is not None:
+            raise InvalidParams(f"query: {problem}.")
         if not self._search_fields:
             raise InvalidParams(f"{self.key} has no searchable text fields.")
         condition = Q()
@@ -528,8 +755,9 @@ def keyset_decode(model: type[models.Model], terms: list[str], raw: Any) -> list
     for (name, _), value in zip(pairs, raw, strict=True):
         field = model._meta.get_field(name)
         try:
-            out.append(None if value is None else field.to_python(value))
-        except (ValidationError, TypeError, ValueError):
+            # Cursors are signed, but their values still go through the same conversion as client input.
+            out.append(None if value is None else convert_value(field, value, where="cursor", max_length=None))
+        except InvalidParams:
             raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.") from None
     return out
 
@@ -550,6 +778,9 @@ class ExposureRegistry:
         self.exposures: dict[str, ModelResource] = {}
 
     def register(self, exposure: ModelResource) -> ModelResource:
+        problem = exposure.credential_problem()
+        if problem is not None:  # checked again: a subclass may have changed its fields after __init__
+            raise ImproperlyConfigured(f"expose({exposure.model.__name__}): {problem}")
         if exposure.key in self.exposures:
             raise ImproperlyConfigured(f"{exposure.key} is exposed twice; expose a model once.")
         self.exposures[exposure.key] = exposure

@@ -264,3 +264,118 @@ def test_session_admin_lists_filters_shows_and_ends(admin_client) -> None:
     assert response.status_code == 302
     assert Session.objects.get(id=record.id).ended is not None
     assert async_to_sync(get_server().sessions.get)(record.id) is None
+
+
+# -- every add and change form: empty and malformed values are form errors, never a 500 ----------------------------
+def _inlines(arguments: list[dict[str, str]] | None = None, messages: list[dict[str, str]] | None = None,
+             total: str | None = None) -> dict[str, str]:
+    """The prompt page's two inline formsets (prefixes: the related names), with the rows given."""
+    data: dict[str, str] = {}
+    for prefix, rows in (("arguments", arguments or []), ("messages", messages or [])):
+        data.update({f"{prefix}-TOTAL_FORMS": total or str(len(rows)), f"{prefix}-INITIAL_FORMS": "0",
+                     f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
+        for i, row in enumerate(rows):
+            data.update({f"{prefix}-{i}-{key}": value for key, value in row.items()})
+    return data
+
+
+HUGE = "99999999999999999999999"
+VALID = {302}
+FORM_ERROR = {200}
+REFUSED = {403}
+#: (form, values, the answers allowed). Empty boxes may be valid (302) where every field is optional.
+ADMIN_FORM_CASES: list[tuple[str, dict[str, Any], set[int]]] = [
+    ("tool_add", {}, REFUSED),
+    ("tool_change", {}, VALID),
+    ("tool_change", {"input_schema": "{", "read_only_hint": "maybe"}, FORM_ERROR),
+    ("tool_change", {"input_schema": '{"type": "object", "properties": {"x": {"type": 5}}}'}, FORM_ERROR),
+    ("tool_change", {"required_permissions": ["abc"], "allowed_groups": [HUGE]}, FORM_ERROR),
+    ("tool_change", {"title": "x" * 500}, FORM_ERROR),
+    ("prompt_add", {}, FORM_ERROR),  # not even the inline management forms
+    ("prompt_add", _inlines(), FORM_ERROR),
+    ("prompt_add", {"name": "bad name!", "required_permissions": ["abc"], **_inlines()}, FORM_ERROR),
+    ("prompt_add", {"name": "p", **_inlines(total="abc")}, FORM_ERROR),
+    ("prompt_add", {"name": "p", **_inlines([{"name": "", "position": "-1"}], [{"role": "robot", "template": "{% if %}"}])},
+     FORM_ERROR),
+    ("prompt_add", {"name": "p", **_inlines([{"name": "a", "position": HUGE}], [{"role": "user", "template": "",
+                                                                                 "position": "x"}])}, FORM_ERROR),
+    ("prompt_add", {"name": "x" * 300, **_inlines()}, FORM_ERROR),
+    ("prompt_change", {}, FORM_ERROR),
+    ("prompt_change", {"name": "", **_inlines()}, FORM_ERROR),
+    ("prompt_change", {"name": "blank", **_inlines([{"name": "a" * 200}], [{"role": "", "template": "{{"}])}, FORM_ERROR),
+    ("exposure_add", {}, FORM_ERROR),
+    ("exposure_add", {"content_type": "abc"}, FORM_ERROR),
+    ("exposure_add", {"content_type": HUGE}, FORM_ERROR),
+    ("exposure_add", {"content_type": "session"}, FORM_ERROR),
+    ("exposure_change", {}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": ""}, VALID),  # the 500 (IntegrityError) of the issue
+    ("exposure_change", {"lookup_field": "pk", "base_filters": "null"}, VALID),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": "{"}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": "[1]"}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": '"text"'}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": '{"name__regex": "x"}'}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": '{"id__gt": ' + HUGE + "}"}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "base_filters": '{"name": "a\\u0000b"}'}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "zzz", "base_filters": "{}"}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "fields": ["zzz"], "base_filters": "{}"}, FORM_ERROR),
+    ("exposure_change", {"lookup_field": "pk", "ordering": "nope, -", "base_filters": "{}"}, FORM_ERROR),
+    ("querytool_add", {}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "fixed_filters": "",
+                       "caller_filters": "", "limit": "20"}, VALID),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": HUGE}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "-5"}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "nope", "operation": "x", "limit": "abc"}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
+                       "fixed_filters": "{", "caller_filters": "{}"}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
+                       "fixed_filters": '{"pages__gt": ' + HUGE + "}"}, FORM_ERROR),
+    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
+                       "fixed_filters": '{"title": "a\\u0000"}', "caller_filters": '["nope"]'}, FORM_ERROR),
+    ("querytool_change", {}, FORM_ERROR),
+    ("querytool_change", {"name": "x" * 100, "exposure": "library.book", "operation": "list", "limit": "1",
+                          "fixed_filters": "null", "caller_filters": "null"}, FORM_ERROR),
+    ("token_add", {}, FORM_ERROR),
+    ("token_add", {"user": "abc", "name": "t"}, FORM_ERROR),
+    ("token_add", {"user": HUGE, "name": "t"}, FORM_ERROR),
+    ("token_add", {"user": "admin", "name": "t", "expires_0": "not a date", "expires_1": "25:99"}, FORM_ERROR),
+    ("token_add", {"user": "admin", "name": "t", "expires_0": "99999-01-01", "expires_1": "00:00"}, FORM_ERROR),
+    ("token_add", {"user": "admin", "name": "x" * 200, "scopes": "y" * 300}, FORM_ERROR),
+    ("token_change", {}, FORM_ERROR),
+    ("token_change", {"name": "t", "expires_0": "garbage", "expires_1": ""}, FORM_ERROR),
+    ("session_change", {}, REFUSED),
+    ("toolcall_add", {}, REFUSED),
+    ("toolcall_change", {"tool": "edited"}, REFUSED),
+]
+
+
+@pytest.mark.parametrize(("form", "values", "allowed"), ADMIN_FORM_CASES,
+                         ids=[f"{form}-{i}" for i, (form, _, _) in enumerate(ADMIN_FORM_CASES)])
+def test_every_admin_form_answers_bad_values_with_a_form_error(admin_client, admin_user, form: str, values: dict[str, Any],
+                                                               allowed: set[int]) -> None:
+    """Django's test client raises what a view raised, so a 500 (IntegrityError, ValueError...) fails here."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from mcp_app.models import ModelExposure, QueryTool, Token
+    from mcp_app.server import get_server
+
+    session = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25")
+    rows = {
+        "tool": Tool.objects.get(name="uppercase_text").pk,
+        "prompt": Prompt.objects.create(name="blank").pk,
+        "exposure": ModelExposure.objects.create(content_type=ContentType.objects.get_for_model(Group)).pk,
+        "querytool": QueryTool.objects.create(name="existing", exposure="library.book").pk,
+        "token": Token.create_for(admin_user, name="t")[0].pk,
+        "session": session.id,
+        "toolcall": ToolCall.objects.create(tool="t", outcome="ok").pk,
+    }
+    model, _, step = form.partition("_")
+    path = {"tool": "tool", "prompt": "prompt", "exposure": "modelexposure", "querytool": "querytool", "token": "token",
+            "session": "session", "toolcall": "toolcall"}[model]
+    url = f"/admin/mcp_app/{path}/add/" if step == "add" else f"/admin/mcp_app/{path}/{rows[model]}/change/"
+    substitutes = {"admin": str(admin_user.pk),
+                   "session": str(ContentType.objects.get(app_label="sessions", model="session").pk)}
+    data = {k: (substitutes.get(v, v) if isinstance(v, str) and k in ("user", "content_type") else v) for k, v in values.items()}
+    response = admin_client.post(url, data)
+    assert response.status_code in allowed, (response.status_code, response.content[:3000])
+    if response.status_code == 200:
+        assert b"errornote" in response.content or b"errorlist" in response.content, response.content[:3000]

@@ -370,17 +370,34 @@ def test_secrets_never_appear_in_values_schemas_descriptions_or_errors(library: 
 
 
 def test_system_check_refuses_credential_fields_unless_acknowledged() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from rest_framework import serializers
+
     from mcp_app.checks import check_exposures
 
-    default_exposures.register(ModelResource(User, fields=["username", "password"]))
+    class WithHint(serializers.ModelSerializer):
+        token_hint = serializers.SerializerMethodField()
+
+        class Meta:
+            model = User
+            fields = ["username", "token_hint"]
+
+        def get_token_hint(self, obj: User) -> str:
+            return obj.username[:1]
+
+    default_exposures.register(ModelResource(User, fields=["username"], serializer_class=WithHint))
     try:
         errors = check_exposures()
-        assert [e.id for e in errors] == ["mcp_app.E004"] and "password" in errors[0].msg
+        assert [e.id for e in errors] == ["mcp_app.E004"] and "token_hint" in errors[0].msg
         default_exposures.unregister("auth.user")
-        default_exposures.register(ModelResource(User, fields=["username", "password"], allow_sensitive_fields=True))
+        default_exposures.register(ModelResource(User, fields=["username"], serializer_class=WithHint,
+                                                 allow_sensitive_fields=True))
         assert check_exposures() == []
     finally:
         default_exposures.unregister("auth.user")
+    # Password hashes are not "sensitive fields" to acknowledge: they are never exposed.
+    with pytest.raises(ImproperlyConfigured, match="password hash"):
+        ModelResource(User, fields=["username", "password"], allow_sensitive_fields=True)
     out = __import__("io").StringIO()
     call_command("check", stdout=out)  # the demo's own exposures pass
 
@@ -521,7 +538,7 @@ def test_admin_exposes_a_model_in_two_steps(library: dict[str, Any], admin_clien
     user_row = ModelExposure.objects.get(content_type=user_ct)
     url = f"/admin/mcp_app/modelexposure/{user_row.pk}/change/"
     refused = admin_client.post(url, {"fields": ["username", "password"], "lookup_field": "pk", "base_filters": "{}"})
-    assert refused.status_code == 200 and b"look like credentials" in refused.content
+    assert refused.status_code == 200 and b"password is not one of the available choices" in refused.content
     refused = admin_client.post(url, {"fields": ["username"], "lookup_field": "pk", "base_filters": '{"password__regex": "x"}'})
     assert refused.status_code == 200 and b"is not a field of User with one of the lookups" in refused.content
     # A model exposed in code cannot get a row.

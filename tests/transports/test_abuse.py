@@ -159,6 +159,19 @@ CASES: list[tuple[str, str, dict[str, Any], int, int | None]] = [
     ("schema-violating data tool arguments", "session",
      _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
                b'"arguments":{"filters":{"author__user__password__startswith":"p"}}}}'), 200, -32602),
+    # Values the database cannot take: -32602 before any query (they were OverflowError, -32603).
+    ("huge integer in a data tool filter", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+               b'"arguments":{"filters":{"pages__in":[1, 1000000000000000000000000000000]}}}}'), 200, -32602),
+    ("huge integer as a related key", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+               b'"arguments":{"filters":{"author__in":[18446744073709551616]}}}}'), 200, -32602),
+    ("NUL in a data tool filter", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+               b'"arguments":{"filters":{"title":"a\\u0000b"}}}}'), 200, -32602),
+    ("huge key in a resource URI", "session",
+     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":'
+               b'"django://library/book/1000000000000000000000000000000"}}'), 200, -32002),
     ("arguments not an object", "session",
      _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":[1]}}'),
      200, -32602),
