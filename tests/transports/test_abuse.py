@@ -450,3 +450,42 @@ def test_a_host_naming_another_port_does_not_move_the_oauth_audience(site: Any, 
     assert metadata.status_code == 200 and metadata.json()["resource"] == server.mcp_url
     assert_clean(metadata, credentials)
     assert_still_serving(server, http, credentials)
+
+
+def test_a_stream_neither_outlives_its_token_nor_hears_of_rows_it_cannot_read(site: Any, http: httpx.Client) -> None:
+    """A stream opened with a token that expires closes at the expiry (then 401); a stream whose caller may
+    not read library members is not told when one is created. More cases: test_expiry.py,
+    test_list_changed_scoping.py."""
+    from tests.transports.streams import Stream
+
+    server, env, credentials = site
+    if "MCP_TEST_REDIS_URL" not in env:
+        pytest.skip("Redis is not running on 127.0.0.1:6379; rows saved in another process need a shared channel layer")
+    made = json.loads(shell(env, """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from mcp_app.models import Token
+alice = User.objects.get(username="alice")
+expires = timezone.now() + timedelta(seconds=6)
+print(json.dumps({"short": Token.create_for(alice, name="short", expires=expires)[1], "expires": expires.timestamp(),
+                  "long": Token.create_for(alice, name="long")[1]}))
+"""))
+    expires = time.monotonic() + (made["expires"] - time.time())
+    short = open_session(server, http, made["short"])
+    expiring, reader = Stream(server.mcp_url, short), Stream(server.mcp_url, open_session(server, http, made["long"]))
+    try:
+        shell(env, "from datetime import date; from mcpsite.library.models import Member; "
+                   "Member.objects.create(name='M', email='m@example.com', card_number='abuse-1', joined=date(2020, 1, 1)); "
+                   "print('ok')")
+        ended = expiring.wait_ended(timeout=max(0.0, expires - time.monotonic()) + 10)
+        assert ended is not None and ended <= expires + 2.5, "the stream outlived its token"
+        assert "notifications/resources/list_changed" not in reader.methods() + expiring.methods()
+    finally:
+        expiring.close()
+        reader.close()
+    refused = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=short)
+    assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert_clean(refused, credentials)
+    assert_still_serving(server, http, credentials)
