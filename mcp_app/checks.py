@@ -25,10 +25,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(origins, (list, tuple)) or not all(isinstance(o, str) for o in origins):
         messages.append(Error("MCP_APP['ALLOWED_ORIGINS'] must be a list of origins such as 'https://example.com'.",
                               hint="Use full origins (scheme://host[:port]) or '*'.", id="mcp_app.E002"))
-    for name in ("MAX_BODY_SIZE", "PAGE_SIZE", "AUDIT_MAX_ARGUMENTS_BYTES", "AUDIT_MAX_ERROR_CHARS"):
+    for name in ("MAX_BODY_SIZE", "PAGE_SIZE", "AUDIT_MAX_ARGUMENTS_BYTES", "AUDIT_MAX_ERROR_CHARS", "MAX_BATCH_SIZE",
+                 "BATCH_CONCURRENCY"):
         value = user.get(name, DEFAULTS[name])
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
+                                  id="mcp_app.E003"))
+    for name in ("TOOL_CALL_RATE", "REQUEST_RATE"):
+        value = user.get(name, DEFAULTS[name])
+        if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2
+                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)):
+            messages.append(Error(f"MCP_APP[{name!r}] must be (requests, seconds), two positive numbers, or None.",
+                                  hint=f"The default is {DEFAULTS[name]}: {DEFAULTS[name][0]} every {DEFAULTS[name][1]} s.",
                                   id="mcp_app.E003"))
     return messages
 

@@ -60,11 +60,26 @@ DEFAULTS: dict[str, Any] = {
     # Refuse OAuth access tokens that name no resource (RFC 8707); the MCP specification requires
     # tokens issued for this server specifically.
     "OAUTH_REQUIRE_AUDIENCE": True,
-    # This server's resource identifier (RFC 8707 audience); None: the request's origin + PATH.
+    # This server's resource identifier (RFC 8707 audience), compared on scheme, host and port; None: the
+    # request's scheme and host name with the port the connection arrived on (never the Host header's) +
+    # PATH. Set it in production, above all behind a proxy (check mcp_app.W005; E006 if malformed).
     "RESOURCE_URL": None,
     # tools/call per principal: (calls, seconds); None: unlimited. Over it: 429 with Retry-After.
     "TOOL_CALL_RATE": (120, 60),
-    # Cache alias counting tool calls; use a shared cache (Redis) for limits across workers.
+    # Every request that costs work (all but ping and initialize; each entry of a batch counts) per
+    # principal: (requests, seconds); None: unlimited. Over it: 429 with Retry-After. 600 a minute is ten a
+    # second, far above what a person's client sends, well below what one client could use to crowd
+    # out the others.
+    "REQUEST_RATE": (600, 60),
+    # Messages in one JSON-RPC batch (protocol 2025-03-26 only); a larger batch is refused whole (400,
+    # -32600). Clients batch a handful of messages; 100 is one page of PAGE_SIZE and bounds one POST's
+    # work to what one client may ask at a time.
+    "MAX_BATCH_SIZE": 100,
+    # Entries of one batch that run at once. Sync handlers (the ORM) share Django's one database thread, so
+    # more would not make a batch faster, only make other clients' requests queue behind more of its
+    # entries; 2 lets an entry that awaits the network overlap with the next.
+    "BATCH_CONCURRENCY": 2,
+    # Cache alias counting tool calls and requests; use a shared cache (Redis) for limits across workers.
     "RATE_LIMIT_CACHE": "default",
     # Open sessions and GET streams per principal (streams: per worker); over it: 429.
     "MAX_SESSIONS_PER_PRINCIPAL": 100,

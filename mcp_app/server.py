@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -20,6 +20,43 @@ from .protocol.context import PendingClientRequests
 from .protocol.dispatcher import Dispatcher
 from .protocol.pagination import CursorCodec
 from .sessions import SessionStore
+
+T = TypeVar("T")
+
+
+async def run_each(items: Sequence[T], run: Callable[[T], Awaitable[None]], *, concurrency: int | None = None) -> None:
+    """Await ``run(item)`` for every item of one POST: a single item in the caller's task, a batch's with
+    at most ``concurrency`` (default ``BATCH_CONCURRENCY``) running at once, each in its own task (so
+    that cancelling one request cancels only it).
+
+    Sync handlers run in Django's one database thread, first come first served: were a batch's entries
+    all started at once, another client's request would queue behind every one of them. Bounded, it
+    waits for a few at most, and the event loop gets a turn between entries as well.
+    """
+    if len(items) == 1:
+        await run(items[0])
+        return
+    slots = asyncio.Semaphore(max(1, concurrency or mcp_settings.BATCH_CONCURRENCY))
+
+    async def one(item: T) -> None:
+        try:
+            await run(item)
+        finally:
+            slots.release()
+
+    # Tasks are started one by one as slots free up, not all at once: tasks started together would all
+    # take their first step (and queue their database work) before anything else got a turn.
+    started: list[asyncio.Future[None]] = []
+    try:
+        for item in items:
+            await slots.acquire()
+            started.append(asyncio.ensure_future(one(item)))
+            await asyncio.sleep(0)  # everyone else's turn before this batch's next entry starts
+        await asyncio.gather(*started)
+    except BaseException:
+        for task in started:  # cancelled (the client left) or failed: nothing of the batch outlives it
+            task.cancel()
+        raise
 
 
 @dataclass

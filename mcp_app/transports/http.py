@@ -336,17 +336,15 @@ class MCPConsumer(AsyncConsumer):
                                                                 "data": {"retryAfter": exc.retry_after}}),
                         [(b"retry-after", str(exc.retry_after).encode())])
 
-    async def count_tool_calls(self, requests: list[Any]) -> bool:
-        """Charge the principal's tools/call budget; answer 429 and return False when it is spent."""
-        from ..limits import Limited, count_tool_calls
+    async def charge_requests(self, requests: list[jsonrpc.Request]) -> bool:
+        """Charge the caller's request and tools/call budgets for one POST's requests (every entry of a
+        batch); answer 429 and return False when one is spent, before any of them runs."""
+        from ..limits import Limited, count_requests
 
-        calls = [r for r in requests if getattr(r, "method", None) == "tools/call"]
-        if not calls:
-            return True
         try:
-            await count_tool_calls(self.principal, self.scope, len(calls))
+            await count_requests(self.principal, self.scope, (r.method for r in requests))
         except Limited as exc:
-            await self.too_many(exc, calls[0].id)
+            await self.too_many(exc, requests[0].id if len(requests) == 1 else None)
             return False
         return True
 
@@ -374,7 +372,8 @@ class MCPConsumer(AsyncConsumer):
 
     async def parse_messages(self, body: bytes) -> tuple[list[Any], bool] | None:
         """The body's JSON values and whether they came as a batch; None after answering 400 (-32700 for
-        unparseable JSON, -32600 for an empty batch)."""
+        unparseable JSON, -32600 for an empty batch or one over ``MAX_BATCH_SIZE``: refused whole, before
+        any of its messages is looked at)."""
         try:
             payload = jsonrpc.loads(body)
         except ParseError as exc:
@@ -382,6 +381,11 @@ class MCPConsumer(AsyncConsumer):
             return None
         if payload == []:
             await self.error(400, "Invalid Request: an empty batch; send at least one message.")
+            return None
+        cap = mcp_settings.MAX_BATCH_SIZE
+        if isinstance(payload, list) and len(payload) > cap:
+            await self.error(400, f"Invalid Request: a batch of {len(payload)} messages is over this server's limit "
+                                  f"of {cap} (MCP_APP['MAX_BATCH_SIZE']); send at most {cap} messages per POST.")
             return None
         return (payload, True) if isinstance(payload, list) else ([payload], False)
 

@@ -25,7 +25,7 @@ from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
 from ..protocol.errors import INTERNAL_ERROR, McpError
-from ..server import Server, get_server
+from ..server import Server, get_server, run_each
 from ..sessions import SessionRecord
 from . import security
 from .events import DeliveryError, send_to_stream
@@ -140,7 +140,7 @@ class SSEMessagesConsumer(MCPConsumer):
         if not requests:
             await self.empty(202)
             return
-        if not await self.count_tool_calls(requests):
+        if not await self.charge_requests(requests):
             return
         asked_client = asyncio.Event()
 
@@ -166,7 +166,7 @@ class SSEMessagesConsumer(MCPConsumer):
         async def run_all() -> None:
             for error in errors:
                 await deliver(error)
-            await asyncio.gather(*(run(r) for r in requests))
+            await run_each(requests, run)  # a batch (2025-03-26 sessions) a few entries at a time
 
         task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, t))
         waiter = asyncio.ensure_future(asked_client.wait())

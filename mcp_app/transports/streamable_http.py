@@ -20,7 +20,7 @@ from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
 from ..protocol.errors import McpError
-from ..server import Server, get_server
+from ..server import Server, get_server, run_each
 from ..sessions import SessionRecord
 from . import security
 from .events import close_session_streams
@@ -147,7 +147,7 @@ class StreamableHTTPConsumer(MCPConsumer):
             else:
                 await self.empty(202)
             return
-        if not await self.count_tool_calls(requests):
+        if not await self.charge_requests(requests):
             return
         await self.run_requests(session, requests, answers, is_batch)
 
@@ -156,7 +156,8 @@ class StreamableHTTPConsumer(MCPConsumer):
         """Run the requests; answer JSON unless a handler emits first, which upgrades the answer to SSE.
 
         A single request runs in this task (no queue, no extra task: the common case stays cheap);
-        a batch's requests run concurrently and their writes are serialised by a lock.
+        a batch's requests run a few at a time (:func:`~mcp_app.server.run_each`) and their writes are
+        serialised by a lock.
         """
         server = self.server
         lock = asyncio.Lock()
@@ -189,10 +190,7 @@ class StreamableHTTPConsumer(MCPConsumer):
                 else:
                     answers.append(answer)
 
-        if len(requests) == 1:
-            await run(requests[0])
-        else:
-            await asyncio.gather(*(run(r) for r in requests))
+        await run_each(requests, run)
         if streaming:
             await self.body(b"")
         elif not answers:

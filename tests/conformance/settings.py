@@ -92,6 +92,7 @@ MCP_APP = {
     "MAX_SESSIONS_PER_PRINCIPAL": None,
     "MAX_STREAMS_PER_PRINCIPAL": None,
     "TOOL_CALL_RATE": None,
+    "REQUEST_RATE": None,
 }
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
