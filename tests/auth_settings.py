@@ -11,6 +11,7 @@ MCP_APP = {
     "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"],
     "OAUTH_AUTHORIZATION_SERVERS": ["/o"],
     "TOOL_CALL_RATE": (int(os.environ.get("MCP_TEST_RATE", "8")), 60),
+    "REQUEST_RATE": (int(os.environ.get("MCP_TEST_REQUEST_RATE", "100")), 60),  # one largest batch
     "MAX_SESSIONS_PER_PRINCIPAL": 3,
     "MAX_STREAMS_PER_PRINCIPAL": 2,
     "MAX_BODY_SIZE": 64 * 1024,

@@ -489,3 +489,32 @@ print(json.dumps({"short": Token.create_for(alice, name="short", expires=expires
     assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
     assert_clean(refused, credentials)
     assert_still_serving(server, http, credentials)
+
+
+def test_a_batch_is_capped_and_each_of_its_entries_counts(site: Any, http: httpx.Client) -> None:
+    """One client cannot stall the server: a JSON-RPC batch (2025-03-26 only) over MAX_BATCH_SIZE (100) is
+    refused whole, and every entry that costs work counts against REQUEST_RATE (100 a minute here). The
+    latency of other clients during the largest batch is measured in test_batches.py."""
+    server, env, credentials = site
+    token = shell(env, "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+                       "print(Token.create_for(User.objects.create_user('batcher'), name='batches')[1])")
+    answer = http.post(server.mcp_url, json={**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}},
+                       headers={**HEADERS, **bearer(token)})
+    session = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
+               "mcp-protocol-version": "2025-03-26"}
+
+    def entries(method: str, count: int) -> list[dict[str, Any]]:
+        return [{"jsonrpc": "2.0", "id": i, "method": method} for i in range(count)]
+
+    over = http.post(server.mcp_url, json=entries("ping", 101), headers=session)
+    assert over.status_code == 400 and over.json()["error"]["code"] == -32600
+    assert "limit of 100 (MCP_APP['MAX_BATCH_SIZE'])" in over.json()["error"]["message"]
+    assert_clean(over, credentials)
+    largest = http.post(server.mcp_url, json=entries("resources/templates/list", 100), headers=session)
+    assert largest.status_code == 200 and len(largest.json()) == 100  # the whole allowance, in one POST
+    limited = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "prompts/list"}, headers=session)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+    assert limited.json()["error"]["code"] == -32029 and "REQUEST_RATE" in limited.json()["error"]["message"]
+    assert_clean(limited, credentials)
+    assert http.post(server.mcp_url, json=entries("ping", 100), headers=session).status_code == 200  # pings are free
+    assert_still_serving(server, http, credentials)
