@@ -17,15 +17,16 @@ A hidden, disabled or orphaned tool answers exactly like an unknown one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
 
+# The redaction and capping helpers moved to mcp_app.audit; importable from here as before.
+from .audit import REDACTED, AuditEntry, AuditWriter, audit_arguments, cap_text, default_writer, redact  # noqa: F401
+from .availability import OUTAGE_ERRORS, database_unavailable
 from .conf import mcp_settings
 from .content import content_dict
 from .data import DataTool, DataView, generated_tools, query_tool
@@ -39,118 +40,10 @@ from .resources import ExposureRegistry, ModelResource, default_exposures
 
 logger = logging.getLogger("mcp_app")
 
-REDACTED = "[redacted]"
-
-
 def caller(ctx: RequestContext) -> Any:
     """The Django user behind a request (None when anonymous)."""
     user = ctx.extra.get("user")
     return user if user is not None and getattr(user, "is_authenticated", False) else None
-
-
-def redact(value: Any, patterns: list[str], *, max_depth: int | None = None) -> Any:
-    """A copy of ``value`` with the values of keys containing any of ``patterns`` (lower case) replaced by
-    ``"[redacted]"``, in dicts at any depth (lists included).
-
-    Iterative, so no depth raises RecursionError. With ``max_depth``, a dict or list nested deeper than
-    that is replaced by a string saying so.
-    """
-    return _copy(value, patterns, max_depth, clean=False)
-
-
-#: Arguments nested deeper than this are cut in the audit log (a marker says so); JSON columns and
-#: encoders recurse once per level.
-AUDIT_MAX_DEPTH = 64
-
-
-def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> Any:
-    """``arguments`` as the audit log stores them: redacted (``AUDIT_REDACT_KEYS``), cut below
-    :data:`AUDIT_MAX_DEPTH` levels, with what JSON columns refuse made readable text (non-finite numbers,
-    NUL characters, lone surrogates, non-JSON objects), and at most ``max_bytes``
-    (``AUDIT_MAX_ARGUMENTS_BYTES``) as Django's JSON encoding stores it.
-
-    Over the cap the result is ``{"_truncated": true, "original_bytes": N, "preview": "<the start of the
-    redacted arguments' JSON>"}``, itself within the cap.
-    """
-    if patterns is None:
-        patterns = [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]
-    if max_bytes is None:
-        max_bytes = mcp_settings.AUDIT_MAX_ARGUMENTS_BYTES
-    value = _copy(arguments, patterns, AUDIT_MAX_DEPTH, clean=True)
-    # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
-    text = json.dumps(value)
-    if len(text) <= max_bytes:
-        return value
-    marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
-    preview = text[:max(max_bytes - len(json.dumps(marker)), 0)]
-    while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
-        marker["preview"] = preview
-        over = len(json.dumps(marker)) - max_bytes
-        if over <= 0:
-            return marker
-        preview = preview[:-over]
-    marker["preview"] = ""
-    return marker
-
-
-def cap_text(text: str, max_chars: int) -> str:
-    """``text`` cut to at most ``max_chars`` characters, ending with a marker saying how long it was; with
-    NUL characters and lone surrogates made escapes (text columns refuse them)."""
-    text = _clean_text(text)
-    if len(text) <= max_chars:
-        return text
-    marker = f" … [truncated: {len(text)} characters in all]"
-    if len(marker) >= max_chars:
-        return marker.strip()[:max_chars]
-    return text[:max_chars - len(marker)] + marker
-
-
-def _clean_text(text: str) -> str:
-    # PostgreSQL's text and jsonb refuse NUL, and no UTF-8 column holds a lone surrogate: keep both as escapes.
-    if "\x00" in text:
-        text = text.replace("\x00", "\\u0000")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _leaf(value: Any) -> Any:
-    """A scalar as a JSON column can store it."""
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else f"[non-finite number: {value}]"
-    return _clean_text(value if isinstance(value, str) else str(value))
-
-
-def _copy(value: Any, patterns: list[str], max_depth: int | None, *, clean: bool) -> Any:
-    """The walk behind :func:`redact` and :func:`audit_arguments`, with an explicit stack instead of recursion."""
-    root: list[Any] = [None]
-    stack: list[tuple[Any, Any, Any, int]] = [(root, 0, value, 0)]
-    while stack:
-        parent, slot, item, depth = stack.pop()
-        if isinstance(item, (dict, list, tuple)) and max_depth is not None and depth >= max_depth:
-            parent[slot] = f"[truncated: nested more than {max_depth} levels]"
-        elif isinstance(item, dict):
-            out: dict[Any, Any] = {}
-            parent[slot] = out
-            for key, child in item.items():
-                if clean:
-                    key = _clean_text(key if isinstance(key, str) else str(key))  # JSON keys are strings
-                if any(p in str(key).lower() for p in patterns):
-                    out[key] = REDACTED
-                else:
-                    out[key] = None  # keeps the key order; filled when the child is popped
-                    stack.append((out, key, child, depth + 1))
-        elif isinstance(item, list) or (clean and isinstance(item, tuple)):
-            items: list[Any] = [None] * len(item)
-            parent[slot] = items
-            stack.extend((items, index, child, depth + 1) for index, child in enumerate(item))
-        else:
-            parent[slot] = _leaf(item) if clean else item
-    return root[0]
 
 
 @dataclass
@@ -166,17 +59,19 @@ def _first_text(result: dict[str, Any]) -> str:
     return str(first.get("text", "")) if isinstance(first, dict) else ""
 
 
-def _write_audit_row(fields: dict[str, Any], arguments: Any) -> None:
-    from .models import ToolCall
+def _db(fn: Any) -> Any:
+    """``fn`` run in Django's thread (``database_sync_to_async``), with a database outage raised as
+    :class:`~mcp_app.availability.Unavailable`: the client is told to retry (503), not sent a -32603."""
+    run = database_sync_to_async(fn)
 
-    # Here, in a worker thread: redacting and measuring megabytes of arguments stays off the event loop.
-    ToolCall.objects.create(arguments=audit_arguments(arguments), **fields)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run(*args, **kwargs)
+        except OUTAGE_ERRORS as exc:
+            logger.warning("database unavailable (%s: %s)", type(exc).__name__, str(exc).strip()[:300])
+            raise database_unavailable() from None
 
-
-def _log_unrecorded(name: str, user: Any, record: _Outcome, exc: BaseException) -> None:
-    who = f"user {user.pk}" if user is not None else "an anonymous caller"
-    logger.error("audit log: the tools/call of %r by %s (outcome %s) could not be recorded: %s: %s", name[:128], who,
-                 record.outcome, type(exc).__name__, exc)
+    return call
 
 
 def _rule(row: Any) -> tuple[list[str], list[int]]:
@@ -210,8 +105,11 @@ class ManagedProvider(Provider):
     the bus) when one changes, before it tells clients that the list changed.
     """
 
-    def __init__(self, registry: Registry, exposures: ExposureRegistry | None = None) -> None:
+    def __init__(self, registry: Registry, exposures: ExposureRegistry | None = None, *,
+                 audit: AuditWriter | None = None) -> None:
         self.registry = registry
+        #: Writes the audit log (``AUDIT_LOG``): the row ahead of each call, its outcome after.
+        self.audit = audit if audit is not None else default_writer
         self.exposures = exposures if exposures is not None else ExposureRegistry()
         self._synced = False
         self._catalog: Catalog | None = None
@@ -278,7 +176,7 @@ class ManagedProvider(Provider):
     async def catalog(self) -> Catalog:
         catalog = self._catalog
         if catalog is None or time.monotonic() - catalog.loaded > CATALOG_MAX_AGE:
-            catalog = self._catalog = await database_sync_to_async(self._load)()
+            catalog = self._catalog = await _db(self._load)()
         return catalog
 
     def catalog_sync(self) -> Catalog:
@@ -309,7 +207,7 @@ class ManagedProvider(Provider):
             return True
         if user is None:
             return False
-        return await database_sync_to_async(row.allows)(user, permissions, groups)
+        return await _db(row.allows)(user, permissions, groups)
 
     async def _usable_tools(self, user: Any, name: str | None = None) -> dict[str, Any]:
         """The registered tools this user may use, by name, each with its row (None: no row yet, so
@@ -383,14 +281,17 @@ class ManagedProvider(Provider):
         return [t for t in candidates if t.exposure.key in view.readable]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        """Run a tool (code, data or query tool) and write exactly one audit row for the call.
+        """Run a tool (code, data or query tool) with exactly one audit row for the call.
 
-        The row's outcome is what the client got: ``ok``, ``tool_error`` (an ``isError`` result),
-        ``refused`` (unknown, hidden or disabled) or ``failed`` (a JSON-RPC error, an unexpected exception,
-        or a cancellation). If the row cannot be written, the failure is logged and a call that would have
-        succeeded answers :class:`InternalError` instead (an error on its way out is kept as it is).
+        The row is written before anything runs (outcome ``started``, :meth:`AuditWriter.begin
+        <mcp_app.audit.AuditWriter.begin>`); if it cannot be, the call raises
+        :class:`~mcp_app.availability.Unavailable` and nothing runs. Afterwards the row gets the outcome
+        the client got: ``ok``, ``tool_error`` (an ``isError`` result), ``refused`` (unknown, hidden or
+        disabled) or ``failed`` (a JSON-RPC error, an unexpected exception, or a cancellation). Recording
+        the outcome never changes the answer: a failure there is logged and retried in the background.
         """
         user = caller(ctx)
+        entry = await self._begin_audit(ctx, user, name, arguments)
         started = time.perf_counter()
         record = _Outcome()
         try:
@@ -399,20 +300,20 @@ class ManagedProvider(Provider):
             if record.outcome == "ok":
                 record.outcome = "failed"
             record.message = exc.message
-            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
+            await self._finish_audit(entry, record, started)
             raise
         except (asyncio.CancelledError, RequestCancelled):
             record.outcome, record.message = "failed", "cancelled by the client before it finished"
-            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
+            await self._finish_audit(entry, record, started)
             raise
         except Exception as exc:
             # The dispatcher logs the traceback and answers -32603; the row names only the exception's type,
             # since its text may hold data or SQL.
             record.outcome = "failed"
             record.message = f"internal error ({type(exc).__name__}); the server logged the details"
-            await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=True)
+            await self._finish_audit(entry, record, started)
             raise
-        await self._audit(ctx, user, name, arguments, record, time.perf_counter() - started, failing=False)
+        await self._finish_audit(entry, record, started)
         return result
 
     async def _call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext, user: Any,
@@ -422,7 +323,7 @@ class ManagedProvider(Provider):
             data_tools = await self._data_tools(ctx, name)
             if data_tools:
                 view = await self.data_view(ctx)
-                result = await database_sync_to_async(view.run)(data_tools[0], arguments)
+                result = await _db(view.run)(data_tools[0], arguments)
                 if result.get("isError"):
                     record.outcome, record.message = "tool_error", _first_text(result)
                 return result
@@ -441,38 +342,22 @@ class ManagedProvider(Provider):
             record.outcome, record.message = "tool_error", _first_text(result)
         return result
 
-    async def _audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], record: _Outcome,
-                     seconds: float, *, failing: bool) -> None:
-        """Write the call's audit row (when ``AUDIT_LOG`` is on).
-
-        The row is written in a worker thread, shielded from a second cancellation so that a cancelled call
-        is still recorded. A row that cannot be written is logged as an error (tool, user, outcome; never
-        the arguments), and unless the call is already ``failing`` the client gets :class:`InternalError`.
-        """
+    async def _begin_audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any]) -> AuditEntry | None:
+        """The call's audit row, written ahead (None when ``AUDIT_LOG`` is off); raises
+        :class:`~mcp_app.availability.Unavailable` when it cannot be written."""
         if not mcp_settings.AUDIT_LOG:
-            return
+            return None
         from .sessions import SessionRecord
 
         session = ctx.session
-        fields = {
-            "session_id": session.id if isinstance(session, SessionRecord) else None,
-            "user": user, "tool": _clean_text(name[:128]), "outcome": record.outcome,
-            "error_message": cap_text(record.message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
-            "duration_ms": round(seconds * 1000, 3), "via": str(ctx.extra.get("via", ""))[:20],
-        }
-        write = asyncio.ensure_future(database_sync_to_async(_write_audit_row)(fields, arguments))
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            # Cancelled again while writing: the shielded write goes on; its failure, if any, is logged.
-            write.add_done_callback(lambda done: done.cancelled() or done.exception() is None or
-                                    _log_unrecorded(name, user, record, done.exception()))
-            raise
-        except Exception as exc:
-            _log_unrecorded(name, user, record, exc)
-            if not failing and not ctx.cancelled:
-                raise InternalError(f"The call to tool '{name[:100]}' could not be recorded in the audit log, so "
-                                    "its result is withheld; the server logged the details. Try again later.") from None
+        return await self.audit.begin(tool=name, arguments=arguments, user=user,
+                                      session_id=session.id if isinstance(session, SessionRecord) else None,
+                                      request_id=ctx.request_id, via=str(ctx.extra.get("via", "")))
+
+    async def _finish_audit(self, entry: AuditEntry | None, record: _Outcome, started: float) -> None:
+        if entry is not None:
+            await self.audit.finish(entry, outcome=record.outcome, message=record.message,
+                                    seconds=time.perf_counter() - started)
 
     # -- resources: the code registry's, then the model exposures' -------------------------------------
     async def _code_resources(self, ctx: RequestContext) -> list[Any]:
@@ -502,7 +387,7 @@ class ManagedProvider(Provider):
                 return items, following
             position = None
         view = await self.data_view(ctx)
-        more, following = await database_sync_to_async(view.resources_page)(position, limit - len(items))
+        more, following = await _db(view.resources_page)(position, limit - len(items))
         return items + more, following
 
     async def list_resource_templates(self, ctx: RequestContext) -> list[dict[str, Any]]:
@@ -513,14 +398,14 @@ class ManagedProvider(Provider):
     async def read_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
         view = await self.data_view(ctx)
         if view.find(uri) is not None:
-            return await database_sync_to_async(view.read)(uri)
+            return await _db(view.read)(uri)
         # Not a readable exposure's URI: the registry's, or the same "not found" as a forbidden row gets.
         return await self._read_code_resource(uri, ctx)
 
     async def check_subscription(self, uri: str, ctx: RequestContext) -> None:
         view = await self.data_view(ctx)
         if view.find(uri) is not None:
-            await database_sync_to_async(view.get_object)(uri)
+            await _db(view.get_object)(uri)
             return
         await self._read_code_resource(uri, ctx)
 
@@ -568,7 +453,7 @@ class ManagedProvider(Provider):
                 return []
         if ref.get("type") == "ref/resource":
             view = await self.data_view(ctx)
-            values = await database_sync_to_async(view.complete)(str(ref.get("uri")), argument.get("value", ""))
+            values = await _db(view.complete)(str(ref.get("uri")), argument.get("value", ""))
             if values is not None:
                 return values
             if not any(spec.uri == ref.get("uri") for spec in await self._code_resources(ctx)):

@@ -229,9 +229,14 @@ class PromptMessage(models.Model):
 
 
 class ToolCall(models.Model):
-    """One tools/call, as it happened: the audit log (read-only in the admin)."""
+    """One tools/call, as it happened: the audit log (read-only in the admin).
+
+    The row is written before the tool runs, as ``started``, and gets its outcome when the call ends; one
+    still ``started`` is running, or its worker stopped before the outcome could be recorded.
+    """
 
     class Outcome(models.TextChoices):
+        STARTED = "started", _("started (no outcome yet: running, or its worker stopped)")
         OK = "ok", _("succeeded")
         TOOL_ERROR = "tool_error", _("tool error (isError)")
         REFUSED = "refused", _("refused (unknown, hidden or disabled)")

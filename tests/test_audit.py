@@ -13,15 +13,17 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.core.checks import run_checks
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.test import override_settings
 
-from mcp_app import Context, ToolError
+from mcp_app import Context, ToolError, audit
+from mcp_app.audit import AuditWriter
+from mcp_app.availability import RETRY_AFTER, UNAVAILABLE, Unavailable
 from mcp_app.managed import REDACTED, ManagedProvider, audit_arguments, cap_text, redact
 from mcp_app.models import QueryTool, ToolCall
 from mcp_app.permissions import AllowAny
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
-from mcp_app.protocol.errors import InternalError, InvalidParams, McpError
+from mcp_app.protocol.errors import InvalidParams, McpError
 from mcp_app.registry import Registry
 from mcp_app.resources import ExposureRegistry, ModelResource
 
@@ -40,6 +42,22 @@ events: dict[str, asyncio.Event] = {}
 def echo(text: str) -> str:
     """Return the text."""
     return text
+
+
+@registry.tool(permission_classes=[AllowAny])
+def peek() -> dict:
+    """The audit rows as the tool sees them while it runs."""
+    return {"rows": [list(row) for row in ToolCall.objects.values_list("tool", "outcome")]}
+
+
+runs: list[str] = []
+
+
+@registry.tool(permission_classes=[AllowAny])
+def count_runs(text: str) -> str:
+    """A side effect the test can count."""
+    runs.append(text)
+    return f"ran {len(runs)}"
 
 
 @registry.tool(permission_classes=[AllowAny])
@@ -238,26 +256,108 @@ def test_every_call_that_reaches_the_tool_layer_leaves_exactly_one_row(name: str
     assert (row.error_message == "") == (outcome == "ok")
 
 
-def test_a_failed_audit_write_answers_an_error_and_is_logged(monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
-    def broken(**fields: Any) -> None:
-        raise DatabaseError("disk I/O error")
+# -- the row is written ahead; a tool never runs unrecorded, and a result is never withheld -------------------------
+def test_the_row_is_written_before_the_tool_runs() -> None:
+    assert call("peek", {})["structuredContent"] == {"rows": [["peek", "started"]]}
+    row = ToolCall.objects.get()
+    assert (row.tool, row.outcome, row.error_message) == ("peek", "ok", "")
 
-    monkeypatch.setattr(ToolCall.objects, "create", broken)
-    with caplog.at_level(logging.ERROR, logger="mcp_app"), pytest.raises(InternalError) as info:
-        call("echo", {"text": "zebra-value"})
-    assert info.value.code == -32603
-    assert "audit log" in info.value.message and "disk I/O" not in info.value.message
-    logged = [r for r in caplog.records if "audit" in r.getMessage()]
-    assert logged and "echo" in logged[0].getMessage() and "ok" in logged[0].getMessage()
+
+def test_a_row_that_cannot_be_written_runs_nothing_and_says_retry(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def database_down(**fields: Any) -> None:
+        raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+
+    monkeypatch.setattr(ToolCall.objects, "create", database_down)
+    runs.clear()
+    with caplog.at_level(logging.WARNING, logger="mcp_app"), pytest.raises(Unavailable) as info:
+        call("count_runs", {"text": "zebra-value"})
+    assert runs == []  # the tool did not run
+    error = info.value.to_error()
+    assert error["code"] == UNAVAILABLE == -32003 and error["data"] == {"retryAfter": RETRY_AFTER}
+    assert "count_runs" in error["message"] and "nothing was done" in error["message"]
+    assert "retry" in error["message"].lower() and "5432" not in error["message"]
+    logged = [r.getMessage() for r in caplog.records if "audit" in r.getMessage()]
+    assert logged and "count_runs" in logged[0] and "not run" in logged[0]
     assert "zebra-value" not in caplog.text  # arguments may hold personal data: the log names the call only
+    monkeypatch.undo()
+    assert call("count_runs", {"text": "again"})["content"][0]["text"] == "ran 1"  # the retry runs it, once
+    assert list(ToolCall.objects.values_list("outcome", flat=True)) == ["ok"]
 
 
-def test_a_failed_audit_write_keeps_a_protocol_error_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ToolCall.objects, "create", lambda **fields: (_ for _ in ()).throw(DatabaseError("locked")))
+def test_any_failure_to_write_the_row_refuses_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ToolCall.objects, "create", lambda **fields: (_ for _ in ()).throw(DatabaseError("disk I/O")))
+    runs.clear()
+    with pytest.raises(Unavailable):
+        call("count_runs", {"text": "x"})
+    assert runs == []
+
+
+def test_an_outcome_that_cannot_be_recorded_still_delivers_the_result_and_is_retried(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    failures = {"left": 2}
+    real_update = audit._update
+
+    def flaky_update(pk: int, fields: dict[str, Any]) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        real_update(pk, fields)
+
+    monkeypatch.setattr(audit, "_update", flaky_update)
+    writer = AuditWriter(retry_delays=(0.05, 0.05, 0.05))
+    through = ManagedProvider(registry, exposures, audit=writer)
+    ctx = ctx_for()
+    ctx.request_id = "req-7"
+    with caplog.at_level(logging.INFO, logger="mcp_app"):
+        result = async_to_sync(through.call_tool)("echo", {"text": "zebra-value"}, ctx)
+        assert result["content"][0]["text"] == "zebra-value"  # delivered although the outcome was not recorded
+        assert writer.wait_idle(10)
+    row = ToolCall.objects.get()
+    assert (row.tool, row.outcome) == ("echo", "ok") and failures["left"] == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "audit" in r.getMessage()]
+    assert warned and "'echo'" in warned[0] and "'req-7'" in warned[0] and "retrying" in warned[0]
+    assert any("recorded the outcome (ok)" in r.getMessage() and "retry 2" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "zebra-value" not in caplog.text
+
+
+def test_an_outcome_never_recorded_is_logged_as_an_error(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    attempts: list[str] = []
+
+    def broken_update(pk: int, fields: dict[str, Any]) -> None:
+        attempts.append(fields["outcome"])
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(audit, "_update", broken_update)
+    writer = AuditWriter(retry_delays=(0.02, 0.02, 0.02))
+    through = ManagedProvider(registry, exposures, audit=writer)
+    with caplog.at_level(logging.WARNING, logger="mcp_app"):
+        assert async_to_sync(through.call_tool)("refuse", {}, ctx_for())["isError"] is True
+        assert writer.wait_idle(10)
+    assert attempts == ["tool_error"] * 4  # the first try and three retries, then no more
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "gave up" in errors[0] and "'refuse'" in errors[0] and "'started'" in errors[0]
+    assert ToolCall.objects.get().outcome == "started"  # left visible as such in the admin
+
+
+def test_a_failed_outcome_update_keeps_a_protocol_error_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "_update", lambda pk, fields: (_ for _ in ()).throw(DatabaseError("locked")))
+    writer = AuditWriter(retry_delays=(0.01,))
     with pytest.raises(McpError) as info:
-        call("no_such_tool", {})
+        async_to_sync(ManagedProvider(registry, exposures, audit=writer).call_tool)("no_such_tool", {}, ctx_for())
     assert info.value.code == -32602  # the client still learns what it did wrong; the log has the audit failure
+    assert writer.wait_idle(10)
+
+
+def test_started_rows_are_found_by_the_admins_outcome_filter(admin_client: Any) -> None:
+    ToolCall.objects.create(tool="left_running", outcome=ToolCall.Outcome.STARTED)
+    ToolCall.objects.create(tool="finished_fine", outcome=ToolCall.Outcome.OK)
+    page = admin_client.get("/admin/mcp_app/toolcall/", {"outcome__exact": "started"})
+    assert page.status_code == 200
+    assert [row.tool for row in page.context["cl"].result_list] == ["left_running"]
+    assert "no outcome yet" in page.content.decode()  # the filter offers the choice, named for what it means
 
 
 # -- caps -----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,367 @@
+"""The audit log's writer: a :class:`~mcp_app.models.ToolCall` row before a tool runs, its outcome after.
+
+The contract (:class:`AuditWriter`):
+
+- :meth:`~AuditWriter.begin` writes the row, outcome ``started``, *before* the tool runs. If the row cannot
+  be written (the database is down), it raises :class:`~mcp_app.availability.Unavailable` and the caller
+  must not run the tool: the client is told that nothing was done and to retry (503 where the transport
+  can still set a status). So no tool ever runs unrecorded, and a retry never repeats a side effect.
+- :meth:`~AuditWriter.finish` records the outcome. If that fails, the tool has run and its result still
+  goes to the client: the failure is logged (session, request id, tool; never the arguments) and the
+  update is retried in the background with backoff (:data:`RETRY_DELAYS`); if every retry fails, an
+  ERROR says so. A row whose worker died between the two stays ``started``, which the admin filters on.
+
+Both writes run on the writer's own thread, not on Django's single thread for synchronous code, which
+every request's ORM work shares: the write-ahead adds no round trip there. One thread means one database
+connection (closed per ``CONN_MAX_AGE`` by channels' ``DatabaseSyncToAsync``, as for a request), and one
+place where a later group commit can batch rows behind the same ``begin``/``finish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import heapq
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import DatabaseSyncToAsync
+from django.db import close_old_connections
+
+from .availability import RETRY_AFTER, Unavailable, is_outage
+from .conf import mcp_settings
+
+logger = logging.getLogger("mcp_app.audit")
+
+#: Seconds between the background retries of an outcome that could not be recorded (about a minute in
+#: all, enough for a database restart or fail-over); then an ERROR is logged and the row stays ``started``.
+RETRY_DELAYS: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15, 30)
+
+
+# -- what a row stores: redacted, capped, storable --------------------------------------------------------------
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, patterns: list[str], *, max_depth: int | None = None) -> Any:
+    """A copy of ``value`` with the values of keys containing any of ``patterns`` (lower case) replaced by
+    ``"[redacted]"``, in dicts at any depth (lists included).
+
+    Iterative, so no depth raises RecursionError. With ``max_depth``, a dict or list nested deeper than
+    that is replaced by a string saying so.
+    """
+    return _copy(value, patterns, max_depth, clean=False)
+
+
+#: Arguments nested deeper than this are cut in the audit log (a marker says so); JSON columns and
+#: encoders recurse once per level.
+AUDIT_MAX_DEPTH = 64
+
+
+def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> Any:
+    """``arguments`` as the audit log stores them: redacted (``AUDIT_REDACT_KEYS``), cut below
+    :data:`AUDIT_MAX_DEPTH` levels, with what JSON columns refuse made readable text (non-finite numbers,
+    NUL characters, lone surrogates, non-JSON objects), and at most ``max_bytes``
+    (``AUDIT_MAX_ARGUMENTS_BYTES``) as Django's JSON encoding stores it.
+
+    Over the cap the result is ``{"_truncated": true, "original_bytes": N, "preview": "<the start of the
+    redacted arguments' JSON>"}``, itself within the cap.
+    """
+    if patterns is None:
+        patterns = [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]
+    if max_bytes is None:
+        max_bytes = mcp_settings.AUDIT_MAX_ARGUMENTS_BYTES
+    value = _copy(arguments, patterns, AUDIT_MAX_DEPTH, clean=True)
+    # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
+    text = json.dumps(value)
+    if len(text) <= max_bytes:
+        return value
+    marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
+    preview = text[:max(max_bytes - len(json.dumps(marker)), 0)]
+    while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
+        marker["preview"] = preview
+        over = len(json.dumps(marker)) - max_bytes
+        if over <= 0:
+            return marker
+        preview = preview[:-over]
+    marker["preview"] = ""
+    return marker
+
+
+def cap_text(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, ending with a marker saying how long it was; with
+    NUL characters and lone surrogates made escapes (text columns refuse them)."""
+    text = _clean_text(text)
+    if len(text) <= max_chars:
+        return text
+    marker = f" … [truncated: {len(text)} characters in all]"
+    if len(marker) >= max_chars:
+        return marker.strip()[:max_chars]
+    return text[:max_chars - len(marker)] + marker
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL's text and jsonb refuse NUL, and no UTF-8 column holds a lone surrogate: keep both as escapes.
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _leaf(value: Any) -> Any:
+    """A scalar as a JSON column can store it."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else f"[non-finite number: {value}]"
+    return _clean_text(value if isinstance(value, str) else str(value))
+
+
+def _copy(value: Any, patterns: list[str], max_depth: int | None, *, clean: bool) -> Any:
+    """The walk behind :func:`redact` and :func:`audit_arguments`, with an explicit stack instead of recursion."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(root, 0, value, 0)]
+    while stack:
+        parent, slot, item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)) and max_depth is not None and depth >= max_depth:
+            parent[slot] = f"[truncated: nested more than {max_depth} levels]"
+        elif isinstance(item, dict):
+            out: dict[Any, Any] = {}
+            parent[slot] = out
+            for key, child in item.items():
+                if clean:
+                    key = _clean_text(key if isinstance(key, str) else str(key))  # JSON keys are strings
+                if any(p in str(key).lower() for p in patterns):
+                    out[key] = REDACTED
+                else:
+                    out[key] = None  # keeps the key order; filled when the child is popped
+                    stack.append((out, key, child, depth + 1))
+        elif isinstance(item, list) or (clean and isinstance(item, tuple)):
+            items: list[Any] = [None] * len(item)
+            parent[slot] = items
+            stack.extend((items, index, child, depth + 1) for index, child in enumerate(item))
+        else:
+            parent[slot] = _leaf(item) if clean else item
+    return root[0]
+
+
+# -- writing rows ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditEntry:
+    """A call's row, as :meth:`AuditWriter.begin` wrote it: what :meth:`AuditWriter.finish` completes."""
+
+    pk: int
+    tool: str
+    session_id: str | None
+    request_id: Any
+
+
+def _insert(fields: dict[str, Any], arguments: Any) -> int:
+    from .models import ToolCall
+
+    # Here, in the writer's thread: redacting and measuring megabytes of arguments stays off the event loop.
+    return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED,
+                                   **fields).pk
+
+
+def _update(pk: int, fields: dict[str, Any]) -> None:
+    from .models import ToolCall
+
+    if not ToolCall.objects.filter(pk=pk).update(**fields):
+        # Pruned or deleted meanwhile: nothing to complete, and retrying would not bring it back.
+        logger.warning("audit log: tool call row %s is gone; its outcome (%s) was not recorded", pk, fields.get("outcome"))
+
+
+def _describe(entry: AuditEntry) -> str:
+    return f"tools/call {entry.tool!r} (session {entry.session_id or '-'}, request id {entry.request_id!r}, row {entry.pk})"
+
+
+class _Retrier:
+    """Background retries of outcome updates, on a daemon thread of their own, so they outlive the event
+    loop of the request that failed (``async_to_sync`` callers close theirs) and never hold up a request."""
+
+    def __init__(self, delays: Sequence[float]) -> None:
+        self.delays = tuple(delays)
+        self._heap: list[tuple[float, int, int, AuditEntry, dict[str, Any]]] = []
+        self._order = itertools.count()
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, entry: AuditEntry, fields: dict[str, Any], *, delay: float | None = None) -> None:
+        """Retry ``_update(entry.pk, fields)`` after ``delay`` (the first backoff step by default)."""
+        due = time.monotonic() + (self.delays[0] if delay is None else delay)
+        with self._cond:
+            heapq.heappush(self._heap, (due, next(self._order), 0, entry, fields))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mcp_app-audit-retry", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Outcomes waiting to be recorded (queued or being tried)."""
+        with self._cond:
+            return len(self._heap) + self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is pending; False when ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._heap or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def report_pending(self) -> None:
+        """Log an ERROR for every outcome still unrecorded (at interpreter exit: never dropped silently)."""
+        with self._cond:
+            left = [item[3] for item in self._heap]
+        for entry in left:
+            logger.error("audit log: the outcome of %s was never recorded (the process is exiting); its row stays "
+                         "'started'", _describe(entry))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                due = self._heap[0][0]
+                now = time.monotonic()
+                if due > now:
+                    self._cond.wait(due - now)
+                    continue
+                _, _, attempt, entry, fields = heapq.heappop(self._heap)
+                self._busy += 1
+            try:
+                self._attempt(entry, fields, attempt)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _attempt(self, entry: AuditEntry, fields: dict[str, Any], attempt: int) -> None:
+        try:
+            close_old_connections()  # a connection broken by the outage is replaced, not reused
+            _update(entry.pk, fields)
+        except Exception as exc:
+            attempt += 1
+            if attempt >= len(self.delays):
+                logger.error("audit log: gave up recording the outcome (%s) of %s after %d retries: %s: %s; its row "
+                             "stays 'started'", fields.get("outcome"), _describe(entry), attempt, type(exc).__name__, exc)
+                return
+            with self._cond:
+                heapq.heappush(self._heap, (time.monotonic() + self.delays[attempt], next(self._order), attempt, entry,
+                                            fields))
+            return
+        finally:
+            close_old_connections()
+        logger.info("audit log: recorded the outcome (%s) of %s on retry %d", fields.get("outcome"), _describe(entry),
+                    attempt + 1)
+
+
+class AuditWriter:
+    """Writes each tools/call's audit row ahead of the call, and its outcome after (see the module's doc).
+
+    ``retry_delays``: seconds between the background retries of an outcome update (:data:`RETRY_DELAYS`).
+    """
+
+    def __init__(self, *, retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
+        if not retry_delays:
+            raise ValueError("retry_delays needs at least one delay")
+        # One thread: its own database connection, away from Django's shared sync thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp_app-audit")
+        self._retrier = _Retrier(retry_delays)
+        atexit.register(self._retrier.report_pending)
+
+    def _in_thread(self, fn: Any) -> Any:
+        # thread_sensitive=False is safe here: the functions touch only the ORM, in autocommit, and
+        # DatabaseSyncToAsync closes the thread's connection per CONN_MAX_AGE (and when an error broke it).
+        return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=self._executor)
+
+    async def begin(self, *, tool: str, arguments: Any, user: Any = None, session_id: str | None = None,
+                    request_id: Any = None, via: str = "") -> AuditEntry:
+        """Write the call's row (outcome ``started``) and return it.
+
+        Raises :class:`~mcp_app.availability.Unavailable` when the row cannot be written: the tool must then
+        not run. A cancellation while writing still completes the row, as cancelled (outcome ``failed``).
+        """
+        tool = _clean_text(tool[:128])
+        fields = {"session_id": session_id, "user": user, "tool": tool, "via": str(via)[:20]}
+        write = asyncio.ensure_future(self._in_thread(_insert)(fields, arguments))
+        try:
+            pk = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda done: self._cancelled_before_start(done, tool, session_id, request_id))
+            raise
+        except Exception as exc:
+            where = f"session {session_id or '-'}, request id {request_id!r}"
+            if is_outage(exc):
+                logger.warning("audit log: tools/call %r (%s) refused, not run: its row could not be written (%s: %s)",
+                               tool, where, type(exc).__name__, str(exc).strip()[:300])
+            else:
+                logger.error("audit log: tools/call %r (%s) refused, not run: its row could not be written", tool,
+                             where, exc_info=exc)
+            shown = tool if len(tool) <= 100 else f"{tool[:100]}…"
+            raise Unavailable(f"Service Unavailable: the call to tool '{shown}' was not run, because its audit record "
+                              f"could not be written (the database is unavailable); nothing was done. Retry in "
+                              f"{RETRY_AFTER} s.") from None
+        return AuditEntry(pk, tool, session_id, request_id)
+
+    async def finish(self, entry: AuditEntry, *, outcome: str, message: str = "", seconds: float = 0.0) -> bool:
+        """Record the call's outcome; True when it was recorded now.
+
+        Never raises for a failed write: the tool has run, so its result must reach the client. A failure is
+        logged and the update retried in the background (False is returned); a cancellation while writing
+        lets the write finish (and be retried if it fails), then propagates.
+        """
+        fields = {"outcome": outcome, "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
+                  "duration_ms": round(seconds * 1000, 3)}
+        write = asyncio.ensure_future(self._in_thread(_update)(entry.pk, fields))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda done: done.cancelled() or done.exception() is None or
+                                    self._defer(entry, fields, done.exception()))
+            raise
+        except Exception as exc:
+            self._defer(entry, fields, exc)
+            return False
+        return True
+
+    def _defer(self, entry: AuditEntry, fields: dict[str, Any], exc: BaseException | None) -> None:
+        logger.warning("audit log: the outcome (%s) of %s could not be recorded (%s: %s); the result was delivered, "
+                       "retrying in the background", fields["outcome"], _describe(entry), type(exc).__name__,
+                       str(exc).strip()[:300])
+        self._retrier.submit(entry, fields)
+
+    def _cancelled_before_start(self, write: asyncio.Future[int], tool: str, session_id: str | None,
+                                request_id: Any) -> None:
+        if write.cancelled() or write.exception() is not None:
+            return  # no row, and no tool ran
+        entry = AuditEntry(write.result(), tool, session_id, request_id)
+        self._retrier.submit(entry, {"outcome": "failed", "error_message": "cancelled by the client before it started",
+                                     "duration_ms": 0.0}, delay=0)
+
+    def pending(self) -> int:
+        """Outcome updates waiting for a background retry."""
+        return self._retrier.pending()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no outcome update is pending (tests, graceful shutdown); False after ``timeout`` s."""
+        return self._retrier.wait_idle(timeout)
+
+
+#: The writer the default provider uses.
+default_writer = AuditWriter()
