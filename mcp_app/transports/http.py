@@ -11,8 +11,11 @@ import time
 from typing import Any
 
 from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import close_old_connections
 
+from ..availability import RETRY_AFTER, UNAVAILABLE, Unavailable, database_unavailable, is_outage
 from ..conf import mcp_settings
 from ..notifications import StreamAudience
 from ..protocol import jsonrpc
@@ -86,6 +89,20 @@ def accepts(accept: str | None, wanted: str) -> bool:
     return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept, drop_refused=True))
 
 
+def _unavailable_retry_after(payload: Any) -> int | None:
+    """``Retry-After`` for a JSON answer made only of :data:`~mcp_app.availability.UNAVAILABLE` errors (one,
+    or a whole batch of them); None for any other answer (a batch with one success stays 200)."""
+    answers = payload if isinstance(payload, list) else [payload]
+    delays = []
+    for answer in answers:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if not isinstance(error, dict) or error.get("code") != UNAVAILABLE:
+            return None
+        data = error.get("data")
+        delays.append(data.get("retryAfter", RETRY_AFTER) if isinstance(data, dict) else RETRY_AFTER)
+    return max(delays) if delays else None
+
+
 class Coalescer:
     """At most one message per method per ``window`` seconds on one stream: the first goes out at once,
     later ones in the window collapse into one sent when it ends (so the last change is never lost)."""
@@ -144,7 +161,11 @@ class MCPConsumer(AsyncConsumer):
             await self.empty(204, security.preflight_headers(scope))  # CORS preflight: carries no credentials
             return
         # Then who is calling, before a byte of the body is read or a session looked up.
-        if not await self.authenticate():
+        try:
+            if not await self.authenticate():
+                return
+        except Exception as exc:  # an uncached token while the database is down, or a failing class
+            await self.fail(exc)
             return
         try:
             body = await self.read_body(receive)
@@ -160,10 +181,8 @@ class MCPConsumer(AsyncConsumer):
         except asyncio.CancelledError:
             if not self._client_gone:
                 raise
-        except Exception:
-            logger.exception("MCP transport failed")
-            if not self.started:
-                await self.error(500, "Internal error; the server logged the details.", code=-32603)
+        except Exception as exc:
+            await self.fail(exc)
         finally:
             self._handling = False
             watcher.cancel()
@@ -173,6 +192,33 @@ class MCPConsumer(AsyncConsumer):
             except asyncio.CancelledError:
                 if not self._client_gone:
                     raise
+
+    async def fail(self, exc: Exception) -> None:
+        """Answer a request that raised ``exc``: the one place where exceptions become HTTP errors.
+
+        A database outage (:func:`~mcp_app.availability.is_outage`: :class:`~mcp_app.availability.Unavailable`,
+        or Django's OperationalError / InterfaceError from authentication, a session lookup, initialize...)
+        answers 503 with ``Retry-After`` and a JSON-RPC error, and is logged as a warning without a traceback
+        (an outage is not a bug, and it would flood the log). Anything else is logged with its traceback and
+        answers 500. Neither body discloses the exception's text. Once the response has started, only the
+        log is left.
+        """
+        if not is_outage(exc):
+            logger.error("MCP transport failed", exc_info=exc)
+            if not self.started:
+                await self.error(500, "Internal error; the server logged the details.", code=-32603)
+            return
+        unavailable = exc if isinstance(exc, Unavailable) else database_unavailable()
+        logger.warning("MCP %s %s refused: the database is unavailable (%s: %s)", self.scope.get("method"),
+                       self.scope.get("path"), type(exc).__name__, str(exc).strip()[:300])
+        # Close this thread's broken connection now (Django reconnects on next use): the async ORM reuses it
+        # without the clean-up database_sync_to_async does, and would fail on after the database is back.
+        try:
+            await database_sync_to_async(close_old_connections)()
+        except Exception as cleanup_error:  # closing a dead connection may itself fail: the next use retries
+            logger.debug("closing broken database connections failed: %s", cleanup_error)
+        if not self.started:
+            await self.json(503, jsonrpc.error_response(None, unavailable.to_error()))
 
     async def _watch_disconnect(self, receive: Any, handler: asyncio.Task[Any] | None) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -317,7 +363,13 @@ class MCPConsumer(AsyncConsumer):
         await self.base_send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Send ``payload`` as the whole JSON answer. An answer that is nothing but
+        :class:`~mcp_app.availability.Unavailable` errors (a tools/call refused while the database is down)
+        goes out as 503 with ``Retry-After``, whatever ``status`` the transport chose."""
         data = jsonrpc.encode(payload)  # before the headers: a failure here can still become a 500
+        retry_after = _unavailable_retry_after(payload)
+        if retry_after is not None:
+            status, headers = 503, (headers or []) + [(b"retry-after", str(retry_after).encode())]
         await self.start(status, JSON_HEADERS + (headers or []))
         await self.body(data)
 
