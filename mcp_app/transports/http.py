@@ -314,7 +314,7 @@ class MCPConsumer(AsyncConsumer):
                     wait = min(wait, max(0.0, due - now))
                 done, _ = await asyncio.wait({receiver}, timeout=wait)
                 for message in coalescer.take_due(time.monotonic()):
-                    await self.body(sse_event(message), more=True)
+                    await self.write_event(message)
                     last_write = time.monotonic()
                 if not done:
                     if time.monotonic() - last_write >= keepalive:
@@ -344,7 +344,7 @@ class MCPConsumer(AsyncConsumer):
                 elif event.get("type") != "mcp.message":
                     message = None
                 if message is not None:
-                    await self.body(sse_event(message), more=True)
+                    await self.write_event(message)
                     last_write = time.monotonic()
         finally:
             if receiver is not None:
@@ -353,6 +353,14 @@ class MCPConsumer(AsyncConsumer):
                 receiver.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     # -- responses ----------------------------------------------------------------------------------
+    async def write_event(self, message: dict[str, Any]) -> None:
+        """Write one JSON-RPC message as an SSE ``message`` event on this response.
+
+        The one place an event stream writes a message: transports that number their events and keep
+        them for resumption (Last-Event-ID) override it.
+        """
+        await self.body(sse_event(message), more=True)
+
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
         if security.header(self.scope, b"origin") is not None and security.origin_allowed(self.scope):
