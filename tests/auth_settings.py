@@ -17,3 +17,7 @@ MCP_APP = {
     "MAX_BODY_SIZE": 64 * 1024,
     "ALLOWED_ORIGINS": ["http://localhost:6274"],  # the MCP Inspector's web UI
 }
+
+# Test servers listen on a free port chosen at start, so no RESOURCE_URL can be set in advance: the audience is
+# taken from the connection, which is what W005 warns about in production.
+SILENCED_SYSTEM_CHECKS = ["mcp_app.W005"]
