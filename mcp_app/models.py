@@ -58,6 +58,32 @@ class Session(models.Model):
         return self.ended is None
 
 
+class StreamEvent(models.Model):
+    """One SSE event of a Streamable HTTP stream, kept so that a client whose connection dropped can resume
+    (``GET`` with ``Last-Event-ID: <stream>:<seq>``) on any worker: see :mod:`mcp_app.transports.resume`.
+
+    Bounded: ``STREAM_EVENT_MAX_PER_STREAM`` per stream and ``STREAM_EVENT_RETENTION_SECONDS`` of age.
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="+")
+    # "p…" for a POST's stream, "g…" for a GET stream; unique within the session.
+    stream = models.CharField(max_length=32)
+    seq = models.PositiveIntegerField()
+    # None: no message (the priming event, or the end marker of a batch's stream).
+    message = models.JSONField(null=True, blank=True)
+    # The stream ends after this event (the request's answer was sent): a resumed stream closes here.
+    final = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "stream", "seq"], name="mcp_app_stream_event_seq")]
+        verbose_name = _("MCP stream event")
+        verbose_name_plural = _("MCP stream events")
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.seq}"
+
+
 class AccessRule(models.Model):
     """Who may see and use a tool or prompt: every listed permission, and one of the listed groups.
 
