@@ -22,6 +22,7 @@ from .errors import ClientRequestError, RequestCancelled
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+CloseStream = Callable[[], Awaitable[None]]
 
 
 class SessionState(Protocol):
@@ -114,6 +115,7 @@ class RequestContext:
         pending: PendingClientRequests,
         client_request_timeout: float = 300.0,
         extra: dict[str, Any] | None = None,
+        close_stream: CloseStream | None = None,
     ) -> None:
         self.session = session
         self.request_id = request_id
@@ -124,6 +126,7 @@ class RequestContext:
         self._cancelled = asyncio.Event()
         #: Transport- or site-specific data (the Django user, the HTTP scope, ...).
         self.extra: dict[str, Any] = extra or {}
+        self._close_stream = close_stream
 
     # -- cancellation ---------------------------------------------------------------------------
     @property
@@ -189,6 +192,20 @@ class RequestContext:
 
     async def error(self, data: Any, logger: str | None = None) -> None:
         await self.log("error", data, logger)
+
+    # -- the connection --------------------------------------------------------------------------
+    async def close_stream(self) -> None:
+        """Close the connection that carries this request's event stream, without ending the stream.
+
+        For long work: the server need not hold a connection open meanwhile ("polling", SEP-1699). The
+        client reconnects after ``SSE_RETRY_MS`` with ``Last-Event-ID`` (on any worker) and receives what
+        the handler sends afterwards, its result included; the handler goes on running either way.
+        Honoured on Streamable HTTP sessions of protocol 2025-11-25 and later (their streams are
+        resumable and start with a priming event); a no-op elsewhere (the legacy transport, older
+        protocol versions, the admin's try-it page), where closing would lose the answer.
+        """
+        if self._close_stream is not None:
+            await self._close_stream()
 
     # -- requests to the client -----------------------------------------------------------------
     async def send_request(self, method: str, params: dict[str, Any] | None = None, *,

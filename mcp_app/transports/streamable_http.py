@@ -22,7 +22,7 @@ from ..protocol.context import RequestContext
 from ..protocol.errors import McpError
 from ..server import Server, get_server, run_each
 from ..sessions import SessionRecord
-from . import security
+from . import resume, security
 from .events import close_session_streams
 from .http import SSE_HEADERS, MCPConsumer, accepts, sse_event
 
@@ -34,12 +34,20 @@ SESSION_NOT_FOUND = -32001  # the code the official SDKs use for an unknown or e
 
 # Sessions whose GET stream is open in this process (a second GET gets 409).
 _open_streams: set[str] = set()
+# A resumed POST stream waiting for events written by another worker polls the store, backing off from
+# POLL_MIN to POLL_MAX seconds while nothing comes (this worker's own writes wake it at once).
+POLL_MIN = 0.05
+POLL_MAX = 1.0
+# Seconds between checks that a resumed stream's session still exists.
+SESSION_CHECK_INTERVAL = 5.0
 
 
 class StreamableHTTPConsumer(MCPConsumer):
     """The ``/mcp`` endpoint."""
 
     server: Server
+    #: Numbers and keeps the GET stream's events (resumable sessions only).
+    event_writer: resume.EventWriter | None = None
 
     async def handle(self, body: bytes) -> None:
         self.server = get_server()
@@ -155,48 +163,47 @@ class StreamableHTTPConsumer(MCPConsumer):
                            answers: list[dict[str, Any]], is_batch: bool) -> None:
         """Run the requests; answer JSON unless a handler emits first, which upgrades the answer to SSE.
 
-        A single request runs in this task (no queue, no extra task: the common case stays cheap);
-        a batch's requests run a few at a time (:func:`~mcp_app.server.run_each`) and their writes are
-        serialised by a lock.
+        Sessions whose streams are resumable (:func:`~mcp_app.transports.resume.resumable`) run the
+        requests in a task of their own, tied to the session rather than to the connection: a client
+        whose connection drops has not cancelled anything (only ``notifications/cancelled`` does, and
+        ending the session), so the requests go on, and what they send afterwards is kept for the client
+        to resume with ``Last-Event-ID``. A plain JSON answer that finds its client gone is logged and
+        dropped: it has no event id to resume from. Older sessions run a single request in this task (a
+        batch's a few at a time, :func:`~mcp_app.server.run_each`), and a client leaving cancels them.
         """
+        response = _PostResponse(self, session, is_batch, answers)
+        work = run_each(requests, lambda request: self._run_one(session, request, response))
+        if not response.resumable:
+            await work
+            await response.finish()
+            return
+        task = self.server.spawn(session.id, response.run(work))
+        closed = asyncio.ensure_future(response.closed.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The client left (the watcher cancels this task): the requests go on, detached from it.
+            response.connected = False
+            raise
+        finally:
+            closed.cancel()
+        if task.done() and task.cancelled() and response.connected:
+            # The session ended (DELETE, the admin, its credential) while the requests ran.
+            if self.started:
+                await self.body(b"")
+            else:
+                await self.error(404, "Session not found: it ended while the request ran; send initialize to "
+                                      "start a new one.", code=SESSION_NOT_FOUND)
+
+    async def _run_one(self, session: SessionRecord, request: jsonrpc.Request, response: _PostResponse) -> None:
         server = self.server
-        lock = asyncio.Lock()
-        streaming = False
-
-        async def upgrade() -> None:
-            nonlocal streaming
-            if not streaming:
-                streaming = True
-                await self.start(200, SSE_HEADERS)
-                for answer in answers:  # a batch's answers that were ready before the upgrade
-                    await self.body(sse_event(answer), more=True)
-                answers.clear()
-
-        async def send(message: dict[str, Any]) -> None:
-            async with lock:
-                await upgrade()
-                await self.body(sse_event(message), more=True)
-
-        async def run(request: jsonrpc.Request) -> None:
-            ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
-                                 pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                                 extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"})
-            answer = await server.dispatcher.handle_request(request, ctx)
-            if answer is None:
-                return
-            async with lock:
-                if streaming:
-                    await self.body(sse_event(answer), more=True)
-                else:
-                    answers.append(answer)
-
-        await run_each(requests, run)
-        if streaming:
-            await self.body(b"")
-        elif not answers:
-            await self.empty(202)  # every request was cancelled by the client
-        else:
-            await self.json(200, answers if is_batch else answers[0])
+        ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=response.send,
+                             pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+                             extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"},
+                             close_stream=response.close if response.primes else None)
+        answer = await server.dispatcher.handle_request(request, ctx)
+        if answer is not None:
+            await response.answer(answer)
 
     # -- GET --------------------------------------------------------------------------------------
     async def get(self) -> None:
@@ -208,23 +215,130 @@ class StreamableHTTPConsumer(MCPConsumer):
         session = await self._session()
         if session is None:
             return
+        last_event_id = self._header(b"last-event-id")
+        if last_event_id is not None and resume.resumable(session.protocol_version):
+            await self.resume(session, last_event_id)
+            return
+        if not await self._open_get_stream(session):
+            return
+        if resume.resumable(session.protocol_version):
+            self.event_writer = resume.EventWriter(session.id, resume.new_stream_id(resume.GET_STREAM))
+            if resume.primes(session.protocol_version):
+                primed = await self.event_writer.append(None)
+                if primed is not None:
+                    await self.body(f"id: {primed}\ndata:\n\n".encode(), more=True)
+        await self.pump_stream()
+
+    async def _open_get_stream(self, session: SessionRecord) -> bool:
+        """Start the session's GET stream (one per session per worker): count it, join the channel layer,
+        send the headers and the ``retry`` field; False after answering 409, 429 or 503."""
         if session.id in _open_streams:
             await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
-            return
+            return False
         if not await self.hold_stream():
-            return
+            return False
         try:
             await self.join_stream_channel(session.id)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
             logger.warning("cannot open a GET stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
             await self.error(503, "Service Unavailable: the channel layer that feeds the stream is not reachable; "
                                   "retry shortly.", code=-32603, headers=[(b"retry-after", b"1")])
-            return
+            return False
         _open_streams.add(session.id)
         self.holds_stream = True
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
-        await self.pump_stream()
+        return True
+
+    async def write_event(self, message: dict[str, Any]) -> None:
+        """Write one message on the GET stream; on resumable sessions numbered and kept first."""
+        writer = self.event_writer
+        event_id = await writer.append(message) if writer is not None else None
+        await self.body(sse_event(message, event_id=event_id), more=True)
+
+    async def resume(self, session: SessionRecord, last_event_id: str) -> None:
+        """``GET`` with ``Last-Event-ID``: replay the events of that id's stream after it, then go on.
+
+        A POST's stream goes on with its later events as they are kept (written by whichever worker runs
+        the request: woken at once on this worker, polled from the others) and closes after the
+        request's answer. A GET stream goes on as the session's GET stream, numbering from where it was.
+        An id this server did not issue is 400; a stream this session does not have, or whose events
+        after the id are no longer kept, is 404: both say what to do instead.
+        """
+        parsed = resume.parse_event_id(last_event_id)
+        if parsed is None:
+            await self.error(400, f"Bad Request: Last-Event-ID '{last_event_id[:60]}' is not an event id of this "
+                                  "server (they look like 'p…:3'); open a new stream with GET without Last-Event-ID.")
+            return
+        stream, seq = parsed
+        try:
+            replay = await resume.replay_after(session.id, stream, seq)
+        except resume.ResumeRefused as exc:
+            retention = mcp_settings.STREAM_EVENT_RETENTION_SECONDS
+            if exc.status == 400:
+                message = (f"Bad Request: Last-Event-ID '{last_event_id}' is ahead of its stream: this server never "
+                           "sent it. Resume from the last event id you received.")
+            else:
+                message = (f"Not Found: this session has no stream with the events after '{last_event_id}' (unknown, "
+                           f"or no longer kept: events are kept {retention:g} s, at most "
+                           f"{mcp_settings.STREAM_EVENT_MAX_PER_STREAM} per stream). Open a new stream with GET "
+                           "without Last-Event-ID, and send the request again if you still need its answer.")
+            await self.error(exc.status, message)
+            return
+        if stream.startswith(resume.GET_STREAM):
+            if not await self._open_get_stream(session):
+                return
+            while replay.events:
+                for event_seq, message, _final in replay.events:
+                    seq = event_seq
+                    if message is not None:
+                        await self.body(sse_event(message, event_id=resume.event_id(stream, event_seq)), more=True)
+                replay = await resume.events_after(session.id, stream, seq)
+            self.event_writer = resume.EventWriter(session.id, stream, await resume.last_seq(session.id, stream) + 1)
+            await self.pump_stream()
+            return
+        if not await self.hold_stream():
+            return
+        await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
+        await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
+        await self._follow_post_stream(session.id, stream, seq, replay)
+
+    async def _follow_post_stream(self, session_id: str, stream: str, seq: int, replay: resume.Replay) -> None:
+        """Write a resumed POST stream's events from ``replay`` on, until its end (the request's answer),
+        the session's end, or no event for ``STREAM_EVENT_RETENTION_SECONDS`` (its worker is gone: the
+        client's next resume is then told the events are no longer kept)."""
+        keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
+        idle_limit = mcp_settings.STREAM_EVENT_RETENTION_SECONDS
+        loop = asyncio.get_running_loop()
+        last_event = last_write = last_check = loop.time()
+        poll = POLL_MIN
+        while True:
+            for event_seq, message, final in replay.events:
+                seq = event_seq
+                if message is not None:
+                    await self.body(sse_event(message, event_id=resume.event_id(stream, event_seq)), more=True)
+                    last_write = loop.time()
+                if final:
+                    await self.body(b"")
+                    return
+            now = loop.time()
+            if replay.events:
+                last_event, poll = now, POLL_MIN
+            elif now - last_event >= idle_limit:
+                await self.body(b"")
+                return
+            if now - last_write >= keepalive:
+                await self.body(b": keepalive\n\n", more=True)
+                last_write = now
+            if now - last_check >= SESSION_CHECK_INTERVAL:
+                last_check = now
+                if await self.server.sessions.get(session_id) is None:
+                    await self.body(b"")  # the session ended: so did its requests
+                    return
+            if not replay.events:
+                await resume.wait_for_events(session_id, stream, min(poll, keepalive))
+                poll = min(poll * 2, POLL_MAX)
+            replay = await resume.events_after(session_id, stream, seq)
 
     # -- DELETE -----------------------------------------------------------------------------------
     async def delete(self) -> None:
@@ -241,3 +355,118 @@ class StreamableHTTPConsumer(MCPConsumer):
         if getattr(self, "holds_stream", False) and self.stream_session is not None:
             _open_streams.discard(self.stream_session)
         await super().cleanup()
+
+
+class _PostResponse:
+    """The answer to one POST: JSON, or an SSE stream as soon as a handler emits before its result.
+
+    On resumable sessions each event of the stream is numbered and kept (:class:`resume.EventWriter`)
+    before it is written, and writing stops, without anything else stopping, when the client leaves
+    (``connected`` turns False) or a handler closes the connection (:meth:`close`). Writes are
+    serialised by one lock (a batch's requests run concurrently).
+    """
+
+    def __init__(self, consumer: StreamableHTTPConsumer, session: SessionRecord, is_batch: bool,
+                 answers: list[dict[str, Any]]) -> None:
+        self.consumer = consumer
+        self.session_id = session.id
+        self.is_batch = is_batch
+        #: Answers ready while the response is still JSON (a batch's; upgrading writes them as events).
+        self.answers = answers
+        self.resumable = resume.resumable(session.protocol_version)
+        self.primes = resume.primes(session.protocol_version)
+        self.lock = asyncio.Lock()
+        self.streaming = False
+        #: Whether the client still reads this response (False once it left or the stream was closed).
+        self.connected = True
+        #: Set when a handler closed the connection (:meth:`close`): the consumer stops waiting.
+        self.closed = asyncio.Event()
+        self.writer: resume.EventWriter | None = None
+
+    async def run(self, work: Any) -> None:
+        """Await the requests (detached from the connection), then end the response."""
+        await work
+        await self.finish()
+
+    async def _write(self, data: bytes) -> None:
+        if not self.connected:
+            return
+        try:
+            await self.consumer.body(data, more=True)
+        except Exception as exc:  # the connection broke under us: the events are kept all the same
+            self.connected = False
+            logger.info("stream of session %s lost its connection (%s: %s)", self.session_id, type(exc).__name__, exc)
+
+    async def _upgrade(self) -> None:
+        if self.streaming:
+            return
+        self.streaming = True
+        if not self.connected:
+            return  # the client left before the stream began: it has no event id to resume from
+        if self.resumable:
+            self.writer = resume.EventWriter(self.session_id, resume.new_stream_id(resume.POST_STREAM))
+        await self.consumer.start(200, SSE_HEADERS)
+        if self.primes and self.writer is not None:
+            # The priming event: an id the client can resume from before any message, and how long to
+            # wait before reconnecting (SEP-1699).
+            primed = await self.writer.append(None)
+            head = f"id: {primed}\n" if primed else ""
+            await self._write(f"{head}retry: {int(mcp_settings.SSE_RETRY_MS)}\ndata:\n\n".encode())
+        ready = list(self.answers)
+        self.answers.clear()
+        for answer in ready:
+            await self._emit(answer)
+
+    async def _emit(self, message: dict[str, Any], *, final: bool = False) -> None:
+        if self.writer is None and not self.connected:
+            logger.info("message %s for session %s not delivered: its client left before the stream began, so it "
+                        "has no event id to resume from", message.get("method") or f"answer to {message.get('id')!r}",
+                        self.session_id)
+            return
+        kept = await self.writer.append(message, final=final) if self.writer is not None else None
+        await self._write(sse_event(message, event_id=kept))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """A handler's notification or request to the client: upgrades the answer to SSE."""
+        async with self.lock:
+            await self._upgrade()
+            await self._emit(message)
+
+    async def answer(self, answer: dict[str, Any]) -> None:
+        """A request's answer: an event when streaming (the stream's last, for a single request), else kept
+        for the JSON answer."""
+        async with self.lock:
+            if self.streaming:
+                await self._emit(answer, final=not self.is_batch)
+            elif self.connected:
+                self.answers.append(answer)
+            else:
+                logger.info("answer to request %r of session %s not delivered: its client left before it, and a "
+                            "plain JSON answer cannot be resumed", answer.get("id"), self.session_id)
+
+    async def close(self) -> None:
+        """``ctx.close_stream()``: end the HTTP response, not the stream (its events go on being kept)."""
+        async with self.lock:
+            if not self.connected:
+                return
+            await self._upgrade()
+            self.connected = False
+            await self.consumer.body(b"")
+            self.closed.set()
+
+    async def finish(self) -> None:
+        """After every request ran: end the stream (marked ended in the store), or answer JSON or 202."""
+        async with self.lock:
+            if self.streaming:
+                if self.writer is not None and not self.writer.ended:
+                    await self.writer.append(None, final=True)  # a batch's end, or a cancelled request's
+                if self.connected:
+                    self.connected = False
+                    await self.consumer.body(b"")
+                return
+            if not self.connected:
+                return
+            if not self.answers:
+                await self.consumer.empty(202)  # every request was cancelled by the client
+            else:
+                await self.consumer.json(200, self.answers if self.is_batch else self.answers[0])

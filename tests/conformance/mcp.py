@@ -243,3 +243,12 @@ async def wait_until_cancelled(label: str, ctx: Context) -> str:
 def cancelled_calls() -> str:
     """Labels of wait_until_cancelled calls that were cancelled, oldest first."""
     return json.dumps(_cancelled)
+
+
+@tool()
+async def test_reconnection(ctx: Context) -> str:
+    """Closes its SSE stream right after the priming event, then finishes: the client gets the result by
+    resuming the stream (GET with Last-Event-ID), as the suite's server-sse-polling scenario checks."""
+    await ctx.close_stream()
+    await asyncio.sleep(0.2)  # the answer is produced while no connection carries the stream
+    return "Reconnection test completed successfully"

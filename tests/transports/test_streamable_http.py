@@ -124,12 +124,13 @@ def assert_serving(client: httpx.Client, url: str) -> None:
 
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
-    """The JSON-RPC messages of an SSE body, in order (``data:`` lines of each event, joined)."""
+    """The JSON-RPC messages of an SSE body, in order (``data:`` lines of each event, joined); events with
+    empty data (priming events: an id to resume from, no message) carry none."""
     messages = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
         data = [line[5:].removeprefix(" ") if line.startswith("data:") else None for line in block.split("\n")]
         data = [d for d in data if d is not None]
-        if data:
+        if data and "\n".join(data):
             messages.append(json.loads("\n".join(data)))
     return messages
 
@@ -768,16 +769,36 @@ async def test_concurrent_requests_with_the_same_id_get_their_own_answers(daphne
 
 
 # -- a client that goes away --------------------------------------------------------------------------------
-def test_client_leaving_mid_call_cancels_the_handler(client, url):
+def _cancelled_labels(client: httpx.Client, url: str, headers: dict[str, str]) -> str:
+    return post(client, url, rpc("resources/read", {"uri": "test://cancelled"}), headers).json()["result"]["contents"][0]["text"]
+
+
+def test_client_leaving_mid_call_does_not_cancel_the_handler(client, url):
+    # 2025-03-26 and later: "Disconnection SHOULD NOT be interpreted as the client cancelling its request";
+    # the request goes on (its later events are kept for a resume), and notifications/cancelled stops it.
     headers = open_session(client, url)
+    label = f"stays-{time.time_ns()}"
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(5, read=0.3)) as impatient:
+        post(impatient, url, rpc("tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}},
+                                 id="left"), headers)
+    time.sleep(1.5)  # well past the moment the server noticed the disconnect
+    assert label not in _cancelled_labels(client, url, headers), "a dropped connection cancelled the request"
+    assert post(client, url, rpc("notifications/cancelled", {"requestId": "left"}, id=None), headers).status_code == 202
+    deadline = time.monotonic() + 5
+    while label not in _cancelled_labels(client, url, headers):
+        assert time.monotonic() < deadline, "notifications/cancelled did not stop the detached request"
+        time.sleep(0.05)
+    assert_serving(client, url)
+
+
+def test_client_leaving_mid_call_cancels_the_handler_of_a_2024_session(client, url):
+    # 2024-11-05 on /mcp has no resumable streams: an answer nobody can fetch is not worth computing.
+    headers = open_session(client, url, version="2024-11-05")
     label = f"gone-{time.time_ns()}"
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(5, read=0.3)) as impatient:
         post(impatient, url, rpc("tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}}), headers)
     deadline = time.monotonic() + 5
-    while True:
-        read = post(client, url, rpc("resources/read", {"uri": "test://cancelled"}), headers).json()
-        if label in read["result"]["contents"][0]["text"]:
-            break
+    while label not in _cancelled_labels(client, url, headers):
         assert time.monotonic() < deadline, "the server kept running the handler of a client that left"
         time.sleep(0.05)
     assert_serving(client, url)

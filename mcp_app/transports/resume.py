@@ -1,0 +1,212 @@
+"""Resumable Streamable HTTP event streams: numbered SSE events, kept where every worker can read them.
+
+Every event of a resumable stream (Streamable HTTP, protocol 2025-03-26 and later: a POST's answer
+upgraded to SSE, or the session's GET stream) carries an id ``<stream>:<seq>``. The stream part is
+random, unique within the session, and says which kind of stream it is (``p…`` for a POST's, ``g…`` for
+a GET stream); ``seq`` counts the stream's events from 0. Before an event goes to the wire it is stored
+(:class:`~mcp_app.models.StreamEvent`, in the database: the one thing every worker of a deployment
+shares), so that a client whose connection dropped sends ``GET`` with ``Last-Event-ID`` to any worker
+and gets exactly the events of *that* stream after that id (never another stream's), then the rest as
+they are stored, until the request's answer.
+
+Kept: at most ``STREAM_EVENT_MAX_PER_STREAM`` events per stream (the oldest are deleted as new ones
+come) and none older than ``STREAM_EVENT_RETENTION_SECONDS`` (a resume never sees an older one; rows
+are deleted at most once a minute per worker). Ending a session deletes nothing at once, but its rows
+go with the session row and age out like the others. A plain JSON answer stores nothing.
+
+Reads and writes run on one thread of this module's own (its own database connection, in order),
+not on Django's single thread for synchronous code that every request's ORM work shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from channels.db import DatabaseSyncToAsync
+from django.utils import timezone
+
+from ..conf import mcp_settings
+from ..models import StreamEvent
+from ..protocol import versions
+
+logger = logging.getLogger("mcp_app.transports")
+
+POST_STREAM = "p"
+GET_STREAM = "g"
+_EVENT_ID = re.compile(r"^([pg][A-Za-z0-9_-]{1,31}):(\d{1,9})$")
+# How often a worker deletes events past their age, at most (seconds).
+AGE_PRUNE_INTERVAL = 60.0
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp_app-streams")
+_last_age_prune = 0.0
+# In-process wake-ups for resumed streams waiting on a stream written by this worker; other workers'
+# writes are found by polling (see :func:`wait_for_events`).
+_waiters: dict[tuple[str, str], asyncio.Event] = {}
+
+
+def resumable(version: str) -> bool:
+    """Whether a Streamable HTTP session of ``version`` gets numbered, stored, resumable events (the
+    transport's resumability exists since 2025-03-26)."""
+    return versions.at_least(version, versions.V2025_03_26)
+
+
+def primes(version: str) -> bool:
+    """Whether streams start with a priming event (an id and empty data) and the server may close a
+    stream before its answer, for the client to resume (polling, SEP-1699): 2025-11-25 and later.
+    Earlier clients would try to parse the empty data as a message."""
+    return versions.at_least(version, versions.V2025_11_25)
+
+
+def new_stream_id(kind: str) -> str:
+    """A fresh stream id of ``kind`` (:data:`POST_STREAM` or :data:`GET_STREAM`); random, so that ids
+    are unique within a session without coordination between workers."""
+    return kind + secrets.token_urlsafe(9)
+
+
+def event_id(stream: str, seq: int) -> str:
+    return f"{stream}:{seq}"
+
+
+def parse_event_id(value: str) -> tuple[str, int] | None:
+    """``(stream, seq)`` of an id this server issued, or None when ``value`` is not one."""
+    match = _EVENT_ID.match(value.strip())
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _in_thread(fn: Any) -> Any:
+    # thread_sensitive=False is safe: these functions only touch the ORM in autocommit, and
+    # DatabaseSyncToAsync closes the thread's connection per CONN_MAX_AGE and when an error broke it.
+    return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_executor)
+
+
+def _cutoff() -> Any:
+    return timezone.now() - timedelta(seconds=mcp_settings.STREAM_EVENT_RETENTION_SECONDS)
+
+
+def _insert(session_id: str, stream: str, seq: int, message: dict[str, Any] | None, final: bool) -> None:
+    global _last_age_prune
+    StreamEvent.objects.create(session_id=session_id, stream=stream, seq=seq, message=message, final=final)
+    cap = mcp_settings.STREAM_EVENT_MAX_PER_STREAM
+    if cap is not None and seq >= cap:
+        # One short range on the unique (session, stream, seq) index: the stream never holds more than cap.
+        StreamEvent.objects.filter(session_id=session_id, stream=stream, seq__lte=seq - cap).delete()
+    now = time.monotonic()
+    if now - _last_age_prune >= AGE_PRUNE_INTERVAL:
+        _last_age_prune = now
+        StreamEvent.objects.filter(created__lt=_cutoff()).delete()
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a resume finds: the stream's events after the client's id, and whether the stream ended."""
+
+    events: list[tuple[int, dict[str, Any] | None, bool]]
+
+    @property
+    def ended(self) -> bool:
+        return any(final for _, _, final in self.events)
+
+
+class ResumeRefused(Exception):
+    """A ``Last-Event-ID`` that cannot be resumed; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _fetch_after(session_id: str, stream: str, seq: int, *, check: bool) -> Replay:
+    rows = StreamEvent.objects.filter(session_id=session_id, stream=stream, created__gte=_cutoff())
+    if check:
+        first = rows.order_by("seq").values_list("seq", flat=True).first()
+        last = rows.order_by("-seq").values_list("seq", flat=True).first()
+        if first is None:
+            raise ResumeRefused(404, "no such stream")
+        if seq > last:
+            raise ResumeRefused(400, "ahead of the stream")
+        if first > seq + 1:
+            raise ResumeRefused(404, "expired")
+    found = rows.filter(seq__gt=seq).order_by("seq").values_list("seq", "message", "final")
+    return Replay([(s, m, f) for s, m, f in found[:500]])
+
+
+async def replay_after(session_id: str, stream: str, seq: int) -> Replay:
+    """The events of ``stream`` after ``seq`` (at most 500 at a time; call again from the last one).
+
+    Raises :class:`ResumeRefused` when the session keeps no such stream (unknown, another session's,
+    or expired: 404), when events right after ``seq`` are no longer kept (404), or when ``seq`` is
+    ahead of the stream (400).
+    """
+    return await _in_thread(_fetch_after)(session_id, stream, seq, check=True)
+
+
+async def events_after(session_id: str, stream: str, seq: int) -> Replay:
+    """Like :func:`replay_after` without the checks: for a stream already being resumed."""
+    return await _in_thread(_fetch_after)(session_id, stream, seq, check=False)
+
+
+async def last_seq(session_id: str, stream: str) -> int:
+    """The highest stored seq of ``stream`` (-1 when none): where a resumed GET stream goes on counting."""
+    def fetch() -> int:
+        value = (StreamEvent.objects.filter(session_id=session_id, stream=stream)
+                 .order_by("-seq").values_list("seq", flat=True).first())
+        return -1 if value is None else value
+
+    return await _in_thread(fetch)()
+
+
+async def wait_for_events(session_id: str, stream: str, timeout: float) -> None:
+    """Wait until this worker stores an event of the stream, or ``timeout`` seconds (the caller then
+    polls the store: the stream may be written by another worker)."""
+    key = (session_id, stream)
+    waiter = _waiters.setdefault(key, asyncio.Event())
+    try:
+        await asyncio.wait_for(waiter.wait(), timeout)
+    except TimeoutError:
+        pass
+    finally:
+        if _waiters.get(key) is waiter and not waiter.is_set():
+            _waiters.pop(key, None)
+        elif waiter.is_set():
+            _waiters.pop(key, None)
+
+
+class EventWriter:
+    """Numbers one stream's events and stores each before it is written to the wire.
+
+    One writer per stream at a time (the consumer that serves it, or the detached request that goes on
+    after the client left), so numbering needs no coordination.
+    """
+
+    def __init__(self, session_id: str, stream: str, next_seq: int = 0) -> None:
+        self.session_id = session_id
+        self.stream = stream
+        self.next_seq = next_seq
+        self.ended = False
+
+    async def append(self, message: dict[str, Any] | None, *, final: bool = False) -> str | None:
+        """Store the next event; return its id, or None when it could not be stored (logged: the event
+        still goes to the wire, without an id, so a resume never claims to pick up after it)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        if final:
+            self.ended = True
+        try:
+            await _in_thread(_insert)(self.session_id, self.stream, seq, message, final)
+        except Exception as exc:  # the database is unavailable: deliver anyway, without resumability
+            logger.warning("could not keep event %s of session %s for resumption (%s: %s)", event_id(self.stream, seq),
+                           self.session_id, type(exc).__name__, str(exc).strip()[:300])
+            return None
+        waiter = _waiters.get((self.session_id, self.stream))
+        if waiter is not None:
+            waiter.set()
+        return event_id(self.stream, seq)
