@@ -17,7 +17,18 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Session, Token, Tool, ToolCall
+from .models import (
+    ModelExposure,
+    Prompt,
+    PromptArgument,
+    PromptMessage,
+    QueryTool,
+    Session,
+    Token,
+    Tool,
+    ToolCall,
+    Worker,
+)
 from .sessions import end_sessions_now
 
 
@@ -68,6 +79,23 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """The worker processes' leases (read-only: the workers keep them; a lapsed one ends its sessions)."""
+
+    list_display = ("id", "host", "pid", "started", "heartbeat", "expires")
+    readonly_fields = list_display
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return request.method != "POST" and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = ("id_short", "client_name", "client_version", "user", "transport", "protocol_version", "created",
@@ -77,7 +105,7 @@ class SessionAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     actions = ["end_sessions"]
     fields = ("id", "user", "transport", "protocol_version", "client_name", "client_version", "client_info_pretty",
-              "capabilities_pretty", "subscriptions_pretty", "log_level", "created", "last_seen", "ended")
+              "capabilities_pretty", "subscriptions_pretty", "log_level", "worker", "created", "last_seen", "ended")
     readonly_fields = fields
 
     @admin.display(description=_("id"))

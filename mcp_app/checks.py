@@ -31,6 +31,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
                                   id="mcp_app.E003"))
+    heartbeat = user.get("WORKER_HEARTBEAT_INTERVAL", DEFAULTS["WORKER_HEARTBEAT_INTERVAL"])
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.1 <= heartbeat <= 3600:
+        messages.append(Error("MCP_APP['WORKER_HEARTBEAT_INTERVAL'] must be a number of seconds from 0.1 to 3600.",
+                              hint=f"The default is {DEFAULTS['WORKER_HEARTBEAT_INTERVAL']}; a worker silent for three "
+                                   "intervals is taken for dead.", id="mcp_app.E003"))
     for name in ("TOOL_CALL_RATE", "REQUEST_RATE"):
         value = user.get(name, DEFAULTS[name])
         if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2

@@ -91,6 +91,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_STREAMS_PER_PRINCIPAL": 20,
     # Seconds without a message after which a session is ended (manage.py mcp_reap_sessions, and on access).
     "SESSION_IDLE_TIMEOUT": 24 * 3600,
+    # Seconds between a worker's heartbeats (its lease in the database, mcp_app.workers). A worker silent for
+    # three intervals is dead: the legacy sessions whose streams it held end, and their POSTs get 404 on any
+    # worker. 5 s: a dead worker is known within 15 s, for one small write per worker every 5 s.
+    "WORKER_HEARTBEAT_INTERVAL": 5,
     # Resource subscriptions one session may hold.
     "MAX_SUBSCRIPTIONS": 1000,
     # Seconds within which notifications/resources/list_changed is sent at most once per stream (a bulk

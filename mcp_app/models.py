@@ -36,6 +36,10 @@ class Session(models.Model):
     log_level = models.CharField(max_length=16, blank=True, default="")
     # Channel-layer name of the stream that carries the session's answers (legacy HTTP+SSE transport).
     stream_channel = models.CharField(max_length=200, blank=True, default="", editable=False)
+    # The worker process (Worker.id) holding the session's legacy stream: while its lease is alive answers can
+    # reach the stream; once it lapses the session ends (mcp_app.workers). A plain id, not a foreign key: the
+    # session must outlive the worker's row long enough to be found and ended, and writing it needs no lock.
+    worker = models.CharField(max_length=32, blank=True, default="", editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="mcp_sessions")
     # Who opened it ("token:3", "user:7", "oauth:7:2", "anonymous"): only the same principal may use it.
@@ -48,6 +52,9 @@ class Session(models.Model):
         ordering = ["-created"]
         verbose_name = _("MCP session")
         verbose_name_plural = _("MCP sessions")
+        # What each worker's reaper asks every few seconds: the open sessions held by some worker.
+        indexes = [models.Index(fields=["worker"], condition=models.Q(ended__isnull=True),
+                                name="mcp_app_session_open_worker")]
 
     def __str__(self) -> str:
         client = self.client_name or "unknown client"
@@ -82,6 +89,30 @@ class StreamEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream}:{self.seq}"
+
+
+class Worker(models.Model):
+    """A worker process's lease: every worker renews its row every ``WORKER_HEARTBEAT_INTERVAL`` seconds.
+
+    A row whose ``expires`` has passed belongs to a worker that died (``kill -9``, a crash, a lost host) or
+    cannot reach the database: the other workers end the legacy sessions whose streams it held and delete
+    the row (:mod:`mcp_app.workers`). Times are the database's clock, so hosts' clocks need not agree.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    host = models.CharField(max_length=255, editable=False)
+    pid = models.PositiveIntegerField(editable=False)
+    started = models.DateTimeField(default=timezone.now, editable=False)
+    heartbeat = models.DateTimeField(default=timezone.now, editable=False)
+    expires = models.DateTimeField(db_index=True, editable=False)
+
+    class Meta:
+        ordering = ["started"]
+        verbose_name = _("MCP worker")
+        verbose_name_plural = _("MCP workers")
+
+    def __str__(self) -> str:
+        return f"{self.host} pid {self.pid} ({self.id})"
 
 
 class AccessRule(models.Model):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from .bus import Bus
+from .bus import RESYNC, Bus
 from .conf import mcp_settings
 from .protocol import jsonrpc
 from .protocol.context import PendingClientRequests
@@ -155,6 +155,12 @@ def _build() -> Server:
     invalidate = getattr(dispatcher.provider, "invalidate", None)
     if invalidate is not None:  # providers that cache rows drop them when any worker changes one
         bus.on("catalog.changed", invalidate)
+    # Back on the bus after an outage of the layer (a Redis restart): whatever was published meanwhile is
+    # lost to this worker, so everything it caches from the database is read again.
+    bus.on(RESYNC, server.sessions.forget_all)
+    bus.on(RESYNC, forget_credentials)
+    if invalidate is not None:
+        bus.on(RESYNC, invalidate)
     return server
 
 

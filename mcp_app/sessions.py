@@ -53,6 +53,8 @@ class SessionRecord:
     log_level: str | None = None
     #: The channel of the session's event stream (legacy transport: the one stream that carries answers).
     stream_channel: str = ""
+    #: The worker holding that stream (mcp_app.workers): its lease says whether the stream can still be reached.
+    worker: str = ""
     #: Who opened it (see mcp_app.auth.Principal.key); only they may use it.
     principal: str = ""
     touched: float = field(default_factory=time.monotonic)
@@ -143,6 +145,10 @@ class SessionStore:
         """Drop this worker's cached copy (safe from any thread); the next get() reads the database."""
         self._cache.pop(session_id, None)
 
+    def forget_all(self, message: Any = None) -> None:
+        """Drop every cached session (this worker may have missed ends and changes: see mcp_app.bus.RESYNC)."""
+        self._cache.clear()
+
     def _remember(self, record: SessionRecord) -> None:
         self._cache[record.id] = (record, time.monotonic())
         self._cache.move_to_end(record.id)
@@ -173,7 +179,7 @@ class SessionStore:
             id=row.id, transport=row.transport, protocol_version=row.protocol_version,
             client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
             log_level=row.log_level or None,
-            stream_channel=row.stream_channel, principal=row.principal, store=self,
+            stream_channel=row.stream_channel, worker=row.worker, principal=row.principal, store=self,
             last_active=row.last_seen.timestamp(),
         )
 

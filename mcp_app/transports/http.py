@@ -21,6 +21,7 @@ from ..notifications import StreamAudience
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST, ParseError
 from ..server import get_server
+from ..workers import maintenance
 from . import security
 from .events import ALL_STREAMS, session_group
 
@@ -167,6 +168,7 @@ class MCPConsumer(AsyncConsumer):
         except Exception as exc:  # an uncached token while the database is down, or a failing class
             await self.fail(exc)
             return
+        maintenance.ensure_running()  # this worker's lease and reaper (mcp_app.workers); cheap once running
         try:
             body = await self.read_body(receive)
         except Disconnected:

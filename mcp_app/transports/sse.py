@@ -27,6 +27,7 @@ from ..protocol.context import RequestContext
 from ..protocol.errors import INTERNAL_ERROR, McpError
 from ..server import Server, get_server, run_each
 from ..sessions import SessionRecord
+from ..workers import maintenance, worker_id
 from . import security
 from .events import DeliveryError, send_to_stream
 from .http import SSE_HEADERS, MCPConsumer, accepts
@@ -38,6 +39,12 @@ logger = logging.getLogger("mcp_app.transports")
 #: whose POSTs queue behind a slow tool can soon send the next message, a cancellation for instance.
 ANSWER_WAIT = 1.0
 SESSION_NOT_FOUND = -32001
+STREAM_GONE = ("Session not found: the server process that held its event stream is gone; open GET /sse again "
+               "for a new session.")
+
+
+class StreamGone(Exception):
+    """The worker holding a session's stream is dead (its lease lapsed): nothing sent there is read."""
 
 class SSEStreamConsumer(MCPConsumer):
     """``GET /sse``: a new session and its event stream, for as long as the client stays."""
@@ -79,7 +86,10 @@ class SSEStreamConsumer(MCPConsumer):
                                   "configured or not reachable; retry shortly.", code=INTERNAL_ERROR,
                              headers=[(b"retry-after", b"1")])
             return
-        await server.sessions.update(session, stream_channel=channel)
+        # This worker's lease first: a POST on another worker must never find the stream's worker unknown.
+        await maintenance.ensure_registered()
+        session.worker = worker_id()
+        await server.sessions.update(session, stream_channel=channel, worker=session.worker)
         session.stream_channel = channel
         endpoint = f"{self.scope.get('root_path', '')}{mcp_settings.SSE_PATH.rstrip('/')}/messages?session_id={session.id}"
         await self.start(200, SSE_HEADERS)
@@ -122,6 +132,12 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
                              code=SESSION_NOT_FOUND)
             return
+        if session.worker and not await maintenance.is_alive(session.worker):
+            # The worker holding the stream died without cleaning up (kill -9, a crash): no answer could reach
+            # the client, so the POST is refused rather than accepted into the void, and the session ends.
+            await maintenance.end_lost_session(session.id, session.worker)
+            await self.error(404, STREAM_GONE, code=SESSION_NOT_FOUND)
+            return
         parsed = await self.parse_messages(body)
         if parsed is None:
             return
@@ -143,9 +159,23 @@ class SSEMessagesConsumer(MCPConsumer):
         if not await self.charge_requests(requests):
             return
         asked_client = asyncio.Event()
+        # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
+        accepted = False
 
         async def deliver(message: dict[str, Any]) -> None:
-            await send_to_stream(session.stream_channel, message)
+            worker = session.worker
+            try:
+                if worker and not await self._stream_worker_alive(worker):
+                    raise StreamGone(f"the worker {worker} that held the session's stream is gone")
+                await send_to_stream(session.stream_channel, message)
+            except (DeliveryError, StreamGone) as exc:
+                if accepted:
+                    logger.error("MCP %s for session %s (request id %r) could not be delivered: %s",
+                                 "answer" if "method" not in message else "message", session.id, message.get("id"), exc)
+                    exc.logged = True  # type: ignore[attr-defined]
+                raise
+            if worker and "id" in message and "method" not in message:
+                maintenance.record_handoff(session.id, worker, message["id"])  # logged if that worker then dies
 
         async def send(message: dict[str, Any]) -> None:
             await deliver(message)
@@ -168,28 +198,51 @@ class SSEMessagesConsumer(MCPConsumer):
                 await deliver(error)
             await run_each(requests, run)  # a batch (2025-03-26 sessions) a few entries at a time
 
-        task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, t))
+        request_ids = [request.id for request in requests]
+        task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, request_ids, t, accepted))
         waiter = asyncio.ensure_future(asked_client.wait())
         try:
             await asyncio.wait({task, waiter}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
-        if task.done() and not task.cancelled() and isinstance(task.exception(), DeliveryError):
+        failure = task.exception() if task.done() and not task.cancelled() else None
+        if isinstance(failure, StreamGone):
+            await maintenance.end_lost_session(session.id, session.worker)
+            await self.error(404, STREAM_GONE, code=SESSION_NOT_FOUND)
+            return
+        if isinstance(failure, DeliveryError):
             await self.error(503, "Service Unavailable: the answer could not be queued for your stream (the channel "
                                   "layer is full or unreachable); retry shortly.", code=INTERNAL_ERROR,
                              headers=[(b"retry-after", b"1")])
             return
+        accepted = True  # no await since the task was last looked at: it cannot have failed unseen
         await self.empty(202)
 
     @staticmethod
-    def _finished(session_id: str, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # Too late for the POST's status (it answered 202): say so in the log, never drop silently.
-            error = task.exception()
-            if isinstance(error, DeliveryError):
-                logger.error("MCP answer for session %s could not be delivered: %s", session_id, error)
-            else:
-                logger.error("MCP request for session %s failed", session_id, exc_info=error)
+    async def _stream_worker_alive(worker: str) -> bool:
+        try:
+            return await maintenance.is_alive(worker)
+        except Exception as exc:  # the database is down: the lease cannot be read, so try to deliver anyway
+            logger.warning("could not check the lease of worker %s (%s: %s); delivering anyway", worker,
+                           type(exc).__name__, exc)
+            return True
+
+    @staticmethod
+    def _finished(session_id: str, request_ids: list[Any], task: asyncio.Task[None], accepted: bool) -> None:
+        if task.cancelled():
+            # The session ended while its requests ran (its stream closed, or the worker holding it died).
+            logger.info("MCP request(s) %s of session %s cancelled: the session ended, no answer is sent",
+                        request_ids, session_id)
+            return
+        error = task.exception()
+        if error is None or getattr(error, "logged", False):
+            return
+        if isinstance(error, (DeliveryError, StreamGone)):
+            if accepted:  # too late for the POST's status (it answered 202): say so in the log
+                logger.error("MCP answer(s) to request(s) %s of session %s could not be delivered: %s",
+                             request_ids, session_id, error)
+        else:
+            logger.error("MCP request(s) %s of session %s failed", request_ids, session_id, exc_info=error)
 
     async def initialize(self, server: Server, session: SessionRecord, request: jsonrpc.Request) -> dict[str, Any]:
         try:
