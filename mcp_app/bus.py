@@ -24,6 +24,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from .transports.layerops import layer_op
+
 logger = logging.getLogger("mcp_app.bus")
 
 GROUP = "mcp_app.bus"
@@ -155,7 +157,7 @@ class Bus:
             return True
         try:
             # Bounded and retried: thousands of sessions ending at once must not exhaust redis-py's pool.
-            await layer.group_send(GROUP, {"type": "mcp.bus", "kind": kind, **data})
+            await layer_op(layer.group_send, GROUP, {"type": "mcp.bus", "kind": kind, **data})
         except Exception as exc:
             logger.error("mcp_app bus: could not publish %s (%s: %s)", kind, type(exc).__name__, exc)
             self._mark_lost()  # the layer failed: this process's membership may be gone with it

@@ -31,6 +31,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
                                   id="mcp_app.E003"))
+    buffer = user.get("STREAM_BUFFER_BYTES", DEFAULTS["STREAM_BUFFER_BYTES"])
+    if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1):
+        messages.append(Error("MCP_APP['STREAM_BUFFER_BYTES'] must be a positive integer (bytes), or None (unbounded).",
+                              hint=f"The default is {DEFAULTS['STREAM_BUFFER_BYTES']}.", id="mcp_app.E003"))
     heartbeat = user.get("WORKER_HEARTBEAT_INTERVAL", DEFAULTS["WORKER_HEARTBEAT_INTERVAL"])
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.1 <= heartbeat <= 3600:
         messages.append(Error("MCP_APP['WORKER_HEARTBEAT_INTERVAL'] must be a number of seconds from 0.1 to 3600.",

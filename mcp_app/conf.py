@@ -100,6 +100,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds within which notifications/resources/list_changed is sent at most once per stream (a bulk
     # change of many rows becomes one notification, plus one at the end of the window).
     "LIST_CHANGED_COALESCE_SECONDS": 0.5,
+    # Bytes of events that may wait for one open stream whose client is not reading (besides one event of any
+    # size, and the connection's own 64 KiB write buffer); past it the stream is closed (a legacy session
+    # ends with it) and the ids of the answers left undelivered are logged. None: unbounded.
+    "STREAM_BUFFER_BYTES": 1024 * 1024,
     # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
     # (case-insensitive substring match, at any depth).
     "AUDIT_LOG": True,

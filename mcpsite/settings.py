@@ -74,7 +74,9 @@ else:
 
 if os.environ.get("MCPSITE_REDIS_URL"):
     # As the README recommends for many workers: no read timeout on the blocking receive (mcp_app.W003), and
-    # room for the messages queued for one worker's streams before POSTs get 503.
+    # room for bursts of the messages queued in Redis for one worker (all its streams together): each worker
+    # moves them into its streams' bounded buffers (MCP_APP STREAM_BUFFER_BYTES, 1 MiB) at once, and a send
+    # that finds the queue full is retried for 3 s before its POST gets 503, so a reading client never does.
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                     "CONFIG": {"hosts": [{"address": os.environ["MCPSITE_REDIS_URL"], "socket_timeout": None}],

@@ -1,22 +1,33 @@
 """Server-to-client delivery through the Channels channel layer.
 
-Every open event stream has its own channel and joins its session's group, so any worker can reach it:
+Every open event stream has its own channel, so a legacy stream's answers can reach it from any worker;
+everything addressed to more than one stream goes to each worker process once, on the bus, and the process
+hands it to its own streams (:mod:`mcp_app.transports.fanout`):
 
 - :func:`send_to_stream` targets one stream's channel and raises :class:`DeliveryError` when the layer
-  is full or unreachable (the caller answers 503: never a silent drop);
-- :func:`send_to_session` broadcasts to every stream of a session (notifications);
+  is full or unreachable (after retrying for a few seconds: the caller answers 503, never a silent drop);
+- :func:`send_to_session` reaches every open stream of a session (notifications);
 - :func:`broadcast` reaches every open stream of every session (list_changed), and
-  :func:`broadcast_coalesced` does so at most once per window per stream (data changes), and only to the
-  streams whose caller may read the exposures concerned;
+  :func:`broadcast_coalesced` does so only to the streams whose caller may read the exposures concerned;
+  both send a list_changed at most once per ``LIST_CHANGED_COALESCE_SECONDS`` from each process, plus one at
+  the end of the window when more came in it (the latest state is never lost, a burst is never a flood);
 - :func:`close_session_streams` ends them (session ended).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
+
+from ..bus import GROUP as BUS_GROUP
+from . import fanout
+from .layerops import layer_op
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -25,45 +36,46 @@ class DeliveryError(Exception):
     """A message could not be handed to the channel layer."""
 
 
-#: The group every open stream joins: notifications for everyone (list_changed).
-ALL_STREAMS = "mcp_app.streams"
-
-
-def session_group(session_id: str) -> str:
-    """The channel-layer group of a session's event streams (ids are URL-safe base64: valid group names)."""
-    return f"mcp_app.session.{session_id}"
-
-
 async def send_to_stream(channel: str, message: dict[str, Any]) -> None:
-    """Queue one JSON-RPC message for the stream reading ``channel``, on whichever worker holds it."""
+    """Queue one JSON-RPC message for the stream reading ``channel``, on whichever worker holds it.
+
+    A full channel (its worker is behind) or a connection error is retried for a few seconds
+    (:func:`~mcp_app.transports.layerops.layer_op`) before :class:`DeliveryError` is raised."""
     layer = get_channel_layer()
     if layer is None:
         raise DeliveryError("no channel layer is configured (CHANNEL_LAYERS['default'])")
     try:
-        await layer.send(channel, {"type": "mcp.message", "message": message})
+        await layer_op(layer.send, channel, {"type": "mcp.message", "message": message})
     except Exception as exc:  # ChannelFull, or the layer's backend (Redis) is unreachable
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
 
-async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
-    """Broadcast a server-initiated message to every open stream of a session (best effort)."""
+async def _to_workers(event: dict[str, Any]) -> None:
+    """One event for many streams: one bus message per worker process (this one's streams at once when
+    there is no layer); raises the layer's error when it cannot be handed over."""
     layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(session_group(session_id), {"type": "mcp.message", "message": message})
+    if layer is None:
+        fanout.deliver(event)
+        return
+    await layer_op(layer.group_send, BUS_GROUP, {"type": "mcp.bus", "kind": fanout.KIND, "event": event})
+
+
+async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
+    """Send a server-initiated message to every open stream of a session, on every worker."""
+    await _to_workers({"type": "mcp.message", "session": session_id, "message": message})
 
 
 async def close_session_streams(session_id: str) -> None:
-    """Make every open stream of the session end its response."""
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(session_group(session_id), {"type": "mcp.close"})
+    """Make every open stream of the session end its response, on every worker."""
+    await _to_workers({"type": "mcp.close", "session": session_id})
 
 
 async def broadcast(message: dict[str, Any]) -> None:
-    """Send a message to every open stream of every session, on every worker."""
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(ALL_STREAMS, {"type": "mcp.message", "message": message})
+    """Send a message to every open stream of every session, on every worker (list_changed: coalesced)."""
+    event = {"type": "mcp.message", "message": message}
+    if fanout.is_list_changed(message) and not _outbox.admit(event):
+        return  # held: sent at the end of the window, with every change held with it
+    await _to_workers(event)
 
 
 async def broadcast_coalesced(message: dict[str, Any], exposures: list[str] | None = None) -> None:
@@ -72,9 +84,74 @@ async def broadcast_coalesced(message: dict[str, Any], exposures: list[str] | No
 
     With ``exposures`` (the keys of the model exposures whose rows changed), only the streams whose
     caller may read at least one of them send it (:class:`mcp_app.notifications.StreamAudience`)."""
-    layer = get_channel_layer()
-    if layer is not None:
-        event: dict[str, Any] = {"type": "mcp.coalesced", "message": message}
-        if exposures is not None:
-            event["exposures"] = list(exposures)
-        await layer.group_send(ALL_STREAMS, event)
+    event: dict[str, Any] = {"type": "mcp.coalesced", "message": message}
+    if exposures is not None:
+        event["exposures"] = list(exposures)
+    if not _outbox.admit(event):
+        return
+    await _to_workers(event)
+
+
+class _Outbox:
+    """This process's list_changed broadcasts, coalesced before they reach the layer: the first of a method
+    goes at once; later ones within ``LIST_CHANGED_COALESCE_SECONDS`` are merged (exposures: union) into one
+    sent when the window ends, from a timer thread. A burst of 40,000 changes is then two or three layer
+    messages per window instead of 40,000 that would fill every worker's channel (and crowd out answers).
+    Thread-safe: senders are the event loop and Django's sync threads alike."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent: dict[str, float] = {}
+        self._held: dict[str, dict[str, Any]] = {}
+
+    def admit(self, event: dict[str, Any]) -> bool:
+        """True: send ``event`` now. False: it was merged into one that the timer sends."""
+        window = _coalesce_window()
+        if window <= 0:
+            return True
+        method = str(event["message"].get("method"))
+        now = time.monotonic()
+        with self._lock:
+            held = self._held.get(method)
+            if held is not None:
+                exposures = fanout.merge_exposures(held.get("exposures"), event.get("exposures"))
+                held["type"] = "mcp.coalesced" if exposures is not None else "mcp.message"
+                if exposures is None:
+                    held.pop("exposures", None)
+                else:
+                    held["exposures"] = exposures
+                return False
+            last = self._sent.get(method)
+            if last is None or now - last >= window:
+                self._sent[method] = now
+                return True
+            self._held[method] = dict(event)
+            # Non-daemon: a short-lived process (a shell, a management command) sends it before exiting.
+            timer = threading.Timer(last + window - now, self._flush, args=(method,))
+            timer.name = "mcp_app-list-changed"
+            timer.start()
+            return False
+
+    def _flush(self, method: str) -> None:
+        with self._lock:
+            event = self._held.pop(method, None)
+            self._sent[method] = time.monotonic()
+        if event is None:
+            return
+        try:
+            # A loop of this thread's own: async_to_sync would submit to an executor, which Python refuses
+            # once a short-lived process (a shell) has begun exiting, the very moment this timer fires.
+            asyncio.run(_to_workers(event))
+        except Exception as exc:  # advisory, like the notification it stands for
+            logger.warning("could not send %s (%s: %s)", method, type(exc).__name__, exc)
+
+
+_outbox = _Outbox()
+
+
+def _coalesce_window() -> float:
+    """``MCP_APP["LIST_CHANGED_COALESCE_SECONDS"]``, read from Django's settings directly: importing
+    mcp_app.conf here would close an import cycle (conf -> server -> sessions -> events). The default is
+    conf.DEFAULTS'."""
+    value = (getattr(settings, "MCP_APP", None) or {}).get("LIST_CHANGED_COALESCE_SECONDS", 0.5)
+    return float(value or 0)

@@ -352,9 +352,10 @@ def test_unreachable_channel_layer_gives_503(private_redis: tuple[int, subproces
     server.assert_no_traceback()
 
 
-def test_full_channel_layer_gives_503(tmp_path: Path) -> None:
-    """A client that stops reading its stream: uvicorn applies backpressure, the stream's channel fills up
-    (capacity 5 here), and POSTs get 503 instead of answers being dropped."""
+def test_client_that_stops_reading_has_its_stream_closed(tmp_path: Path) -> None:
+    """A client that stops reading its stream: uvicorn applies backpressure, the answers wait in the stream's
+    bounded buffer (STREAM_BUFFER_BYTES, whatever the layer's capacity: 5 here), and when it overflows the
+    stream is closed and its session ended: the next POST gets 404, and the log names what was not delivered."""
     import socket
 
     server = start_daphne(tmp_path, server="uvicorn", extra_env={"MCP_TEST_LAYER_CAPACITY": "5"})
@@ -374,12 +375,13 @@ def test_full_channel_layer_gives_503(tmp_path: Path) -> None:
                         "params": {"name": "uppercase_text", "arguments": {"text": big}}}
                 response = client.post(server.url + endpoint, json=call)
                 statuses.append(response.status_code)
-                if response.status_code == 503:
-                    assert_error(response, 503, -32603)
+                if response.status_code == 404:
+                    assert_error(response, 404, -32001)
                     break
-            assert statuses[-1] == 503, f"the layer never filled up: {statuses}"
+            assert statuses[-1] == 404, f"the stream was never closed: {statuses}"
             assert set(statuses[:-1]) == {202}
             sock.close()
+            assert "is not reading its stream" in server.log() and "undelivered" in server.log()
             # The server goes on serving others.
             other, other_endpoint = open_stream(client, server)
             initialize(client, server, other, other_endpoint)

@@ -1,0 +1,202 @@
+"""The open event streams of this process, and how messages for many streams reach them.
+
+Messages for more than one stream (list_changed for everyone, a session's notifications, "close this
+session's streams") cross the channel layer **once per worker process**, not once per stream: they travel on
+the bus (:mod:`mcp_app.bus`, one group member per process, ``kind`` :data:`KIND`), and each process hands
+them to its own streams through the registry here. Opening or closing a stream therefore costs no channel
+layer operation at all: a burst of thousands of clients leaving cannot exhaust the layer's connection pool,
+no dead member can accumulate in a group, and a broadcast costs one message per worker whatever the number
+of streams.
+
+Every stream has a :class:`LocalStream`: a bounded buffer of the events waiting to be written to its client.
+Its bound (``STREAM_BUFFER_BYTES``) is what a client that does not read may cost: past it the stream is
+closed (:attr:`LocalStream.overflowed`). list_changed notifications waiting in a buffer are merged, never
+queued twice: one that is still waiting will be written after every change it stands for, so the client ends
+up with the latest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol import jsonrpc
+
+logger = logging.getLogger("mcp_app.transports")
+
+#: The bus event kind that carries stream events to every worker.
+KIND = "streams.event"
+
+
+def is_list_changed(message: Any) -> bool:
+    """A ``notifications/*/list_changed``: content-free, so any later one stands for every earlier one."""
+    return (isinstance(message, dict) and "id" not in message
+            and str(message.get("method", "")).endswith("/list_changed"))
+
+
+def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
+    """The exposures of two merged list_changed events: None (about no exposure in particular: for every
+    stream) wins; otherwise the union, so the merged event reaches a stream when either would have."""
+    if first is None or second is None:
+        return None
+    return sorted(set(first) | set(second))
+
+
+class LocalStream:
+    """The events waiting for one open stream of this process (see the module's docstring).
+
+    ``put`` never blocks and never drops silently: past ``limit`` bytes (with more than one event waiting, so
+    that a single large answer always gets through) the stream is marked overflowed and its writer closes it.
+    """
+
+    def __init__(self, session_id: str, limit: int) -> None:
+        """``limit``: the most bytes (of encoded messages) that may wait; 0 or None: no bound."""
+        self.session_id = session_id
+        self.limit = limit or 0
+        self.pending_bytes = 0
+        #: Why the stream must end without writing what waits (None: it may go on).
+        self.overflowed: str | None = None
+        #: Set when the stream must end (its session was closed).
+        self.closed = False
+        #: Ids of the answers and requests refused once the stream was closing (the first 50).
+        self.refused_ids: list[Any] = []
+        #: Set when it ended because its channel failed, not because its client stopped reading.
+        self.broken = False
+        #: Called once when the stream overflows or fails (its writer may be stuck in a send that waits).
+        self.on_overflow: Callable[[], Any] | None = None
+        self._events: deque[tuple[dict[str, Any], int]] = deque()
+        self._wakeup = asyncio.Event()
+
+    def _overflow(self, reason: str) -> None:
+        if self.overflowed is not None:
+            return
+        self.overflowed = reason
+        self._wakeup.set()
+        if self.on_overflow is not None:
+            self.on_overflow()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue a channel-layer style event: ``mcp.message`` / ``mcp.coalesced`` (with ``message``) or
+        ``mcp.close``."""
+        kind = event.get("type")
+        if kind == "mcp.close":
+            self.closed = True
+            self._wakeup.set()
+            return
+        message = event.get("message")
+        if kind not in ("mcp.message", "mcp.coalesced") or not isinstance(message, dict):
+            return
+        if self.overflowed is not None:
+            # Closing: nothing more is kept for it (the bound holds); what is refused is logged with the rest.
+            if "id" in message and len(self.refused_ids) < 50:
+                self.refused_ids.append(message["id"])
+            return
+        if is_list_changed(message):
+            for waiting, _ in self._events:
+                if is_list_changed(waiting.get("message")) and waiting["message"].get("method") == message.get("method"):
+                    # Still unwritten: it goes out after this change too. Merged, so it reaches the stream
+                    # when either would have (the audience check runs when it is written).
+                    if waiting.get("type") == "mcp.coalesced" or kind == "mcp.coalesced":
+                        waiting["exposures"] = merge_exposures(waiting.get("exposures"), event.get("exposures"))
+                        waiting["type"] = "mcp.coalesced" if waiting["exposures"] is not None else "mcp.message"
+                    return
+            event = dict(event)  # merged into later: never change the sender's (shared) copy
+        size = len(jsonrpc.encode(message))
+        self._events.append((event, size))
+        self.pending_bytes += size
+        self._wakeup.set()
+        if self.limit and self.pending_bytes > self.limit and len(self._events) > 1:
+            self._overflow(f"the client is not reading its stream: {len(self._events)} events "
+                           f"({self.pending_bytes} bytes) wait to be written, over STREAM_BUFFER_BYTES ({self.limit})")
+
+    def fail(self, reason: str) -> None:
+        """End the stream without writing what waits: the channel it reads from is gone (the client is not to
+        blame: its response is ended cleanly so that it reconnects)."""
+        self.broken = True
+        self._overflow(reason)
+
+    def pop(self) -> dict[str, Any] | None:
+        """The oldest waiting event, or None."""
+        if not self._events:
+            return None
+        event, size = self._events.popleft()
+        self.pending_bytes -= size
+        return event
+
+    def waiting_ids(self) -> list[Any]:
+        """The ids of the answers and requests still waiting (for the log when they cannot be delivered)."""
+        return [event["message"]["id"] for event, _ in self._events
+                if isinstance(event.get("message"), dict) and "id" in event["message"]] + self.refused_ids
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until an event waits, the stream must end, or ``timeout`` seconds pass."""
+        if self._events or self.closed or self.overflowed is not None:
+            return
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+# Open streams of this process by session id. Streams live on the server's event loop, and so do the bus
+# listener and every caller of register/deliver: no lock needed.
+_streams: dict[str, set[LocalStream]] = {}
+_wired: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register(stream: LocalStream) -> None:
+    _streams.setdefault(stream.session_id, set()).add(stream)
+
+
+def unregister(stream: LocalStream) -> None:
+    streams = _streams.get(stream.session_id)
+    if streams is not None:
+        streams.discard(stream)
+        if not streams:
+            del _streams[stream.session_id]
+
+
+def open_count() -> int:
+    """Open streams in this process."""
+    return sum(len(s) for s in _streams.values())
+
+
+def deliver(event: dict[str, Any]) -> None:
+    """Hand an event to this process's streams: those of ``event["session"]``, or all when it names none."""
+    session_id = event.get("session")
+    if session_id is None:
+        targets = [s for streams in _streams.values() for s in streams]
+    else:
+        targets = list(_streams.get(session_id, ()))
+    for stream in targets:
+        stream.put(event)
+
+
+def _on_bus(message: dict[str, Any]) -> None:
+    event = message.get("event")
+    if isinstance(event, dict):
+        deliver(event)
+
+
+def _on_session_ended(message: dict[str, Any]) -> None:
+    # However a session ended (DELETE, its credential, an operator, its legacy stream), its streams end here.
+    session_id = message.get("session_id")
+    if isinstance(session_id, str):
+        deliver({"type": "mcp.close", "session": session_id})
+
+
+def attach(bus: Any) -> None:
+    """Deliver the bus's stream events to this process's streams (idempotent, per bus)."""
+    if bus in _wired:
+        return
+    _wired.add(bus)
+    bus.on(KIND, _on_bus)
+    bus.on("session.ended", _on_session_ended)
