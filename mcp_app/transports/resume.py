@@ -15,7 +15,9 @@ are deleted at most once a minute per worker). Ending a session deletes nothing 
 go with the session row and age out like the others. A plain JSON answer stores nothing.
 
 Reads and writes run on one thread of this module's own (its own database connection, in order),
-not on Django's single thread for synchronous code that every request's ORM work shares.
+not on Django's single thread for synchronous code that every request's ORM work shares, and the events
+of all of a worker's streams are written in batches (:class:`_GroupCommit`): a broadcast to thousands of
+GET streams costs a few INSERTs.
 """
 
 from __future__ import annotations
@@ -91,17 +93,84 @@ def _cutoff() -> Any:
     return timezone.now() - timedelta(seconds=mcp_settings.STREAM_EVENT_RETENTION_SECONDS)
 
 
-def _insert(session_id: str, stream: str, seq: int, message: dict[str, Any] | None, final: bool) -> None:
+def _insert(rows: list[tuple[str, str, int, dict[str, Any] | None, bool]]) -> None:
+    """Store a batch of events in one INSERT, then keep every stream it touched within its cap."""
     global _last_age_prune
-    StreamEvent.objects.create(session_id=session_id, stream=stream, seq=seq, message=message, final=final)
+    StreamEvent.objects.bulk_create([StreamEvent(session_id=session_id, stream=stream, seq=seq, message=message,
+                                                 final=final) for session_id, stream, seq, message, final in rows])
     cap = mcp_settings.STREAM_EVENT_MAX_PER_STREAM
-    if cap is not None and seq >= cap:
-        # One short range on the unique (session, stream, seq) index: the stream never holds more than cap.
-        StreamEvent.objects.filter(session_id=session_id, stream=stream, seq__lte=seq - cap).delete()
+    if cap is not None:
+        newest: dict[tuple[str, str], int] = {}
+        for session_id, stream, seq, _, _ in rows:
+            newest[(session_id, stream)] = max(seq, newest.get((session_id, stream), -1))
+        for (session_id, stream), seq in newest.items():
+            if seq >= cap:  # one short range on the unique (session, stream, seq) index
+                StreamEvent.objects.filter(session_id=session_id, stream=stream, seq__lte=seq - cap).delete()
     now = time.monotonic()
     if now - _last_age_prune >= AGE_PRUNE_INTERVAL:
         _last_age_prune = now
         StreamEvent.objects.filter(created__lt=_cutoff()).delete()
+
+
+class _GroupCommit:
+    """Appends from every stream of this worker, written in batches: while one INSERT runs, the events that
+    arrive queue up and go in the next one (no added delay when idle, one statement per batch under load:
+    a broadcast to thousands of GET streams costs a few INSERTs, not thousands)."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[tuple[str, str, int, dict[str, Any] | None, bool], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def add(self, row: tuple[str, str, int, dict[str, Any] | None, bool]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if no one waits
+        self._queue.append((row, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+        await asyncio.shield(future)  # a cancelled caller does not take the batch down with it
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+            try:
+                await _in_thread(_insert)([row for row, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One bad row (its session deleted meanwhile) must not cost the others: one by one.
+                self._queue = [(row, future) for row, future in batch] + self._queue
+                await self._one_by_one(len(batch))
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _one_by_one(self, count: int) -> None:
+        batch, self._queue = self._queue[:count], self._queue[count:]
+        for row, future in batch:
+            try:
+                await _in_thread(_insert)([row])
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(None)
+
+
+BATCH_MAX = 500
+_commits: dict[asyncio.AbstractEventLoop, _GroupCommit] = {}
+
+
+def _group_commit() -> _GroupCommit:
+    loop = asyncio.get_running_loop()
+    commit = _commits.get(loop)
+    if commit is None:
+        _commits.clear()  # one event loop per process in a server; tests may start new ones
+        commit = _commits[loop] = _GroupCommit()
+    return commit
 
 
 @dataclass(frozen=True)
@@ -201,7 +270,7 @@ class EventWriter:
         if final:
             self.ended = True
         try:
-            await _in_thread(_insert)(self.session_id, self.stream, seq, message, final)
+            await _group_commit().add((self.session_id, self.stream, seq, message, final))
         except Exception as exc:  # the database is unavailable: deliver anyway, without resumability
             logger.warning("could not keep event %s of session %s for resumption (%s: %s)", event_id(self.stream, seq),
                            self.session_id, type(exc).__name__, str(exc).strip()[:300])

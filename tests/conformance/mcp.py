@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -252,3 +253,13 @@ async def test_reconnection(ctx: Context) -> str:
     await ctx.close_stream()
     await asyncio.sleep(0.2)  # the answer is produced while no connection carries the stream
     return "Reconnection test completed successfully"
+
+
+@tool()
+async def slow_steps(steps: int, delay: float, ctx: Context) -> str:
+    """Reports progress 1..steps, one step every `delay` seconds; answers which worker process ran it (for
+    the tests that cut a client's connection mid-call and resume the stream on another worker)."""
+    for step in range(1, steps + 1):
+        await asyncio.sleep(delay)
+        await ctx.report_progress(step, steps, message=f"step {step}")
+    return f"{steps} steps on worker {os.getpid()}"
