@@ -31,6 +31,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
                                   id="mcp_app.E003"))
+    for name in ("BODY_TIMEOUT", "SESSION_REAP_INTERVAL"):
+        value = user.get(name, DEFAULTS[name])
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            messages.append(Error(f"MCP_APP[{name!r}] must be a positive number of seconds, or None (off).",
+                                  hint=f"The default is {DEFAULTS[name]}.", id="mcp_app.E003"))
     buffer = user.get("STREAM_BUFFER_BYTES", DEFAULTS["STREAM_BUFFER_BYTES"])
     if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1):
         messages.append(Error("MCP_APP['STREAM_BUFFER_BYTES'] must be a positive integer (bytes), or None (unbounded).",
@@ -80,6 +85,25 @@ def check_redis_timeout(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
         hint='Turn the read timeout off: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].',
         id="mcp_app.W003",
+    )]
+
+
+@register(Tags.compatibility)
+def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Rates are counted with the cache's ``incr``, which only some backends do atomically: with the others,
+    concurrent requests read the same count and all get through."""
+    from .limits import ATOMIC_CACHE_BACKENDS
+
+    user = getattr(settings, "MCP_APP", {})
+    alias = (user if isinstance(user, dict) else {}).get("RATE_LIMIT_CACHE", DEFAULTS["RATE_LIMIT_CACHE"])
+    backend = str((getattr(settings, "CACHES", {}) or {}).get(alias, {}).get("BACKEND", ""))
+    if not backend or backend in ATOMIC_CACHE_BACKENDS:
+        return []
+    return [Warning(
+        f"MCP_APP['RATE_LIMIT_CACHE'] is the cache {alias!r} ({backend}), whose incr is not atomic (or keeps "
+        "nothing): concurrent requests can all pass TOOL_CALL_RATE and REQUEST_RATE.",
+        hint="Point RATE_LIMIT_CACHE at a LocMemCache (one process), RedisCache or memcached cache (many workers).",
+        id="mcp_app.W006",
     )]
 
 

@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": [],
     # Largest request body accepted, in bytes: bigger bodies get 413 before they are read whole.
     "MAX_BODY_SIZE": 4 * 1024 * 1024,
+    # Seconds a request body may take to arrive in full (None: no limit); a body that trickles in longer gets
+    # 408. Ours are a few KB, sent at once; 30 s leaves room for slow links. Servers that buffer the body
+    # before calling the application (daphne) time it out themselves, if at all (see README).
+    "BODY_TIMEOUT": 30,
     # Items per page of every list method.
     "PAGE_SIZE": 100,
     # Seconds a handler waits for the client to answer sampling / elicitation / roots requests.
@@ -86,11 +90,17 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_CONCURRENCY": 2,
     # Cache alias counting tool calls and requests; use a shared cache (Redis) for limits across workers.
     "RATE_LIMIT_CACHE": "default",
-    # Open sessions and GET streams per principal (streams: per worker); over it: 429.
+    # Open sessions and GET streams per principal (streams: per worker). Sessions: at the cap, opening one
+    # ends the credential's least recently used session. Streams: over the cap, 429.
     "MAX_SESSIONS_PER_PRINCIPAL": 100,
     "MAX_STREAMS_PER_PRINCIPAL": 20,
-    # Seconds without a message after which a session is ended (manage.py mcp_reap_sessions, and on access).
+    # Seconds without a message after which a session is ended (on access, by every worker's reaper, and by
+    # manage.py mcp_reap_sessions).
     "SESSION_IDLE_TIMEOUT": 24 * 3600,
+    # Seconds between two rounds of each worker's idle-session reaper (None: off, leave it to cron). Five
+    # minutes: an abandoned session lingers at most that much past SESSION_IDLE_TIMEOUT, for one cheap
+    # query per worker.
+    "SESSION_REAP_INTERVAL": 300,
     # Seconds between a worker's heartbeats (its lease in the database, mcp_app.workers). A worker silent for
     # three intervals is dead: the legacy sessions whose streams it held end, and their POSTs get 404 on any
     # worker. 5 s: a dead worker is known within 15 s, for one small write per worker every 5 s.

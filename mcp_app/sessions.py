@@ -5,6 +5,11 @@ A message on a known session costs a dict lookup: the cache entry is dropped on 
 session for longer than the bus takes to deliver (milliseconds), and entries expire after
 ``SESSION_CACHE_TIMEOUT`` seconds anyway. ``last_seen`` is written at most every
 ``SESSION_TOUCH_INTERVAL`` seconds.
+
+Sessions end without anyone asking in two ways: a credential at ``MAX_SESSIONS_PER_PRINCIPAL`` that opens
+another ends its least recently used one (:meth:`SessionStore.create`), and every worker ends the sessions
+idle for ``SESSION_IDLE_TIMEOUT`` every ``SESSION_REAP_INTERVAL`` seconds (:meth:`SessionStore.reap_idle`,
+a task on the server's event loop: no cron job needed).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from .availability import OUTAGE_ERRORS, database_unavailable
 from .bus import Bus
 from .conf import mcp_settings
 from .transports.events import close_session_streams
@@ -35,6 +41,8 @@ SESSION_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 _CACHE_MAX_ENTRIES = 10_000
 # Seconds before trying again to end a session whose credential expired while the database was unreachable.
 _EXPIRY_RETRY_SECONDS = 5
+# Idle sessions ended per query by the reaper: bounds one statement; a larger backlog takes a few rounds.
+_REAP_BATCH = 1000
 
 
 def new_session_id() -> str:
@@ -63,17 +71,29 @@ class SessionRecord:
     store: SessionStore | None = field(default=None, repr=False, compare=False)
 
     async def set_log_level(self, level: str) -> None:
-        self.log_level = level
+        """Persist logging/setLevel; :class:`~mcp_app.availability.Unavailable` while the database is down."""
         assert self.store is not None
-        await self.store.update(self, log_level=level)
+        try:
+            await self.store.update(self, log_level=level)
+        except OUTAGE_ERRORS as exc:
+            raise database_unavailable("logging/setLevel") from exc
+        self.log_level = level
 
     async def subscribe(self, uri: str) -> None:
+        """Record resources/subscribe; :class:`~mcp_app.availability.Unavailable` while the database is down."""
         assert self.store is not None
-        await self.store.subscribe(self.id, uri)
+        try:
+            await self.store.subscribe(self.id, uri)
+        except OUTAGE_ERRORS as exc:
+            raise database_unavailable("resources/subscribe") from exc
 
     async def unsubscribe(self, uri: str) -> None:
+        """Record resources/unsubscribe; :class:`~mcp_app.availability.Unavailable` while the database is down."""
         assert self.store is not None
-        await self.store.unsubscribe(self.id, uri)
+        try:
+            await self.store.unsubscribe(self.id, uri)
+        except OUTAGE_ERRORS as exc:
+            raise database_unavailable("resources/unsubscribe") from exc
 
 
 def _db(fn: Any) -> Any:
@@ -91,6 +111,8 @@ class SessionStore:
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
         #: One timer per session opened here with a credential that expires (see watch_expiry).
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
+        #: The idle-session reaper of each event loop that serves sessions (see ensure_reaper).
+        self._reapers: dict[int, asyncio.Task[None]] = {}
         bus.on("session.invalidate", self._on_invalidate)
         bus.on("session.ended", self._on_ended)
 
@@ -157,22 +179,96 @@ class SessionStore:
 
     async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
                      client_capabilities: dict[str, Any] | None = None, stream_channel: str = "",
-                     user: Any = None, principal: str = "") -> SessionRecord:
+                     user: Any = None, principal: str = "", cap_sharers: Any = None) -> SessionRecord:
         """Store a new session. The legacy transport creates it when its stream opens, before
-        ``initialize`` negotiates the version (it starts as 2024-11-05)."""
+        ``initialize`` negotiates the version (it starts as 2024-11-05).
+
+        With ``cap_sharers`` (a ``Q`` on Session: the sessions that share the opener's cap, from
+        :func:`mcp_app.limits.session_owner_filter`), the cap of ``MAX_SESSIONS_PER_PRINCIPAL`` holds:
+        when they would exceed it, the least recently used ones (oldest ``last_seen``) end, on every
+        worker, streams closed; their next request gets 404. The new
+        row is inserted first and the surplus ended after, so concurrent creations never leave more than
+        the cap open: whichever runs last sees every row and ends all but the cap.
+        """
         from .models import Session
 
         await self._bus.ensure_listening()
+        self.ensure_reaper()
         client_info = client_info or {}
-        row = await _db(Session.objects.create)(
-            id=new_session_id(), transport=transport, protocol_version=protocol_version,
-            client_name=str(client_info.get("name", ""))[:200], client_version=str(client_info.get("version", ""))[:100],
-            client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
-            user=user if getattr(user, "is_authenticated", False) else None, principal=principal,
-        )
+        mine = cap_sharers
+
+        def insert_and_evict() -> tuple[Any, list[str]]:
+            row = Session.objects.create(
+                id=new_session_id(), transport=transport, protocol_version=protocol_version,
+                client_name=str(client_info.get("name", ""))[:200],
+                client_version=str(client_info.get("version", ""))[:100],
+                client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
+                user=user if getattr(user, "is_authenticated", False) else None, principal=principal,
+            )
+            cap = mcp_settings.MAX_SESSIONS_PER_PRINCIPAL
+            if mine is None or not cap:
+                return row, []
+            # The new session first, then the most recently used: everything past the first ``cap`` ends.
+            surplus = list(Session.objects.filter(mine, ended__isnull=True).exclude(id=row.id)
+                           .order_by("-last_seen", "-created", "id").values_list("id", flat=True)[cap - 1:])
+            if surplus:
+                end_rows(surplus)
+            return row, surplus
+
+        row, evicted = await _db(insert_and_evict)()
+        for session_id in evicted:
+            logger.info("MCP session %s ended: its credential opened a new session beyond "
+                        "MAX_SESSIONS_PER_PRINCIPAL (%s), and it was the least recently used",
+                        session_id, mcp_settings.MAX_SESSIONS_PER_PRINCIPAL)
+            await self.announce_ended(session_id)
+            await close_session_streams(session_id)
         record = self._record(row)
         self._remember(record)
         return record
+
+    # -- idle sessions ----------------------------------------------------------------------------------
+    def ensure_reaper(self) -> None:
+        """Start this event loop's idle-session reaper if it is not running (cheap when it is).
+
+        Called where sessions are served (create, get), so it runs on the server's long-lived loop, one
+        per worker process. Off when ``SESSION_IDLE_TIMEOUT`` or ``SESSION_REAP_INTERVAL`` is None.
+        """
+        if not mcp_settings.SESSION_IDLE_TIMEOUT or not mcp_settings.SESSION_REAP_INTERVAL:
+            return
+        loop = asyncio.get_running_loop()
+        current = self._reapers.get(id(loop))
+        if current is not None and not current.done():
+            return
+        self._reapers[id(loop)] = loop.create_task(self._reap_forever(), name="mcp_app-session-reaper")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(mcp_settings.SESSION_REAP_INTERVAL)
+            try:
+                await self.reap_idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is down: the next round tries again
+                logger.warning("could not end idle MCP sessions (%s: %s); retrying in %ss", type(exc).__name__, exc,
+                               mcp_settings.SESSION_REAP_INTERVAL)
+
+    async def reap_idle(self) -> int:
+        """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds (rows ended in one UPDATE
+        per batch), and announce each end on the bus, so every worker drops it and closes its streams.
+        Returns how many ended. Every worker runs it; ending is idempotent, so overlapping rounds are harmless.
+        """
+        total = 0
+        while True:
+            ids = await _db(_end_idle_rows)()
+            for session_id in ids:
+                await self.announce_ended(session_id)
+                await close_session_streams(session_id)
+            total += len(ids)
+            if len(ids) < _REAP_BATCH:
+                break
+        if total:
+            logger.info("ended %s MCP session(s) idle for over %ss", total, mcp_settings.SESSION_IDLE_TIMEOUT)
+        return total
 
     def _record(self, row: Any) -> SessionRecord:
         return SessionRecord(
@@ -187,6 +283,7 @@ class SessionStore:
         """The live session with this id, or None when it is unknown, malformed or ended."""
         if not SESSION_ID_RE.match(session_id):
             return None
+        self.ensure_reaper()
         cached = self._cache.get(session_id)
         now = time.monotonic()
         if cached is not None and now - cached[1] < mcp_settings.SESSION_CACHE_TIMEOUT:
@@ -208,8 +305,14 @@ class SessionStore:
             return None
         record.last_active = wall
         if now - record.touched > mcp_settings.SESSION_TOUCH_INTERVAL:
-            record.touched = now
-            await self._write(session_id, last_seen=timezone.now())
+            try:
+                await self._write(session_id, last_seen=timezone.now())
+                record.touched = now
+            except OUTAGE_ERRORS as exc:
+                # Only bookkeeping (idle reaping, eviction order): a session served from this worker's cache
+                # keeps working while the database is down, and the next message tries the write again.
+                logger.warning("could not record activity of MCP session %s (%s: %s); will retry",
+                               session_id, type(exc).__name__, exc)
         return record
 
     @staticmethod
@@ -303,15 +406,35 @@ def end_sessions_now(ids: list[str]) -> None:
     async_to_sync(announce)()
 
 
-def reap_idle_sessions() -> int:
-    """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many."""
+def _idle_cutoff() -> Any:
+    """Sessions whose ``last_seen`` is older are idle past ``SESSION_IDLE_TIMEOUT``. ``last_seen`` lags a
+    session's last message by up to ``SESSION_TOUCH_INTERVAL``, so that much more is allowed."""
+    return timezone.now() - timedelta(seconds=mcp_settings.SESSION_IDLE_TIMEOUT + mcp_settings.SESSION_TOUCH_INTERVAL)
+
+
+def _end_idle_rows() -> list[str]:
+    """End (in the database) up to ``_REAP_BATCH`` sessions idle past ``SESSION_IDLE_TIMEOUT``; their ids."""
     from .models import Session
 
-    idle = mcp_settings.SESSION_IDLE_TIMEOUT
-    if not idle:
+    if not mcp_settings.SESSION_IDLE_TIMEOUT:
+        return []
+    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff())
+               .values_list("id", flat=True)[:_REAP_BATCH])
+    if ids:
+        end_rows(ids)
+    return ids
+
+
+def reap_idle_sessions() -> int:
+    """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many.
+
+    For ``manage.py mcp_reap_sessions``; the workers do the same by themselves (:meth:`SessionStore.reap_idle`).
+    """
+    from .models import Session
+
+    if not mcp_settings.SESSION_IDLE_TIMEOUT:
         return 0
-    cutoff = timezone.now() - timedelta(seconds=idle + mcp_settings.SESSION_TOUCH_INTERVAL)
-    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=cutoff).values_list("id", flat=True))
+    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff()).values_list("id", flat=True))
     end_sessions_now(ids)
     return len(ids)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,9 +20,10 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
 from mcp_app import auth, limits
+from mcp_app.availability import Unavailable
 from mcp_app.checks import check_settings
 from mcp_app.models import Session, Token
-from mcp_app.server import run_each
+from mcp_app.server import get_server, run_each
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,19 +81,35 @@ def test_oauth_clients_of_one_user_share_the_tool_call_allowance() -> None:
 @override_settings(MCP_APP={**OAUTH, "MAX_SESSIONS_PER_PRINCIPAL": 2})
 def test_oauth_clients_of_one_user_share_the_session_allowance() -> None:
     reader, clients = principals_of_three_clients()
-    for principal in clients[:2]:
-        async_to_sync(limits.check_sessions)(principal)
-        Session.objects.create(id=secrets.token_urlsafe(16), principal=principal.key, user=reader)
-    with pytest.raises(limits.Limited, match=r"sessions \(2, MCP_APP\['MAX_SESSIONS_PER_PRINCIPAL'\]\)"):
-        async_to_sync(limits.check_sessions)(clients[2])
+    store = get_server().sessions
+
+    def open_session(principal: Any) -> str:
+        record = async_to_sync(store.create)(transport="streamable_http", protocol_version="2025-11-25", user=reader,
+                                             principal=principal.key, cap_sharers=limits.session_owner_filter(principal))
+        return record.id
+
+    def still_open() -> set[str]:
+        return set(Session.objects.filter(ended__isnull=True).values_list("id", flat=True))
+
+    first, second = open_session(clients[0]), open_session(clients[1])
+    # A third client of the same user: their one cap of 2 is full, so the least recently used session ends
+    # (never a 429: a client that never DELETEs is never locked out).
+    third = open_session(clients[2])
+    assert still_open() == {second, third}
     # The same user signed in with the session cookie shares it too; a token of theirs has its own.
     cookie = auth.Principal(key=f"user:{reader.pk}", user=reader, kind="session")
-    with pytest.raises(limits.Limited):
-        async_to_sync(limits.check_sessions)(cookie)
-    async_to_sync(limits.check_sessions)(auth.authenticate_sync(scope(Token.create_for(reader, name="cli")[1])))
-    # An ended session frees its place.
-    Session.objects.filter(principal=clients[0].key).update(ended=timezone.now())
-    async_to_sync(limits.check_sessions)(clients[2])
+    fourth = open_session(cookie)
+    assert still_open() == {third, fourth}
+    issued = auth.authenticate_sync(scope(Token.create_for(reader, name="cli")[1]))
+    fifth = open_session(issued)
+    assert still_open() == {third, fourth, fifth}
+    # Used since: no longer the least recently used one.
+    Session.objects.filter(id=third).update(last_seen=timezone.now())
+    sixth = open_session(clients[0])
+    assert still_open() == {third, sixth, fifth}
+    assert first not in still_open()
+    # Anonymous callers are one principal for everyone: bounded by the idle timeout, never by a shared count.
+    assert limits.session_owner_filter(auth.Principal(key=auth.ANONYMOUS)) is None
 
 
 @override_settings(MCP_APP={**settings.MCP_APP, "REQUEST_RATE": (5, 60), "TOOL_CALL_RATE": (2, 60)})
@@ -161,3 +179,65 @@ def test_the_limit_settings_are_checked(name: str, value: Any) -> None:
     assert [m.id for m in messages] == ["mcp_app.E003"] and name in messages[0].msg and messages[0].hint
     with override_settings(MCP_APP={"REQUEST_RATE": None, "TOOL_CALL_RATE": [10, 0.5], "MAX_BATCH_SIZE": 1}):
         assert check_settings() == []
+
+
+@pytest.mark.parametrize(("backend", "warned"), [
+    ("django.core.cache.backends.locmem.LocMemCache", False),
+    ("django.core.cache.backends.redis.RedisCache", False),
+    ("django.core.cache.backends.db.DatabaseCache", True),
+    ("django.core.cache.backends.filebased.FileBasedCache", True),
+    ("django.core.cache.backends.dummy.DummyCache", True),
+])
+def test_w006_warns_when_the_rate_limit_cache_cannot_count_atomically(backend: str, warned: bool) -> None:
+    from mcp_app.checks import check_rate_limit_cache
+
+    caches_setting = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                      "rates": {"BACKEND": backend, "LOCATION": "unused"}}
+    with override_settings(CACHES=caches_setting, MCP_APP={**settings.MCP_APP, "RATE_LIMIT_CACHE": "rates"}):
+        found = check_rate_limit_cache()
+    assert [m.id for m in found] == (["mcp_app.W006"] if warned else [])
+    if warned:
+        assert "'rates'" in found[0].msg and backend in found[0].msg
+
+
+@pytest.mark.parametrize(("name", "value", "ok"), [
+    ("BODY_TIMEOUT", 30, True), ("BODY_TIMEOUT", None, True), ("BODY_TIMEOUT", 0, False), ("BODY_TIMEOUT", "30", False),
+    ("SESSION_REAP_INTERVAL", 0.5, True), ("SESSION_REAP_INTERVAL", -1, False), ("SESSION_REAP_INTERVAL", True, False),
+])
+def test_body_timeout_and_reap_interval_are_validated(name: str, value: Any, ok: bool) -> None:
+    with override_settings(MCP_APP={**settings.MCP_APP, name: value}):
+        errors = [m for m in check_settings() if name in m.msg]
+    assert errors == [] if ok else [e.id for e in errors] == ["mcp_app.E003"]
+
+
+def test_an_unreachable_rate_limit_cache_is_a_503_not_a_500() -> None:
+    unreachable = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                   "rates": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                             "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens there
+                             "OPTIONS": {"socket_connect_timeout": 1}}}
+    with override_settings(CACHES=unreachable, MCP_APP={**settings.MCP_APP, "RATE_LIMIT_CACHE": "rates",
+                                                         "TOOL_CALL_RATE": (5, 60)}):
+        with pytest.raises(Unavailable, match=r"rate-limit cache .* unreachable; nothing was done"):
+            async_to_sync(limits.count_requests)(auth.Principal(key=auth.ANONYMOUS), {"client": ("10.0.0.3", 1)},
+                                                 ["tools/call"])
+
+
+def test_concurrent_counting_in_threads_lets_exactly_the_limit_through() -> None:
+    """The counting itself, without a server: 200 calls at once from 20 threads against a limit of 50."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    anonymous = auth.Principal(key=auth.ANONYMOUS)
+
+    def call(_: int) -> bool:
+        try:
+            async_to_sync(limits.count_requests)(anonymous, {"client": ("10.0.0.4", 1)}, ["tools/call"])
+            return True
+        except limits.Limited:
+            return False
+
+    if 3600 - time.time() % 3600 < 10:  # all in one window of the hour
+        time.sleep(11)
+    with override_settings(MCP_APP={**settings.MCP_APP, "TOOL_CALL_RATE": (50, 3600), "REQUEST_RATE": None}):
+        with ThreadPoolExecutor(20) as pool:
+            through = sum(pool.map(call, range(200)))
+    assert through == 50

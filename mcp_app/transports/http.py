@@ -276,21 +276,42 @@ class MCPConsumer(AsyncConsumer):
             handler.cancel()
 
     async def read_body(self, receive: Any) -> bytes | None:
-        """Read the whole body, or answer 413 and return None when it exceeds ``MAX_BODY_SIZE``."""
+        """Read the whole body; answer and return None when it is refused:
+
+        - 413 when ``Content-Length`` declares more than ``MAX_BODY_SIZE`` (before reading a byte of it), or
+          when a body without one (chunked) passes the limit (reading stops there);
+        - 408 when the whole body has not arrived ``BODY_TIMEOUT`` seconds after the request started
+          being read (a client trickling its body would otherwise hold the request open for ever).
+
+        Either answer asks the server to close the connection, since the rest of the body is never read.
+        Servers that buffer the whole body before calling the application (daphne) make these checks
+        late or never: see the README's note on bodies.
+        """
         limit = mcp_settings.MAX_BODY_SIZE
+        close = [(b"connection", b"close")]
         declared = security.header(self.scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self.error(413, f"Request body too large: {declared} bytes; the limit is {limit} bytes.")
+            await self.error(413, f"Request body too large: {declared} bytes; the limit is {limit} bytes "
+                                  "(MCP_APP['MAX_BODY_SIZE']).", headers=close)
             return None
+        timeout = mcp_settings.BODY_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + timeout if timeout else None
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                await self.error(408, f"Request Timeout: the request body did not arrive within {timeout:g} s "
+                                      "(MCP_APP['BODY_TIMEOUT']); send the whole body at once.", headers=close)
+                return None
             if message["type"] == "http.disconnect":
                 raise Disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self.error(413, f"Request body too large: over {limit} bytes.")
+                await self.error(413, f"Request body too large: over {limit} bytes (MCP_APP['MAX_BODY_SIZE']).",
+                                 headers=close)
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -505,7 +526,11 @@ class MCPConsumer(AsyncConsumer):
         await self.json(status, jsonrpc.error_response(request_id, {"code": code, "message": message}), headers)
 
     async def too_many(self, exc: Any, request_id: str | int | None = None) -> None:
-        """429 for a :class:`mcp_app.limits.Limited`, with Retry-After."""
+        """429 for a :class:`mcp_app.limits.Limited`: with ``Retry-After`` (and ``data.retryAfter``) only when
+        the limit says how long waiting takes, so that every Retry-After sent is true."""
+        if exc.retry_after is None:
+            await self.error(429, exc.message, code=RATE_LIMITED, request_id=request_id)
+            return
         await self.json(429, jsonrpc.error_response(request_id, {"code": RATE_LIMITED, "message": exc.message,
                                                                 "data": {"retryAfter": exc.retry_after}}),
                         [(b"retry-after", str(exc.retry_after).encode())])

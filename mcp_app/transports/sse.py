@@ -59,13 +59,8 @@ class SSEStreamConsumer(MCPConsumer):
             await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
             return
         server = get_server()
-        from ..limits import Limited, check_sessions
+        from ..limits import session_owner_filter
 
-        try:
-            await check_sessions(self.principal)
-        except Limited as exc:
-            await self.too_many(exc)
-            return
         if not await self.hold_stream():
             return
         # The transport's own version until initialize negotiates one (clients may send ping first).
@@ -73,7 +68,9 @@ class SSEStreamConsumer(MCPConsumer):
         # gets its session ended.
         self.creating = asyncio.ensure_future(
             server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05,
-                                   user=self.scope.get("user"), principal=self.principal.key))
+                                   user=self.scope.get("user"), principal=self.principal.key,
+                                   # At MAX_SESSIONS_PER_PRINCIPAL the least recently used session ends.
+                                   cap_sharers=session_owner_filter(self.principal)))
         session = await asyncio.shield(self.creating)
         try:
             channel = await self.join_stream_channel(session.id)

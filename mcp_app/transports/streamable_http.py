@@ -130,17 +130,13 @@ class StreamableHTTPConsumer(MCPConsumer):
         except McpError as exc:
             await self.json(400, jsonrpc.error_response(message.id, exc.to_error()))
             return
-        from ..limits import Limited, check_sessions
+        from ..limits import session_owner_filter
 
-        try:
-            await check_sessions(self.principal)
-        except Limited as exc:
-            await self.too_many(exc, message.id)
-            return
+        # At MAX_SESSIONS_PER_PRINCIPAL the credential's least recently used session ends: never a lock-out.
         session = await self.server.sessions.create(
             transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
             client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
-            principal=self.principal.key,
+            principal=self.principal.key, cap_sharers=session_owner_filter(self.principal),
         )
         self.server.sessions.watch_expiry(session.id, self.principal)  # ends with its credential
         await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
