@@ -48,15 +48,15 @@ DEFAULTS: dict[str, Any] = {
     "SSE_KEEPALIVE_INTERVAL": 15,
     # Milliseconds clients wait before reconnecting a closed SSE stream (the SSE `retry` field).
     "SSE_RETRY_MS": 1000,
-    # Who may call: DRF-style authentication classes, tried in order (see mcp_app.auth).
-    "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.auth.BearerTokenAuthentication", "mcp_app.auth.SessionAuthentication"],
-    # Who may use a tool, prompt or code resource that sets no permission_classes of its own
-    # (model exposures default to the model's view permission instead).
     # Streamable HTTP event streams (protocol 2025-03-26 and later) keep their events in the database (StreamEvent)
     # so that a client whose connection dropped resumes with Last-Event-ID on any worker: each event for this
     # many seconds, and at most this many per stream (the oldest go first).
     "STREAM_EVENT_RETENTION_SECONDS": 600,
     "STREAM_EVENT_MAX_PER_STREAM": 1000,
+    # Who may call: DRF-style authentication classes, tried in order (see mcp_app.auth).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.auth.BearerTokenAuthentication", "mcp_app.auth.SessionAuthentication"],
+    # Who may use a tool, prompt or code resource that sets no permission_classes of its own
+    # (model exposures default to the model's view permission instead).
     "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"],
     # Requests without credentials: False answers 401; True lets them in as anonymous, to see only what
     # is public (AllowAny).
