@@ -52,6 +52,8 @@ class Bus:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: monotonic time of the last successful join, for tests and the log.
         self.joined_at: float | None = None
+        #: Each listening loop's channel (by id(loop)): also this process's reply address (delivery acks).
+        self._channels: dict[int, asyncio.Future[str]] = {}
 
     def on(self, kind: str, handler: Handler) -> None:
         self._handlers.setdefault(kind, []).append(handler)
@@ -69,7 +71,19 @@ class Bus:
         if layer is None:
             return
         # Registered before the first await, so that concurrent first requests start one listener, not many.
+        self._channels[id(loop)] = loop.create_future()
         self._listeners[id(loop)] = loop.create_task(self._listen(layer), name="mcp_app-bus")
+
+    async def reply_channel(self) -> str | None:
+        """This process's own channel, read by its bus listener (started if need be): where other workers send
+        what is for this process alone (``{"type": "mcp.bus", "kind": ...}`` messages, dispatched like bus
+        events). None without a channel layer. One channel and one listener per process, however many use it."""
+        await self.ensure_listening()
+        loop = asyncio.get_running_loop()
+        future = self._channels.get(id(loop))
+        if future is None:
+            return None
+        return await asyncio.shield(future)
 
     async def _join(self, layer: Any, channel: str) -> None:
         """Add ``channel`` to the group, retrying every :data:`_RETRY_SECONDS` until the layer takes it."""
@@ -119,6 +133,9 @@ class Bus:
         # per prefix, and its receive loop reads only the key of whoever holds its lock.
         channel = await layer.new_channel()
         self._loop, self._lost = asyncio.get_running_loop(), asyncio.Event()
+        announced = self._channels.get(id(self._loop))
+        if announced is not None and not announced.done():
+            announced.set_result(channel)
         await self._join(layer, channel)
         keeper = asyncio.ensure_future(self._keep_joined(layer, channel))
         try:

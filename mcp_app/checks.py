@@ -31,6 +31,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not isinstance(value, int) or value < 1:
             messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
                                   id="mcp_app.E003"))
+    ack = user.get("STREAM_ACK_TIMEOUT", DEFAULTS["STREAM_ACK_TIMEOUT"])
+    if isinstance(ack, bool) or not isinstance(ack, (int, float)) or not 0 < ack <= 60:
+        messages.append(Error("MCP_APP['STREAM_ACK_TIMEOUT'] must be a number of seconds above 0, at most 60.",
+                              hint=f"The default is {DEFAULTS['STREAM_ACK_TIMEOUT']}.", id="mcp_app.E003"))
     for name in ("BODY_TIMEOUT", "SESSION_REAP_INTERVAL"):
         value = user.get(name, DEFAULTS[name])
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

@@ -105,6 +105,10 @@ DEFAULTS: dict[str, Any] = {
     # three intervals is dead: the legacy sessions whose streams it held end, and their POSTs get 404 on any
     # worker. 5 s: a dead worker is known within 15 s, for one small write per worker every 5 s.
     "WORKER_HEARTBEAT_INTERVAL": 5,
+    # Seconds a POST /sse/messages waits for the stream's worker to confirm it took the answer (or a probe)
+    # before answering 202. A live stream confirms within milliseconds; 2 s absorbs a busy loop or a GC pause
+    # without holding a client long. Unconfirmed: the lease is re-read; dead -> 404, alive -> 503.
+    "STREAM_ACK_TIMEOUT": 2.0,
     # Resource subscriptions one session may hold.
     "MAX_SUBSCRIPTIONS": 1000,
     # Seconds within which notifications/resources/list_changed is sent at most once per stream (a bulk

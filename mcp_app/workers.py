@@ -240,14 +240,15 @@ class Maintenance:
         thread.join(_SHUTDOWN_WAIT)
 
     # leases
-    async def is_alive(self, wid: str) -> bool:
+    async def is_alive(self, wid: str, *, fresh: bool = False) -> bool:
         """Whether worker ``wid`` holds a live lease (this worker always does). Cached per worker for
-        :data:`LEASE_CACHE_SECONDS`; raises the database's error when it is down (the caller answers 503)."""
+        :data:`LEASE_CACHE_SECONDS` unless ``fresh`` (read from the database now: a stream that did not confirm
+        a delivery); raises the database's error when it is down (the caller answers 503)."""
         if wid == worker_id():
             return True
         now = time.monotonic()
         cached = self._leases.get(wid)
-        if cached is not None and now - cached[1] < LEASE_CACHE_SECONDS:
+        if not fresh and cached is not None and now - cached[1] < LEASE_CACHE_SECONDS:
             return cached[0]
         alive = await database_sync_to_async(_lease_alive)(wid)
         if len(self._leases) >= _LEASE_CACHE_MAX:

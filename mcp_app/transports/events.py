@@ -12,14 +12,22 @@ hands it to its own streams (:mod:`mcp_app.transports.fanout`):
   both send a list_changed at most once per ``LIST_CHANGED_COALESCE_SECONDS`` from each process, plus one at
   the end of the window when more came in it (the latest state is never lost, a burst is never a flood);
 - :func:`close_session_streams` ends them (session ended).
+
+Delivery acknowledgements (legacy streams): a message for one stream may carry a reply address (the sending
+process's bus channel, :meth:`mcp_app.bus.Bus.reply_channel`) and an ack id; the stream's reader confirms it
+(:func:`acknowledge`) once the message is in the stream's buffer, and the sender's future
+(:meth:`Acks.expect`) resolves when the confirmation reaches its bus listener. :func:`probe_stream` asks a
+stream for a confirmation without sending it anything to write. One listener per process, no channel per POST.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
+import weakref
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -36,18 +44,113 @@ class DeliveryError(Exception):
     """A message could not be handed to the channel layer."""
 
 
-async def send_to_stream(channel: str, message: dict[str, Any]) -> None:
+async def send_to_stream(channel: str, message: dict[str, Any], *, ack: tuple[str, str] | None = None) -> None:
     """Queue one JSON-RPC message for the stream reading ``channel``, on whichever worker holds it.
 
-    A full channel (its worker is behind) or a connection error is retried for a few seconds
-    (:func:`~mcp_app.transports.layerops.layer_op`) before :class:`DeliveryError` is raised."""
+    With ``ack`` (reply channel, ack id), the stream's reader confirms to that channel once the message is in
+    the stream's buffer (see :class:`Acks`). A full channel (its worker is behind) or a connection error is
+    retried for a few seconds (:func:`~mcp_app.transports.layerops.layer_op`) before :class:`DeliveryError`
+    is raised."""
+    event: dict[str, Any] = {"type": "mcp.message", "message": message}
+    if ack is not None:
+        event["ack_to"], event["ack"] = ack
+    await _send_one(channel, event)
+
+
+async def probe_stream(channel: str, ack: tuple[str, str]) -> None:
+    """Ask the stream reading ``channel`` to confirm it is reading (nothing is written to its client): the
+    confirmation also covers every message queued for it before the probe (a channel is first in, first out).
+    Raises :class:`DeliveryError` like :func:`send_to_stream`."""
+    await _send_one(channel, {"type": "mcp.probe", "ack_to": ack[0], "ack": ack[1]})
+
+
+async def _send_one(channel: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise DeliveryError("no channel layer is configured (CHANNEL_LAYERS['default'])")
     try:
-        await layer_op(layer.send, channel, {"type": "mcp.message", "message": message})
+        await layer_op(layer.send, channel, event)
     except Exception as exc:  # ChannelFull, or the layer's backend (Redis) is unreachable
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+
+#: The bus kind of a delivery acknowledgement (sent to one process's bus channel, never to the group).
+ACK_KIND = "stream.ack"
+# Acknowledgements being sent by this process's stream readers (kept referenced until they finish).
+_acking: set[asyncio.Task[None]] = set()
+
+
+def acknowledge(event: dict[str, Any], *, taken: bool = True) -> None:
+    """Confirm to its sender that ``event`` (an event a stream's reader took from its channel) is in the
+    stream's buffer, when it asks for it (``ack_to``/``ack``); ``taken=False``: the stream refused it (it is
+    closing: its session ended, or its client stopped reading), so the sender can say so at once. Fire and
+    forget: the reader never waits for the layer; a confirmation that cannot be sent leaves the sender to time
+    out and check the worker's lease."""
+    reply, ack_id = event.get("ack_to"), event.get("ack")
+    if not isinstance(reply, str) or not isinstance(ack_id, str):
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    task = asyncio.ensure_future(layer_op(layer.send, reply, {"type": "mcp.bus", "kind": ACK_KIND, "ack": ack_id,
+                                                             "taken": taken}))
+    _acking.add(task)
+    task.add_done_callback(_acked)
+
+
+def _acked(task: asyncio.Task[None]) -> None:
+    _acking.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("could not acknowledge a delivery to its sender (%s: %s)", type(task.exception()).__name__,
+                       task.exception())
+
+
+class Acks:
+    """The delivery confirmations this process awaits, by ack id (resolved by its bus listener)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = {}
+        self._buses: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def attach(self, bus: Any) -> None:
+        """Resolve confirmations that reach ``bus``'s listener (idempotent, per bus)."""
+        if bus not in self._buses:
+            self._buses.add(bus)
+            bus.on(ACK_KIND, self._resolve)
+
+    def expect(self) -> tuple[str, asyncio.Future[bool]]:
+        """A new ack id and the future its confirmation resolves (True: in the stream's buffer; False: the stream
+        refused it, it is closing); call :meth:`forget` when done with it."""
+        ack_id = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._waiting[ack_id] = (loop, future)
+        return ack_id, future
+
+    def forget(self, ack_id: str) -> None:
+        self._waiting.pop(ack_id, None)
+
+    def pending(self) -> int:
+        return len(self._waiting)
+
+    def _resolve(self, message: dict[str, Any]) -> None:
+        entry = self._waiting.pop(str(message.get("ack")), None)
+        if entry is None:  # late (its POST gave up) or not ours
+            return
+        loop, future = entry
+        taken = message.get("taken") is not False
+
+        def done() -> None:
+            if not future.done():
+                future.set_result(taken)
+
+        if loop is asyncio.get_running_loop():
+            done()
+        else:
+            loop.call_soon_threadsafe(done)
+
+
+acks = Acks()
 
 
 async def _to_workers(event: dict[str, Any]) -> None:

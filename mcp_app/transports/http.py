@@ -23,6 +23,7 @@ from ..protocol.errors import INVALID_REQUEST, ParseError
 from ..server import get_server
 from ..workers import maintenance
 from . import fanout, security
+from .events import acknowledge
 from .layerops import layer_op
 
 logger = logging.getLogger("mcp_app.transports")
@@ -378,6 +379,10 @@ class MCPConsumer(AsyncConsumer):
                 local.fail(f"channel layer receive failed ({type(exc).__name__}: {exc})")
                 return
             local.put(event)
+            if "ack_to" in event:
+                # Confirm to the sender whether a stream that will write it took it (a legacy POST answers 202
+                # only after that, so that nothing is accepted for a stream that is gone or closing).
+                acknowledge(event, taken=local.overflowed is None and not local.closed)
 
     async def pump_stream(self) -> None:
         """Write this stream's events as SSE events until its session's streams close, or its client stops

@@ -11,6 +11,13 @@ asks the client for sampling would wait for an answer the client cannot send yet
 :data:`ANSWER_WAIT` seconds, or until the handler asks the client something: a quick answer is thus
 delivered before the 202 (order kept, and a full or unreachable channel layer answers 503), and a slow
 one follows on the stream when it is ready.
+
+A POST answers 202 only once the stream's worker has confirmed it is reading: the quick answer carries an ack
+request (or, for a request still running, a probe follows it), and the stream's reader confirms to this
+process's bus channel (:mod:`mcp_app.transports.events`). No confirmation within ``STREAM_ACK_TIMEOUT``: the
+stream worker's lease is read afresh; lapsed -> the session ends and the POST gets 404 (reconnect); alive ->
+503 with Retry-After (the stream did not confirm). A worker killed with ``kill -9`` therefore never has a POST
+accepted for its streams, even before its lease lapses.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..availability import UNAVAILABLE
 from ..conf import mcp_settings
 from ..models import Session
 from ..protocol import jsonrpc, versions
@@ -29,7 +37,7 @@ from ..server import Server, get_server, run_each
 from ..sessions import SessionRecord
 from ..workers import maintenance, worker_id
 from . import security
-from .events import DeliveryError, send_to_stream
+from .events import DeliveryError, acks, probe_stream, send_to_stream
 from .http import SSE_HEADERS, MCPConsumer, accepts
 
 logger = logging.getLogger("mcp_app.transports")
@@ -42,9 +50,20 @@ SESSION_NOT_FOUND = -32001
 STREAM_GONE = ("Session not found: the server process that held its event stream is gone; open GET /sse again "
                "for a new session.")
 
+STREAM_CLOSED = ("Session not found: its event stream closed before it could take the answer (the session ended, "
+                 "or the client stopped reading the stream); open GET /sse again for a new session.")
+
 
 class StreamGone(Exception):
     """The worker holding a session's stream is dead (its lease lapsed): nothing sent there is read."""
+
+
+class StreamClosed(Exception):
+    """The session's stream refused a message: it is closing (its session ended, or its client stopped reading)."""
+
+
+class Unconfirmed(Exception):
+    """The stream's worker holds a live lease but did not confirm a delivery in time (stalled, or dying)."""
 
 class SSEStreamConsumer(MCPConsumer):
     """``GET /sse``: a new session and its event stream, for as long as the client stays."""
@@ -158,13 +177,24 @@ class SSEMessagesConsumer(MCPConsumer):
         asked_client = asyncio.Event()
         # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
         accepted = False
+        # While the POST is held, its answers ask the stream's reader for a confirmation (ids kept to forget them).
+        reply = await self._reply_channel(server)
+        holding = True
+        ack_ids: list[str] = []
+        answer_acks: list[asyncio.Future[bool]] = []
 
         async def deliver(message: dict[str, Any]) -> None:
             worker = session.worker
+            ack = None
+            if holding and reply is not None and "id" in message and "method" not in message:
+                ack_id, future = acks.expect()
+                ack_ids.append(ack_id)
+                answer_acks.append(future)
+                ack = (reply, ack_id)
             try:
                 if worker and not await self._stream_worker_alive(worker):
                     raise StreamGone(f"the worker {worker} that held the session's stream is gone")
-                await send_to_stream(session.stream_channel, message)
+                await send_to_stream(session.stream_channel, message, ack=ack)
             except (DeliveryError, StreamGone) as exc:
                 if accepted:
                     logger.error("MCP %s for session %s (request id %r) could not be delivered: %s",
@@ -202,18 +232,92 @@ class SSEMessagesConsumer(MCPConsumer):
             await asyncio.wait({task, waiter}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
-        failure = task.exception() if task.done() and not task.cancelled() else None
+            holding = False  # answers from here on are not awaited: a probe covers the stream instead
+        try:
+            failure = task.exception() if task.done() and not task.cancelled() else None
+            if not isinstance(failure, (StreamGone, DeliveryError)):
+                failure = await self._confirm(session, reply, answer_acks if task.done() else [])
+        finally:
+            for ack_id in ack_ids:
+                acks.forget(ack_id)
         if isinstance(failure, StreamGone):
             await maintenance.end_lost_session(session.id, session.worker)
             await self.error(404, STREAM_GONE, code=SESSION_NOT_FOUND)
+            return
+        if isinstance(failure, StreamClosed):  # its worker ends the session as the stream closes
+            await self.error(404, STREAM_CLOSED, code=SESSION_NOT_FOUND)
             return
         if isinstance(failure, DeliveryError):
             await self.error(503, "Service Unavailable: the answer could not be queued for your stream (the channel "
                                   "layer is full or unreachable); retry shortly.", code=INTERNAL_ERROR,
                              headers=[(b"retry-after", b"1")])
             return
+        if isinstance(failure, Unconfirmed):
+            # An Unavailable error: json() sends it as 503 with Retry-After from data.retryAfter.
+            await self.json(503, jsonrpc.error_response(None, {"code": UNAVAILABLE, "message": str(failure),
+                                                               "data": {"retryAfter": 1}}))
+            return
+        if task.done() and not task.cancelled() and isinstance(task.exception(), (StreamGone, DeliveryError)):
+            # It failed while the stream was being confirmed (after the probe): still before the 202.
+            await self.error(503, "Service Unavailable: the answer could not be queued for your stream; retry "
+                                  "shortly.", code=INTERNAL_ERROR, headers=[(b"retry-after", b"1")])
+            return
         accepted = True  # no await since the task was last looked at: it cannot have failed unseen
         await self.empty(202)
+
+    @staticmethod
+    async def _reply_channel(server: Server) -> str | None:
+        """This process's channel for delivery confirmations (its bus listener's), or None if it is not there
+        within ``STREAM_ACK_TIMEOUT`` (the POST then cannot be confirmed: 503)."""
+        acks.attach(server.bus)  # confirmations reaching this process's bus listener resolve their futures
+        try:
+            return await asyncio.wait_for(server.bus.reply_channel(), mcp_settings.STREAM_ACK_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - unconfirmable: answered 503 by _confirm
+            logger.warning("no reply channel for delivery confirmations (%s: %s)", type(exc).__name__, exc)
+            return None
+
+    async def _confirm(self, session: SessionRecord, reply: str | None,
+                       answer_acks: list[asyncio.Future[bool]]) -> Exception | None:
+        """None when the stream's worker confirmed, within ``STREAM_ACK_TIMEOUT``, that it took the answers
+        delivered (``answer_acks``, when the requests finished) or else a probe sent now (a request still runs:
+        the probe follows what was sent before it on the stream's channel). Otherwise the reason not to answer
+        202: :class:`StreamGone` (the worker's lease, read afresh, lapsed), :class:`StreamClosed` (the stream
+        refused it: it is closing), :class:`DeliveryError` (the probe could not be queued) or
+        :class:`Unconfirmed` (alive, or its lease unreadable, but silent)."""
+        timeout = float(mcp_settings.STREAM_ACK_TIMEOUT)
+        probe_id = None
+        try:
+            if reply is not None:
+                waiting = list(answer_acks)
+                if not waiting:
+                    probe_id, future = acks.expect()
+                    waiting.append(future)
+                    await probe_stream(session.stream_channel, (reply, probe_id))
+                done, _ = await asyncio.wait(waiting, timeout=timeout)
+                if not all(future.result() for future in done):
+                    return StreamClosed("the stream refused the message: it is closing")
+                if len(done) == len(waiting):
+                    return None
+        except DeliveryError as exc:
+            return exc
+        finally:
+            if probe_id is not None:
+                acks.forget(probe_id)
+        worker = session.worker
+        try:
+            alive = not worker or await maintenance.is_alive(worker, fresh=True)
+        except Exception as exc:  # the database is down: whether the worker lives cannot be told
+            logger.warning("could not read the lease of worker %s (%s: %s)", worker, type(exc).__name__, exc)
+            alive = True
+        if not alive:
+            return StreamGone(f"the worker {worker} that held the session's stream is gone")
+        logger.warning("MCP session %s: its stream (worker %s) did not confirm a delivery within %ss; POST answered 503",
+                       session.id, worker or "unknown", timeout)
+        return Unconfirmed(
+            f"Service Unavailable: the session's event stream did not confirm, within {timeout:g}s, that it received "
+            "your message's answer (the server process holding the stream may be stalled or gone). The request may "
+            "have been processed, but its answer may not reach you; retry shortly, and open GET /sse again if this "
+            "repeats.")
 
     @staticmethod
     async def _stream_worker_alive(worker: str) -> bool:
