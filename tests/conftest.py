@@ -9,6 +9,21 @@ import pytest
 from tests.live import LiveServer, start_daphne
 
 
+@pytest.fixture(autouse=True)
+def _close_connections_of_the_sync_thread() -> Iterator[None]:
+    """After each test, close the database connections that asgiref's one thread for sync code holds.
+
+    That thread outlives tests: a connection a database test opened there would otherwise still be open when a
+    later test without database access calls a sync tool, whose ``close_old_connections()`` then touches it and
+    is refused by pytest-django. Django closes a request's connections the same way in production.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One daphne process serving the fixtures and the demo tools, for the whole run.

@@ -204,11 +204,14 @@ def test_oauth_clients_of_one_user_share_one_allowance(site: Any) -> None:
     clients = [tokens[f"oauth-{name}"] for name in ("one", "two", "three")]
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "uppercase_text", "arguments": {"text": "a"}}}
     with httpx.Client(timeout=60) as http:
-        # MAX_SESSIONS_PER_PRINCIPAL = 3, for the user, whichever client opened them.
-        sessions = [open_session(http, server, token) for token in clients]
-        refused = http.post(server.mcp_url, json=init(LATEST), headers={**HEADERS, **bearer(clients[2])})
-        assert refused.status_code == 429 and refused.json()["error"]["code"] == -32029
-        assert "sessions" in refused.json()["error"]["message"]
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        # MAX_SESSIONS_PER_PRINCIPAL = 3, for the user, whichever client opened them: a fourth session, from the
+        # third client, ends the user's least recently used one (the first client's), which then gets 404.
+        first, *sessions = [open_session(http, server, token) for token in clients]
+        sessions.append(open_session(http, server, clients[2]))
+        evicted = http.post(server.mcp_url, json=ping, headers=first)
+        assert evicted.status_code == 404 and evicted.json()["error"]["code"] == -32001
+        assert all(http.post(server.mcp_url, json=ping, headers=session).status_code == 200 for session in sessions)
         # TOOL_CALL_RATE = (5, 60), for the user: 2 + 2 + 1 calls spend it, whichever client sends them.
         for session in (sessions[0], sessions[0], sessions[1], sessions[1], sessions[2]):
             assert http.post(server.mcp_url, json=call, headers=session).json()["result"]["content"][0]["text"] == "A"
@@ -216,9 +219,9 @@ def test_oauth_clients_of_one_user_share_one_allowance(site: Any) -> None:
             limited = http.post(server.mcp_url, json=call, headers=session)
             assert limited.status_code == 429 and limited.json()["error"]["code"] == -32029
         # A session still belongs to the client that opened it: another client of the same user gets 404.
-        stolen = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
-                           headers={**sessions[0], **bearer(clients[1])})
+        stolen = http.post(server.mcp_url, json=ping, headers={**sessions[0], **bearer(clients[2])})
         assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -32001
-        # Ending one session frees a place for any of the user's clients.
+        # Ending one session frees a place for any of the user's clients: the next one ends nobody else's.
         assert http.delete(server.mcp_url, headers=sessions[0]).status_code == 204
-        assert http.post(server.mcp_url, json=init(LATEST), headers={**HEADERS, **bearer(clients[2])}).status_code == 200
+        assert http.post(server.mcp_url, json=init(LATEST), headers={**HEADERS, **bearer(clients[0])}).status_code == 200
+        assert all(http.post(server.mcp_url, json=ping, headers=session).status_code == 200 for session in sessions[1:])
