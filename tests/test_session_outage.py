@@ -12,8 +12,6 @@ thread for sync code, or any other).
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +22,7 @@ from django.db.backends import utils as db_utils
 from django.test import override_settings
 
 from mcp_app.server import get_server
-from mcp_app.transports.streamable_http import StreamableHTTPConsumer
+from mcp_app.testing import MCPTestClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,30 +45,10 @@ def outage(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bool]]:
     yield state
 
 
-def post(session_id: str, message: dict[str, Any]) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
-    """POST one message to /mcp in process; (status, headers, JSON body)."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(event: dict[str, Any]) -> None:
-        sent.append(event)
-
-    bodies = [{"type": "http.request", "body": json.dumps(message).encode(), "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if bodies:
-            return bodies.pop()
-        await asyncio.Event().wait()  # the client stays connected until the answer is complete
-        raise AssertionError("unreachable")
-
-    scope = {"type": "http", "method": "POST", "path": "/mcp", "query_string": b"", "scheme": "http",
-             "client": ("127.0.0.1", 5000),
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                         (b"accept", b"application/json, text/event-stream"), (b"mcp-session-id", session_id.encode()),
-                         (b"mcp-protocol-version", VERSION.encode())]}
-    async_to_sync(StreamableHTTPConsumer())(scope, receive, send)
-    start = sent[0]
-    body = b"".join(event.get("body", b"") for event in sent[1:])
-    return start["status"], dict(start["headers"]), json.loads(body)
+def post(session_id: str, message: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """POST one message to /mcp in process on the given session; (status, headers, JSON body)."""
+    response = async_to_sync(MCPTestClient(session_id=session_id, protocol_version=VERSION).send)(message)
+    return response.status, response.headers, response.json()
 
 
 def new_session() -> str:
@@ -91,10 +69,10 @@ def test_session_writes_during_an_outage_are_503_with_retry_after(outage: dict[s
     outage["down"] = True
     status, headers, body = post(session_id, {"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
     assert status == 503, body
-    assert int(headers[b"retry-after"]) >= 1
+    assert int(headers["retry-after"]) >= 1
     assert body["id"] == 7 and body["error"]["code"] == UNAVAILABLE
     assert what in body["error"]["message"] and "nothing was done" in body["error"]["message"]
-    assert body["error"]["data"] == {"retryAfter": int(headers[b"retry-after"])}
+    assert body["error"]["data"] == {"retryAfter": int(headers["retry-after"])}
     # The database is back: the same request succeeds, on the same session.
     outage["down"] = False
     status, _headers, body = post(session_id, {"jsonrpc": "2.0", "id": 8, "method": method, "params": params})

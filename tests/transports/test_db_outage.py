@@ -248,29 +248,16 @@ async def test_a_database_error_while_authenticating_is_a_503_json_answer(monkey
     from django.db import OperationalError
 
     from mcp_app import auth
-    from mcp_app.transports.streamable_http import StreamableHTTPConsumer
+    from mcp_app.testing import MCPTestClient
 
     async def database_down(scope: dict[str, Any]) -> Any:
         raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 
     monkeypatch.setattr(auth, "authenticate", database_down)
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    scope = {"type": "http", "method": "POST", "path": "/mcp", "query_string": b"", "scheme": "http",
-             "headers": [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer mcp_unseen"),
-                         (b"content-type", b"application/json")], "client": ("127.0.0.1", 5000)}
-    await StreamableHTTPConsumer()(scope, receive, send)
-    start, body = sent[0], sent[1]
-    assert start["status"] == 503
-    headers = dict(start["headers"])
-    assert headers[b"content-type"] == b"application/json" and int(headers[b"retry-after"]) >= 1
-    error = json.loads(body["body"])["error"]
+    response = await MCPTestClient(token="mcp_unseen").send({})
+    assert response.status == 503
+    assert response.headers["content-type"] == "application/json" and int(response.headers["retry-after"]) >= 1
+    error = response.json()["error"]
     assert error["code"] == UNAVAILABLE and "database" in error["message"]
     assert "5432" not in error["message"]  # the driver's text stays in the log
 
