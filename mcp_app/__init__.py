@@ -12,6 +12,17 @@ from .registry import ToolError, default_registry, prompt, resource, tool
 __version__ = "0.1.0"
 
 __all__ = [
-    "Audio", "Context", "EmbeddedResource", "Image", "ResourceLink", "Text", "ToolError", "ToolResult",
-    "__version__", "default_registry", "prompt", "resource", "tool",
+    "Audio",
+    "Context",
+    "EmbeddedResource",
+    "Image",
+    "ResourceLink",
+    "Text",
+    "ToolError",
+    "ToolResult",
+    "__version__",
+    "default_registry",
+    "prompt",
+    "resource",
+    "tool",
 ]

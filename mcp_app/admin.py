@@ -50,8 +50,9 @@ class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
             try:
                 convert_value(field, key, where="choice")
             except InvalidParams:
-                raise forms.ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
-                                            params={"pk": key}) from None
+                raise forms.ValidationError(
+                    self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": key}
+                ) from None
         return super()._check_values(value)
 
 
@@ -98,14 +99,37 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ("id_short", "client_name", "client_version", "user", "transport", "protocol_version", "created",
-                    "last_seen", "is_active")
+    list_display = (
+        "id_short",
+        "client_name",
+        "client_version",
+        "user",
+        "transport",
+        "protocol_version",
+        "created",
+        "last_seen",
+        "is_active",
+    )
     list_filter = (ActiveFilter, "transport", "protocol_version", "client_name", ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("id", "client_name", "user__username")
     date_hierarchy = "created"
     actions = ["end_sessions"]
-    fields = ("id", "user", "transport", "protocol_version", "client_name", "client_version", "client_info_pretty",
-              "capabilities_pretty", "subscriptions_pretty", "log_level", "worker", "created", "last_seen", "ended")
+    fields = (
+        "id",
+        "user",
+        "transport",
+        "protocol_version",
+        "client_name",
+        "client_version",
+        "client_info_pretty",
+        "capabilities_pretty",
+        "subscriptions_pretty",
+        "log_level",
+        "worker",
+        "created",
+        "last_seen",
+        "ended",
+    )
     readonly_fields = fields
 
     @admin.display(description=_("id"))
@@ -161,8 +185,9 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 
 class TryItForm(forms.Form):
-    arguments = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), initial="{}",
-                                help_text=_("The tool's arguments as a JSON object."))
+    arguments = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), initial="{}", help_text=_("The tool's arguments as a JSON object.")
+    )
 
     def clean_arguments(self) -> dict[str, Any]:
         try:
@@ -170,7 +195,7 @@ class TryItForm(forms.Form):
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(_("Not valid JSON: %(msg)s") % {"msg": exc.msg}) from None
         if not isinstance(value, dict):
-            raise forms.ValidationError(_("The arguments must be a JSON object, like {\"text\": \"hi\"}."))
+            raise forms.ValidationError(_('The arguments must be a JSON object, like {"text": "hi"}.'))
         return value
 
 
@@ -185,8 +210,10 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "enabled", "try_link")}),
         (_("What clients see"), {"fields": ("title", "description", "input_schema", "code_definition")}),
-        (_("Annotations (blank: as in code)"), {"fields": ("read_only_hint", "destructive_hint", "idempotent_hint",
-                                                           "open_world_hint")}),
+        (
+            _("Annotations (blank: as in code)"),
+            {"fields": ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")},
+        ),
         (_("Who may use it"), {"fields": ("required_permissions", "allowed_groups")}),
     )
 
@@ -221,8 +248,9 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
     def try_link(self, obj: Tool) -> str:
         if obj.pk is None or obj.orphaned:
             return "—"
-        return format_html('<a href="{}">{}</a>', reverse("admin:mcp_app_tool_try", args=[obj.pk]),
-                           _("Run this tool as yourself"))
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:mcp_app_tool_try", args=[obj.pk]), _("Run this tool as yourself")
+        )
 
     @admin.action(description=_("Enable selected tools"))
     def enable(self, request: Any, queryset: Any) -> None:
@@ -239,8 +267,7 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
         self.message_user(request, _("Disabled %(n)d tool(s).") % {"n": queryset.count()}, messages.SUCCESS)
 
     def get_urls(self) -> list[Any]:
-        return [path("<int:pk>/try/", self.admin_site.admin_view(self.try_view), name="mcp_app_tool_try"),
-                *super().get_urls()]
+        return [path("<int:pk>/try/", self.admin_site.admin_view(self.try_view), name="mcp_app_tool_try"), *super().get_urls()]
 
     def try_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Run the tool with JSON arguments as the current staff user; the call is audited like any."""
@@ -251,9 +278,14 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
         form = TryItForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             result = run_tool_as(request.user, tool.name, form.cleaned_data["arguments"])
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "tool": tool, "form": form,
-                   "result": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else None,
-                   "title": _("Try %(name)s") % {"name": tool.name}}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "tool": tool,
+            "form": form,
+            "result": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else None,
+            "title": _("Try %(name)s") % {"name": tool.name},
+        }
         return TemplateResponse(request, "admin/mcp_app/tool/try.html", context)
 
 
@@ -269,8 +301,14 @@ def run_tool_as(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, An
         return None
 
     async def call() -> dict[str, Any]:
-        ctx = RequestContext(session=MemorySession(), request_id="admin", meta={}, send=send,
-                             pending=PendingClientRequests(), extra={"user": user, "via": "admin"})
+        ctx = RequestContext(
+            session=MemorySession(),
+            request_id="admin",
+            meta={},
+            send=send,
+            pending=PendingClientRequests(),
+            extra={"user": user, "via": "admin"},
+        )
         try:
             return await mcp_settings.PROVIDER.call_tool(name, arguments, ctx)
         except McpError as exc:
@@ -351,8 +389,9 @@ class FormErrorsMixin:
     def add_error(self, field: str | None, error: Any) -> None:
         if field is None and hasattr(error, "error_dict"):
             shown = {name: messages for name, messages in error.error_dict.items() if name in self.fields}  # type: ignore[attr-defined]
-            hidden = [m for name, messages in error.error_dict.items() if name not in shown and name != "__all__"
-                      for m in messages]
+            hidden = [
+                m for name, messages in error.error_dict.items() if name not in shown and name != "__all__" for m in messages
+            ]
             hidden += error.error_dict.get("__all__", [])
             if shown:
                 super().add_error(None, forms.ValidationError(shown))  # type: ignore[misc]
@@ -370,14 +409,29 @@ class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
 
     user: Any = None
 
-    fields = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label=_("allowed fields"),
-                                       help_text=_("Only these fields are ever shown, filtered or ordered by."))
+    fields = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("allowed fields"),
+        help_text=_("Only these fields are ever shown, filtered or ordered by."),
+    )
     lookup_field = forms.ChoiceField(initial="pk", help_text=_("The unique field in the resource URI."))
 
     class Meta:
         model = ModelExposure
-        fields = ("content_type", "enabled", "title", "description", "fields", "allow_sensitive_fields", "lookup_field",
-                  "ordering", "base_filters", "data_tools", "public")
+        fields = (
+            "content_type",
+            "enabled",
+            "title",
+            "description",
+            "fields",
+            "allow_sensitive_fields",
+            "lookup_field",
+            "ordering",
+            "base_filters",
+            "data_tools",
+            "public",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -411,8 +465,7 @@ class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
         model = content_type.model_class() if content_type is not None else None
         if self.user is not None and model is not None and not may_view_model(self.user, model):
             # The change page shows the model read-only: re-checked here, as the user's permissions may have changed.
-            raise forms.ValidationError(_("You may not view %(model)s, so you cannot expose it.") %
-                                        {"model": model._meta.label})
+            raise forms.ValidationError(_("You may not view %(model)s, so you cannot expose it.") % {"model": model._meta.label})
         return cleaned
 
 
@@ -429,17 +482,32 @@ class ModelExposureAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
         if obj is None:  # first the model; its fields can be chosen once it is saved
-            return ((None, {"fields": ("content_type", "title", "description"),
-                            "description": _("Choose the model and save: its fields are offered next. "
-                                             "New exposures start disabled.")}),)
+            return (
+                (
+                    None,
+                    {
+                        "fields": ("content_type", "title", "description"),
+                        "description": _("Choose the model and save: its fields are offered next. New exposures start disabled."),
+                    },
+                ),
+            )
         return (
             (None, {"fields": ("content_type", "enabled", "title", "description")}),
-            (_("What is shown"), {"fields": ("fields", "allow_sensitive_fields", "lookup_field", "ordering",
-                                             "base_filters", "data_tools")}),
-            (_("Who may read it"), {"fields": ("public",),
-                                    "description": _("Not public: the model's view permission is required. Making an "
-                                                     "exposure public, or allowing credential-like fields, needs a "
-                                                     "permission of its own and is recorded in the admin log.")}),
+            (
+                _("What is shown"),
+                {"fields": ("fields", "allow_sensitive_fields", "lookup_field", "ordering", "base_filters", "data_tools")},
+            ),
+            (
+                _("Who may read it"),
+                {
+                    "fields": ("public",),
+                    "description": _(
+                        "Not public: the model's view permission is required. Making an "
+                        "exposure public, or allowing credential-like fields, needs a "
+                        "permission of its own and is recorded in the admin log."
+                    ),
+                },
+            ),
         )
 
     def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
@@ -456,15 +524,18 @@ class ModelExposureAdmin(admin.ModelAdmin):
     @admin.display(description=_("who may read it"), ordering="public")
     def audience(self, obj: ModelExposure) -> str:
         if obj.public:
-            return format_html('<strong style="color: #fff; background: #ba2121; padding: 1px 6px; border-radius: 3px">'
-                               "{}</strong>", _("PUBLIC: every caller"))
+            return format_html(
+                '<strong style="color: #fff; background: #ba2121; padding: 1px 6px; border-radius: 3px">{}</strong>',
+                _("PUBLIC: every caller"),
+            )
         return str(_("view permission"))
 
     @admin.display(description=_("credential-like fields"), ordering="allow_sensitive_fields")
     def sensitive(self, obj: ModelExposure) -> str:
         if obj.allow_sensitive_fields:
-            return format_html('<strong style="color: #fff; background: #c77700; padding: 1px 6px; border-radius: 3px">'
-                               "{}</strong>", _("ALLOWED"))
+            return format_html(
+                '<strong style="color: #fff; background: #c77700; padding: 1px 6px; border-radius: 3px">{}</strong>', _("ALLOWED")
+            )
         return "—"
 
     @admin.display(description=_("fields"))
@@ -512,8 +583,11 @@ def publication_notes(row: ModelExposure, changed: list[str], cleaned: dict[str,
 
     notes = []
     if "public" in changed:
-        notes.append(f"Made {row.key} public: every caller may read it, without the model's view permission."
-                     if cleaned.get("public") else f"Made {row.key} private: the model's view permission is required.")
+        notes.append(
+            f"Made {row.key} public: every caller may read it, without the model's view permission."
+            if cleaned.get("public")
+            else f"Made {row.key} private: the model's view permission is required."
+        )
     if "allow_sensitive_fields" in changed:
         if cleaned.get("allow_sensitive_fields"):
             shown = [f for f in (row.fields or []) if SENSITIVE_FIELD_RE.search(f)]
@@ -528,8 +602,18 @@ class QueryToolForm(FormErrorsMixin, forms.ModelForm):
 
     class Meta:
         model = QueryTool
-        fields = ("name", "enabled", "title", "description", "exposure", "operation", "fixed_filters", "caller_filters",
-                  "ordering", "limit")
+        fields = (
+            "name",
+            "enabled",
+            "title",
+            "description",
+            "exposure",
+            "operation",
+            "fixed_filters",
+            "caller_filters",
+            "ordering",
+            "limit",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -549,8 +633,10 @@ class QueryToolAdmin(admin.ModelAdmin):
     readonly_fields = ("available_filters",)
     fieldsets = (
         (None, {"fields": ("name", "enabled", "title", "description")}),
-        (_("Query"), {"fields": ("exposure", "operation", "fixed_filters", "caller_filters", "available_filters",
-                                 "ordering", "limit")}),
+        (
+            _("Query"),
+            {"fields": ("exposure", "operation", "fixed_filters", "caller_filters", "available_filters", "ordering", "limit")},
+        ),
     )
 
     @admin.display(description=_("filters the exposure allows"))
@@ -609,9 +695,14 @@ class TokenAdmin(admin.ModelAdmin):
         key = Token.PREFIX + secrets.token_urlsafe(32)
         obj.key_prefix, obj.key_hash = key[:12], Token.hash(key)
         super().save_model(request, obj, form, change)
-        self.message_user(request, format_html(
-            _("Copy the token now: it is not stored and will not be shown again. {}"),
-            format_html("<code style='user-select: all'>{}</code>", key)), messages.WARNING)
+        self.message_user(
+            request,
+            format_html(
+                _("Copy the token now: it is not stored and will not be shown again. {}"),
+                format_html("<code style='user-select: all'>{}</code>", key),
+            ),
+            messages.WARNING,
+        )
 
     @admin.action(description=_("Revoke selected tokens (their sessions end at once)"))
     def revoke(self, request: Any, queryset: Any) -> None:

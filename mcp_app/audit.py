@@ -84,7 +84,7 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
     if len(text) <= max_bytes:
         return value
     marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
-    preview = text[:max(max_bytes - len(json.dumps(marker)), 0)]
+    preview = text[: max(max_bytes - len(json.dumps(marker)), 0)]
     while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
         marker["preview"] = preview
         over = len(json.dumps(marker)) - max_bytes
@@ -104,7 +104,7 @@ def cap_text(text: str, max_chars: int) -> str:
     marker = f" … [truncated: {len(text)} characters in all]"
     if len(marker) >= max_chars:
         return marker.strip()[:max_chars]
-    return text[:max_chars - len(marker)] + marker
+    return text[: max_chars - len(marker)] + marker
 
 
 def _clean_text(text: str) -> str:
@@ -170,8 +170,7 @@ def _insert(fields: dict[str, Any], arguments: Any) -> int:
     from .models import ToolCall
 
     # Here, in the writer's thread: redacting and measuring megabytes of arguments stays off the event loop.
-    return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED,
-                                   **fields).pk
+    return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED, **fields).pk
 
 
 def _update(pk: int, fields: dict[str, Any]) -> None:
@@ -229,8 +228,10 @@ class _Retrier:
         with self._cond:
             left = [item[3] for item in self._heap]
         for entry in left:
-            logger.error("audit log: the outcome of %s was never recorded (the process is exiting); its row stays "
-                         "'started'", _describe(entry))
+            logger.error(
+                "audit log: the outcome of %s was never recorded (the process is exiting); its row stays 'started'",
+                _describe(entry),
+            )
 
     def _run(self) -> None:
         while True:
@@ -258,17 +259,23 @@ class _Retrier:
         except Exception as exc:
             attempt += 1
             if attempt >= len(self.delays):
-                logger.error("audit log: gave up recording the outcome (%s) of %s after %d retries: %s: %s; its row "
-                             "stays 'started'", fields.get("outcome"), _describe(entry), attempt, type(exc).__name__, exc)
+                logger.error(
+                    "audit log: gave up recording the outcome (%s) of %s after %d retries: %s: %s; its row stays 'started'",
+                    fields.get("outcome"),
+                    _describe(entry),
+                    attempt,
+                    type(exc).__name__,
+                    exc,
+                )
                 return
             with self._cond:
-                heapq.heappush(self._heap, (time.monotonic() + self.delays[attempt], next(self._order), attempt, entry,
-                                            fields))
+                heapq.heappush(self._heap, (time.monotonic() + self.delays[attempt], next(self._order), attempt, entry, fields))
             return
         finally:
             close_old_connections()
-        logger.info("audit log: recorded the outcome (%s) of %s on retry %d", fields.get("outcome"), _describe(entry),
-                    attempt + 1)
+        logger.info(
+            "audit log: recorded the outcome (%s) of %s on retry %d", fields.get("outcome"), _describe(entry), attempt + 1
+        )
 
 
 class AuditWriter:
@@ -290,8 +297,9 @@ class AuditWriter:
         # DatabaseSyncToAsync closes the thread's connection per CONN_MAX_AGE (and when an error broke it).
         return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=self._executor)
 
-    async def begin(self, *, tool: str, arguments: Any, user: Any = None, session_id: str | None = None,
-                    request_id: Any = None, via: str = "") -> AuditEntry:
+    async def begin(
+        self, *, tool: str, arguments: Any, user: Any = None, session_id: str | None = None, request_id: Any = None, via: str = ""
+    ) -> AuditEntry:
         """Write the call's row (outcome ``started``) and return it.
 
         Raises :class:`~mcp_app.availability.Unavailable` when the row cannot be written: the tool must then
@@ -308,15 +316,23 @@ class AuditWriter:
         except Exception as exc:
             where = f"session {session_id or '-'}, request id {request_id!r}"
             if is_outage(exc):
-                logger.warning("audit log: tools/call %r (%s) refused, not run: its row could not be written (%s: %s)",
-                               tool, where, type(exc).__name__, str(exc).strip()[:300])
+                logger.warning(
+                    "audit log: tools/call %r (%s) refused, not run: its row could not be written (%s: %s)",
+                    tool,
+                    where,
+                    type(exc).__name__,
+                    str(exc).strip()[:300],
+                )
             else:
-                logger.error("audit log: tools/call %r (%s) refused, not run: its row could not be written", tool,
-                             where, exc_info=exc)
+                logger.error(
+                    "audit log: tools/call %r (%s) refused, not run: its row could not be written", tool, where, exc_info=exc
+                )
             shown = tool if len(tool) <= 100 else f"{tool[:100]}…"
-            raise Unavailable(f"Service Unavailable: the call to tool '{shown}' was not run, because its audit record "
-                              f"could not be written (the database is unavailable); nothing was done. Retry in "
-                              f"{RETRY_AFTER} s.") from None
+            raise Unavailable(
+                f"Service Unavailable: the call to tool '{shown}' was not run, because its audit record "
+                f"could not be written (the database is unavailable); nothing was done. Retry in "
+                f"{RETRY_AFTER} s."
+            ) from None
         return AuditEntry(pk, tool, session_id, request_id)
 
     async def finish(self, entry: AuditEntry, *, outcome: str, message: str = "", seconds: float = 0.0) -> bool:
@@ -326,14 +342,18 @@ class AuditWriter:
         logged and the update retried in the background (False is returned); a cancellation while writing
         lets the write finish (and be retried if it fails), then propagates.
         """
-        fields = {"outcome": outcome, "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
-                  "duration_ms": round(seconds * 1000, 3)}
+        fields = {
+            "outcome": outcome,
+            "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
+            "duration_ms": round(seconds * 1000, 3),
+        }
         write = asyncio.ensure_future(self._in_thread(_update)(entry.pk, fields))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
-            write.add_done_callback(lambda done: done.cancelled() or done.exception() is None or
-                                    self._defer(entry, fields, done.exception()))
+            write.add_done_callback(
+                lambda done: done.cancelled() or done.exception() is None or self._defer(entry, fields, done.exception())
+            )
             raise
         except Exception as exc:
             self._defer(entry, fields, exc)
@@ -341,18 +361,25 @@ class AuditWriter:
         return True
 
     def _defer(self, entry: AuditEntry, fields: dict[str, Any], exc: BaseException | None) -> None:
-        logger.warning("audit log: the outcome (%s) of %s could not be recorded (%s: %s); the result was delivered, "
-                       "retrying in the background", fields["outcome"], _describe(entry), type(exc).__name__,
-                       str(exc).strip()[:300])
+        logger.warning(
+            "audit log: the outcome (%s) of %s could not be recorded (%s: %s); the result was delivered, "
+            "retrying in the background",
+            fields["outcome"],
+            _describe(entry),
+            type(exc).__name__,
+            str(exc).strip()[:300],
+        )
         self._retrier.submit(entry, fields)
 
-    def _cancelled_before_start(self, write: asyncio.Future[int], tool: str, session_id: str | None,
-                                request_id: Any) -> None:
+    def _cancelled_before_start(self, write: asyncio.Future[int], tool: str, session_id: str | None, request_id: Any) -> None:
         if write.cancelled() or write.exception() is not None:
             return  # no row, and no tool ran
         entry = AuditEntry(write.result(), tool, session_id, request_id)
-        self._retrier.submit(entry, {"outcome": "failed", "error_message": "cancelled by the client before it started",
-                                     "duration_ms": 0.0}, delay=0)
+        self._retrier.submit(
+            entry,
+            {"outcome": "failed", "error_message": "cancelled by the client before it started", "duration_ms": 0.0},
+            delay=0,
+        )
 
     def pending(self) -> int:
         """Outcome updates waiting for a background retry."""

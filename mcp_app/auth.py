@@ -173,8 +173,11 @@ def credential_expiry(principal: Principal) -> datetime | None:
         row = type(credential).objects.select_related("user").filter(pk=credential.pk).first()
         return row.expires if row is not None and row.is_usable() else now
     if principal.kind == "oauth" and hasattr(credential, "application_id"):
-        latest = type(credential).objects.filter(user_id=credential.user_id, application_id=credential.application_id,
-                                                 expires__gt=now).aggregate(latest=Max("expires"))["latest"]
+        latest = (
+            type(credential)
+            .objects.filter(user_id=credential.user_id, application_id=credential.application_id, expires__gt=now)
+            .aggregate(latest=Max("expires"))["latest"]
+        )
         return latest or now
     return principal.expires
 
@@ -292,8 +295,11 @@ async def authenticate(scope: dict[str, Any]) -> Principal:
         cached = _cached(Token.hash(key))
         if cached is not None:
             return _accept(cached)
-    elif key is None and request.header("cookie") is None and \
-            all(getattr(cls, "only_authorization_and_cookie", False) for cls in classes):
+    elif (
+        key is None
+        and request.header("cookie") is None
+        and all(getattr(cls, "only_authorization_and_cookie", False) for cls in classes)
+    ):
         return _without_credentials(request)
     from channels.db import database_sync_to_async
 

@@ -54,5 +54,7 @@ def database_unavailable(what: str = "This request") -> Unavailable:
 
     ``what`` names what was refused (e.g. "The call to tool 'x'"); the message adds that nothing was done.
     """
-    return Unavailable(f"Service Unavailable: {what} was not carried out because the database is unavailable; "
-                       f"nothing was done. Retry in {RETRY_AFTER} s.")
+    return Unavailable(
+        f"Service Unavailable: {what} was not carried out because the database is unavailable; "
+        f"nothing was done. Retry in {RETRY_AFTER} s."
+    )

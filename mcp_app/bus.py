@@ -95,8 +95,12 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # unreachable now: try again shortly
-                logger.warning("mcp_app bus: cannot join the channel layer (%s: %s); retrying in %ss",
-                               type(exc).__name__, exc, _RETRY_SECONDS)
+                logger.warning(
+                    "mcp_app bus: cannot join the channel layer (%s: %s); retrying in %ss",
+                    type(exc).__name__,
+                    exc,
+                    _RETRY_SECONDS,
+                )
                 await asyncio.sleep(_RETRY_SECONDS)
 
     def _mark_lost(self) -> None:
@@ -147,8 +151,12 @@ class Bus:
                 except Exception as exc:  # the layer went away for a moment: keep listening
                     if type(exc).__name__ == "TimeoutError":  # an idle read timed out (redis-py 8): not an outage
                         continue
-                    logger.warning("mcp_app bus: channel layer receive failed (%s: %s); re-joining and retrying in "
-                                   "%ss", type(exc).__name__, exc, _RETRY_SECONDS)
+                    logger.warning(
+                        "mcp_app bus: channel layer receive failed (%s: %s); re-joining and retrying in %ss",
+                        type(exc).__name__,
+                        exc,
+                        _RETRY_SECONDS,
+                    )
                     self._mark_lost()
                     await asyncio.sleep(_RETRY_SECONDS)
                     continue

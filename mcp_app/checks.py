@@ -17,45 +17,89 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(user, dict):
         return [Error("MCP_APP must be a dict.", hint="Set MCP_APP = {...} in settings.", id="mcp_app.E001")]
     for key in sorted(set(user) - set(DEFAULTS)):
-        messages.append(Error(
-            f"MCP_APP has an unknown key {key!r}.",
-            hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.", id="mcp_app.E001",
-        ))
+        messages.append(
+            Error(
+                f"MCP_APP has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id="mcp_app.E001",
+            )
+        )
     origins = user.get("ALLOWED_ORIGINS", [])
     if not isinstance(origins, (list, tuple)) or not all(isinstance(o, str) for o in origins):
-        messages.append(Error("MCP_APP['ALLOWED_ORIGINS'] must be a list of origins such as 'https://example.com'.",
-                              hint="Use full origins (scheme://host[:port]) or '*'.", id="mcp_app.E002"))
-    for name in ("MAX_BODY_SIZE", "PAGE_SIZE", "AUDIT_MAX_ARGUMENTS_BYTES", "AUDIT_MAX_ERROR_CHARS", "MAX_BATCH_SIZE",
-                 "BATCH_CONCURRENCY"):
+        messages.append(
+            Error(
+                "MCP_APP['ALLOWED_ORIGINS'] must be a list of origins such as 'https://example.com'.",
+                hint="Use full origins (scheme://host[:port]) or '*'.",
+                id="mcp_app.E002",
+            )
+        )
+    for name in (
+        "MAX_BODY_SIZE",
+        "PAGE_SIZE",
+        "AUDIT_MAX_ARGUMENTS_BYTES",
+        "AUDIT_MAX_ERROR_CHARS",
+        "MAX_BATCH_SIZE",
+        "BATCH_CONCURRENCY",
+    ):
         value = user.get(name, DEFAULTS[name])
         if not isinstance(value, int) or value < 1:
-            messages.append(Error(f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.",
-                                  id="mcp_app.E003"))
+            messages.append(
+                Error(
+                    f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.", id="mcp_app.E003"
+                )
+            )
     ack = user.get("STREAM_ACK_TIMEOUT", DEFAULTS["STREAM_ACK_TIMEOUT"])
     if isinstance(ack, bool) or not isinstance(ack, (int, float)) or not 0 < ack <= 60:
-        messages.append(Error("MCP_APP['STREAM_ACK_TIMEOUT'] must be a number of seconds above 0, at most 60.",
-                              hint=f"The default is {DEFAULTS['STREAM_ACK_TIMEOUT']}.", id="mcp_app.E003"))
+        messages.append(
+            Error(
+                "MCP_APP['STREAM_ACK_TIMEOUT'] must be a number of seconds above 0, at most 60.",
+                hint=f"The default is {DEFAULTS['STREAM_ACK_TIMEOUT']}.",
+                id="mcp_app.E003",
+            )
+        )
     for name in ("BODY_TIMEOUT", "SESSION_REAP_INTERVAL"):
         value = user.get(name, DEFAULTS[name])
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            messages.append(Error(f"MCP_APP[{name!r}] must be a positive number of seconds, or None (off).",
-                                  hint=f"The default is {DEFAULTS[name]}.", id="mcp_app.E003"))
+            messages.append(
+                Error(
+                    f"MCP_APP[{name!r}] must be a positive number of seconds, or None (off).",
+                    hint=f"The default is {DEFAULTS[name]}.",
+                    id="mcp_app.E003",
+                )
+            )
     buffer = user.get("STREAM_BUFFER_BYTES", DEFAULTS["STREAM_BUFFER_BYTES"])
     if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1):
-        messages.append(Error("MCP_APP['STREAM_BUFFER_BYTES'] must be a positive integer (bytes), or None (unbounded).",
-                              hint=f"The default is {DEFAULTS['STREAM_BUFFER_BYTES']}.", id="mcp_app.E003"))
+        messages.append(
+            Error(
+                "MCP_APP['STREAM_BUFFER_BYTES'] must be a positive integer (bytes), or None (unbounded).",
+                hint=f"The default is {DEFAULTS['STREAM_BUFFER_BYTES']}.",
+                id="mcp_app.E003",
+            )
+        )
     heartbeat = user.get("WORKER_HEARTBEAT_INTERVAL", DEFAULTS["WORKER_HEARTBEAT_INTERVAL"])
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.1 <= heartbeat <= 3600:
-        messages.append(Error("MCP_APP['WORKER_HEARTBEAT_INTERVAL'] must be a number of seconds from 0.1 to 3600.",
-                              hint=f"The default is {DEFAULTS['WORKER_HEARTBEAT_INTERVAL']}; a worker silent for three "
-                                   "intervals is taken for dead.", id="mcp_app.E003"))
+        messages.append(
+            Error(
+                "MCP_APP['WORKER_HEARTBEAT_INTERVAL'] must be a number of seconds from 0.1 to 3600.",
+                hint=f"The default is {DEFAULTS['WORKER_HEARTBEAT_INTERVAL']}; a worker silent for three "
+                "intervals is taken for dead.",
+                id="mcp_app.E003",
+            )
+        )
     for name in ("TOOL_CALL_RATE", "REQUEST_RATE"):
         value = user.get(name, DEFAULTS[name])
-        if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2
-                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)):
-            messages.append(Error(f"MCP_APP[{name!r}] must be (requests, seconds), two positive numbers, or None.",
-                                  hint=f"The default is {DEFAULTS[name]}: {DEFAULTS[name][0]} every {DEFAULTS[name][1]} s.",
-                                  id="mcp_app.E003"))
+        if value is not None and not (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            messages.append(
+                Error(
+                    f"MCP_APP[{name!r}] must be (requests, seconds), two positive numbers, or None.",
+                    hint=f"The default is {DEFAULTS[name]}: {DEFAULTS[name][0]} every {DEFAULTS[name][1]} s.",
+                    id="mcp_app.E003",
+                )
+            )
     return messages
 
 
@@ -63,13 +107,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if not layers or "default" not in layers:
-        return [Warning(
-            "No default channel layer is configured, so MCP streams cannot receive notifications "
-            "and a client's answer can only reach the worker that asked.",
-            hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}} "
-                 "(one process) or channels_redis (many workers).",
-            id="mcp_app.W001",
-        )]
+        return [
+            Warning(
+                "No default channel layer is configured, so MCP streams cannot receive notifications "
+                "and a client's answer can only reach the worker that asked.",
+                hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}} "
+                "(one process) or channels_redis (many workers).",
+                id="mcp_app.W001",
+            )
+        ]
     return []
 
 
@@ -84,12 +130,14 @@ def check_redis_timeout(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     hosts = (layer.get("CONFIG") or {}).get("hosts") or []
     if hosts and all(isinstance(h, dict) and "socket_timeout" in h and h["socket_timeout"] is None for h in hosts):
         return []
-    return [Warning(
-        "channels_redis hosts without socket_timeout=None: redis-py's default read timeout (5 s) races "
-        "channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
-        hint='Turn the read timeout off: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].',
-        id="mcp_app.W003",
-    )]
+    return [
+        Warning(
+            "channels_redis hosts without socket_timeout=None: redis-py's default read timeout (5 s) races "
+            "channels_redis's 5 s blocking receive, which makes idle receives fail spuriously.",
+            hint='Turn the read timeout off: "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].',
+            id="mcp_app.W003",
+        )
+    ]
 
 
 @register(Tags.compatibility)
@@ -103,22 +151,26 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     backend = str((getattr(settings, "CACHES", {}) or {}).get(alias, {}).get("BACKEND", ""))
     if not backend or backend in ATOMIC_CACHE_BACKENDS:
         return []
-    return [Warning(
-        f"MCP_APP['RATE_LIMIT_CACHE'] is the cache {alias!r} ({backend}), whose incr is not atomic (or keeps "
-        "nothing): concurrent requests can all pass TOOL_CALL_RATE and REQUEST_RATE.",
-        hint="Point RATE_LIMIT_CACHE at a LocMemCache (one process), RedisCache or memcached cache (many workers).",
-        id="mcp_app.W006",
-    )]
+    return [
+        Warning(
+            f"MCP_APP['RATE_LIMIT_CACHE'] is the cache {alias!r} ({backend}), whose incr is not atomic (or keeps "
+            "nothing): concurrent requests can all pass TOOL_CALL_RATE and REQUEST_RATE.",
+            hint="Point RATE_LIMIT_CACHE at a LocMemCache (one process), RedisCache or memcached cache (many workers).",
+            id="mcp_app.W006",
+        )
+    ]
 
 
 @register(Tags.compatibility)
 def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not getattr(settings, "ASGI_APPLICATION", None):
-        return [Warning(
-            "ASGI_APPLICATION is not set; the MCP endpoints are ASGI consumers and need an ASGI server.",
-            hint="Point ASGI_APPLICATION at an asgi.py that wraps Django with mcp_app.routing.mcp_application().",
-            id="mcp_app.W002",
-        )]
+        return [
+            Warning(
+                "ASGI_APPLICATION is not set; the MCP endpoints are ASGI consumers and need an ASGI server.",
+                hint="Point ASGI_APPLICATION at an asgi.py that wraps Django with mcp_app.routing.mcp_application().",
+                id="mcp_app.W002",
+            )
+        ]
     return []
 
 
@@ -131,18 +183,26 @@ def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for key, exposure in sorted(default_exposures.exposures.items()):
         problem = exposure.credential_problem()  # credential models and password hashes: never, whatever the flags
         if problem is not None:
-            messages.append(Error(f"The MCP exposure of {key} is refused: {problem}",
-                                  hint="Remove it (or the field) from expose(); it is not served.",
-                                  obj=exposure.model, id="mcp_app.E007"))
+            messages.append(
+                Error(
+                    f"The MCP exposure of {key} is refused: {problem}",
+                    hint="Remove it (or the field) from expose(); it is not served.",
+                    obj=exposure.model,
+                    id="mcp_app.E007",
+                )
+            )
             continue
         sensitive = exposure.sensitive_fields()
         if sensitive and not exposure.allow_sensitive_fields:
-            messages.append(Error(
-                f"The MCP exposure of {key} includes {', '.join(sensitive)}, which look like credentials.",
-                hint="Remove them from fields=[...], or pass allow_sensitive_fields=True to expose() if they "
-                     "really are safe to show to every caller with read access.",
-                obj=exposure.model, id="mcp_app.E004",
-            ))
+            messages.append(
+                Error(
+                    f"The MCP exposure of {key} includes {', '.join(sensitive)}, which look like credentials.",
+                    hint="Remove them from fields=[...], or pass allow_sensitive_fields=True to expose() if they "
+                    "really are safe to show to every caller with read access.",
+                    obj=exposure.model,
+                    id="mcp_app.E004",
+                )
+            )
     return messages
 
 
@@ -156,21 +216,25 @@ def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     messages: list[Any] = []
     classes = [f"{c.__module__}.{c.__qualname__}" for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
     if "mcp_app.contrib.oauth.OAuth2Authentication" in classes and not apps.is_installed("oauth2_provider"):
-        messages.append(Error(
-            "OAuth2Authentication is configured but django-oauth-toolkit (oauth2_provider) is not installed.",
-            hint="pip install 'mcp_app[oauth]' and add 'oauth2_provider' to INSTALLED_APPS, or remove the class.",
-            id="mcp_app.E005",
-        ))
+        messages.append(
+            Error(
+                "OAuth2Authentication is configured but django-oauth-toolkit (oauth2_provider) is not installed.",
+                hint="pip install 'mcp_app[oauth]' and add 'oauth2_provider' to INSTALLED_APPS, or remove the class.",
+                id="mcp_app.E005",
+            )
+        )
     from .permissions import AllowAny
 
     defaults = mcp_settings.DEFAULT_PERMISSION_CLASSES
     if mcp_settings.ALLOW_ANONYMOUS and any(isinstance(c, type) and issubclass(c, AllowAny) for c in defaults):
-        messages.append(Warning(
-            "ALLOW_ANONYMOUS is on and DEFAULT_PERMISSION_CLASSES allows anyone: every tool, prompt and code "
-            "resource is open to callers without credentials.",
-            hint="Keep the default IsAuthenticated and mark public items with permission_classes=[AllowAny].",
-            id="mcp_app.W004",
-        ))
+        messages.append(
+            Warning(
+                "ALLOW_ANONYMOUS is on and DEFAULT_PERMISSION_CLASSES allows anyone: every tool, prompt and code "
+                "resource is open to callers without credentials.",
+                hint="Keep the default IsAuthenticated and mark public items with permission_classes=[AllowAny].",
+                id="mcp_app.W004",
+            )
+        )
     return messages
 
 
@@ -186,20 +250,24 @@ def check_resource_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if url is not None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
-            return [Error(
-                f"MCP_APP['RESOURCE_URL'] must be an absolute http(s) URL without a fragment; got {url!r}.",
-                hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'.",
-                id="mcp_app.E006",
-            )]
+            return [
+                Error(
+                    f"MCP_APP['RESOURCE_URL'] must be an absolute http(s) URL without a fragment; got {url!r}.",
+                    hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'.",
+                    id="mcp_app.E006",
+                )
+            ]
         return []
     classes = [f"{c.__module__}.{c.__qualname__}" for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
     oauth = mcp_settings.OAUTH_AUTHORIZATION_SERVERS or "mcp_app.contrib.oauth.OAuth2Authentication" in classes
     if oauth and not settings.DEBUG:
-        return [Warning(
-            "OAuth is on without MCP_APP['RESOURCE_URL']: access tokens are checked against an audience taken "
-            "from each request (its scheme and Host name, with the port the connection arrived on).",
-            hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'. Behind a "
-                 "proxy that changes the scheme or port, tokens are refused until it is set.",
-            id="mcp_app.W005",
-        )]
+        return [
+            Warning(
+                "OAuth is on without MCP_APP['RESOURCE_URL']: access tokens are checked against an audience taken "
+                "from each request (its scheme and Host name, with the port the connection arrived on).",
+                hint="Set RESOURCE_URL to the public URL of the MCP endpoint, e.g. 'https://example.com/mcp'. Behind a "
+                "proxy that changes the scheme or port, tokens are refused until it is set.",
+                id="mcp_app.W005",
+            )
+        ]
     return []

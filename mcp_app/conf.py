@@ -121,8 +121,18 @@ DEFAULTS: dict[str, Any] = {
     # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
     # (case-insensitive substring match, at any depth).
     "AUDIT_LOG": True,
-    "AUDIT_REDACT_KEYS": ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie",
-                          "credential", "private_key"],
+    "AUDIT_REDACT_KEYS": [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "cookie",
+        "credential",
+        "private_key",
+    ],
     # Days audit rows are kept; `manage.py mcp_prune_audit` deletes older ones (None: keep forever).
     "AUDIT_RETENTION_DAYS": 90,
     # Most a row stores of a call's arguments (bytes of its JSON, after redaction) and of its error message

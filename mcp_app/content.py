@@ -72,8 +72,13 @@ class EmbeddedResource(Content):
     annotations: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _with_annotations({"type": "resource", "resource": resource_contents(
-            self.uri, self.text if self.blob is None else self.blob, self.mime_type)}, self.annotations)
+        return _with_annotations(
+            {
+                "type": "resource",
+                "resource": resource_contents(self.uri, self.text if self.blob is None else self.blob, self.mime_type),
+            },
+            self.annotations,
+        )
 
 
 @dataclass

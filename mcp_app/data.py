@@ -74,8 +74,12 @@ class DataTool:
             props[exposure.variable] = {**_lookup_schema(exposure), "description": f"The {exposure.variable} of the object."}
             required.append(exposure.variable)
         if self.operation == "search":
-            props["query"] = {"type": "string", "minLength": 1, "maxLength": 1000,
-                              "description": f"Text to find in {', '.join(exposure._search_fields)}."}
+            props["query"] = {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1000,
+                "description": f"Text to find in {', '.join(exposure._search_fields)}.",
+            }
             required.append("query")
         if self.operation in ("list", "search", "count"):
             keys = self.caller_filters if self.caller_filters is not None else list(exposure.filter_specs)
@@ -83,19 +87,35 @@ class DataTool:
                 props["filters"] = exposure.filter_schema(keys)
         if self.operation in ("list", "search"):
             if self.ordering is None:
-                props["order_by"] = {"type": "array", "items": {"type": "string", "enum": exposure.orderings}, "maxItems": 3,
-                                     "description": "Fields to order by; '-' in front for descending."}
-            props["limit"] = {"type": "integer", "minimum": 1, "maximum": self.max_limit,
-                              "default": min(DEFAULT_LIMIT, self.max_limit)}
+                props["order_by"] = {
+                    "type": "array",
+                    "items": {"type": "string", "enum": exposure.orderings},
+                    "maxItems": 3,
+                    "description": "Fields to order by; '-' in front for descending.",
+                }
+            props["limit"] = {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": self.max_limit,
+                "default": min(DEFAULT_LIMIT, self.max_limit),
+            }
             props["cursor"] = {"type": "string", "description": "nextCursor of the previous answer, for the next page."}
         schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
         if required:
             schema["required"] = required
-        out = {"name": self.name, "title": self.title, "description": self.description, "inputSchema": schema,
-               "annotations": dict(_READ_ONLY)}
+        out = {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "inputSchema": schema,
+            "annotations": dict(_READ_ONLY),
+        }
         if self.operation in ("list", "search"):
-            out["outputSchema"] = {"type": "object", "required": ["items"], "properties": {
-                "items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "string"}}}
+            out["outputSchema"] = {
+                "type": "object",
+                "required": ["items"],
+                "properties": {"items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "string"}},
+            }
         elif self.operation == "count":
             out["outputSchema"] = {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}}
         return out
@@ -114,25 +134,50 @@ def generated_tools(exposure: ModelResource) -> list[DataTool]:
     plural, noun = exposure.title, str(exposure.model._meta.verbose_name)
     about = f" {exposure.description}" if exposure.description else ""
     fields = exposure.describe_fields()
-    tools = [DataTool(f"{exposure.tool_prefix}_list", exposure, "list", f"List {plural.lower()}",
-                      f"List {plural.lower()} (fields: {fields}), with optional filters and ordering; each item has "
-                      f"its resource URI. Pass nextCursor back as cursor for more.{about}")]
+    tools = [
+        DataTool(
+            f"{exposure.tool_prefix}_list",
+            exposure,
+            "list",
+            f"List {plural.lower()}",
+            f"List {plural.lower()} (fields: {fields}), with optional filters and ordering; each item has "
+            f"its resource URI. Pass nextCursor back as cursor for more.{about}",
+        )
+    ]
     if exposure._search_fields:
-        tools.append(DataTool(f"{exposure.tool_prefix}_search", exposure, "search", f"Search {plural.lower()}",
-                              f"Find {plural.lower()} whose {', '.join(exposure._search_fields)} contain a text.{about}"))
-    tools.append(DataTool(f"{exposure.tool_prefix}_get", exposure, "get", f"Get a {noun}",
-                          f"One {noun} by its {exposure.variable}, with all its allowed fields ({fields}).{about}"))
+        tools.append(
+            DataTool(
+                f"{exposure.tool_prefix}_search",
+                exposure,
+                "search",
+                f"Search {plural.lower()}",
+                f"Find {plural.lower()} whose {', '.join(exposure._search_fields)} contain a text.{about}",
+            )
+        )
+    tools.append(
+        DataTool(
+            f"{exposure.tool_prefix}_get",
+            exposure,
+            "get",
+            f"Get a {noun}",
+            f"One {noun} by its {exposure.variable}, with all its allowed fields ({fields}).{about}",
+        )
+    )
     return tools
 
 
 def query_tool(row: Any, exposure: ModelResource) -> DataTool:
     """The tool an admin defined in a :class:`~mcp_app.models.QueryTool` row."""
     return DataTool(
-        row.name, exposure, row.operation, row.title or row.name.replace("_", " ").capitalize(),
+        row.name,
+        exposure,
+        row.operation,
+        row.title or row.name.replace("_", " ").capitalize(),
         row.description or f"{row.get_operation_display().capitalize()} of {exposure.title.lower()}.",
         caller_filters=list(row.caller_filters or []),
         fixed_filters=check_fixed_filters(exposure.model, row.fixed_filters or {}, where="fixed filters"),
-        ordering=_split_terms(row.ordering) or None, max_limit=max(1, min(row.limit, MAX_LIMIT)),
+        ordering=_split_terms(row.ordering) or None,
+        max_limit=max(1, min(row.limit, MAX_LIMIT)),
     )
 
 
@@ -172,8 +217,11 @@ class DataView:
         obj = None
         if found is not None:
             exposure, value = found
-            obj = exposure.prefetch(self._queryset(exposure)).filter(**{exposure.lookup.attname if exposure.lookup_field != "pk"
-                                                                          else "pk": value}).first()
+            obj = (
+                exposure.prefetch(self._queryset(exposure))
+                .filter(**{exposure.lookup.attname if exposure.lookup_field != "pk" else "pk": value})
+                .first()
+            )
         if obj is None:
             # Unknown exposure, unreadable model, row outside the caller's queryset, or no such row: one answer.
             raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
@@ -196,7 +244,7 @@ class DataView:
             start = position["e"]
             after = position.get("a")
         items: list[dict[str, Any]] = []
-        for key in keys[keys.index(start):] if start is not None else []:
+        for key in keys[keys.index(start) :] if start is not None else []:
             room = limit - len(items)
             if room <= 0:  # the page is full before this exposure starts: the next page starts here
                 return items, {"e": key, "a": after if key == start else None}
@@ -208,13 +256,13 @@ class DataView:
                 except Exception:  # noqa: BLE001 - any conversion failure is a bad cursor
                     raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.") from None
                 queryset = queryset.filter(pk__gt=after_pk)
-            rows = list(queryset[:room + 1])
+            rows = list(queryset[: room + 1])
             items += [exposure.resource(obj) for obj in rows[:room]]
             if len(rows) > room:
                 last = rows[room - 1]
                 return items, {"e": key, "a": last.pk if isinstance(last.pk, int) else str(last.pk)}
             if len(items) >= limit:
-                following = keys[keys.index(key) + 1:]
+                following = keys[keys.index(key) + 1 :]
                 return items, ({"e": following[0], "a": None} if following else None)
         return items, None
 
@@ -238,8 +286,11 @@ class DataView:
         accepted = set(tool.definition()["inputSchema"]["properties"])
         unknown = sorted(set(arguments) - accepted)
         if unknown:
-            raise InvalidParams(f"{tool.name}: unknown argument(s) {', '.join(str(u)[:100] for u in unknown)}; "
-                                f"it takes {', '.join(sorted(accepted)) or 'none'}.", data={"allowed": sorted(accepted)})
+            raise InvalidParams(
+                f"{tool.name}: unknown argument(s) {', '.join(str(u)[:100] for u in unknown)}; "
+                f"it takes {', '.join(sorted(accepted)) or 'none'}.",
+                data={"allowed": sorted(accepted)},
+            )
         if tool.operation == "get":
             return self._get(tool, arguments)
         queryset = self._queryset(exposure)
@@ -267,8 +318,10 @@ class DataView:
             _, obj = self.get_object(uri)
         except ResourceNotFound:
             noun = exposure.model._meta.verbose_name
-            return {"content": [{"type": "text", "text": f"No {noun} with {exposure.variable} {value!r} "
-                                 "(or you may not read it)."}], "isError": True}
+            return {
+                "content": [{"type": "text", "text": f"No {noun} with {exposure.variable} {value!r} (or you may not read it)."}],
+                "isError": True,
+            }
         data = exposure.serialize(obj, links=self.links)
         link = {"type": "resource_link", "uri": data["uri"], "name": exposure.label(obj), "mimeType": "application/json"}
         return {**_result(data), "content": [{"type": "text", "text": dumps(data)}, link]}
@@ -284,10 +337,12 @@ class DataView:
         if cursor is not None:
             state = self.cursors.decode(cursor)
             if state.get("k") != f"tool:{tool.name}" or state.get("q") != query_key:
-                raise InvalidParams(f"{tool.name}: this cursor belongs to another query; pass the same filters, "
-                                    "query and order_by as the call that returned it.")
+                raise InvalidParams(
+                    f"{tool.name}: this cursor belongs to another query; pass the same filters, "
+                    "query and order_by as the call that returned it."
+                )
             queryset = queryset.filter(keyset_after(exposure.model, terms, keyset_decode(exposure.model, terms, state.get("v"))))
-        rows = list(exposure.prefetch(queryset.order_by(*keyset_order(exposure.model, terms)))[:limit + 1])
+        rows = list(exposure.prefetch(queryset.order_by(*keyset_order(exposure.model, terms)))[: limit + 1])
         page = rows[:limit]
         result: dict[str, Any] = {"items": exposure.serialize(page, links=self.links, many=True)}
         if len(rows) > limit:

@@ -46,13 +46,15 @@ PER_USER_KINDS = frozenset({"session", "oauth"})
 #: Cache backends whose synchronous ``incr`` is atomic (a lock, or the server's own increment), so that
 #: concurrent requests are each counted. DatabaseCache and FileBasedCache read and write back (two
 #: requests can both see 5 and both write 6), and DummyCache counts nothing.
-ATOMIC_CACHE_BACKENDS = frozenset({
-    "django.core.cache.backends.locmem.LocMemCache",
-    "django.core.cache.backends.redis.RedisCache",
-    "django.core.cache.backends.memcached.PyMemcacheCache",
-    "django.core.cache.backends.memcached.PyLibMCCache",
-    "django_redis.cache.RedisCache",
-})
+ATOMIC_CACHE_BACKENDS = frozenset(
+    {
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.redis.RedisCache",
+        "django.core.cache.backends.memcached.PyMemcacheCache",
+        "django.core.cache.backends.memcached.PyLibMCCache",
+        "django_redis.cache.RedisCache",
+    }
+)
 # Attempts to count when the window's key vanishes between add and incr (expired or culled meanwhile).
 _COUNT_ATTEMPTS = 3
 
@@ -120,13 +122,16 @@ async def _spend(bucket: str, rate: tuple[int, float] | None, key: str, count: i
         used = await _count_async(mcp_settings.RATE_LIMIT_CACHE, window_key, count, math.ceil(seconds) + 1)
     except Exception as exc:  # the cache's server (Redis, memcached) is unreachable
         logger.warning("cannot count %s for %s: the rate-limit cache failed (%s: %s)", what, key, type(exc).__name__, exc)
-        raise Unavailable("Service Unavailable: the request was not carried out because the rate-limit cache "
-                          f"(MCP_APP['RATE_LIMIT_CACHE']) is unreachable; nothing was done. Retry in {RETRY_AFTER} s.") from exc
+        raise Unavailable(
+            "Service Unavailable: the request was not carried out because the rate-limit cache "
+            f"(MCP_APP['RATE_LIMIT_CACHE']) is unreachable; nothing was done. Retry in {RETRY_AFTER} s."
+        ) from exc
     if used > allowed:
         # The seconds until this window ends: the next one starts from zero, so a retry then is counted afresh.
         retry = max(1, math.ceil(seconds - now % seconds))
-        raise Limited(f"Too many {what}: at most {allowed} every {seconds:g} s (MCP_APP['{setting}']); "
-                      f"retry in {retry} s.", retry)
+        raise Limited(
+            f"Too many {what}: at most {allowed} every {seconds:g} s (MCP_APP['{setting}']); retry in {retry} s.", retry
+        )
 
 
 async def count_requests(principal: Any, scope: dict[str, Any], methods: Iterable[str]) -> None:
@@ -169,8 +174,11 @@ def open_stream(key: str) -> None:
     cap = mcp_settings.MAX_STREAMS_PER_PRINCIPAL
     if cap and _streams[key] >= cap:
         # No Retry-After: a place frees only when one of the caller's own streams closes, not after a delay.
-        raise Limited(f"Too many open streams ({cap}, MCP_APP['MAX_STREAMS_PER_PRINCIPAL']) for these credentials "
-                      "on this server; close one of them first.", None)
+        raise Limited(
+            f"Too many open streams ({cap}, MCP_APP['MAX_STREAMS_PER_PRINCIPAL']) for these credentials "
+            "on this server; close one of them first.",
+            None,
+        )
     _streams[key] += 1
 
 

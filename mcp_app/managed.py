@@ -40,6 +40,7 @@ from .resources import ExposureRegistry, ModelResource, default_exposures
 
 logger = logging.getLogger("mcp_app")
 
+
 def caller(ctx: RequestContext) -> Any:
     """The Django user behind a request (None when anonymous)."""
     user = ctx.extra.get("user")
@@ -105,8 +106,9 @@ class ManagedProvider(Provider):
     the bus) when one changes, before it tells clients that the list changed.
     """
 
-    def __init__(self, registry: Registry, exposures: ExposureRegistry | None = None, *,
-                 audit: AuditWriter | None = None) -> None:
+    def __init__(
+        self, registry: Registry, exposures: ExposureRegistry | None = None, *, audit: AuditWriter | None = None
+    ) -> None:
         self.registry = registry
         #: Writes the audit log (``AUDIT_LOG``): the row ahead of each call, its outcome after.
         self.audit = audit if audit is not None else default_writer
@@ -123,8 +125,9 @@ class ManagedProvider(Provider):
         tools = set(Tool.objects.values_list("name", flat=True))
         Tool.objects.bulk_create([Tool(name=n) for n in self.registry.tools if n not in tools], ignore_conflicts=True)
         prompts = set(Prompt.objects.values_list("name", flat=True))
-        Prompt.objects.bulk_create([Prompt(name=n, from_code=True) for n in self.registry.prompts if n not in prompts],
-                                   ignore_conflicts=True)
+        Prompt.objects.bulk_create(
+            [Prompt(name=n, from_code=True) for n in self.registry.prompts if n not in prompts], ignore_conflicts=True
+        )
         self._synced = True
 
     def invalidate(self, *args: Any) -> None:
@@ -137,12 +140,14 @@ class ManagedProvider(Provider):
         if not self._synced:
             self.sync()
         tools = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
-        prompts = Prompt.objects.prefetch_related("arguments", "messages", "required_permissions__content_type",
-                                                  "allowed_groups")
+        prompts = Prompt.objects.prefetch_related("arguments", "messages", "required_permissions__content_type", "allowed_groups")
         exposures, data_tools = self._load_exposures()
-        return Catalog(tools={row.name: (row, *_rule(row)) for row in tools},
-                       prompts={row.name: (row, *_rule(row)) for row in prompts},
-                       exposures=exposures, data_tools=data_tools)
+        return Catalog(
+            tools={row.name: (row, *_rule(row)) for row in tools},
+            prompts={row.name: (row, *_rule(row)) for row in prompts},
+            exposures=exposures,
+            data_tools=data_tools,
+        )
 
     def _load_exposures(self) -> tuple[dict[str, ModelResource], dict[str, DataTool]]:
         from django.core.exceptions import ImproperlyConfigured
@@ -164,8 +169,9 @@ class ManagedProvider(Provider):
         for row in QueryTool.objects.filter(enabled=True):
             exposure = exposures.get(row.exposure)
             if exposure is None or row.name in tools:
-                logger.warning("query tool %s is not served: exposure %s is not enabled, or the name is taken",
-                               row.name, row.exposure)
+                logger.warning(
+                    "query tool %s is not served: exposure %s is not enabled, or the name is taken", row.name, row.exposure
+                )
                 continue
             try:
                 tools[row.name] = query_tool(row, exposure)
@@ -214,7 +220,7 @@ class ManagedProvider(Provider):
         the code's defaults apply). Disabled, restricted and orphaned tools are left out."""
         catalog = await self.catalog()
         usable = {}
-        for tool_name in ([name] if name is not None else self.registry.tools):
+        for tool_name in [name] if name is not None else self.registry.tools:
             if tool_name not in self.registry.tools:
                 continue
             spec = self.registry.tools[tool_name]
@@ -233,7 +239,7 @@ class ManagedProvider(Provider):
         catalog = await self.catalog()
         entries = dict(catalog.prompts) if name is None else {name: catalog.prompts[name]} if name in catalog.prompts else {}
         # Code prompts without a row yet get a default one (not saved): enabled, open to all.
-        for code_name in ([name] if name is not None else self.registry.prompts):
+        for code_name in [name] if name is not None else self.registry.prompts:
             if code_name in self.registry.prompts and code_name not in entries:
                 entries[code_name] = (Prompt(name=code_name, from_code=True), [], [])
         usable = {}
@@ -272,8 +278,13 @@ class ManagedProvider(Provider):
     async def _data_tools(self, ctx: RequestContext, name: str | None = None) -> list[DataTool]:
         """Data tools over the exposures the caller may read (code tools win a name clash)."""
         catalog = await self.catalog()
-        candidates = list(catalog.data_tools.values()) if name is None else \
-            [catalog.data_tools[name]] if name in catalog.data_tools else []
+        candidates = (
+            list(catalog.data_tools.values())
+            if name is None
+            else [catalog.data_tools[name]]
+            if name in catalog.data_tools
+            else []
+        )
         candidates = [t for t in candidates if t.name not in self.registry.tools]
         if not candidates:
             return []
@@ -316,8 +327,9 @@ class ManagedProvider(Provider):
         await self._finish_audit(entry, record, started)
         return result
 
-    async def _call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext, user: Any,
-                         record: _Outcome) -> dict[str, Any]:
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], ctx: RequestContext, user: Any, record: _Outcome
+    ) -> dict[str, Any]:
         usable = await self._usable_tools(user, name)
         if name not in usable and name not in self.registry.tools:
             data_tools = await self._data_tools(ctx, name)
@@ -350,14 +362,18 @@ class ManagedProvider(Provider):
         from .sessions import SessionRecord
 
         session = ctx.session
-        return await self.audit.begin(tool=name, arguments=arguments, user=user,
-                                      session_id=session.id if isinstance(session, SessionRecord) else None,
-                                      request_id=ctx.request_id, via=str(ctx.extra.get("via", "")))
+        return await self.audit.begin(
+            tool=name,
+            arguments=arguments,
+            user=user,
+            session_id=session.id if isinstance(session, SessionRecord) else None,
+            request_id=ctx.request_id,
+            via=str(ctx.extra.get("via", "")),
+        )
 
     async def _finish_audit(self, entry: AuditEntry | None, record: _Outcome, started: float) -> None:
         if entry is not None:
-            await self.audit.finish(entry, outcome=record.outcome, message=record.message,
-                                    seconds=time.perf_counter() - started)
+            await self.audit.finish(entry, outcome=record.outcome, message=record.message, seconds=time.perf_counter() - started)
 
     # -- resources: the code registry's, then the model exposures' -------------------------------------
     async def _code_resources(self, ctx: RequestContext) -> list[Any]:
@@ -418,8 +434,10 @@ class ManagedProvider(Provider):
         if row.description:
             prompt["description"] = row.description
         if not row.from_code:
-            arguments = [{"name": a.name, "required": a.required, **({"description": a.description} if a.description else {})}
-                         for a in row.arguments.all()]
+            arguments = [
+                {"name": a.name, "required": a.required, **({"description": a.description} if a.description else {})}
+                for a in row.arguments.all()
+            ]
             if arguments:
                 prompt["arguments"] = arguments
         return prompt
@@ -439,8 +457,9 @@ class ManagedProvider(Provider):
         description = row.description or result.get("description")
         return {**result, **({"description": description} if description else {})}
 
-    async def complete(self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any],
-                       ctx: RequestContext) -> list[str]:
+    async def complete(
+        self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any], ctx: RequestContext
+    ) -> list[str]:
         if ref.get("type") == "ref/prompt":
             name = str(ref.get("name"))
             row = (await self._prompt_rows(caller(ctx), name)).get(name)
@@ -483,8 +502,9 @@ def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
         raise InvalidParams(f"prompts/get '{row.name}': missing required argument(s): {', '.join(missing)}.")
     unknown = sorted(set(arguments) - set(declared))
     if unknown:
-        raise InvalidParams(f"prompts/get '{row.name}': unknown argument(s) {', '.join(unknown)}; "
-                            f"it takes {', '.join(declared) or 'none'}.")
+        raise InvalidParams(
+            f"prompts/get '{row.name}': unknown argument(s) {', '.join(unknown)}; it takes {', '.join(declared) or 'none'}."
+        )
     values = {name: arguments.get(name, "") for name in declared}
     messages = []
     for position, message in enumerate(row.messages.all(), 1):
@@ -492,16 +512,20 @@ def _render(row: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
             text = render_prompt_template(message.template, values)
         except Exception as exc:  # PromptTemplateError, or a filter failing on these arguments
             # No traceback: the cause is the stored template, which the message names.
-            logger.warning("prompt %r is not served: message %d: %s", row.name, position,
-                           exc if isinstance(exc, PromptTemplateError) else f"{type(exc).__name__}: {exc}")
-            raise InternalError(f"Prompt '{row.name}' cannot be rendered: one of its message templates is invalid "
-                                "or uses a tag prompts may not use. An administrator must correct it in the admin; "
-                                "the server logged the details.") from None
+            logger.warning(
+                "prompt %r is not served: message %d: %s",
+                row.name,
+                position,
+                exc if isinstance(exc, PromptTemplateError) else f"{type(exc).__name__}: {exc}",
+            )
+            raise InternalError(
+                f"Prompt '{row.name}' cannot be rendered: one of its message templates is invalid "
+                "or uses a tag prompts may not use. An administrator must correct it in the admin; "
+                "the server logged the details."
+            ) from None
         messages.append({"role": message.role, "content": content_dict(text)})
     return messages
 
 
 #: The provider mcp_app serves by default (settings: MCP_APP["PROVIDER"]).
 default_provider = ManagedProvider(default_registry, default_exposures)
-
-

@@ -40,8 +40,9 @@ class Session(models.Model):
     # reach the stream; once it lapses the session ends (mcp_app.workers). A plain id, not a foreign key: the
     # session must outlive the worker's row long enough to be found and ended, and writing it needs no lock.
     worker = models.CharField(max_length=32, blank=True, default="", editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="mcp_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="mcp_sessions"
+    )
     # Who opened it ("token:3", "user:7", "oauth:7:2", "anonymous"): only the same principal may use it.
     principal = models.CharField(max_length=100, blank=True, default="", db_index=True, editable=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -53,8 +54,7 @@ class Session(models.Model):
         verbose_name = _("MCP session")
         verbose_name_plural = _("MCP sessions")
         # What each worker's reaper asks every few seconds: the open sessions held by some worker.
-        indexes = [models.Index(fields=["worker"], condition=models.Q(ended__isnull=True),
-                                name="mcp_app_session_open_worker")]
+        indexes = [models.Index(fields=["worker"], condition=models.Q(ended__isnull=True), name="mcp_app_session_open_worker")]
 
     def __str__(self) -> str:
         client = self.client_name or "unknown client"
@@ -122,11 +122,14 @@ class AccessRule(models.Model):
     """
 
     required_permissions = models.ManyToManyField(
-        Permission, blank=True, related_name="+",
-        help_text=_("The caller needs every one of these permissions."))
+        Permission, blank=True, related_name="+", help_text=_("The caller needs every one of these permissions.")
+    )
     allowed_groups = models.ManyToManyField(
-        Group, blank=True, related_name="+",
-        help_text=_("If any are chosen, the caller must belong to at least one of these groups."))
+        Group,
+        blank=True,
+        related_name="+",
+        help_text=_("If any are chosen, the caller must belong to at least one of these groups."),
+    )
 
     class Meta:
         abstract = True
@@ -158,8 +161,9 @@ def validate_input_schema(value: Any) -> None:
         jsonschema.Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
-        raise ValidationError(_("Not a valid JSON Schema 2020-12 (at %(where)s): %(msg)s"),
-                              params={"where": where, "msg": exc.message}) from None
+        raise ValidationError(
+            _("Not a valid JSON Schema 2020-12 (at %(where)s): %(msg)s"), params={"where": where, "msg": exc.message}
+        ) from None
     if value.get("type") != "object":
         raise ValidationError(_('A tool\'s input schema must have "type": "object".'))
 
@@ -180,8 +184,11 @@ class Tool(AccessRule):
     idempotent_hint = models.BooleanField(null=True, blank=True)
     open_world_hint = models.BooleanField(null=True, blank=True, verbose_name=_("open-world hint"))
     input_schema = models.JSONField(
-        null=True, blank=True, validators=[validate_input_schema],
-        help_text=_("Blank: the schema derived from the handler's type hints. Must be valid JSON Schema 2020-12."))
+        null=True,
+        blank=True,
+        validators=[validate_input_schema],
+        help_text=_("Blank: the schema derived from the handler's type hints. Must be valid JSON Schema 2020-12."),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -201,21 +208,25 @@ class Tool(AccessRule):
 
     def annotations(self) -> dict[str, bool]:
         """The hints set here (None fields leave the code's value)."""
-        pairs = (("readOnlyHint", self.read_only_hint), ("destructiveHint", self.destructive_hint),
-                 ("idempotentHint", self.idempotent_hint), ("openWorldHint", self.open_world_hint))
+        pairs = (
+            ("readOnlyHint", self.read_only_hint),
+            ("destructiveHint", self.destructive_hint),
+            ("idempotentHint", self.idempotent_hint),
+            ("openWorldHint", self.open_world_hint),
+        )
         return {key: value for key, value in pairs if value is not None}
 
 
 class Prompt(AccessRule):
     """A prompt: authored in the admin (arguments and message templates), or registered in code."""
 
-    name = models.CharField(max_length=128, unique=True,
-                            help_text=_("Letters, digits, '_', '-' and '.'; what clients ask for."))
+    name = models.CharField(max_length=128, unique=True, help_text=_("Letters, digits, '_', '-' and '.'; what clients ask for."))
     enabled = models.BooleanField(default=True)
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
-    from_code = models.BooleanField(default=False, editable=False,
-                                    help_text=_("Registered in code: its messages come from code."))
+    from_code = models.BooleanField(
+        default=False, editable=False, help_text=_("Registered in code: its messages come from code.")
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -301,8 +312,9 @@ class ToolCall(models.Model):
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="tool_calls")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="mcp_tool_calls")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="mcp_tool_calls"
+    )
     tool = models.CharField(max_length=128, db_index=True)
     arguments = models.JSONField(default=dict, blank=True, help_text=_("Secret-looking keys are redacted."))
     outcome = models.CharField(max_length=12, choices=Outcome.choices, db_index=True)
@@ -350,22 +362,36 @@ class ModelExposure(models.Model):
 
     content_type = models.OneToOneField(ContentType, on_delete=models.CASCADE, related_name="+", verbose_name=_("model"))
     enabled = models.BooleanField(default=False, help_text=_("Nothing is exposed until this is on."))
-    fields = models.JSONField(default=list, blank=True, verbose_name=_("allowed fields"),
-                              help_text=_("Only these fields are ever shown, filtered or ordered by."))
-    lookup_field = models.CharField(max_length=100, default="pk",
-                                    help_text=_("The unique field in the resource URI: django://app/model/{lookup}."))
-    ordering = models.CharField(max_length=300, blank=True,
-                                help_text=_("Default order of data tools, comma separated: -published, title."))
-    base_filters = models.JSONField(default=dict, blank=True, help_text=_(
-        'Rows outside these conditions are never shown, e.g. {"is_published": true}. Keys are field or '
-        "field__lookup with exact, iexact, icontains, gt, gte, lt, lte, in or isnull."))
+    fields = models.JSONField(
+        default=list,
+        blank=True,
+        verbose_name=_("allowed fields"),
+        help_text=_("Only these fields are ever shown, filtered or ordered by."),
+    )
+    lookup_field = models.CharField(
+        max_length=100, default="pk", help_text=_("The unique field in the resource URI: django://app/model/{lookup}.")
+    )
+    ordering = models.CharField(
+        max_length=300, blank=True, help_text=_("Default order of data tools, comma separated: -published, title.")
+    )
+    base_filters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_(
+            'Rows outside these conditions are never shown, e.g. {"is_published": true}. Keys are field or '
+            "field__lookup with exact, iexact, icontains, gt, gte, lt, lte, in or isnull."
+        ),
+    )
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True, help_text=_("What clients (and their models) are told about the data."))
     data_tools = models.BooleanField(default=True, help_text=_("Also offer list, search and get tools."))
-    public = models.BooleanField(default=False, help_text=_(
-        "Anyone who can reach the MCP endpoint may read it. Off: the model's view permission is required."))
-    allow_sensitive_fields = models.BooleanField(default=False, help_text=_(
-        "Allow fields whose names look like credentials (password, token, secret...). Leave off."))
+    public = models.BooleanField(
+        default=False,
+        help_text=_("Anyone who can reach the MCP endpoint may read it. Off: the model's view permission is required."),
+    )
+    allow_sensitive_fields = models.BooleanField(
+        default=False, help_text=_("Allow fields whose names look like credentials (password, token, secret...). Leave off.")
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -405,9 +431,14 @@ class ModelExposure(models.Model):
             raise ImproperlyConfigured(f"{self}: the model no longer exists.")
         fields = self.fields if isinstance(self.fields, list) else []
         return ModelResource(
-            model, fields=fields, lookup_field=self.lookup_field or "pk", ordering=_split(self.ordering),
+            model,
+            fields=fields,
+            lookup_field=self.lookup_field or "pk",
+            ordering=_split(self.ordering),
             filters=check_fixed_filters(model, self.base_filters or {}, where="base filters"),
-            title=self.title or None, description=self.description, data_tools=self.data_tools,
+            title=self.title or None,
+            description=self.description,
+            data_tools=self.data_tools,
             permission_classes=[AllowAny] if self.public else [DjangoModelViewPermission],
             allow_sensitive_fields=self.allow_sensitive_fields,
         )
@@ -450,8 +481,12 @@ class ModelExposure(models.Model):
             raise ValidationError({"base_filters": exc.message}) from None
         sensitive = resource.sensitive_fields()
         if sensitive and not self.allow_sensitive_fields:
-            raise ValidationError({"fields": _("%(fields)s look like credentials; they are not exposed unless "
-                                               "'allow sensitive fields' is on.") % {"fields": ", ".join(sensitive)}})
+            raise ValidationError(
+                {
+                    "fields": _("%(fields)s look like credentials; they are not exposed unless 'allow sensitive fields' is on.")
+                    % {"fields": ", ".join(sensitive)}
+                }
+            )
 
 
 class QueryTool(models.Model):
@@ -463,14 +498,23 @@ class QueryTool(models.Model):
         SEARCH = "search", _("search text fields, then list")
         COUNT = "count", _("count matching rows")
 
-    name = models.CharField(max_length=64, unique=True,
-                            help_text=_("The tool's name: letters, digits, '_' and '-' (what clients call)."))
+    name = models.CharField(
+        max_length=64, unique=True, help_text=_("The tool's name: letters, digits, '_' and '-' (what clients call).")
+    )
     exposure = models.CharField(max_length=200, help_text=_("The exposure it queries, as app_label.model_name."))
     operation = models.CharField(max_length=10, choices=Operation.choices, default=Operation.LIST)
-    fixed_filters = models.JSONField(default=dict, blank=True, help_text=_(
-        'Conditions always applied, e.g. {"returned__isnull": true}; same keys as base filters.'))
-    caller_filters = models.JSONField(default=list, blank=True, help_text=_(
-        'Filters the caller may set, from the exposure\'s allowed filters, e.g. ["title__icontains", "published__gte"].'))
+    fixed_filters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_('Conditions always applied, e.g. {"returned__isnull": true}; same keys as base filters.'),
+    )
+    caller_filters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_(
+            'Filters the caller may set, from the exposure\'s allowed filters, e.g. ["title__icontains", "published__gte"].'
+        ),
+    )
     ordering = models.CharField(max_length=300, blank=True, help_text=_("Comma separated allowed fields, e.g. -published."))
     limit = models.PositiveIntegerField(default=20, help_text=_("Most rows returned (1 to 100)."))
     title = models.CharField(max_length=200, blank=True)
@@ -526,11 +570,13 @@ class Token(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mcp_tokens")
     name = models.CharField(max_length=100, help_text=_("What it is for, e.g. 'Claude Desktop on my laptop'."))
-    key_prefix = models.CharField(max_length=12, editable=False, db_index=True,
-                                  help_text=_("The token's first characters, to recognise it."))
+    key_prefix = models.CharField(
+        max_length=12, editable=False, db_index=True, help_text=_("The token's first characters, to recognise it.")
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.CharField(max_length=200, default="mcp", blank=True,
-                              help_text=_("Space separated; 'mcp' is needed to use the MCP endpoints."))
+    scopes = models.CharField(
+        max_length=200, default="mcp", blank=True, help_text=_("Space separated; 'mcp' is needed to use the MCP endpoints.")
+    )
     created = models.DateTimeField(default=timezone.now, editable=False)
     expires = models.DateTimeField(null=True, blank=True, help_text=_("Blank: never expires."))
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
@@ -551,14 +597,22 @@ class Token(models.Model):
         return hashlib.sha256(key.encode()).hexdigest()
 
     @classmethod
-    def create_for(cls, user: Any, *, name: str, scopes: str = "mcp", expires: Any = None, key: str | None = None,
-                   ) -> tuple[Token, str]:
+    def create_for(
+        cls,
+        user: Any,
+        *,
+        name: str,
+        scopes: str = "mcp",
+        expires: Any = None,
+        key: str | None = None,
+    ) -> tuple[Token, str]:
         """Create a token; returns the row and the token itself (shown once, never stored)."""
         import secrets
 
         key = key or cls.PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, scopes=scopes, expires=expires, key_prefix=key[:12],
-                                   key_hash=cls.hash(key))
+        token = cls.objects.create(
+            user=user, name=name, scopes=scopes, expires=expires, key_prefix=key[:12], key_hash=cls.hash(key)
+        )
         return token, key
 
     @property

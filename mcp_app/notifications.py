@@ -177,8 +177,13 @@ class StreamAudience:
         if generation != self._generation and self._user is not None:
             self._user = await database_sync_to_async(_fresh_user)(self._user.pk)  # its permissions changed
         self._generation = generation
-        self._readable = frozenset([key for key, exposure in catalog.exposures.items()
-                                    if await aallows(exposure.permission_classes, self._user, exposure)])
+        self._readable = frozenset(
+            [
+                key
+                for key, exposure in catalog.exposures.items()
+                if await aallows(exposure.permission_classes, self._user, exposure)
+            ]
+        )
         self._catalog = catalog
         return self._readable
 

@@ -18,10 +18,26 @@ from django.template import Context, Engine, Library, Template, TemplateSyntaxEr
 from django.template.base import Lexer, TokenType
 
 #: The built-in tags prompt templates may use: logic and text shaping over the arguments.
-ALLOWED_TAGS: frozenset[str] = frozenset({
-    "autoescape", "comment", "cycle", "filter", "firstof", "for", "if", "ifchanged", "now", "regroup",
-    "resetcycle", "spaceless", "templatetag", "verbatim", "widthratio", "with",
-})
+ALLOWED_TAGS: frozenset[str] = frozenset(
+    {
+        "autoescape",
+        "comment",
+        "cycle",
+        "filter",
+        "firstof",
+        "for",
+        "if",
+        "ifchanged",
+        "now",
+        "regroup",
+        "resetcycle",
+        "spaceless",
+        "templatetag",
+        "verbatim",
+        "widthratio",
+        "with",
+    }
+)
 # Tags that only continue or close an allowed one ({% else %}, {% endfor %}, ...); their parent checks them.
 _INNER_TAGS = frozenset({"else", "elif", "empty"} | {f"end{name}" for name in ALLOWED_TAGS})
 
@@ -58,7 +74,8 @@ def compile_prompt_template(source: str) -> Template:
         if name and name not in ALLOWED_TAGS and name not in _INNER_TAGS:  # an empty tag: the parser says so
             raise PromptTemplateError(
                 f"Prompt templates may not use {{% {name} %}} (line {token.lineno}): they can only use the "
-                f"arguments as variables, filters, and the tags {', '.join(sorted(ALLOWED_TAGS))}.")
+                f"arguments as variables, filters, and the tags {', '.join(sorted(ALLOWED_TAGS))}."
+            )
     try:
         return _engine.from_string(source)
     except TemplateSyntaxError as exc:

@@ -109,8 +109,9 @@ def _output_schema(return_type: Any) -> dict[str, Any] | None:
     origin = typing.get_origin(return_type) or return_type
     if inspect.isclass(origin) and issubclass(origin, (Content, ToolResult)):
         return None  # content blocks are the unstructured result, not data
-    structured = (inspect.isclass(origin) and (issubclass(origin, BaseModel) or is_dataclass(origin))) or \
-        typing.is_typeddict(origin)
+    structured = (inspect.isclass(origin) and (issubclass(origin, BaseModel) or is_dataclass(origin))) or typing.is_typeddict(
+        origin
+    )
     if not structured:
         return None
     return TypeAdapter(return_type).json_schema(mode="serialization")
@@ -133,10 +134,17 @@ class ToolSpec:
     permission_classes: list[type] | None = None
 
     @classmethod
-    def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
-                      description: str | None = None, annotations: dict[str, Any] | None = None,
-                      input_schema: dict[str, Any] | None = None,
-                      permission_classes: list[type] | None = None) -> ToolSpec:
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        permission_classes: list[type] | None = None,
+    ) -> ToolSpec:
         name = name or fn.__name__
         if not _NAME_RE.match(name):
             raise ValueError(f"tool name {name!r}: use 1-128 letters, digits, '_', '-' or '.'")
@@ -144,11 +152,17 @@ class ToolSpec:
         if input_schema is not None:
             jsonschema.Draft202012Validator.check_schema(input_schema)
         schema = input_schema or signature.model.model_json_schema()
-        return cls(explicit_schema=input_schema is not None,
-            name=name, fn=fn, title=title, annotations=annotations,
+        return cls(
+            explicit_schema=input_schema is not None,
+            name=name,
+            fn=fn,
+            title=title,
+            annotations=annotations,
             description=description if description is not None else inspect.cleandoc(fn.__doc__ or ""),
-            input_schema=schema, output_schema=_output_schema(signature.hints.get("return")),
-            signature=signature, permission_classes=permission_classes,
+            input_schema=schema,
+            output_schema=_output_schema(signature.hints.get("return")),
+            signature=signature,
+            permission_classes=permission_classes,
         )
 
     def bind(self, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -213,7 +227,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
     """RFC 6570 level 1-2 matching: ``{var}`` matches one path segment, ``{+var}`` anything."""
     pattern, pos = [], 0
     for match in _TEMPLATE_VAR.finditer(template):
-        pattern.append(re.escape(template[pos:match.start()]))
+        pattern.append(re.escape(template[pos : match.start()]))
         op, name = match.groups()
         pattern.append(f"(?P<{name}>.+)" if op == "+" else f"(?P<{name}>[^/?#]+)")
         pos = match.end()
@@ -320,8 +334,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def _prompt_arguments(fn: Callable[..., Any], signature: _Signature,
-                      descriptions: dict[str, str] | None) -> list[dict[str, Any]]:
+def _prompt_arguments(fn: Callable[..., Any], signature: _Signature, descriptions: dict[str, str] | None) -> list[dict[str, Any]]:
     arguments = []
     for name, info in signature.model.model_fields.items():
         arg: dict[str, Any] = {"name": name, "required": info.is_required()}
@@ -355,9 +368,16 @@ class Registry(Provider):
         self.tools[spec.name] = spec
         return spec
 
-    def tool(self, name: str | None = None, *, title: str | None = None, description: str | None = None,
-             annotations: dict[str, Any] | None = None, input_schema: dict[str, Any] | None = None,
-             permission_classes: list[type] | None = None) -> Callable[[F], F]:
+    def tool(
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        permission_classes: list[type] | None = None,
+    ) -> Callable[[F], F]:
         """Decorator: register a function as a tool (name defaults to the function's).
 
         ``input_schema`` replaces the schema derived from type hints; arguments are then validated
@@ -365,46 +385,82 @@ class Registry(Provider):
         ``permission_classes`` (mcp_app.permissions) decide who sees and calls it; ``[AllowAny]`` makes
         it public. Default: ``MCP_APP["DEFAULT_PERMISSION_CLASSES"]`` (signed-in users).
         """
+
         def decorator(fn: F) -> F:
-            self.add_tool(fn, name=name, title=title, description=description, annotations=annotations,
-                          input_schema=input_schema, permission_classes=permission_classes)
+            self.add_tool(
+                fn,
+                name=name,
+                title=title,
+                description=description,
+                annotations=annotations,
+                input_schema=input_schema,
+                permission_classes=permission_classes,
+            )
             return fn
+
         return decorator
 
-    def resource(self, uri: str, *, name: str | None = None, title: str | None = None,
-                 description: str | None = None, mime_type: str | None = None,
-                 completions: dict[str, Completer] | None = None,
-                 permission_classes: list[type] | None = None) -> Callable[[F], F]:
+    def resource(
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        mime_type: str | None = None,
+        completions: dict[str, Completer] | None = None,
+        permission_classes: list[type] | None = None,
+    ) -> Callable[[F], F]:
         """Decorator: register a resource; a URI with ``{var}`` placeholders makes a template."""
+
         def decorator(fn: F) -> F:
             is_template = bool(_TEMPLATE_VAR.search(uri))
             spec = ResourceSpec(
-                uri=uri, fn=fn, name=name or fn.__name__, title=title, mime_type=mime_type,
+                uri=uri,
+                fn=fn,
+                name=name or fn.__name__,
+                title=title,
+                mime_type=mime_type,
                 description=description if description is not None else (inspect.cleandoc(fn.__doc__ or "") or None),
-                completions=dict(completions or {}), signature=_Signature.of(fn, f"{fn.__name__}Variables"),
-                regex=_template_regex(uri) if is_template else None, permission_classes=permission_classes,
+                completions=dict(completions or {}),
+                signature=_Signature.of(fn, f"{fn.__name__}Variables"),
+                regex=_template_regex(uri) if is_template else None,
+                permission_classes=permission_classes,
             )
             self.resources[uri] = spec
             return fn
+
         return decorator
 
-    def prompt(self, name: str | None = None, *, title: str | None = None, description: str | None = None,
-               arguments: dict[str, str] | None = None,
-               completions: dict[str, Completer] | None = None,
-               permission_classes: list[type] | None = None) -> Callable[[F], F]:
+    def prompt(
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        arguments: dict[str, str] | None = None,
+        completions: dict[str, Completer] | None = None,
+        permission_classes: list[type] | None = None,
+    ) -> Callable[[F], F]:
         """Decorator: register a prompt; ``arguments`` maps argument names to descriptions."""
+
         def decorator(fn: F) -> F:
             prompt_name = name or fn.__name__
             if not _NAME_RE.match(prompt_name):
                 raise ValueError(f"prompt name {prompt_name!r}: use 1-128 letters, digits, '_', '-' or '.'")
             signature = _Signature.of(fn, f"{prompt_name}Arguments")
             self.prompts[prompt_name] = PromptSpec(
-                name=prompt_name, fn=fn, title=title,
+                name=prompt_name,
+                fn=fn,
+                title=title,
                 description=description if description is not None else (inspect.cleandoc(fn.__doc__ or "") or None),
                 arguments=_prompt_arguments(fn, signature, arguments),
-                completions=dict(completions or {}), signature=signature, permission_classes=permission_classes,
+                completions=dict(completions or {}),
+                signature=signature,
+                permission_classes=permission_classes,
             )
             return fn
+
         return decorator
 
     # -- Provider ---------------------------------------------------------------------------------
@@ -441,8 +497,9 @@ class Registry(Provider):
             raise InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
         return await spec.render(arguments, ctx)
 
-    async def complete(self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any],
-                       ctx: RequestContext) -> list[str]:
+    async def complete(
+        self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any], ctx: RequestContext
+    ) -> list[str]:
         completions: dict[str, Completer] | None = None
         if ref.get("type") == "ref/prompt":
             prompt = self.prompts.get(str(ref.get("name")))

@@ -57,8 +57,9 @@ SAFE_LOOKUPS = ("exact", "iexact", "icontains", "gt", "gte", "lt", "lte", "in", 
 
 #: Field names that look like credentials: an exposure including one is refused by the system check
 #: ``mcp_app.E004`` unless it sets ``allow_sensitive_fields=True``.
-SENSITIVE_FIELD_RE = re.compile(r"pass(word|wd)|secret|token|api_?key|private_?key|credential|salt|otp|session_key",
-                                re.IGNORECASE)
+SENSITIVE_FIELD_RE = re.compile(
+    r"pass(word|wd)|secret|token|api_?key|private_?key|credential|salt|otp|session_key", re.IGNORECASE
+)
 
 #: Models that exist to hold credentials or mcp_app's own bookkeeping, by app label or model label
 #: (lower case): never exposable, whatever the flags. Proxies and multi-table children of them too.
@@ -125,8 +126,12 @@ def is_password_field(model: type[models.Model], name: str) -> bool:
         return False
     owner = getattr(field, "model", None) or model
     user_model = str(getattr(settings, "AUTH_USER_MODEL", "auth.User")).lower()
-    return (issubclass(model, AbstractBaseUser) or (isinstance(owner, type) and issubclass(owner, AbstractBaseUser))
-            or model._meta.label_lower == user_model or model._meta.concrete_model._meta.label_lower == user_model)
+    return (
+        issubclass(model, AbstractBaseUser)
+        or (isinstance(owner, type) and issubclass(owner, AbstractBaseUser))
+        or model._meta.label_lower == user_model
+        or model._meta.concrete_model._meta.label_lower == user_model
+    )
 
 
 def credential_problem(model: type[models.Model], fields: Iterable[str] = ()) -> str | None:
@@ -146,8 +151,7 @@ def credential_problem(model: type[models.Model], fields: Iterable[str] = ()) ->
         parts = str(path).split(".")
         for depth, part in enumerate(parts):
             if is_password_field(current, part):
-                return (f"{label}: {path!r} is a password hash; it is never exposed, whatever "
-                        "'allow sensitive fields' says.")
+                return f"{label}: {path!r} is a password hash; it is never exposed, whatever 'allow sensitive fields' says."
             try:
                 step = current._meta.get_field(part)
             except FieldDoesNotExist:
@@ -185,15 +189,41 @@ MAX_VALUE_LENGTH = 1000
 MAX_IN_VALUES = 100
 MAX_ORDERING = 3
 
-_STRING_TYPES = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "GenericIPAddressField",
-                 "IPAddressField", "FilePathField"}
-_INTEGER_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-                  "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}
+_STRING_TYPES = {
+    "CharField",
+    "TextField",
+    "SlugField",
+    "EmailField",
+    "URLField",
+    "GenericIPAddressField",
+    "IPAddressField",
+    "FilePathField",
+}
+_INTEGER_TYPES = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+}
 _KIND_BY_TYPE = {
-    **{t: "string" for t in _STRING_TYPES}, **{t: "integer" for t in _INTEGER_TYPES},
-    "FloatField": "number", "DecimalField": "decimal", "BooleanField": "boolean", "NullBooleanField": "boolean",
-    "DateField": "date", "DateTimeField": "datetime", "TimeField": "time", "UUIDField": "uuid",
-    "ForeignKey": "relation", "OneToOneField": "relation", "ManyToManyField": "many",
+    **{t: "string" for t in _STRING_TYPES},
+    **{t: "integer" for t in _INTEGER_TYPES},
+    "FloatField": "number",
+    "DecimalField": "decimal",
+    "BooleanField": "boolean",
+    "NullBooleanField": "boolean",
+    "DateField": "date",
+    "DateTimeField": "datetime",
+    "TimeField": "time",
+    "UUIDField": "uuid",
+    "ForeignKey": "relation",
+    "OneToOneField": "relation",
+    "ManyToManyField": "many",
 }
 _LOOKUPS_BY_KIND = {
     "string": ("exact", "iexact", "icontains", "in", "gt", "gte", "lt", "lte"),
@@ -281,15 +311,18 @@ def _integer_range(field: models.Field) -> tuple[int, int]:
     The storage type's range, so a positive field still takes ``gt: -1``: the database compares it fine,
     it is only values past the column type that make drivers raise (OverflowError on SQLite)."""
     internal = field.get_internal_type()
-    storage = {"PositiveSmallIntegerField": "SmallIntegerField", "PositiveIntegerField": "IntegerField",
-               "PositiveBigIntegerField": "BigIntegerField"}.get(internal, internal)
+    storage = {
+        "PositiveSmallIntegerField": "SmallIntegerField",
+        "PositiveIntegerField": "IntegerField",
+        "PositiveBigIntegerField": "BigIntegerField",
+    }.get(internal, internal)
     connection = connections[router.db_for_read(field.model) or "default"]
     try:
         low, high = connection.ops.integer_field_range(storage)
     except KeyError:  # a custom integer type the backend does not know: a 64-bit signed column
-        low, high = -(2 ** 63), 2 ** 63 - 1
+        low, high = -(2**63), 2**63 - 1
     # Some backends leave a bound open (None); the driver still needs a 64-bit integer.
-    return (low if low is not None else -(2 ** 63)), (high if high is not None else 2 ** 63 - 1)
+    return (low if low is not None else -(2**63)), (high if high is not None else 2**63 - 1)
 
 
 def _text_problem(value: str, max_length: int | None = MAX_VALUE_LENGTH) -> str | None:
@@ -326,8 +359,10 @@ def convert_value(field: models.Field, value: Any, *, where: str, max_length: in
     if kind == "integer":
         low, high = _integer_range(field)
         if isinstance(converted, bool) or not isinstance(converted, int) or not low <= converted <= high:
-            raise InvalidParams(f"{where}: {str(value)[:40]} is out of range; {field.name} takes integers from {low} to {high}.",
-                                data={"minimum": low, "maximum": high})
+            raise InvalidParams(
+                f"{where}: {str(value)[:40]} is out of range; {field.name} takes integers from {low} to {high}.",
+                data={"minimum": low, "maximum": high},
+            )
     elif kind == "number":
         if not isinstance(converted, float) or not math.isfinite(converted):
             raise InvalidParams(f"{where}: expected a finite number (at most about 1.8e308), got {str(value)[:40]}.")
@@ -337,8 +372,10 @@ def convert_value(field: models.Field, value: Any, *, where: str, max_length: in
         try:
             DecimalValidator(field.max_digits, field.decimal_places)(converted)  # type: ignore[attr-defined]
         except ValidationError as exc:
-            raise InvalidParams(f"{where}: {' '.join(exc.messages)} ({field.name} holds up to "
-                                f"{field.max_digits} digits, {field.decimal_places} after the point).") from None  # type: ignore[attr-defined]
+            raise InvalidParams(
+                f"{where}: {' '.join(exc.messages)} ({field.name} holds up to "
+                f"{field.max_digits} digits, {field.decimal_places} after the point)."
+            ) from None  # type: ignore[attr-defined]
     elif kind == "datetime":
         converted = _database_datetime(converted, where)
     return converted
@@ -353,22 +390,32 @@ def _database_datetime(value: datetime.datetime, where: str) -> datetime.datetim
                 value = timezone.make_aware(value)  # in the current time zone, as Django would (without its warning)
             value.astimezone(datetime.UTC)
     except (OverflowError, ValueError):
-        raise InvalidParams(f"{where}: {value.isoformat()} is out of range once converted to UTC; use a date and time "
-                            "between 0001-01-02 and 9999-12-30.") from None
+        raise InvalidParams(
+            f"{where}: {value.isoformat()} is out of range once converted to UTC; use a date and time "
+            "between 0001-01-02 and 9999-12-30."
+        ) from None
     return value
 
 
 def _describe(kind: str) -> str:
-    return {"integer": "an integer", "number": "a number", "decimal": "a decimal number", "boolean": "true or false",
-            "date": "a date (YYYY-MM-DD)", "datetime": "a date and time (ISO 8601)", "time": "a time (HH:MM[:ss])",
-            "uuid": "a UUID"}.get(kind, "a string")
+    return {
+        "integer": "an integer",
+        "number": "a number",
+        "decimal": "a decimal number",
+        "boolean": "true or false",
+        "date": "a date (YYYY-MM-DD)",
+        "datetime": "a date and time (ISO 8601)",
+        "time": "a time (HH:MM[:ss])",
+        "uuid": "a UUID",
+    }.get(kind, "a string")
 
 
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 class ModelResource:
@@ -423,8 +470,11 @@ class ModelResource:
         self.uri_template = f"{self.uri_prefix}{{{self.variable}}}"
         self.tool_prefix = f"{opts.app_label}_{opts.model_name}"
         self._model_fields = {name: self._field(name) for name in self.fields}
-        self._search_fields = list(search_fields) if search_fields is not None else [
-            name for name, f in self._model_fields.items() if _kind(f) == "string" and not f.choices]
+        self._search_fields = (
+            list(search_fields)
+            if search_fields is not None
+            else [name for name, f in self._model_fields.items() if _kind(f) == "string" and not f.choices]
+        )
         for name in self._search_fields:
             if name not in self._model_fields or _kind(self._model_fields[name]) != "string":
                 raise ImproperlyConfigured(f"expose({model.__name__}): search field {name!r} must be an allowed text field.")
@@ -446,8 +496,10 @@ class ModelResource:
         except FieldDoesNotExist:
             raise ImproperlyConfigured(f"expose({self.model.__name__}): {name!r} is not a field of the model.") from None
         if not field.concrete or field.auto_created and not field.primary_key:
-            raise ImproperlyConfigured(f"expose({self.model.__name__}): {name!r} is a reverse relation; only the "
-                                       "model's own fields (and forward relations) can be listed.")
+            raise ImproperlyConfigured(
+                f"expose({self.model.__name__}): {name!r} is a reverse relation; only the "
+                "model's own fields (and forward relations) can be listed."
+            )
         return field  # type: ignore[return-value]
 
     def _lookup_model_field(self) -> models.Field:
@@ -536,7 +588,7 @@ class ModelResource:
         """The lookup value inside one of this exposure's URIs, converted; None when it is not one."""
         if not uri.startswith(self.uri_prefix):
             return None
-        raw = uri[len(self.uri_prefix):]
+        raw = uri[len(self.uri_prefix) :]
         if not raw or "/" in raw or "?" in raw or "#" in raw or len(raw) > 2 * MAX_VALUE_LENGTH:
             return None
         try:
@@ -589,19 +641,26 @@ class ModelResource:
         return queryset.prefetch_related(*many) if many else queryset
 
     # -- data tool helpers --------------------------------------------------------------------------
-    def apply_filters(self, queryset: models.QuerySet[Any], filters: Any, *, allowed: Iterable[str] | None = None,
-                      ) -> models.QuerySet[Any]:
+    def apply_filters(
+        self,
+        queryset: models.QuerySet[Any],
+        filters: Any,
+        *,
+        allowed: Iterable[str] | None = None,
+    ) -> models.QuerySet[Any]:
         """Filter by client input: keys must be in ``allowed`` (default: every filter of the exposure)."""
         if filters is None:
             return queryset
         if not isinstance(filters, dict):
-            raise InvalidParams("filters must be an object such as {\"title__icontains\": \"django\"}.")
+            raise InvalidParams('filters must be an object such as {"title__icontains": "django"}.')
         keys = list(allowed) if allowed is not None else list(self.filter_specs)
         conditions: dict[str, Any] = {}
         for key, value in filters.items():
             if key not in keys:
-                raise InvalidParams(f"Unknown filter {str(key)[:100]!r} for {self.key}. Allowed filters: {', '.join(keys)}.",
-                                    data={"allowed": keys})
+                raise InvalidParams(
+                    f"Unknown filter {str(key)[:100]!r} for {self.key}. Allowed filters: {', '.join(keys)}.",
+                    data={"allowed": keys},
+                )
             spec = self.filter_specs[key]
             path = spec.field.name if spec.lookup == "exact" else f"{spec.field.name}__{spec.lookup}"
             conditions[path] = spec.convert(value)  # the path comes from our table, never from the client
@@ -630,15 +689,20 @@ class ModelResource:
             raise InvalidParams(f"order_by must be a list of up to {MAX_ORDERING} of: {', '.join(self.orderings)}.")
         for term in order_by:
             if term not in self.orderings:
-                raise InvalidParams(f"Cannot order {self.key} by {str(term)[:100]!r}. Allowed: {', '.join(self.orderings)}.",
-                                    data={"allowed": self.orderings})
+                raise InvalidParams(
+                    f"Cannot order {self.key} by {str(term)[:100]!r}. Allowed: {', '.join(self.orderings)}.",
+                    data={"allowed": self.orderings},
+                )
         return list(order_by)
 
     def filter_schema(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         keys = list(keys) if keys is not None else list(self.filter_specs)
-        return {"type": "object", "additionalProperties": False,
-                "properties": {key: self.filter_specs[key].schema() for key in keys},
-                "description": "Conditions that must all hold: <field> (equals) or <field>__<lookup>."}
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {key: self.filter_specs[key].schema() for key in keys},
+            "description": "Conditions that must all hold: <field> (equals) or <field>__<lookup>.",
+        }
 
     def describe_fields(self) -> str:
         return ", ".join(self.fields) or "(the key only)"
@@ -677,9 +741,13 @@ def build_serializer(exposure: ModelResource) -> type:
 
     relation_names = [n for n, f in exposure._model_fields.items() if f.is_relation]
     attrs: dict[str, Any] = {
-        name: LinkField(related_model=exposure._model_fields[name].related_model, many=exposure._model_fields[name].many_to_many,
-                  read_only=True)
-        for name in relation_names}
+        name: LinkField(
+            related_model=exposure._model_fields[name].related_model,
+            many=exposure._model_fields[name].many_to_many,
+            read_only=True,
+        )
+        for name in relation_names
+    }
 
     class Meta:
         model = exposure.model
@@ -793,8 +861,9 @@ class ExposureRegistry:
 default_exposures = ExposureRegistry()
 
 
-def expose(model: type[models.Model], *, fields: Iterable[str], resource_class: type[ModelResource] = ModelResource,
-           **options: Any) -> ModelResource:
+def expose(
+    model: type[models.Model], *, fields: Iterable[str], resource_class: type[ModelResource] = ModelResource, **options: Any
+) -> ModelResource:
     """Expose ``model`` to MCP clients (resources and data tools); see :class:`ModelResource` for options."""
     return default_exposures.register(resource_class(model, fields=fields, **options))
 
@@ -814,8 +883,9 @@ def check_fixed_filters(model: type[models.Model], filters: Any, *, where: str) 
         except FieldDoesNotExist:
             field = None
         if field is None or not field.concrete or field.many_to_many or lookup not in SAFE_LOOKUPS:
-            raise InvalidParams(f"{where}: {key!r} is not a field of {model.__name__} with one of the lookups "
-                                f"{', '.join(SAFE_LOOKUPS)}.")
+            raise InvalidParams(
+                f"{where}: {key!r} is not a field of {model.__name__} with one of the lookups {', '.join(SAFE_LOOKUPS)}."
+            )
         spec = FilterSpec(str(key), field, lookup)  # type: ignore[arg-type]
         if spec.kind not in _LOOKUPS_BY_KIND:
             raise InvalidParams(f"{where}: {name!r} cannot be filtered on (a {field.get_internal_type()}).")

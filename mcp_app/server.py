@@ -70,8 +70,9 @@ class Server:
     #: Handlers that outlive the HTTP request that started them (legacy transport), by session.
     background: dict[str, set[asyncio.Task[Any]]] = field(default_factory=dict)
 
-    def spawn(self, session_id: str, work: Coroutine[Any, Any, Any],
-              on_done: Callable[[asyncio.Task[Any]], None] | None = None) -> asyncio.Task[Any]:
+    def spawn(
+        self, session_id: str, work: Coroutine[Any, Any, Any], on_done: Callable[[asyncio.Task[Any]], None] | None = None
+    ) -> asyncio.Task[Any]:
         """Run ``work`` beyond the current request; ending the session cancels it."""
         task = asyncio.ensure_future(work)
         self.background.setdefault(session_id, set()).add(task)
@@ -118,8 +119,9 @@ class Server:
     async def deliver_response(self, session_id: str, response: jsonrpc.Response) -> None:
         """Give a client's answer to the handler waiting for it, in this process or another."""
         if not self.pending.resolve(session_id, response):
-            await self.bus.publish("client.response", session_id=session_id, id=response.id,
-                                   result=response.result, error=response.error)
+            await self.bus.publish(
+                "client.response", session_id=session_id, id=response.id, result=response.result, error=response.error
+            )
 
     async def cancel(self, session_id: str, request_id: str | int) -> None:
         """Cancel a request wherever it runs."""
@@ -139,14 +141,18 @@ def _build() -> Server:
     if mcp_settings.SERVER_TITLE:
         info["title"] = mcp_settings.SERVER_TITLE
     dispatcher = Dispatcher(
-        mcp_settings.PROVIDER, server_info=info, cursor_codec=CursorCodec(_cursor_key()),
-        instructions=mcp_settings.INSTRUCTIONS, page_size=mcp_settings.PAGE_SIZE,
+        mcp_settings.PROVIDER,
+        server_info=info,
+        cursor_codec=CursorCodec(_cursor_key()),
+        instructions=mcp_settings.INSTRUCTIONS,
+        page_size=mcp_settings.PAGE_SIZE,
     )
     bus = Bus()
     pending = PendingClientRequests()
     server = Server(dispatcher=dispatcher, sessions=SessionStore(bus), pending=pending, bus=bus)
-    bus.on("client.response", lambda m: pending.resolve(
-        m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error"))))
+    bus.on(
+        "client.response", lambda m: pending.resolve(m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error")))
+    )
     bus.on("request.cancel", lambda m: dispatcher.cancel(m["session_id"], m["request_id"]))
     bus.on("session.ended", lambda m: server.cancel_background(m["session_id"]))
     from .auth import forget_credentials

@@ -145,7 +145,8 @@ class SessionStore:
         loop = asyncio.get_running_loop()
         delay = max(0.0, (expires - timezone.now()).total_seconds())
         self._expiry_timers[session_id] = loop.call_later(
-            delay, lambda: loop.create_task(self._expire(session_id, principal), name="mcp_app-session-expiry"))
+            delay, lambda: loop.create_task(self._expire(session_id, principal), name="mcp_app-session-expiry")
+        )
 
     async def _expire(self, session_id: str, principal: Any) -> None:
         from .auth import credential_expiry
@@ -159,8 +160,13 @@ class SessionStore:
             await self.end(session_id)
             await close_session_streams(session_id)
         except Exception as exc:  # the database or layer is down: requests with the credential still get 401
-            logger.warning("could not end session %s at its credential's expiry (%s: %s); retrying in %ss",
-                           session_id, type(exc).__name__, exc, _EXPIRY_RETRY_SECONDS)
+            logger.warning(
+                "could not end session %s at its credential's expiry (%s: %s); retrying in %ss",
+                session_id,
+                type(exc).__name__,
+                exc,
+                _EXPIRY_RETRY_SECONDS,
+            )
             self._schedule_expiry(session_id, principal, timezone.now() + timedelta(seconds=_EXPIRY_RETRY_SECONDS))
 
     def forget(self, session_id: str) -> None:
@@ -177,9 +183,18 @@ class SessionStore:
         while len(self._cache) > _CACHE_MAX_ENTRIES:
             self._cache.popitem(last=False)
 
-    async def create(self, *, transport: str, protocol_version: str, client_info: dict[str, Any] | None = None,
-                     client_capabilities: dict[str, Any] | None = None, stream_channel: str = "",
-                     user: Any = None, principal: str = "", cap_sharers: Any = None) -> SessionRecord:
+    async def create(
+        self,
+        *,
+        transport: str,
+        protocol_version: str,
+        client_info: dict[str, Any] | None = None,
+        client_capabilities: dict[str, Any] | None = None,
+        stream_channel: str = "",
+        user: Any = None,
+        principal: str = "",
+        cap_sharers: Any = None,
+    ) -> SessionRecord:
         """Store a new session. The legacy transport creates it when its stream opens, before
         ``initialize`` negotiates the version (it starts as 2024-11-05).
 
@@ -199,27 +214,39 @@ class SessionStore:
 
         def insert_and_evict() -> tuple[Any, list[str]]:
             row = Session.objects.create(
-                id=new_session_id(), transport=transport, protocol_version=protocol_version,
+                id=new_session_id(),
+                transport=transport,
+                protocol_version=protocol_version,
                 client_name=str(client_info.get("name", ""))[:200],
                 client_version=str(client_info.get("version", ""))[:100],
-                client_info=client_info, client_capabilities=client_capabilities or {}, stream_channel=stream_channel,
-                user=user if getattr(user, "is_authenticated", False) else None, principal=principal,
+                client_info=client_info,
+                client_capabilities=client_capabilities or {},
+                stream_channel=stream_channel,
+                user=user if getattr(user, "is_authenticated", False) else None,
+                principal=principal,
             )
             cap = mcp_settings.MAX_SESSIONS_PER_PRINCIPAL
             if mine is None or not cap:
                 return row, []
             # The new session first, then the most recently used: everything past the first ``cap`` ends.
-            surplus = list(Session.objects.filter(mine, ended__isnull=True).exclude(id=row.id)
-                           .order_by("-last_seen", "-created", "id").values_list("id", flat=True)[cap - 1:])
+            surplus = list(
+                Session.objects.filter(mine, ended__isnull=True)
+                .exclude(id=row.id)
+                .order_by("-last_seen", "-created", "id")
+                .values_list("id", flat=True)[cap - 1 :]
+            )
             if surplus:
                 end_rows(surplus)
             return row, surplus
 
         row, evicted = await _db(insert_and_evict)()
         for session_id in evicted:
-            logger.info("MCP session %s ended: its credential opened a new session beyond "
-                        "MAX_SESSIONS_PER_PRINCIPAL (%s), and it was the least recently used",
-                        session_id, mcp_settings.MAX_SESSIONS_PER_PRINCIPAL)
+            logger.info(
+                "MCP session %s ended: its credential opened a new session beyond "
+                "MAX_SESSIONS_PER_PRINCIPAL (%s), and it was the least recently used",
+                session_id,
+                mcp_settings.MAX_SESSIONS_PER_PRINCIPAL,
+            )
             await self.announce_ended(session_id)
             await close_session_streams(session_id)
         record = self._record(row)
@@ -249,8 +276,12 @@ class SessionStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is down: the next round tries again
-                logger.warning("could not end idle MCP sessions (%s: %s); retrying in %ss", type(exc).__name__, exc,
-                               mcp_settings.SESSION_REAP_INTERVAL)
+                logger.warning(
+                    "could not end idle MCP sessions (%s: %s); retrying in %ss",
+                    type(exc).__name__,
+                    exc,
+                    mcp_settings.SESSION_REAP_INTERVAL,
+                )
 
     async def reap_idle(self) -> int:
         """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds (rows ended in one UPDATE
@@ -272,10 +303,16 @@ class SessionStore:
 
     def _record(self, row: Any) -> SessionRecord:
         return SessionRecord(
-            id=row.id, transport=row.transport, protocol_version=row.protocol_version,
-            client_info=row.client_info or {}, client_capabilities=row.client_capabilities or {},
+            id=row.id,
+            transport=row.transport,
+            protocol_version=row.protocol_version,
+            client_info=row.client_info or {},
+            client_capabilities=row.client_capabilities or {},
             log_level=row.log_level or None,
-            stream_channel=row.stream_channel, worker=row.worker, principal=row.principal, store=self,
+            stream_channel=row.stream_channel,
+            worker=row.worker,
+            principal=row.principal,
+            store=self,
             last_active=row.last_seen.timestamp(),
         )
 
@@ -311,8 +348,9 @@ class SessionStore:
             except OUTAGE_ERRORS as exc:
                 # Only bookkeeping (idle reaping, eviction order): a session served from this worker's cache
                 # keeps working while the database is down, and the next message tries the write again.
-                logger.warning("could not record activity of MCP session %s (%s: %s); will retry",
-                               session_id, type(exc).__name__, exc)
+                logger.warning(
+                    "could not record activity of MCP session %s (%s: %s); will retry", session_id, type(exc).__name__, exc
+                )
         return record
 
     @staticmethod
@@ -327,16 +365,21 @@ class SessionStore:
         self._remember(record)
         await self._bus.publish("session.invalidate", session_id=record.id)
 
-    async def initialize(self, record: SessionRecord, *, protocol_version: str, client_info: dict[str, Any],
-                         client_capabilities: dict[str, Any]) -> None:
+    async def initialize(
+        self, record: SessionRecord, *, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
+    ) -> None:
         """Record what ``initialize`` negotiated on a session created before it (legacy transport)."""
         record.protocol_version = protocol_version
         record.client_info = client_info
         record.client_capabilities = client_capabilities
-        await self.update(record, protocol_version=protocol_version, client_info=client_info,
-                          client_capabilities=client_capabilities,
-                          client_name=str(client_info.get("name", ""))[:200],
-                          client_version=str(client_info.get("version", ""))[:100])
+        await self.update(
+            record,
+            protocol_version=protocol_version,
+            client_info=client_info,
+            client_capabilities=client_capabilities,
+            client_name=str(client_info.get("name", ""))[:200],
+            client_version=str(client_info.get("version", ""))[:100],
+        )
 
     async def subscribe(self, session_id: str, uri: str) -> None:
         """Record a resources/subscribe (idempotent); a session holds at most MAX_SUBSCRIPTIONS."""
@@ -347,8 +390,10 @@ class SessionStore:
             if Subscription.objects.filter(session_id=session_id, uri=uri).exists():
                 return
             if Subscription.objects.filter(session_id=session_id).count() >= mcp_settings.MAX_SUBSCRIPTIONS:
-                raise InvalidParams(f"resources/subscribe: a session may hold {mcp_settings.MAX_SUBSCRIPTIONS} "
-                                    "subscriptions; unsubscribe from some first.")
+                raise InvalidParams(
+                    f"resources/subscribe: a session may hold {mcp_settings.MAX_SUBSCRIPTIONS} "
+                    "subscriptions; unsubscribe from some first."
+                )
             Subscription.objects.get_or_create(session_id=session_id, uri=uri)
 
         if len(uri) > 1000:
@@ -418,8 +463,9 @@ def _end_idle_rows() -> list[str]:
 
     if not mcp_settings.SESSION_IDLE_TIMEOUT:
         return []
-    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff())
-               .values_list("id", flat=True)[:_REAP_BATCH])
+    ids = list(
+        Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff()).values_list("id", flat=True)[:_REAP_BATCH]
+    )
     if ids:
         end_rows(ids)
     return ids

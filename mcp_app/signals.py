@@ -133,8 +133,7 @@ def forget_users(user_ids: list[Any] | None) -> None:
         try:
             async_to_sync(get_server().bus.publish)("credentials.changed", **message)
         except Exception as exc:  # the other workers' copies still expire within a minute
-            logger.warning("could not tell the other workers that permissions changed (%s: %s)",
-                           type(exc).__name__, exc)
+            logger.warning("could not tell the other workers that permissions changed (%s: %s)", type(exc).__name__, exc)
 
     transaction.on_commit(send)
 
@@ -148,8 +147,9 @@ def user_changed(sender: type, instance: Any, created: bool = False, update_fiel
 
 
 @receiver(m2m_changed)
-def user_permissions_changed(sender: type, instance: Any, action: str, reverse: bool, model: type,
-                             pk_set: set[Any] | None, **kwargs: Any) -> None:
+def user_permissions_changed(
+    sender: type, instance: Any, action: str, reverse: bool, model: type, pk_set: set[Any] | None, **kwargs: Any
+) -> None:
     """User.groups and User.user_permissions from either side, and Group.permissions."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -157,8 +157,7 @@ def user_permissions_changed(sender: type, instance: Any, action: str, reverse: 
     if not action.startswith("post_"):
         return
     user_model = get_user_model()
-    user_links = [getattr(user_model, name).through for name in ("groups", "user_permissions")
-                  if hasattr(user_model, name)]
+    user_links = [getattr(user_model, name).through for name in ("groups", "user_permissions") if hasattr(user_model, name)]
     if sender in user_links:
         # Forward (user.groups.add(...)): the instance is the user. Reverse (group.user_set.remove(...)):
         # the users are pk_set, or unknown after a clear(): then every user.

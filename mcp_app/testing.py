@@ -47,10 +47,10 @@ class MCPResponseError(Exception):
     ``response`` the whole :class:`MCPResponse`.
     """
 
-    def __init__(self, status: int, code: int | None, message: str, data: Any = None,
-                 response: MCPResponse | None = None) -> None:
-        super().__init__(f"HTTP {status}, JSON-RPC error {code}: {message}" if code is not None
-                         else f"HTTP {status}: {message}")
+    def __init__(
+        self, status: int, code: int | None, message: str, data: Any = None, response: MCPResponse | None = None
+    ) -> None:
+        super().__init__(f"HTTP {status}, JSON-RPC error {code}: {message}" if code is not None else f"HTTP {status}: {message}")
         self.status = status
         self.code = code
         self.message = message
@@ -116,10 +116,19 @@ class MCPTestClient:
     event loops.
     """
 
-    def __init__(self, *, token: str | None = None, user: Any = None,
-                 protocol_version: str = versions.LATEST_VERSION,
-                 session_id: str | None = None, app: Any = None, path: str | None = None,
-                 host: str = "testserver", headers: dict[str, str] | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        user: Any = None,
+        protocol_version: str = versions.LATEST_VERSION,
+        session_id: str | None = None,
+        app: Any = None,
+        path: str | None = None,
+        host: str = "testserver",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         if token is not None and user is not None:
             raise ValueError("MCPTestClient takes token= or user=, not both: a user's token is created for them.")
         self.token = token
@@ -180,9 +189,17 @@ class MCPTestClient:
         sent.update(headers or {})
         path = "/" + (self.path if self.path is not None else mcp_settings.PATH).strip("/")
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-            "client": ("127.0.0.1", 50000), "server": (self.host, 80),
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "client": ("127.0.0.1", 50000),
+            "server": (self.host, 80),
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in sent.items() if v != ""],
         }
         events: list[dict[str, Any]] = []
@@ -211,11 +228,14 @@ class MCPTestClient:
             if not call.done():
                 call.cancel()
                 await asyncio.gather(call, return_exceptions=True)
-                raise TimeoutError(f"{method} {path}: no complete answer within {self.timeout:g} s "
-                                   f"(MCPTestClient(timeout=...)); got {len(events)} ASGI events")
+                raise TimeoutError(
+                    f"{method} {path}: no complete answer within {self.timeout:g} s "
+                    f"(MCPTestClient(timeout=...)); got {len(events)} ASGI events"
+                )
             call.result()  # the application's exception, if it raised one
-            raise AssertionError(f"{method} {path}: the application returned without a complete answer "
-                                 f"({len(events)} ASGI events)")
+            raise AssertionError(
+                f"{method} {path}: the application returned without a complete answer ({len(events)} ASGI events)"
+            )
         await asyncio.wait_for(call, self.timeout)  # the application's clean-up after its answer
         start = next(e for e in events if e["type"] == "http.response.start")
         response_headers: dict[str, str] = {}
@@ -261,12 +281,15 @@ class MCPTestClient:
                 continue
             if "error" in item:
                 error = item["error"]
-                raise MCPResponseError(response.status, error.get("code"), error.get("message", ""),
-                                       error.get("data"), response)
+                raise MCPResponseError(response.status, error.get("code"), error.get("message", ""), error.get("data"), response)
             if item.get("id") == request_id and "result" in item:
                 return item["result"]
-        raise MCPResponseError(response.status, None, f"no answer to {method} (id {request_id}) in the response: "
-                                                      f"{response.body[:300]!r}", response=response)
+        raise MCPResponseError(
+            response.status,
+            None,
+            f"no answer to {method} (id {request_id}) in the response: {response.body[:300]!r}",
+            response=response,
+        )
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification; raises :class:`MCPResponseError` unless it is accepted (202)."""
@@ -276,9 +299,13 @@ class MCPTestClient:
         response = await self.send(message)
         if response.status != 202:
             error = response.messages[0].get("error", {}) if response.messages else {}
-            raise MCPResponseError(response.status, error.get("code"),
-                                   error.get("message") or f"{method} was not accepted: {response.body[:300]!r}",
-                                   error.get("data"), response)
+            raise MCPResponseError(
+                response.status,
+                error.get("code"),
+                error.get("message") or f"{method} was not accepted: {response.body[:300]!r}",
+                error.get("data"),
+                response,
+            )
 
     async def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start a session: ``initialize``, then ``notifications/initialized``; returns the initialize result.
@@ -286,14 +313,28 @@ class MCPTestClient:
         Keeps the ``Mcp-Session-Id`` and the negotiated protocol version for the following requests.
         """
         self.session_id = None
-        response = await self.send({"jsonrpc": "2.0", "id": next(self._ids), "method": "initialize", "params": {
-            "protocolVersion": self.protocol_version, "capabilities": capabilities or {}, "clientInfo": CLIENT_INFO}})
+        response = await self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": next(self._ids),
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": self.protocol_version,
+                    "capabilities": capabilities or {},
+                    "clientInfo": CLIENT_INFO,
+                },
+            }
+        )
         answer = response.messages[0] if response.messages else {}
         if "result" not in answer:
             error = answer.get("error", {})
-            raise MCPResponseError(response.status, error.get("code"),
-                                   error.get("message") or f"initialize failed: {response.body[:300]!r}",
-                                   error.get("data"), response)
+            raise MCPResponseError(
+                response.status,
+                error.get("code"),
+                error.get("message") or f"initialize failed: {response.body[:300]!r}",
+                error.get("data"),
+                response,
+            )
         self.session_id = response.headers.get("mcp-session-id")
         self.protocol_version = answer["result"]["protocolVersion"]
         self.server_info = answer["result"]
@@ -314,8 +355,7 @@ class MCPTestClient:
             await self.initialize()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
     # -- MCP methods ----------------------------------------------------------------------------------------
@@ -323,8 +363,9 @@ class MCPTestClient:
         """``tools/list``: the result (``tools`` and, when there are more pages, ``nextCursor``)."""
         return await self.request("tools/list", {"cursor": cursor} if cursor else None)
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
-                        progress_token: str | int | None = None) -> dict[str, Any]:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, progress_token: str | int | None = None
+    ) -> dict[str, Any]:
         """``tools/call``: the result (``content``, ``isError``...). A tool that fails answers a result with
         ``isError: true``; an unknown tool or bad arguments raise :class:`MCPResponseError` (-32602).
         With ``progress_token``, the tool's progress notifications arrive in :attr:`notifications`."""

@@ -97,8 +97,9 @@ def _beat(wid: str, lease: float) -> None:
     if Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease)):
         return
     try:
-        Worker.objects.create(id=wid, host=socket.gethostname()[:255], pid=os.getpid(), started=Now(),
-                              heartbeat=Now(), expires=_from_now(lease))
+        Worker.objects.create(
+            id=wid, host=socket.gethostname()[:255], pid=os.getpid(), started=Now(), heartbeat=Now(), expires=_from_now(lease)
+        )
     except IntegrityError:  # a concurrent beat (a stream opening) created it first
         Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease))
 
@@ -109,8 +110,12 @@ def _reap(wid: str) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
     from .models import Session, Worker
 
     live = Worker.objects.filter(expires__gte=Now()).values("id")
-    lost = list(Session.objects.filter(ended__isnull=True).exclude(worker="").exclude(worker__in=live)
-                .values_list("id", "worker")[:REAP_BATCH])
+    lost = list(
+        Session.objects.filter(ended__isnull=True)
+        .exclude(worker="")
+        .exclude(worker__in=live)
+        .values_list("id", "worker")[:REAP_BATCH]
+    )
     if lost:
         end_rows([session_id for session_id, _ in lost])
     dead = list(Worker.objects.filter(expires__lt=Now()).exclude(id=wid).values_list("id", "host", "pid"))
@@ -192,8 +197,12 @@ class Maintenance:
                 raise
             except Exception as exc:  # the database is down: the lease lapses unless a later beat succeeds
                 self.healthy_since = None
-                logger.warning("mcp_app worker %s: heartbeat failed (%s: %s); retrying", worker_id(),
-                               type(exc).__name__, str(exc).strip()[:300])
+                logger.warning(
+                    "mcp_app worker %s: heartbeat failed (%s: %s); retrying",
+                    worker_id(),
+                    type(exc).__name__,
+                    str(exc).strip()[:300],
+                )
             self._prune_handoffs()
             await asyncio.sleep(max(0.05, heartbeat_interval() - (time.monotonic() - started)))
 
@@ -230,8 +239,7 @@ class Maintenance:
             try:
                 _unregister(wid)
             except Exception as exc:
-                logger.warning("mcp_app worker %s: could not delete its lease at shutdown (%s: %s)", wid,
-                               type(exc).__name__, exc)
+                logger.warning("mcp_app worker %s: could not delete its lease at shutdown (%s: %s)", wid, type(exc).__name__, exc)
             finally:
                 connection.close()
 
@@ -274,8 +282,11 @@ class Maintenance:
         """Tell every worker that these sessions (id -> the dead worker that held the stream) ended: cached
         copies dropped, running requests cancelled, answers handed to that worker logged, streams closed."""
         server = get_server()
-        logger.warning("ended %s MCP session(s) whose streams were held by dead worker(s) %s; their clients must "
-                       "reconnect (GET /sse)", len(sessions), ", ".join(sorted(set(sessions.values()))))
+        logger.warning(
+            "ended %s MCP session(s) whose streams were held by dead worker(s) %s; their clients must reconnect (GET /sse)",
+            len(sessions),
+            ", ".join(sorted(set(sessions.values()))),
+        )
         for session_id in sessions:
             await server.sessions.announce_ended(session_id)
             await close_session_streams(session_id)  # in case their worker only stalled and still holds them
@@ -303,8 +314,13 @@ class Maintenance:
             return
         for session_id in sessions:
             for _, worker, request_id in self._handoffs.pop(session_id, ()):
-                logger.error("MCP answer to request %r of session %s was handed to the stream on worker %s, which died "
-                             "before its lease was renewed: it was probably not delivered", request_id, session_id, worker)
+                logger.error(
+                    "MCP answer to request %r of session %s was handed to the stream on worker %s, which died "
+                    "before its lease was renewed: it was probably not delivered",
+                    request_id,
+                    session_id,
+                    worker,
+                )
 
     def _prune_handoffs(self) -> None:
         # A handoff older than a lease was followed by a renewal of that worker's lease, or the worker would have

@@ -69,8 +69,9 @@ if os.environ.get("MCPSITE_POSTGRES_DB"):
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
-                             "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3")}}
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3")}
+    }
 
 if os.environ.get("MCPSITE_REDIS_URL"):
     # As the README recommends for many workers: no read timeout on the blocking receive (mcp_app.W003), and
@@ -78,9 +79,10 @@ if os.environ.get("MCPSITE_REDIS_URL"):
     # moves them into its streams' bounded buffers (MCP_APP STREAM_BUFFER_BYTES, 1 MiB) at once, and a send
     # that finds the queue full is retried for 3 s before its POST gets 503, so a reading client never does.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                    "CONFIG": {"hosts": [{"address": os.environ["MCPSITE_REDIS_URL"], "socket_timeout": None}],
-                               "capacity": 1000}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": os.environ["MCPSITE_REDIS_URL"], "socket_timeout": None}], "capacity": 1000},
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -11,9 +11,11 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
     # Sign-in for everyone (the admin's page admits staff only), where the OAuth flow sends users.
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="admin/login.html",
-                                                         extra_context={"site_header": "mcp_app demo: sign in"}),
-         name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="admin/login.html", extra_context={"site_header": "mcp_app demo: sign in"}),
+        name="login",
+    ),
     # The OAuth 2.1 authorization server: /o/authorize/, /o/token/, /o/register/ (dynamic registration)...
     # The consent page and open registration are the demo's own (mcpsite.demo.oauth): the page shows where the
     # code goes, and registration is rate-limited per address. Routed ahead of the toolkit's, same paths.

@@ -55,7 +55,7 @@ class LiveServer:
         """Fail, showing the first traceback, if the server logged one: bad input never crashes a handler."""
         log = self.log()
         at = log.find("Traceback")
-        assert at < 0, f"the server logged a traceback:\n{log[max(0, at - 300):at + 4000]}"
+        assert at < 0, f"the server logged a traceback:\n{log[max(0, at - 300) : at + 4000]}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -71,12 +71,24 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
 
 
-def start_daphne(workdir: Path, *, settings: str = "tests.settings", db_path: Path | None = None,
-                 extra_env: dict[str, str] | None = None, run_migrations: bool = True,
-                 server: str = "daphne", app: str = "tests.conformance.asgi:application") -> LiveServer:
+def start_daphne(
+    workdir: Path,
+    *,
+    settings: str = "tests.settings",
+    db_path: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    run_migrations: bool = True,
+    server: str = "daphne",
+    app: str = "tests.conformance.asgi:application",
+) -> LiveServer:
     """Migrate a SQLite database in ``workdir`` and start daphne (or uvicorn) on a free port."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1",
-           "MCP_TEST_DB": str(db_path or workdir / "db.sqlite3"), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings,
+        "PYTHONUNBUFFERED": "1",
+        "MCP_TEST_DB": str(db_path or workdir / "db.sqlite3"),
+        **(extra_env or {}),
+    }
     if run_migrations:
         migrate(env)
     port = free_port()

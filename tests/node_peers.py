@@ -15,5 +15,9 @@ def node_env(tmp: Path) -> dict[str, str]:
     missing = [name for name in ("node", "conformance", "mcp-inspector") if not (BIN / name).exists()]
     if missing:
         raise RuntimeError(f"missing Node peers {missing}: run `npm ci --prefix tests/node` (the README's test command does)")
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MCP_CATALOG_PATH": str(tmp / "inspector-catalog.json"), "NO_COLOR": "1"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MCP_CATALOG_PATH": str(tmp / "inspector-catalog.json"),
+        "NO_COLOR": "1",
+    }

@@ -24,8 +24,14 @@ def ctx_for(user: Any = None) -> RequestContext:
     async def send(message: dict[str, Any]) -> None:
         return None
 
-    return RequestContext(session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(),
-                          extra={"user": user, "via": "test"})
+    return RequestContext(
+        session=MemorySession(),
+        request_id=1,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": user, "via": "test"},
+    )
 
 
 def tool_names(user: Any = None) -> list[str]:
@@ -57,29 +63,41 @@ def test_every_code_tool_has_a_row_and_orphans_are_shown_but_never_listed(admin_
 
 
 def change_data(tool: Tool, **overrides: Any) -> dict[str, Any]:
-    data = {"enabled": "on" if tool.enabled else "", "title": tool.title, "description": tool.description,
-            "read_only_hint": "unknown", "destructive_hint": "unknown", "idempotent_hint": "unknown",
-            "open_world_hint": "unknown", "input_schema": "null"}
+    data = {
+        "enabled": "on" if tool.enabled else "",
+        "title": tool.title,
+        "description": tool.description,
+        "read_only_hint": "unknown",
+        "destructive_hint": "unknown",
+        "idempotent_hint": "unknown",
+        "open_world_hint": "unknown",
+        "input_schema": "null",
+    }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}
 
 
 def test_retitle_redescribe_and_annotate(admin_client) -> None:
     tool = Tool.objects.get(name="uppercase_text")
-    response = admin_client.post(f"/admin/mcp_app/tool/{tool.pk}/change/", change_data(
-        tool, title="SHOUT", description="Makes text loud.", destructive_hint="false", read_only_hint="true"))
+    response = admin_client.post(
+        f"/admin/mcp_app/tool/{tool.pk}/change/",
+        change_data(tool, title="SHOUT", description="Makes text loud.", destructive_hint="false", read_only_hint="true"),
+    )
     assert response.status_code == 302, response.content[:2000]
     listed = {t["name"]: t for t in async_to_sync(mcp_settings.PROVIDER.list_tools)(ctx_for())}["uppercase_text"]
     assert listed["title"] == "SHOUT" and listed["description"] == "Makes text loud."
     assert listed["annotations"]["destructiveHint"] is False and listed["annotations"]["readOnlyHint"] is True
 
 
-@pytest.mark.parametrize(("schema", "message"), [
-    ('{"type": "object", "properties": 5}', b"Not a valid JSON Schema 2020-12"),
-    ('{"type": "string"}', b"must have &quot;type&quot;: &quot;object&quot;"),
-    ('[1, 2]', b"must be a JSON object"),
-    ('{"type": "object",', b"Enter a valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ('{"type": "object", "properties": 5}', b"Not a valid JSON Schema 2020-12"),
+        ('{"type": "string"}', b"must have &quot;type&quot;: &quot;object&quot;"),
+        ("[1, 2]", b"must be a JSON object"),
+        ('{"type": "object",', b"Enter a valid JSON"),
+    ],
+)
 def test_input_schema_edits_must_stay_valid(admin_client, schema: str, message: bytes) -> None:
     tool = Tool.objects.get(name="uppercase_text")
     response = admin_client.post(f"/admin/mcp_app/tool/{tool.pk}/change/", change_data(tool, input_schema=schema))
@@ -196,11 +214,13 @@ def test_prune_command_deletes_rows_past_retention() -> None:
 # -- prompts -------------------------------------------------------------------------------------------------
 def make_prompt() -> Prompt:
     prompt = Prompt.objects.create(name="summarise", title="Summarise", description="Summarise a text.")
-    PromptArgument.objects.create(prompt=prompt, name="text", description="What to summarise", required=True,
-                                  completions="alpha\nalphabet\nbeta")
+    PromptArgument.objects.create(
+        prompt=prompt, name="text", description="What to summarise", required=True, completions="alpha\nalphabet\nbeta"
+    )
     PromptArgument.objects.create(prompt=prompt, name="style", position=1)
-    PromptMessage.objects.create(prompt=prompt, role="user", template="Summarise{% if style %} ({{ style }}){% endif %}: "
-                                                                        "{{ text }}")
+    PromptMessage.objects.create(
+        prompt=prompt, role="user", template="Summarise{% if style %} ({{ style }}){% endif %}: {{ text }}"
+    )
     PromptMessage.objects.create(prompt=prompt, role="assistant", template="Here is a summary.", position=1)
     return prompt
 
@@ -209,19 +229,23 @@ def test_admin_authored_prompt_is_listed_rendered_and_completed() -> None:
     make_prompt()
     provider = mcp_settings.PROVIDER
     listed = {p["name"]: p for p in async_to_sync(provider.list_prompts)(ctx_for())}
-    assert listed["summarise"]["arguments"] == [{"name": "text", "required": True, "description": "What to summarise"},
-                                                {"name": "style", "required": False}]
+    assert listed["summarise"]["arguments"] == [
+        {"name": "text", "required": True, "description": "What to summarise"},
+        {"name": "style", "required": False},
+    ]
     assert "shout" in listed  # the demo's code prompt is there too
     got = async_to_sync(provider.get_prompt)("summarise", {"text": "<b>War & Peace</b>", "style": "short"}, ctx_for())
     assert got["messages"] == [
         {"role": "user", "content": {"type": "text", "text": "Summarise (short): <b>War & Peace</b>"}},
-        {"role": "assistant", "content": {"type": "text", "text": "Here is a summary."}}]
+        {"role": "assistant", "content": {"type": "text", "text": "Here is a summary."}},
+    ]
     with pytest.raises(InvalidParams, match="missing required argument.*text"):
         async_to_sync(provider.get_prompt)("summarise", {}, ctx_for())
     with pytest.raises(InvalidParams, match="unknown argument"):
         async_to_sync(provider.get_prompt)("summarise", {"text": "x", "colour": "red"}, ctx_for())
-    values = async_to_sync(provider.complete)({"type": "ref/prompt", "name": "summarise"},
-                                              {"name": "text", "value": "alp"}, {}, ctx_for())
+    values = async_to_sync(provider.complete)(
+        {"type": "ref/prompt", "name": "summarise"}, {"name": "text", "value": "alp"}, {}, ctx_for()
+    )
     assert values == ["alpha", "alphabet"]
 
 
@@ -253,8 +277,11 @@ def test_session_admin_lists_filters_shows_and_ends(admin_client) -> None:
     from mcp_app.server import get_server
 
     record = async_to_sync(get_server().sessions.create)(
-        transport="streamable_http", protocol_version="2025-11-25", client_info={"name": "Claude", "version": "1"},
-        client_capabilities={"sampling": {}})
+        transport="streamable_http",
+        protocol_version="2025-11-25",
+        client_info={"name": "Claude", "version": "1"},
+        client_capabilities={"sampling": {}},
+    )
     async_to_sync(record.subscribe)("test://watched-resource")
     listing = admin_client.get("/admin/mcp_app/session/?state=active&client_name=Claude")
     assert listing.status_code == 200 and b"Claude" in listing.content
@@ -267,13 +294,20 @@ def test_session_admin_lists_filters_shows_and_ends(admin_client) -> None:
 
 
 # -- every add and change form: empty and malformed values are form errors, never a 500 ----------------------------
-def _inlines(arguments: list[dict[str, str]] | None = None, messages: list[dict[str, str]] | None = None,
-             total: str | None = None) -> dict[str, str]:
+def _inlines(
+    arguments: list[dict[str, str]] | None = None, messages: list[dict[str, str]] | None = None, total: str | None = None
+) -> dict[str, str]:
     """The prompt page's two inline formsets (prefixes: the related names), with the rows given."""
     data: dict[str, str] = {}
     for prefix, rows in (("arguments", arguments or []), ("messages", messages or [])):
-        data.update({f"{prefix}-TOTAL_FORMS": total or str(len(rows)), f"{prefix}-INITIAL_FORMS": "0",
-                     f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": total or str(len(rows)),
+                f"{prefix}-INITIAL_FORMS": "0",
+                f"{prefix}-MIN_NUM_FORMS": "0",
+                f"{prefix}-MAX_NUM_FORMS": "1000",
+            }
+        )
         for i, row in enumerate(rows):
             data.update({f"{prefix}-{i}-{key}": value for key, value in row.items()})
     return data
@@ -295,10 +329,16 @@ ADMIN_FORM_CASES: list[tuple[str, dict[str, Any], set[int]]] = [
     ("prompt_add", _inlines(), FORM_ERROR),
     ("prompt_add", {"name": "bad name!", "required_permissions": ["abc"], **_inlines()}, FORM_ERROR),
     ("prompt_add", {"name": "p", **_inlines(total="abc")}, FORM_ERROR),
-    ("prompt_add", {"name": "p", **_inlines([{"name": "", "position": "-1"}], [{"role": "robot", "template": "{% if %}"}])},
-     FORM_ERROR),
-    ("prompt_add", {"name": "p", **_inlines([{"name": "a", "position": HUGE}], [{"role": "user", "template": "",
-                                                                                 "position": "x"}])}, FORM_ERROR),
+    (
+        "prompt_add",
+        {"name": "p", **_inlines([{"name": "", "position": "-1"}], [{"role": "robot", "template": "{% if %}"}])},
+        FORM_ERROR,
+    ),
+    (
+        "prompt_add",
+        {"name": "p", **_inlines([{"name": "a", "position": HUGE}], [{"role": "user", "template": "", "position": "x"}])},
+        FORM_ERROR,
+    ),
     ("prompt_add", {"name": "x" * 300, **_inlines()}, FORM_ERROR),
     ("prompt_change", {}, FORM_ERROR),
     ("prompt_change", {"name": "", **_inlines()}, FORM_ERROR),
@@ -320,20 +360,62 @@ ADMIN_FORM_CASES: list[tuple[str, dict[str, Any], set[int]]] = [
     ("exposure_change", {"lookup_field": "pk", "fields": ["zzz"], "base_filters": "{}"}, FORM_ERROR),
     ("exposure_change", {"lookup_field": "pk", "ordering": "nope, -", "base_filters": "{}"}, FORM_ERROR),
     ("querytool_add", {}, FORM_ERROR),
-    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "fixed_filters": "",
-                       "caller_filters": "", "limit": "20"}, VALID),
+    (
+        "querytool_add",
+        {"name": "q", "exposure": "library.book", "operation": "list", "fixed_filters": "", "caller_filters": "", "limit": "20"},
+        VALID,
+    ),
     ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": HUGE}, FORM_ERROR),
     ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "-5"}, FORM_ERROR),
     ("querytool_add", {"name": "q", "exposure": "nope", "operation": "x", "limit": "abc"}, FORM_ERROR),
-    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
-                       "fixed_filters": "{", "caller_filters": "{}"}, FORM_ERROR),
-    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
-                       "fixed_filters": '{"pages__gt": ' + HUGE + "}"}, FORM_ERROR),
-    ("querytool_add", {"name": "q", "exposure": "library.book", "operation": "list", "limit": "5",
-                       "fixed_filters": '{"title": "a\\u0000"}', "caller_filters": '["nope"]'}, FORM_ERROR),
+    (
+        "querytool_add",
+        {
+            "name": "q",
+            "exposure": "library.book",
+            "operation": "list",
+            "limit": "5",
+            "fixed_filters": "{",
+            "caller_filters": "{}",
+        },
+        FORM_ERROR,
+    ),
+    (
+        "querytool_add",
+        {
+            "name": "q",
+            "exposure": "library.book",
+            "operation": "list",
+            "limit": "5",
+            "fixed_filters": '{"pages__gt": ' + HUGE + "}",
+        },
+        FORM_ERROR,
+    ),
+    (
+        "querytool_add",
+        {
+            "name": "q",
+            "exposure": "library.book",
+            "operation": "list",
+            "limit": "5",
+            "fixed_filters": '{"title": "a\\u0000"}',
+            "caller_filters": '["nope"]',
+        },
+        FORM_ERROR,
+    ),
     ("querytool_change", {}, FORM_ERROR),
-    ("querytool_change", {"name": "x" * 100, "exposure": "library.book", "operation": "list", "limit": "1",
-                          "fixed_filters": "null", "caller_filters": "null"}, FORM_ERROR),
+    (
+        "querytool_change",
+        {
+            "name": "x" * 100,
+            "exposure": "library.book",
+            "operation": "list",
+            "limit": "1",
+            "fixed_filters": "null",
+            "caller_filters": "null",
+        },
+        FORM_ERROR,
+    ),
     ("token_add", {}, FORM_ERROR),
     ("token_add", {"user": "abc", "name": "t"}, FORM_ERROR),
     ("token_add", {"user": HUGE, "name": "t"}, FORM_ERROR),
@@ -348,10 +430,12 @@ ADMIN_FORM_CASES: list[tuple[str, dict[str, Any], set[int]]] = [
 ]
 
 
-@pytest.mark.parametrize(("form", "values", "allowed"), ADMIN_FORM_CASES,
-                         ids=[f"{form}-{i}" for i, (form, _, _) in enumerate(ADMIN_FORM_CASES)])
-def test_every_admin_form_answers_bad_values_with_a_form_error(admin_client, admin_user, form: str, values: dict[str, Any],
-                                                               allowed: set[int]) -> None:
+@pytest.mark.parametrize(
+    ("form", "values", "allowed"), ADMIN_FORM_CASES, ids=[f"{form}-{i}" for i, (form, _, _) in enumerate(ADMIN_FORM_CASES)]
+)
+def test_every_admin_form_answers_bad_values_with_a_form_error(
+    admin_client, admin_user, form: str, values: dict[str, Any], allowed: set[int]
+) -> None:
     """Django's test client raises what a view raised, so a 500 (IntegrityError, ValueError...) fails here."""
     from django.contrib.contenttypes.models import ContentType
 
@@ -369,11 +453,17 @@ def test_every_admin_form_answers_bad_values_with_a_form_error(admin_client, adm
         "toolcall": ToolCall.objects.create(tool="t", outcome="ok").pk,
     }
     model, _, step = form.partition("_")
-    path = {"tool": "tool", "prompt": "prompt", "exposure": "modelexposure", "querytool": "querytool", "token": "token",
-            "session": "session", "toolcall": "toolcall"}[model]
+    path = {
+        "tool": "tool",
+        "prompt": "prompt",
+        "exposure": "modelexposure",
+        "querytool": "querytool",
+        "token": "token",
+        "session": "session",
+        "toolcall": "toolcall",
+    }[model]
     url = f"/admin/mcp_app/{path}/add/" if step == "add" else f"/admin/mcp_app/{path}/{rows[model]}/change/"
-    substitutes = {"admin": str(admin_user.pk),
-                   "session": str(ContentType.objects.get(app_label="sessions", model="session").pk)}
+    substitutes = {"admin": str(admin_user.pk), "session": str(ContentType.objects.get(app_label="sessions", model="session").pk)}
     data = {k: (substitutes.get(v, v) if isinstance(v, str) and k in ("user", "content_type") else v) for k, v in values.items()}
     response = admin_client.post(url, data)
     assert response.status_code in allowed, (response.status_code, response.content[:3000])

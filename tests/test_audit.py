@@ -108,8 +108,14 @@ def ctx_for(user: Any = None) -> RequestContext:
     async def send(message: dict[str, Any]) -> None:
         return None
 
-    return RequestContext(session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(),
-                          extra={"user": user, "via": "test"})
+    return RequestContext(
+        session=MemorySession(),
+        request_id=1,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": user, "via": "test"},
+    )
 
 
 def call(name: str, arguments: dict[str, Any], user: Any = None, through: ManagedProvider = provider) -> dict[str, Any]:
@@ -135,8 +141,9 @@ def depth_of(value: Any) -> int:
 def stored_bytes() -> int:
     """Bytes the audit table holds in its two unbounded columns, as the database stores them."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(SUM(LENGTH(CAST(arguments AS TEXT)) + LENGTH(error_message)), 0) "
-                       f"FROM {ToolCall._meta.db_table}")
+        cursor.execute(
+            f"SELECT COALESCE(SUM(LENGTH(CAST(arguments AS TEXT)) + LENGTH(error_message)), 0) FROM {ToolCall._meta.db_table}"
+        )
         return int(cursor.fetchone()[0])
 
 
@@ -164,8 +171,10 @@ def test_redact_handles_any_depth_without_recursion() -> None:
 
 
 def test_redact_matches_keys_case_insensitively_in_lists_too() -> None:
-    assert redact({"auth": [{"API_KEY": "k", "n": [1, {"Token": "t"}]}], "x": "y"}, ["api_key", "token"]) == \
-        {"auth": [{"API_KEY": REDACTED, "n": [1, {"Token": REDACTED}]}], "x": "y"}
+    assert redact({"auth": [{"API_KEY": "k", "n": [1, {"Token": "t"}]}], "x": "y"}, ["api_key", "token"]) == {
+        "auth": [{"API_KEY": REDACTED, "n": [1, {"Token": REDACTED}]}],
+        "x": "y",
+    }
 
 
 def test_deep_arguments_are_audited_with_a_marker_where_nesting_was_cut() -> None:
@@ -181,12 +190,14 @@ def test_deep_arguments_are_audited_with_a_marker_where_nesting_was_cut() -> Non
 # -- values JSON columns refuse -------------------------------------------------------------------------------------
 def test_non_finite_numbers_nul_and_lone_surrogates_are_stored_readably() -> None:
     # The admin's try-it page and code callers do not go through the strict wire parser.
-    call("echo", {"text": "a\x00b", "n": [float("inf"), float("-inf"), float("nan"), 1.5], "s": "x\ud800y",
-                  "k\x00ey": 1})
+    call("echo", {"text": "a\x00b", "n": [float("inf"), float("-inf"), float("nan"), 1.5], "s": "x\ud800y", "k\x00ey": 1})
     row = ToolCall.objects.get()
-    assert row.arguments == {"text": "a\\u0000b", "n": ["[non-finite number: inf]", "[non-finite number: -inf]",
-                                                        "[non-finite number: nan]", 1.5],
-                             "s": "x\\ud800y", "k\\u0000ey": 1}
+    assert row.arguments == {
+        "text": "a\\u0000b",
+        "n": ["[non-finite number: inf]", "[non-finite number: -inf]", "[non-finite number: nan]", 1.5],
+        "s": "x\\ud800y",
+        "k\\u0000ey": 1,
+    }
     stored = audit_arguments({"v": float("inf")})
     json.dumps(stored, allow_nan=False)  # what PostgreSQL's jsonb would accept
 
@@ -231,20 +242,24 @@ def query_tool_provider() -> ManagedProvider:
     return ManagedProvider(Registry(), exposures)
 
 
-@pytest.mark.parametrize(("name", "arguments", "outcome", "raises"), [
-    ("echo", {"text": "hi"}, "ok", None),
-    ("echo", {"text": 5}, "tool_error", None),
-    ("refuse", {}, "tool_error", None),
-    ("explode", {}, "tool_error", None),
-    ("protocol_error", {}, "failed", InvalidParams),
-    ("no_such_tool", {"password": "p"}, "refused", InvalidParams),
-    ("auth_group_list", {}, "ok", None),
-    ("auth_group_list", {"nope": 1}, "failed", InvalidParams),
-    ("auth_group_get", {"pk": 123456}, "tool_error", None),
-    ("count_groups", {}, "ok", None),
-])
-def test_every_call_that_reaches_the_tool_layer_leaves_exactly_one_row(name: str, arguments: dict[str, Any],
-                                                                        outcome: str, raises: type | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "arguments", "outcome", "raises"),
+    [
+        ("echo", {"text": "hi"}, "ok", None),
+        ("echo", {"text": 5}, "tool_error", None),
+        ("refuse", {}, "tool_error", None),
+        ("explode", {}, "tool_error", None),
+        ("protocol_error", {}, "failed", InvalidParams),
+        ("no_such_tool", {"password": "p"}, "refused", InvalidParams),
+        ("auth_group_list", {}, "ok", None),
+        ("auth_group_list", {"nope": 1}, "failed", InvalidParams),
+        ("auth_group_get", {"pk": 123456}, "tool_error", None),
+        ("count_groups", {}, "ok", None),
+    ],
+)
+def test_every_call_that_reaches_the_tool_layer_leaves_exactly_one_row(
+    name: str, arguments: dict[str, Any], outcome: str, raises: type | None
+) -> None:
     through = query_tool_provider() if name == "count_groups" else provider
     if raises is None:
         call(name, arguments, through=through)
@@ -263,8 +278,9 @@ def test_the_row_is_written_before_the_tool_runs() -> None:
     assert (row.tool, row.outcome, row.error_message) == ("peek", "ok", "")
 
 
-def test_a_row_that_cannot_be_written_runs_nothing_and_says_retry(monkeypatch: pytest.MonkeyPatch,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_a_row_that_cannot_be_written_runs_nothing_and_says_retry(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def database_down(**fields: Any) -> None:
         raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 
@@ -294,7 +310,8 @@ def test_any_failure_to_write_the_row_refuses_the_call(monkeypatch: pytest.Monke
 
 
 def test_an_outcome_that_cannot_be_recorded_still_delivers_the_result_and_is_retried(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     failures = {"left": 2}
     real_update = audit._update
 
@@ -322,8 +339,9 @@ def test_an_outcome_that_cannot_be_recorded_still_delivers_the_result_and_is_ret
     assert "zebra-value" not in caplog.text
 
 
-def test_an_outcome_never_recorded_is_logged_as_an_error(monkeypatch: pytest.MonkeyPatch,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_an_outcome_never_recorded_is_logged_as_an_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     attempts: list[str] = []
 
     def broken_update(pk: int, fields: dict[str, Any]) -> None:
@@ -397,7 +415,7 @@ def test_a_1_mib_argument_stores_one_cap(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_truncation_is_valid_json_and_redacts_first() -> None:
-    stored = audit_arguments({"password": "p" * 100_000, "text": "\"quoted\"\n" * 5_000}, max_bytes=1024)
+    stored = audit_arguments({"password": "p" * 100_000, "text": '"quoted"\n' * 5_000}, max_bytes=1024)
     text = json.dumps(stored, ensure_ascii=False)
     assert len(text.encode()) <= 1024 and stored["_truncated"] is True
     assert "ppppp" not in text and REDACTED in stored["preview"]

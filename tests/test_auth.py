@@ -99,8 +99,9 @@ def test_public_items_need_to_be_marked_so() -> None:
     provider = ManagedProvider(registry)
 
     def names(user: Any) -> list[str]:
-        ctx = RequestContext(session=MemorySession(), request_id=1, meta={}, send=None, pending=PendingClientRequests(),
-                             extra={"user": user})
+        ctx = RequestContext(
+            session=MemorySession(), request_id=1, meta={}, send=None, pending=PendingClientRequests(), extra={"user": user}
+        )
         return [t["name"] for t in async_to_sync(provider.list_tools)(ctx)]
 
     assert names(None) == ["public"]
@@ -108,8 +109,9 @@ def test_public_items_need_to_be_marked_so() -> None:
 
 
 def make_session(principal: str, user: Any = None) -> str:
-    record = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25",
-                                                          principal=principal, user=user)
+    record = async_to_sync(get_server().sessions.create)(
+        transport="streamable_http", protocol_version="2025-11-25", principal=principal, user=user
+    )
     return record.id
 
 
@@ -131,8 +133,7 @@ def test_revoking_a_token_or_deactivating_a_user_ends_their_sessions(admin_clien
 
 def test_admin_shows_a_new_token_once(admin_client: Any) -> None:
     alice = User.objects.create_user("alice")
-    answer = admin_client.post("/admin/mcp_app/token/add/", {"user": alice.pk, "name": "Claude", "scopes": "mcp"},
-                               follow=True)
+    answer = admin_client.post("/admin/mcp_app/token/add/", {"user": alice.pk, "name": "Claude", "scopes": "mcp"}, follow=True)
     token = Token.objects.get()
     shown = [str(m) for m in answer.context["messages"]]
     key = shown[0].split("<code style='user-select: all'>")[1].split("</code>")[0]
@@ -217,8 +218,13 @@ def test_credential_expiry_follows_the_rows() -> None:
     token.revoked = timezone.now()
     token.save()
     assert auth.credential_expiry(principal) <= timezone.now()
-    app = Application.objects.create(name="c", client_type="public", authorization_grant_type="authorization-code",
-                                     redirect_uris="http://127.0.0.1/cb", user=alice)
+    app = Application.objects.create(
+        name="c",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1/cb",
+        user=alice,
+    )
     first = AccessToken.objects.create(user=alice, application=app, token="a1", expires=soon, scope="mcp")
     oauth = auth.Principal(key=f"oauth:{alice.pk}:{app.pk}", user=alice, kind="oauth", auth=first)
     assert auth.credential_expiry(oauth) == soon

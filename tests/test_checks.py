@@ -37,8 +37,11 @@ def test_missing_channel_layer_and_asgi_warn() -> None:
     assert ids(check_asgi()) == ["mcp_app.W002"]
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                               "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}})
+@override_settings(
+    CHANNEL_LAYERS={
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}
+    }
+)
 def test_redis_hosts_with_the_default_read_timeout_warn() -> None:
     from mcp_app.checks import check_redis_timeout
 
@@ -46,8 +49,14 @@ def test_redis_hosts_with_the_default_read_timeout_warn() -> None:
     assert ids(messages) == ["mcp_app.W003"] and "socket_timeout" in messages[0].hint
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
-    "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]}}})
+@override_settings(
+    CHANNEL_LAYERS={
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]},
+        }
+    }
+)
 def test_redis_hosts_without_a_read_timeout_pass() -> None:
     from mcp_app.checks import check_redis_timeout
 
@@ -73,15 +82,18 @@ def test_authentication_settings() -> None:
 OAUTH = {"DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.contrib.oauth.OAuth2Authentication"]}
 
 
-@pytest.mark.parametrize(("mcp_app", "debug", "expected"), [
-    (OAUTH, False, ["mcp_app.W005"]),  # the audience would come from the Host header in production
-    ({"OAUTH_AUTHORIZATION_SERVERS": ["https://auth.example.com"]}, False, ["mcp_app.W005"]),
-    ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp"}, False, []),
-    (OAUTH, True, []),  # development: the request's origin is fine
-    ({}, False, []),  # no OAuth
-    ({**OAUTH, "RESOURCE_URL": "mcp.example.com/mcp"}, False, ["mcp_app.E006"]),  # not an absolute URL
-    ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp#frag"}, True, ["mcp_app.E006"]),
-])
+@pytest.mark.parametrize(
+    ("mcp_app", "debug", "expected"),
+    [
+        (OAUTH, False, ["mcp_app.W005"]),  # the audience would come from the Host header in production
+        ({"OAUTH_AUTHORIZATION_SERVERS": ["https://auth.example.com"]}, False, ["mcp_app.W005"]),
+        ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp"}, False, []),
+        (OAUTH, True, []),  # development: the request's origin is fine
+        ({}, False, []),  # no OAuth
+        ({**OAUTH, "RESOURCE_URL": "mcp.example.com/mcp"}, False, ["mcp_app.E006"]),  # not an absolute URL
+        ({**OAUTH, "RESOURCE_URL": "https://mcp.example.com/mcp#frag"}, True, ["mcp_app.E006"]),
+    ],
+)
 def test_oauth_without_a_resource_url_warns_in_production(mcp_app: dict, debug: bool, expected: list[str]) -> None:
     from mcp_app.checks import check_resource_url
 

@@ -66,7 +66,6 @@ def test_the_demo_settings_pass_the_projects_own_checks(tmp_path, redis: bool) -
     env.pop("MCPSITE_REDIS_URL", None)
     if redis:
         env["MCPSITE_REDIS_URL"] = "redis://127.0.0.1:6379/0"
-    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "mcp_app." not in run.stdout + run.stderr, run.stdout + run.stderr

@@ -28,24 +28,43 @@ pytestmark = pytest.mark.django_db
 
 # A window that no test run straddles (windows are aligned to multiples of it since the epoch).
 WINDOW = 10**9
-demo = override_settings(ROOT_URLCONF="mcpsite.urls", OAUTH2_PROVIDER=demo_settings.OAUTH2_PROVIDER,
-                         DEMO_REGISTRATION_RATE=(3, WINDOW), DEMO_UNUSED_CLIENT_HOURS=24)
+demo = override_settings(
+    ROOT_URLCONF="mcpsite.urls",
+    OAUTH2_PROVIDER=demo_settings.OAUTH2_PROVIDER,
+    DEMO_REGISTRATION_RATE=(3, WINDOW),
+    DEMO_UNUSED_CLIENT_HOURS=24,
+)
 
 
-def register(client: Client, address: str, redirect_uri: str = "http://127.0.0.1:9/callback",
-             name: str = "mcp client", body: Any = None) -> Any:
-    metadata = {"client_name": name, "redirect_uris": [redirect_uri], "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"], "token_endpoint_auth_method": "none"}
-    return client.post("/o/register/", data=json.dumps(metadata) if body is None else body,
-                       content_type="application/json", REMOTE_ADDR=address)
+def register(
+    client: Client, address: str, redirect_uri: str = "http://127.0.0.1:9/callback", name: str = "mcp client", body: Any = None
+) -> Any:
+    metadata = {
+        "client_name": name,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }
+    return client.post(
+        "/o/register/", data=json.dumps(metadata) if body is None else body, content_type="application/json", REMOTE_ADDR=address
+    )
 
 
 def authorize_url(client_id: str, redirect_uri: str) -> str:
     verifier = "v" * 64
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return "/o/authorize/?" + urlencode({"client_id": client_id, "response_type": "code", "redirect_uri": redirect_uri,
-                                         "scope": "mcp", "code_challenge": challenge, "code_challenge_method": "S256",
-                                         "state": "s"})
+    return "/o/authorize/?" + urlencode(
+        {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "scope": "mcp",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "s",
+        }
+    )
 
 
 @demo
@@ -81,8 +100,12 @@ def test_the_consent_page_shows_the_redirect_host_and_that_the_client_registered
     assert 'id="self-registered"' in text and "This client registered itself" in text
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text  # the name is the client's, escaped
     # A client created in the admin, redirecting to a loopback address: no "registered itself", "this computer".
-    manual = Application.objects.create(name="Desktop app", client_type="public", redirect_uris="http://127.0.0.1:7777/cb",
-                                        authorization_grant_type="authorization-code")
+    manual = Application.objects.create(
+        name="Desktop app",
+        client_type="public",
+        redirect_uris="http://127.0.0.1:7777/cb",
+        authorization_grant_type="authorization-code",
+    )
     page = client.get(authorize_url(manual.client_id, "http://127.0.0.1:7777/cb")).content.decode()
     assert "<strong>127.0.0.1:7777</strong>" in page and "(a program on this computer)" in page
     assert 'id="self-registered"' not in page
@@ -107,8 +130,12 @@ def test_registrations_never_used_are_purged() -> None:
     assert approved.status_code == 302 and "code=" in urlsplit(approved["location"]).query
     assert ClientUse.objects.filter(application=used).exists()
     Grant.objects.filter(application=used).delete()
-    manual = Application.objects.create(name="from the admin", client_type="public", redirect_uris="http://127.0.0.1:9/cb",
-                                        authorization_grant_type="authorization-code")
+    manual = Application.objects.create(
+        name="from the admin",
+        client_type="public",
+        redirect_uris="http://127.0.0.1:9/cb",
+        authorization_grant_type="authorization-code",
+    )
     for application in (unused, used, manual):
         age(application, 25)
 

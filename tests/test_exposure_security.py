@@ -63,8 +63,14 @@ def request(method: str, params: dict[str, Any] | None = None, user: Any = None)
     async def send(message: dict[str, Any]) -> None:
         return None
 
-    ctx = RequestContext(session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(),
-                         extra={"user": user, "via": "test"})
+    ctx = RequestContext(
+        session=MemorySession(),
+        request_id=1,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": user, "via": "test"},
+    )
     return async_to_sync(get_server().dispatcher.handle_request)(jsonrpc.Request(1, method, params or {}), ctx)
 
 
@@ -76,8 +82,7 @@ CREDENTIAL_MODELS = [DjangoSession, Token, McpSession, Subscription, ToolCall, M
 
 
 def oauth_models() -> list[type[models.Model]]:
-    return [get_application_model(), get_grant_model(), get_access_token_model(), get_refresh_token_model(),
-            get_id_token_model()]
+    return [get_application_model(), get_grant_model(), get_access_token_model(), get_refresh_token_model(), get_id_token_model()]
 
 
 # -- the rule ------------------------------------------------------------------------------------------------------
@@ -95,7 +100,7 @@ def test_credential_models_and_password_hashes_are_refused_by_the_one_rule() -> 
 
 @pytest.mark.parametrize("model", [*CREDENTIAL_MODELS, "oauth"], ids=lambda m: getattr(m, "__name__", m))
 def test_expose_refuses_credential_models_whatever_the_flags(model: Any) -> None:
-    for target in (oauth_models() if model == "oauth" else [model]):
+    for target in oauth_models() if model == "oauth" else [model]:
         field = next(f.name for f in target._meta.concrete_fields if not f.primary_key)
         with pytest.raises(ImproperlyConfigured, match="holds credentials"):
             expose(target, fields=[field], allow_sensitive_fields=True)
@@ -129,13 +134,18 @@ def test_expose_refuses_password_fields_even_when_sensitive_fields_are_allowed()
 
 def test_model_validation_refuses_credential_rows_and_password_fields() -> None:
     for model in [DjangoSession, Token, *oauth_models()]:
-        row = ModelExposure(content_type=ContentType.objects.get_for_model(model), fields=[], public=True,
-                            allow_sensitive_fields=True)
+        row = ModelExposure(
+            content_type=ContentType.objects.get_for_model(model), fields=[], public=True, allow_sensitive_fields=True
+        )
         with pytest.raises(ValidationError) as refused:
             row.full_clean()
         assert "holds credentials" in str(refused.value.message_dict["content_type"]), model
-    row = ModelExposure(content_type=ContentType.objects.get_for_model(User), fields=["username", "password"],
-                        allow_sensitive_fields=True, public=True)
+    row = ModelExposure(
+        content_type=ContentType.objects.get_for_model(User),
+        fields=["username", "password"],
+        allow_sensitive_fields=True,
+        public=True,
+    )
     with pytest.raises(ValidationError) as refused:
         row.full_clean()
     assert "password hash" in str(refused.value.message_dict["fields"])
@@ -155,31 +165,52 @@ def people(db: Any) -> dict[str, Any]:
 
 def _served_text(user: Any, uri: str, tool: str) -> str:
     """Everything a caller can get about an exposure: templates, tools, a read, a list call."""
-    answers = [request("resources/templates/list", user=user), request("tools/list", user=user),
-               request("resources/list", user=user), request("resources/read", {"uri": uri}, user),
-               request("tools/call", {"name": tool, "arguments": {}}, user)]
+    answers = [
+        request("resources/templates/list", user=user),
+        request("tools/list", user=user),
+        request("resources/list", user=user),
+        request("resources/read", {"uri": uri}, user),
+        request("tools/call", {"name": tool, "arguments": {}}, user),
+    ]
     return json.dumps(answers)
 
 
 def test_a_row_saved_by_the_orm_with_every_flag_serves_no_password(people: dict[str, Any], caplog: Any) -> None:
     """The attack: a row that skipped validation (ORM, fixture, data migration) exposing auth.User's password,
     public, with sensitive fields allowed. It serves nothing at all, to anyone, and says why in the log."""
-    ModelExposure.objects.create(content_type=ContentType.objects.get_for_model(User), enabled=True, public=True,
-                                 allow_sensitive_fields=True, fields=["username", "password"])
-    ModelExposure.objects.create(content_type=ContentType.objects.get_for_model(get_access_token_model()), enabled=True,
-                                 public=True, allow_sensitive_fields=True, fields=["token"])
+    ModelExposure.objects.create(
+        content_type=ContentType.objects.get_for_model(User),
+        enabled=True,
+        public=True,
+        allow_sensitive_fields=True,
+        fields=["username", "password"],
+    )
+    ModelExposure.objects.create(
+        content_type=ContentType.objects.get_for_model(get_access_token_model()),
+        enabled=True,
+        public=True,
+        allow_sensitive_fields=True,
+        fields=["token"],
+    )
     provider_changed()
     hashes = [people["reader"].password, people["root"].password]
     with caplog.at_level(logging.WARNING, logger="mcp_app"):
         for user in (None, people["reader"], people["root"]):
             seen = _served_text(user, f"django://auth/user/{people['reader'].pk}", "auth_user_list")
             assert not any(h in seen for h in hashes)
-            listed = json.dumps([request("resources/templates/list", user=user), request("tools/list", user=user),
-                                 request("resources/list", user=user)])
+            listed = json.dumps(
+                [
+                    request("resources/templates/list", user=user),
+                    request("tools/list", user=user),
+                    request("resources/list", user=user),
+                ]
+            )
             assert "auth/user" not in listed and "auth_user" not in listed and "oauth2_provider" not in listed
             assert error_of(request("resources/read", {"uri": f"django://auth/user/{people['reader'].pk}"}, user)) == -32002
-            assert error_of(request("tools/call", {"name": "auth_user_get", "arguments": {"pk": people["reader"].pk}},
-                                    user)) == -32602
+            assert (
+                error_of(request("tools/call", {"name": "auth_user_get", "arguments": {"pk": people["reader"].pk}}, user))
+                == -32602
+            )
     assert "model exposure auth.user is not served" in caplog.text and "password hash" in caplog.text
     assert "oauth2_provider.accesstoken is not served" in caplog.text
 
@@ -195,7 +226,9 @@ def test_an_exposure_changed_after_its_checks_is_refused_where_it_is_served(peop
         provider_changed()
         uri = f"django://auth/user/{people['reader'].pk}"
         assert json.loads(request("resources/read", {"uri": uri}, people["root"])["result"]["contents"][0]["text"]) == {
-            "uri": uri, "username": "reader"}
+            "uri": uri,
+            "username": "reader",
+        }
         exposure.fields.append("password")  # past expose()'s check, so the system check and the server must catch it
         errors = check_exposures()
         assert [e.id for e in errors] == ["mcp_app.E007"] and "password hash" in errors[0].msg
@@ -248,8 +281,9 @@ def test_the_chooser_offers_only_models_the_staff_user_may_view(staff: tuple[Use
 
 
 @pytest.mark.parametrize("target", ["auth.user", "oauth2_provider.accesstoken", "sessions.session", "mcp_app.token"])
-def test_posting_a_model_the_user_may_not_expose_is_a_form_error(staff: tuple[User, Client], admin_client: Client,
-                                                                  target: str) -> None:
+def test_posting_a_model_the_user_may_not_expose_is_a_form_error(
+    staff: tuple[User, Client], admin_client: Client, target: str
+) -> None:
     user, client = staff
     grant(user, "view_group")
     app_label, model = target.split(".")
@@ -265,12 +299,18 @@ def test_posting_a_model_the_user_may_not_expose_is_a_form_error(staff: tuple[Us
 def test_losing_the_view_permission_is_rechecked_on_save(staff: tuple[User, Client]) -> None:
     user, client = staff
     grant(user, "view_group")
-    assert client.post("/admin/mcp_app/modelexposure/add/", {"content_type": ContentType.objects.get_for_model(Group).pk,
-                                                            "title": "Teams"}).status_code == 302
+    assert (
+        client.post(
+            "/admin/mcp_app/modelexposure/add/", {"content_type": ContentType.objects.get_for_model(Group).pk, "title": "Teams"}
+        ).status_code
+        == 302
+    )
     row = ModelExposure.objects.get()
     user.user_permissions.remove(Permission.objects.get(codename="view_group"))
-    page = client.post(f"/admin/mcp_app/modelexposure/{row.pk}/change/",
-                       {"fields": ["name"], "lookup_field": "pk", "base_filters": "{}", "title": "Teams"})
+    page = client.post(
+        f"/admin/mcp_app/modelexposure/{row.pk}/change/",
+        {"fields": ["name"], "lookup_field": "pk", "base_filters": "{}", "title": "Teams"},
+    )
     assert page.status_code == 200 and b"You may not view auth.Group, so you cannot expose it" in page.content
     row.refresh_from_db()
     assert row.fields == []
@@ -283,8 +323,16 @@ def test_password_is_never_offered_nor_accepted(admin_client: Client) -> None:
     url = f"/admin/mcp_app/modelexposure/{row.pk}/change/"
     page = admin_client.get(url)
     assert b'value="username"' in page.content and b'value="password"' not in page.content
-    refused = admin_client.post(url, {"fields": ["username", "password"], "allow_sensitive_fields": "on", "public": "on",
-                                      "lookup_field": "pk", "base_filters": "{}"})
+    refused = admin_client.post(
+        url,
+        {
+            "fields": ["username", "password"],
+            "allow_sensitive_fields": "on",
+            "public": "on",
+            "lookup_field": "pk",
+            "base_filters": "{}",
+        },
+    )
     assert refused.status_code == 200
     assert b"Select a valid choice. password is not one of the available choices" in refused.content
     row.refresh_from_db()
@@ -305,8 +353,9 @@ def test_public_and_sensitive_need_their_own_permissions_and_are_logged(staff: t
     row.refresh_from_db()
     assert row.enabled and row.fields == ["name"] and not row.public and not row.allow_sensitive_fields
     assert request("resources/templates/list")["result"]["resourceTemplates"] == [] or all(
-        not t["uriTemplate"].startswith("django://auth/group") for t in request("resources/templates/list")["result"][
-            "resourceTemplates"])
+        not t["uriTemplate"].startswith("django://auth/group")
+        for t in request("resources/templates/list")["result"]["resourceTemplates"]
+    )
     grant(user, "publish_modelexposure", "allow_sensitive_modelexposure")
     user = User.objects.get(pk=user.pk)
     assert client.post(url, {**data, "public": "on", "allow_sensitive_fields": "on"}).status_code == 302
@@ -328,19 +377,20 @@ def test_public_and_sensitive_need_their_own_permissions_and_are_logged(staff: t
 @pytest.fixture
 def catalogue(db: Any) -> dict[str, Any]:
     author = Author.objects.create(name="Ada Costa", birth_year=1950)
-    book = Book.objects.create(title="Book", isbn="9780000000001", author=author, genre="novel",
-                               published=date(2000, 1, 1), pages=120)
+    book = Book.objects.create(
+        title="Book", isbn="9780000000001", author=author, genre="novel", published=date(2000, 1, 1), pages=120
+    )
     provider_changed()
     return {"author": author, "book": book}
 
 
-BIG = 10 ** 30
+BIG = 10**30
 UNCONVERTIBLE: list[tuple[str, dict[str, Any], str]] = [
     ("library_book_list", {"filters": {"pages__in": [1, BIG]}}, "out of range; pages takes integers from"),
     ("library_book_list", {"filters": {"pages__gt": BIG}}, "out of range"),
     ("library_book_list", {"filters": {"pages__lte": -BIG}}, "out of range"),
-    ("library_book_list", {"filters": {"author": 2 ** 63}}, "out of range; id takes integers from"),
-    ("library_book_list", {"filters": {"author__in": [2 ** 64]}}, "out of range"),
+    ("library_book_list", {"filters": {"author": 2**63}}, "out of range; id takes integers from"),
+    ("library_book_list", {"filters": {"author__in": [2**64]}}, "out of range"),
     ("library_book_list", {"filters": {"id__gte": BIG}}, "out of range"),
     ("library_book_list", {"filters": {"title": "a\x00b"}}, "NUL"),
     ("library_book_list", {"filters": {"title__icontains": "\ud800"}}, "unpaired surrogates"),
@@ -363,8 +413,9 @@ def accounts(catalogue: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize(("tool", "arguments", "message"), UNCONVERTIBLE, ids=[str(i) for i in range(len(UNCONVERTIBLE))])
-def test_unconvertible_values_are_invalid_params_before_any_query(accounts: Any, tool: str, arguments: dict[str, Any],
-                                                                  message: str) -> None:
+def test_unconvertible_values_are_invalid_params_before_any_query(
+    accounts: Any, tool: str, arguments: dict[str, Any], message: str
+) -> None:
     exposure = default_exposures.exposures["auth.user" if tool.startswith("auth") else "library.book"]
     data_tool = {t.name: t for t in generated_tools(exposure)}[tool]
     view = DataView({exposure.key: exposure}, accounts, get_server().dispatcher.cursors)
@@ -390,7 +441,7 @@ def test_unconvertible_uris_and_completions_are_simply_not_found(catalogue: dict
 
 def test_number_and_decimal_values_must_be_finite_and_fit_the_column() -> None:
     duration = ToolCall._meta.get_field("duration_ms")  # a FloatField
-    for value in (float("inf"), float("nan"), 10 ** 400):
+    for value in (float("inf"), float("nan"), 10**400):
         with pytest.raises(InvalidParams, match="finite number|is not a number"):
             convert_value(duration, value, where="filters.duration_ms")
     assert convert_value(duration, 1.5, where="x") == 1.5
@@ -407,7 +458,7 @@ def test_the_integer_range_is_the_databases() -> None:
     from mcp_app.resources import _integer_range
 
     birth_year = Author._meta.get_field("birth_year")  # PositiveSmallIntegerField: a smallint column on PostgreSQL
-    expected = (-32768, 32767) if connection.vendor == "postgresql" else (-(2 ** 63), 2 ** 63 - 1)
+    expected = (-32768, 32767) if connection.vendor == "postgresql" else (-(2**63), 2**63 - 1)
     assert _integer_range(birth_year) == expected
     # A positive column still compares with a negative value: only the storage type's range is refused.
     assert convert_value(birth_year, -1, where="x") == -1
@@ -419,10 +470,13 @@ def _postgres_reachable() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect(host=os.environ.get("MCP_TEST_POSTGRES_HOST", "127.0.0.1"),
-                             user=os.environ.get("MCP_TEST_POSTGRES_USER", "postgres"),
-                             password=os.environ.get("MCP_TEST_POSTGRES_PASSWORD") or None,
-                             dbname="postgres", connect_timeout=3) as conn:
+        with psycopg.connect(
+            host=os.environ.get("MCP_TEST_POSTGRES_HOST", "127.0.0.1"),
+            user=os.environ.get("MCP_TEST_POSTGRES_USER", "postgres"),
+            password=os.environ.get("MCP_TEST_POSTGRES_PASSWORD") or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - any failure means: not reachable, say why
         return f"{type(exc).__name__}: {exc}"
@@ -438,8 +492,24 @@ def test_the_same_values_on_postgresql() -> None:
         pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres ({problem}); start it to run this test")
     env = {**os.environ, "MCP_TEST_PG_TEST_DB": f"test_mcp_app_values_{secrets.token_hex(4)}"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds", "tests.pg_settings",
-         "tests/test_exposure_security.py", "-k", "unconvertible or integer_range or finite"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--ds",
+            "tests.pg_settings",
+            "tests/test_exposure_security.py",
+            "-k",
+            "unconvertible or integer_range or finite",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1], run.stdout[-2000:]

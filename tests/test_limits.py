@@ -28,14 +28,23 @@ from mcp_app.server import get_server, run_each
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RESOURCE = "http://testserver/mcp"
-OAUTH = {**settings.MCP_APP, "ALLOW_ANONYMOUS": False, "RESOURCE_URL": RESOURCE,
-         "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.auth.BearerTokenAuthentication",
-                                            "mcp_app.contrib.oauth.OAuth2Authentication"]}
+OAUTH = {
+    **settings.MCP_APP,
+    "ALLOW_ANONYMOUS": False,
+    "RESOURCE_URL": RESOURCE,
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mcp_app.auth.BearerTokenAuthentication", "mcp_app.contrib.oauth.OAuth2Authentication"],
+}
 
 
 def scope(token: str) -> dict[str, Any]:
-    return {"type": "http", "method": "POST", "scheme": "http", "query_string": b"", "client": ("10.0.0.9", 5000),
-            "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())]}
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "query_string": b"",
+        "client": ("10.0.0.9", 5000),
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +54,17 @@ def fresh() -> None:
 
 
 def oauth_token(user: User, client: str) -> str:
-    app = Application.objects.create(name=client, user=user, client_type="public",
-                                     authorization_grant_type="authorization-code", redirect_uris="http://127.0.0.1:9/cb")
+    app = Application.objects.create(
+        name=client,
+        user=user,
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1:9/cb",
+    )
     key = secrets.token_urlsafe(30)
-    AccessToken.objects.create(user=user, application=app, token=key, scope="mcp", resource=[RESOURCE],
-                               expires=timezone.now() + timedelta(hours=1))
+    AccessToken.objects.create(
+        user=user, application=app, token=key, scope="mcp", resource=[RESOURCE], expires=timezone.now() + timedelta(hours=1)
+    )
     return key
 
 
@@ -84,8 +99,13 @@ def test_oauth_clients_of_one_user_share_the_session_allowance() -> None:
     store = get_server().sessions
 
     def open_session(principal: Any) -> str:
-        record = async_to_sync(store.create)(transport="streamable_http", protocol_version="2025-11-25", user=reader,
-                                             principal=principal.key, cap_sharers=limits.session_owner_filter(principal))
+        record = async_to_sync(store.create)(
+            transport="streamable_http",
+            protocol_version="2025-11-25",
+            user=reader,
+            principal=principal.key,
+            cap_sharers=limits.session_owner_filter(principal),
+        )
         return record.id
 
     def still_open() -> set[str]:
@@ -170,9 +190,18 @@ def test_other_work_runs_between_a_batchs_entries() -> None:
     assert order.index("other", 1) < order.index("entry 11")
 
 
-@pytest.mark.parametrize(("name", "value"), [("MAX_BATCH_SIZE", 0), ("MAX_BATCH_SIZE", "100"), ("BATCH_CONCURRENCY", -1),
-                                             ("REQUEST_RATE", 600), ("REQUEST_RATE", (600, 0)), ("TOOL_CALL_RATE", (True, 60)),
-                                             ("TOOL_CALL_RATE", (1, 2, 3))])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_BATCH_SIZE", 0),
+        ("MAX_BATCH_SIZE", "100"),
+        ("BATCH_CONCURRENCY", -1),
+        ("REQUEST_RATE", 600),
+        ("REQUEST_RATE", (600, 0)),
+        ("TOOL_CALL_RATE", (True, 60)),
+        ("TOOL_CALL_RATE", (1, 2, 3)),
+    ],
+)
 def test_the_limit_settings_are_checked(name: str, value: Any) -> None:
     with override_settings(MCP_APP={name: value}):
         messages = check_settings()
@@ -181,18 +210,23 @@ def test_the_limit_settings_are_checked(name: str, value: Any) -> None:
         assert check_settings() == []
 
 
-@pytest.mark.parametrize(("backend", "warned"), [
-    ("django.core.cache.backends.locmem.LocMemCache", False),
-    ("django.core.cache.backends.redis.RedisCache", False),
-    ("django.core.cache.backends.db.DatabaseCache", True),
-    ("django.core.cache.backends.filebased.FileBasedCache", True),
-    ("django.core.cache.backends.dummy.DummyCache", True),
-])
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", False),
+        ("django.core.cache.backends.redis.RedisCache", False),
+        ("django.core.cache.backends.db.DatabaseCache", True),
+        ("django.core.cache.backends.filebased.FileBasedCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+    ],
+)
 def test_w006_warns_when_the_rate_limit_cache_cannot_count_atomically(backend: str, warned: bool) -> None:
     from mcp_app.checks import check_rate_limit_cache
 
-    caches_setting = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                      "rates": {"BACKEND": backend, "LOCATION": "unused"}}
+    caches_setting = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "rates": {"BACKEND": backend, "LOCATION": "unused"},
+    }
     with override_settings(CACHES=caches_setting, MCP_APP={**settings.MCP_APP, "RATE_LIMIT_CACHE": "rates"}):
         found = check_rate_limit_cache()
     assert [m.id for m in found] == (["mcp_app.W006"] if warned else [])
@@ -200,10 +234,18 @@ def test_w006_warns_when_the_rate_limit_cache_cannot_count_atomically(backend: s
         assert "'rates'" in found[0].msg and backend in found[0].msg
 
 
-@pytest.mark.parametrize(("name", "value", "ok"), [
-    ("BODY_TIMEOUT", 30, True), ("BODY_TIMEOUT", None, True), ("BODY_TIMEOUT", 0, False), ("BODY_TIMEOUT", "30", False),
-    ("SESSION_REAP_INTERVAL", 0.5, True), ("SESSION_REAP_INTERVAL", -1, False), ("SESSION_REAP_INTERVAL", True, False),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "ok"),
+    [
+        ("BODY_TIMEOUT", 30, True),
+        ("BODY_TIMEOUT", None, True),
+        ("BODY_TIMEOUT", 0, False),
+        ("BODY_TIMEOUT", "30", False),
+        ("SESSION_REAP_INTERVAL", 0.5, True),
+        ("SESSION_REAP_INTERVAL", -1, False),
+        ("SESSION_REAP_INTERVAL", True, False),
+    ],
+)
 def test_body_timeout_and_reap_interval_are_validated(name: str, value: Any, ok: bool) -> None:
     with override_settings(MCP_APP={**settings.MCP_APP, name: value}):
         errors = [m for m in check_settings() if name in m.msg]
@@ -211,15 +253,19 @@ def test_body_timeout_and_reap_interval_are_validated(name: str, value: Any, ok:
 
 
 def test_an_unreachable_rate_limit_cache_is_a_503_not_a_500() -> None:
-    unreachable = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                   "rates": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                             "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens there
-                             "OPTIONS": {"socket_connect_timeout": 1}}}
-    with override_settings(CACHES=unreachable, MCP_APP={**settings.MCP_APP, "RATE_LIMIT_CACHE": "rates",
-                                                         "TOOL_CALL_RATE": (5, 60)}):
+    unreachable = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "rates": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 1},
+        },
+    }
+    with override_settings(
+        CACHES=unreachable, MCP_APP={**settings.MCP_APP, "RATE_LIMIT_CACHE": "rates", "TOOL_CALL_RATE": (5, 60)}
+    ):
         with pytest.raises(Unavailable, match=r"rate-limit cache .* unreachable; nothing was done"):
-            async_to_sync(limits.count_requests)(auth.Principal(key=auth.ANONYMOUS), {"client": ("10.0.0.3", 1)},
-                                                 ["tools/call"])
+            async_to_sync(limits.count_requests)(auth.Principal(key=auth.ANONYMOUS), {"client": ("10.0.0.3", 1)}, ["tools/call"])
 
 
 def test_concurrent_counting_in_threads_lets_exactly_the_limit_through() -> None:

@@ -41,8 +41,14 @@ def ctx_for(user: Any = None) -> RequestContext:
     async def send(message: dict[str, Any]) -> None:
         return None
 
-    return RequestContext(session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(),
-                          extra={"user": user, "via": "test"})
+    return RequestContext(
+        session=MemorySession(),
+        request_id=1,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": user, "via": "test"},
+    )
 
 
 def get_prompt(name: str, arguments: dict[str, str]) -> dict[str, Any]:
@@ -73,7 +79,8 @@ def test_variables_filters_and_logic_tags_render() -> None:
         " {% now 'Y' as year %}{{ year|length }}"
     )
     assert render_prompt_template(source, {"topic": "django"}) == (
-        "DJANGO none dja… yesababab 6 django 50<b> x </b> low <django> {% debug %}{{ raw }} {%ab 4")
+        "DJANGO none dja… yesababab 6 django 50<b> x </b> low <django> {% debug %}{{ raw }} {%ab 4"
+    )
 
 
 def test_allowed_tags_are_logic_and_text_only() -> None:
@@ -111,12 +118,24 @@ def test_syntax_errors_and_private_attributes_are_refused_too() -> None:
 
 def admin_form(template: str) -> dict[str, str]:
     return {
-        "name": "from_the_form", "enabled": "on", "title": "", "description": "",
-        "arguments-TOTAL_FORMS": "1", "arguments-INITIAL_FORMS": "0", "arguments-MIN_NUM_FORMS": "0",
-        "arguments-MAX_NUM_FORMS": "1000", "arguments-0-name": "topic", "arguments-0-description": "",
-        "arguments-0-completions": "", "arguments-0-position": "0",
-        "messages-TOTAL_FORMS": "1", "messages-INITIAL_FORMS": "0", "messages-MIN_NUM_FORMS": "0",
-        "messages-MAX_NUM_FORMS": "1000", "messages-0-role": "user", "messages-0-template": template,
+        "name": "from_the_form",
+        "enabled": "on",
+        "title": "",
+        "description": "",
+        "arguments-TOTAL_FORMS": "1",
+        "arguments-INITIAL_FORMS": "0",
+        "arguments-MIN_NUM_FORMS": "0",
+        "arguments-MAX_NUM_FORMS": "1000",
+        "arguments-0-name": "topic",
+        "arguments-0-description": "",
+        "arguments-0-completions": "",
+        "arguments-0-position": "0",
+        "messages-TOTAL_FORMS": "1",
+        "messages-INITIAL_FORMS": "0",
+        "messages-MIN_NUM_FORMS": "0",
+        "messages-MAX_NUM_FORMS": "1000",
+        "messages-0-role": "user",
+        "messages-0-template": template,
         "messages-0-position": "0",
     }
 
@@ -134,8 +153,7 @@ def test_the_admin_form_refuses_a_forbidden_tag_with_a_form_error(admin_client: 
 # -- refused at render time, if it got into the database anyway -------------------------------------------------
 @override_settings(DEBUG=True)  # {% debug %} dumps sys.modules only with DEBUG on
 @pytest.mark.parametrize(("template", "tag"), FORBIDDEN, ids=[f[1] for f in FORBIDDEN])
-def test_a_stored_forbidden_template_answers_a_clear_error(template: str, tag: str,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stored_forbidden_template_answers_a_clear_error(template: str, tag: str, caplog: pytest.LogCaptureFixture) -> None:
     prompt_with(template)
     with caplog.at_level(logging.WARNING, logger="mcp_app"), pytest.raises(McpError) as info:
         get_prompt("leaky", {"topic": "x"})

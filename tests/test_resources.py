@@ -35,8 +35,14 @@ def request(method: str, params: dict[str, Any] | None = None, user: Any = None,
     async def send(message: dict[str, Any]) -> None:
         return None
 
-    ctx = RequestContext(session=session or MemorySession(), request_id=1, meta={}, send=send,
-                         pending=PendingClientRequests(), extra={"user": user, "via": "test"})
+    ctx = RequestContext(
+        session=session or MemorySession(),
+        request_id=1,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": user, "via": "test"},
+    )
     return async_to_sync(get_server().dispatcher.handle_request)(jsonrpc.Request(1, method, params or {}), ctx)
 
 
@@ -67,11 +73,21 @@ def provider_changed() -> None:
 @pytest.fixture
 def library(db: Any) -> dict[str, Any]:
     """Three authors, a dozen books, two members with loans, and the users of the permission matrix."""
-    authors = [Author.objects.create(name=n, country=c, birth_year=y)
-               for n, c, y in (("Ada Costa", "Portugal", 1950), ("Bruno Weber", "Germany", None), ("Chen Xu", "China", 1980))]
-    books = [Book.objects.create(title=f"Book {i:02d}", isbn=f"97800000000{i:02d}", author=authors[i % 3],
-                                 genre="novel" if i % 2 else "history", published=date(2000, 1, 1) + timedelta(days=400 * i),
-                                 pages=100 + 10 * (i % 4)) for i in range(12)]
+    authors = [
+        Author.objects.create(name=n, country=c, birth_year=y)
+        for n, c, y in (("Ada Costa", "Portugal", 1950), ("Bruno Weber", "Germany", None), ("Chen Xu", "China", 1980))
+    ]
+    books = [
+        Book.objects.create(
+            title=f"Book {i:02d}",
+            isbn=f"97800000000{i:02d}",
+            author=authors[i % 3],
+            genre="novel" if i % 2 else "history",
+            published=date(2000, 1, 1) + timedelta(days=400 * i),
+            pages=100 + 10 * (i % 4),
+        )
+        for i in range(12)
+    ]
     reader = User.objects.create_user("reader", password="x")
     other = User.objects.create_user("other", password="x")
     librarian = User.objects.create_user("librarian", password="x")
@@ -80,21 +96,43 @@ def library(db: Any) -> dict[str, Any]:
     librarian.groups.add(group)
     loans_only = User.objects.create_user("loans_only", password="x")  # view_loan without view_member
     loans_only.user_permissions.add(Permission.objects.get(codename="view_loan"))
-    members = [Member.objects.create(name="Rosa Santos", email="rosa@example.org", card_number="LIB1", joined=date(2020, 1, 1),
-                                     user=reader),
-               Member.objects.create(name="Omar Haddad", email="omar@example.org", card_number="LIB2", joined=date(2021, 1, 1))]
-    loans = [Loan.objects.create(book=books[i], member=members[i % 2], borrowed=date(2026, 1, 1) + timedelta(days=i),
-                                 due=date(2026, 2, 1), returned=None if i % 3 == 0 else date(2026, 1, 20)) for i in range(6)]
+    members = [
+        Member.objects.create(
+            name="Rosa Santos", email="rosa@example.org", card_number="LIB1", joined=date(2020, 1, 1), user=reader
+        ),
+        Member.objects.create(name="Omar Haddad", email="omar@example.org", card_number="LIB2", joined=date(2021, 1, 1)),
+    ]
+    loans = [
+        Loan.objects.create(
+            book=books[i],
+            member=members[i % 2],
+            borrowed=date(2026, 1, 1) + timedelta(days=i),
+            due=date(2026, 2, 1),
+            returned=None if i % 3 == 0 else date(2026, 1, 20),
+        )
+        for i in range(6)
+    ]
     provider_changed()
-    return {"authors": authors, "books": books, "members": members, "loans": loans, "reader": reader, "other": other,
-            "librarian": librarian, "loans_only": loans_only}
+    return {
+        "authors": authors,
+        "books": books,
+        "members": members,
+        "loans": loans,
+        "reader": reader,
+        "other": other,
+        "librarian": librarian,
+        "loans_only": loans_only,
+    }
 
 
 # -- templates and reads: the permission matrix ---------------------------------------------------------------
 def test_templates_follow_permissions(library: dict[str, Any]) -> None:
     def templates(user: Any) -> set[str]:
-        return {t["uriTemplate"] for t in result("resources/templates/list", user=user)["resourceTemplates"]
-                if t["uriTemplate"].startswith("django://")}
+        return {
+            t["uriTemplate"]
+            for t in result("resources/templates/list", user=user)["resourceTemplates"]
+            if t["uriTemplate"].startswith("django://")
+        }
 
     public = {"django://library/author/{pk}", "django://library/book/{pk}"}
     assert templates(None) == public
@@ -107,9 +145,13 @@ def test_read_returns_only_allowed_fields_with_relations_as_links(library: dict[
     contents = result("resources/read", {"uri": f"django://library/book/{book.pk}"})["contents"]
     assert contents[0]["mimeType"] == "application/json" and contents[0]["uri"] == f"django://library/book/{book.pk}"
     assert json.loads(contents[0]["text"]) == {
-        "uri": f"django://library/book/{book.pk}", "title": "Book 04", "isbn": "9780000000004",
-        "author": f"django://library/author/{book.author_id}", "genre": "history",
-        "published": (date(2000, 1, 1) + timedelta(days=1600)).isoformat(), "pages": 100,
+        "uri": f"django://library/book/{book.pk}",
+        "title": "Book 04",
+        "isbn": "9780000000004",
+        "author": f"django://library/author/{book.author_id}",
+        "genre": "history",
+        "published": (date(2000, 1, 1) + timedelta(days=1600)).isoformat(),
+        "pages": 100,
     }
     # The link is a readable resource in its own right.
     assert read(f"django://library/author/{book.author_id}")["name"] == book.author.name
@@ -117,14 +159,22 @@ def test_read_returns_only_allowed_fields_with_relations_as_links(library: dict[
 
 def test_not_found_and_forbidden_are_the_same_error(library: dict[str, Any]) -> None:
     member = library["members"][0]
-    cases = [f"django://library/member/{member.pk}",  # model not readable
-             "django://library/member/999999",  # no such row
-             f"django://library/loan/{library['loans'][1].pk}",  # anonymous: loans need a user
-             "django://library/book/not-a-number", "django://library/book/", "django://library/book/1/extra",
-             "django://auth/user/1", "django://library/book/1%2F2"]
+    cases = [
+        f"django://library/member/{member.pk}",  # model not readable
+        "django://library/member/999999",  # no such row
+        f"django://library/loan/{library['loans'][1].pk}",  # anonymous: loans need a user
+        "django://library/book/not-a-number",
+        "django://library/book/",
+        "django://library/book/1/extra",
+        "django://auth/user/1",
+        "django://library/book/1%2F2",
+    ]
     for uri in cases:
-        assert error("resources/read", {"uri": uri}) == {"code": -32002, "message": f"Resource not found: {uri}",
-                                                         "data": {"uri": uri}}
+        assert error("resources/read", {"uri": uri}) == {
+            "code": -32002,
+            "message": f"Resource not found: {uri}",
+            "data": {"uri": uri},
+        }
 
 
 def test_row_scoping_and_related_objects_follow_their_own_rules(library: dict[str, Any]) -> None:
@@ -138,8 +188,10 @@ def test_row_scoping_and_related_objects_follow_their_own_rules(library: dict[st
     # view_loan without view_member: every loan, still without the member link.
     assert "member" not in read(f"django://library/loan/{foreign.pk}", library["loans_only"])
     # A librarian may read members too, so the link is there.
-    assert read(f"django://library/loan/{foreign.pk}", library["librarian"])["member"] == \
-        f"django://library/member/{foreign.member_id}"
+    assert (
+        read(f"django://library/loan/{foreign.pk}", library["librarian"])["member"]
+        == f"django://library/member/{foreign.member_id}"
+    )
     listed = call("library_loan_list", {"limit": 100}, reader)["structuredContent"]["items"]
     assert {item["uri"] for item in listed} == {f"django://library/loan/{loan.pk}" for loan in loans[0::2]}
 
@@ -167,22 +219,27 @@ def walk(user: Any) -> list[str]:
 
 @override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": 4})
 def test_resources_list_pages_through_every_readable_object_once(library: dict[str, Any]) -> None:
-    expected_public = ["mcpsite://about"] + [f"django://library/author/{a.pk}" for a in library["authors"]] + \
-        [f"django://library/book/{b.pk}" for b in library["books"]]
+    expected_public = (
+        ["mcpsite://about"]
+        + [f"django://library/author/{a.pk}" for a in library["authors"]]
+        + [f"django://library/book/{b.pk}" for b in library["books"]]
+    )
     code_resources = [u for u in walk(None) if not u.startswith(("django://", "mcpsite://"))]
     assert [u for u in walk(None) if not u.startswith("test://")] == expected_public
     assert len(code_resources) == len(set(code_resources))
     librarian = [u for u in walk(library["librarian"]) if u.startswith("django://")]
-    assert librarian == expected_public[1:] + [f"django://library/loan/{loan.pk}" for loan in library["loans"]] + \
-        [f"django://library/member/{m.pk}" for m in library["members"]]
+    assert librarian == expected_public[1:] + [f"django://library/loan/{loan.pk}" for loan in library["loans"]] + [
+        f"django://library/member/{m.pk}" for m in library["members"]
+    ]
     reader = [u for u in walk(library["reader"]) if u.startswith("django://library/loan/")]
     assert reader == [f"django://library/loan/{loan.pk}" for loan in library["loans"][0::2]]
 
 
 def test_a_page_that_ends_with_the_code_resources_loses_no_row(library: dict[str, Any]) -> None:
     static = [u for u in walk(None) if not u.startswith("django://")]
-    expected = [f"django://library/author/{a.pk}" for a in library["authors"]] + \
-        [f"django://library/book/{b.pk}" for b in library["books"]]
+    expected = [f"django://library/author/{a.pk}" for a in library["authors"]] + [
+        f"django://library/book/{b.pk}" for b in library["books"]
+    ]
     for size in (len(static), len(static) + 3, 1):  # the code resources fill the page exactly; an exposure does
         with override_settings(MCP_APP={**settings.MCP_APP, "PAGE_SIZE": size}):
             uris = walk(None)
@@ -198,8 +255,18 @@ def test_forged_and_tampered_cursors_are_refused(library: dict[str, Any]) -> Non
     forged_state = base64.urlsafe_b64encode(json.dumps({**state, "p": {"e": "library.member", "a": 0}}).encode())
     forged = forged_state.rstrip(b"=").decode() + "." + mac  # a position edited, the old signature kept
     tool_cursor = call("library_book_list", {"limit": 1})["structuredContent"]["nextCursor"]
-    for bad in [forged, cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB"), "x", "", "a.b.c", 12, tool_cursor,
-                payload + ".", "." + mac, "€." + mac]:
+    for bad in [
+        forged,
+        cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB"),
+        "x",
+        "",
+        "a.b.c",
+        12,
+        tool_cursor,
+        payload + ".",
+        "." + mac,
+        "€." + mac,
+    ]:
         answer = error("resources/list", {"cursor": bad})
         assert answer["code"] == -32602 and "cursor" in answer["message"].lower(), (bad, answer)
     # A cursor signed with another site's key is refused too.
@@ -214,14 +281,24 @@ def test_forged_and_tampered_cursors_are_refused(library: dict[str, Any]) -> Non
 def test_completion_suggests_existing_keys_the_caller_may_read(library: dict[str, Any]) -> None:
     pks = sorted(str(b.pk) for b in library["books"])
     prefix = pks[0][:-1] if len(pks[0]) > 1 else ""
-    values = result("completion/complete", {"ref": {"type": "ref/resource", "uri": "django://library/book/{pk}"},
-                                            "argument": {"name": "pk", "value": prefix}})["completion"]["values"]
+    values = result(
+        "completion/complete",
+        {"ref": {"type": "ref/resource", "uri": "django://library/book/{pk}"}, "argument": {"name": "pk", "value": prefix}},
+    )["completion"]["values"]
     assert set(values) == {p for p in pks if p.startswith(prefix)}
     # Members are not readable anonymously: the template is unknown to this caller.
-    assert error("completion/complete", {"ref": {"type": "ref/resource", "uri": "django://library/member/{pk}"},
-                                         "argument": {"name": "pk", "value": ""}})["code"] == -32602
-    member_pks = result("completion/complete", {"ref": {"type": "ref/resource", "uri": "django://library/member/{pk}"},
-                                                "argument": {"name": "pk", "value": ""}}, library["librarian"])
+    assert (
+        error(
+            "completion/complete",
+            {"ref": {"type": "ref/resource", "uri": "django://library/member/{pk}"}, "argument": {"name": "pk", "value": ""}},
+        )["code"]
+        == -32602
+    )
+    member_pks = result(
+        "completion/complete",
+        {"ref": {"type": "ref/resource", "uri": "django://library/member/{pk}"}, "argument": {"name": "pk", "value": ""}},
+        library["librarian"],
+    )
     assert member_pks["completion"]["values"] == sorted(str(m.pk) for m in library["members"])
 
 
@@ -244,8 +321,12 @@ def test_data_tools_are_listed_per_readable_exposure_with_allowlisted_schemas(li
 
 def test_list_filters_orders_and_pages_like_the_orm(library: dict[str, Any]) -> None:
     arguments = {"filters": {"published__gte": "2003-01-01", "genre": "history"}, "order_by": ["-pages", "title"], "limit": 2}
-    expected = [f"django://library/book/{pk}" for pk in Book.objects.filter(published__gte="2003-01-01", genre="history")
-                .order_by("-pages", "title", "pk").values_list("pk", flat=True)]
+    expected = [
+        f"django://library/book/{pk}"
+        for pk in Book.objects.filter(published__gte="2003-01-01", genre="history")
+        .order_by("-pages", "title", "pk")
+        .values_list("pk", flat=True)
+    ]
     seen, cursor = [], None
     while True:
         page = call("library_book_list", {**arguments, **({"cursor": cursor} if cursor else {})})["structuredContent"]
@@ -288,8 +369,12 @@ def test_search_and_get(library: dict[str, Any]) -> None:
     book = library["books"][3]
     got = call("library_book_get", {"pk": book.pk})
     assert got["structuredContent"]["title"] == "Book 03"
-    assert got["content"][1] == {"type": "resource_link", "uri": f"django://library/book/{book.pk}", "name": "Book 03",
-                                 "mimeType": "application/json"}
+    assert got["content"][1] == {
+        "type": "resource_link",
+        "uri": f"django://library/book/{book.pk}",
+        "name": "Book 03",
+        "mimeType": "application/json",
+    }
     missing = call("library_book_get", {"pk": 999999})
     assert missing["isError"] is True and "No book with pk 999999" in missing["content"][0]["text"]
     # Out of the caller's rows looks exactly like missing.
@@ -327,8 +412,9 @@ INJECTIONS: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("arguments", "message"), INJECTIONS, ids=[str(i) for i in range(len(INJECTIONS))])
-def test_injection_attempts_are_refused_naming_what_is_allowed(library: dict[str, Any], arguments: dict[str, Any],
-                                                                message: str) -> None:
+def test_injection_attempts_are_refused_naming_what_is_allowed(
+    library: dict[str, Any], arguments: dict[str, Any], message: str
+) -> None:
     answer = error("tools/call", {"name": "library_book_list", "arguments": arguments})
     assert answer["code"] == -32602 and message in answer["message"], answer
     if message == "Unknown filter":
@@ -347,19 +433,26 @@ def test_search_query_is_bounded(library: dict[str, Any]) -> None:
 # -- secrets ------------------------------------------------------------------------------------------------------
 def test_secrets_never_appear_in_values_schemas_descriptions_or_errors(library: dict[str, Any]) -> None:
     hashed = User.objects.get(username="reader").password
-    exposure = default_exposures.register(ModelResource(User, fields=["username", "date_joined"],
-                                                        description="Accounts (names only)."))
+    exposure = default_exposures.register(
+        ModelResource(User, fields=["username", "date_joined"], description="Accounts (names only).")
+    )
     provider_changed()
     try:
         admin_user = User.objects.create_superuser("root", password="s3cret-pass")
-        seen = json.dumps([
-            result("tools/list", user=admin_user), result("resources/templates/list", user=admin_user),
-            read(f"django://auth/user/{library['reader'].pk}", admin_user),
-            call("auth_user_list", {"limit": 100}, admin_user),
-            error("tools/call", {"name": "auth_user_list", "arguments": {"filters": {"password__startswith": "pbkdf2"}}},
-                  admin_user),
-            error("tools/call", {"name": "auth_user_list", "arguments": {"order_by": ["password"]}}, admin_user),
-        ])
+        seen = json.dumps(
+            [
+                result("tools/list", user=admin_user),
+                result("resources/templates/list", user=admin_user),
+                read(f"django://auth/user/{library['reader'].pk}", admin_user),
+                call("auth_user_list", {"limit": 100}, admin_user),
+                error(
+                    "tools/call",
+                    {"name": "auth_user_list", "arguments": {"filters": {"password__startswith": "pbkdf2"}}},
+                    admin_user,
+                ),
+                error("tools/call", {"name": "auth_user_list", "arguments": {"order_by": ["password"]}}, admin_user),
+            ]
+        )
         assert hashed not in seen and User.objects.get(username="root").password not in seen and "s3cret" not in seen
         assert '"password' not in seen.replace('"password__startswith', "")  # only the caller's own attempt is echoed
         assert "reader" in seen  # the allowed field is there
@@ -390,8 +483,9 @@ def test_system_check_refuses_credential_fields_unless_acknowledged() -> None:
         errors = check_exposures()
         assert [e.id for e in errors] == ["mcp_app.E004"] and "token_hint" in errors[0].msg
         default_exposures.unregister("auth.user")
-        default_exposures.register(ModelResource(User, fields=["username"], serializer_class=WithHint,
-                                                 allow_sensitive_fields=True))
+        default_exposures.register(
+            ModelResource(User, fields=["username"], serializer_class=WithHint, allow_sensitive_fields=True)
+        )
         assert check_exposures() == []
     finally:
         default_exposures.unregister("auth.user")
@@ -405,11 +499,14 @@ def test_system_check_refuses_credential_fields_unless_acknowledged() -> None:
 def test_bad_code_exposures_fail_loudly() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    for kwargs, message in [({"fields": "title"}, "list of field names"), ({"fields": ["nope"]}, "not a field"),
-                            ({"fields": ["loans"]}, "reverse relation"), ({"fields": ["title"], "lookup_field": "title"},
-                                                                          "must be unique"),
-                            ({"fields": ["title"], "ordering": ["pages"]}, "not an allowed field"),
-                            ({"fields": ["title"], "search_fields": ["isbn"]}, "allowed text field")]:
+    for kwargs, message in [
+        ({"fields": "title"}, "list of field names"),
+        ({"fields": ["nope"]}, "not a field"),
+        ({"fields": ["loans"]}, "reverse relation"),
+        ({"fields": ["title"], "lookup_field": "title"}, "must be unique"),
+        ({"fields": ["title"], "ordering": ["pages"]}, "not an allowed field"),
+        ({"fields": ["title"], "search_fields": ["isbn"]}, "allowed text field"),
+    ]:
         with pytest.raises(ImproperlyConfigured, match=message):
             ModelResource(Book, **kwargs)
     with pytest.raises(ImproperlyConfigured, match="exposed twice"):
@@ -516,14 +613,23 @@ def test_admin_exposes_a_model_in_two_steps(library: dict[str, Any], admin_clien
     from django.contrib.contenttypes.models import ContentType
 
     group_ct = ContentType.objects.get_for_model(Group)
-    add = admin_client.post("/admin/mcp_app/modelexposure/add/", {"content_type": group_ct.pk, "title": "Teams",
-                                                                   "description": "Staff teams."})
+    add = admin_client.post(
+        "/admin/mcp_app/modelexposure/add/", {"content_type": group_ct.pk, "title": "Teams", "description": "Staff teams."}
+    )
     row = ModelExposure.objects.get()
     assert add.status_code == 302 and row.enabled is False and row.fields == []
     page = admin_client.get(f"/admin/mcp_app/modelexposure/{row.pk}/change/")
     assert b'value="name"' in page.content and b'value="permissions"' in page.content
-    data = {"enabled": "on", "title": "Teams", "description": "Staff teams.", "fields": ["name"], "lookup_field": "name",
-            "ordering": "name", "base_filters": '{"name__icontains": "brar"}', "data_tools": "on"}
+    data = {
+        "enabled": "on",
+        "title": "Teams",
+        "description": "Staff teams.",
+        "fields": ["name"],
+        "lookup_field": "name",
+        "ordering": "name",
+        "base_filters": '{"name__icontains": "brar"}',
+        "data_tools": "on",
+    }
     saved = admin_client.post(f"/admin/mcp_app/modelexposure/{row.pk}/change/", data)
     assert saved.status_code == 302, saved.content.decode()[:2000]
     Group.objects.create(name="Hidden")  # outside the base filter
@@ -548,9 +654,18 @@ def test_admin_exposes_a_model_in_two_steps(library: dict[str, Any], admin_clien
 
 
 def test_admin_query_tools(library: dict[str, Any], admin_client: Any) -> None:
-    data = {"name": "overdue_loans", "enabled": "on", "title": "Overdue loans", "description": "Loans not returned yet.",
-            "exposure": "library.loan", "operation": "list", "fixed_filters": '{"returned__isnull": true}',
-            "caller_filters": '["borrowed__gte"]', "ordering": "borrowed", "limit": "50"}
+    data = {
+        "name": "overdue_loans",
+        "enabled": "on",
+        "title": "Overdue loans",
+        "description": "Loans not returned yet.",
+        "exposure": "library.loan",
+        "operation": "list",
+        "fixed_filters": '{"returned__isnull": true}',
+        "caller_filters": '["borrowed__gte"]',
+        "ordering": "borrowed",
+        "limit": "50",
+    }
     created = admin_client.post("/admin/mcp_app/querytool/add/", data)
     assert created.status_code == 302, created.content.decode()[:2000]
     librarian = library["librarian"]
@@ -565,8 +680,15 @@ def test_admin_query_tools(library: dict[str, Any], admin_client: Any) -> None:
     mine = call("overdue_loans", {}, library["reader"])["structuredContent"]["items"]
     assert [i["uri"] for i in mine] == [f"django://library/loan/{library['loans'][0].pk}"]
     assert "overdue_loans" not in {t["name"] for t in result("tools/list")["tools"]}
-    count = {**data, "name": "novels", "exposure": "library.book", "operation": "count", "fixed_filters": '{"genre": "novel"}',
-             "caller_filters": "[]", "ordering": ""}
+    count = {
+        **data,
+        "name": "novels",
+        "exposure": "library.book",
+        "operation": "count",
+        "fixed_filters": '{"genre": "novel"}',
+        "caller_filters": "[]",
+        "ordering": "",
+    }
     assert admin_client.post("/admin/mcp_app/querytool/add/", count).status_code == 302
     assert call("novels", {})["structuredContent"] == {"count": 6}
     bad = {**data, "name": "bad one!", "caller_filters": '["member__user__password"]', "fixed_filters": '{"x": 1}'}

@@ -53,18 +53,23 @@ def post(session_id: str, message: dict[str, Any]) -> tuple[int, dict[str, str],
 
 def new_session() -> str:
     """A session created the way initialize creates one, so the worker has it cached (no lookup needed)."""
-    record = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version=VERSION,
-                                                         principal="anonymous")
+    record = async_to_sync(get_server().sessions.create)(
+        transport="streamable_http", protocol_version=VERSION, principal="anonymous"
+    )
     return record.id
 
 
-@pytest.mark.parametrize(("method", "params", "what"), [
-    ("resources/subscribe", {"uri": "test://static-text"}, "resources/subscribe"),
-    ("resources/unsubscribe", {"uri": "test://static-text"}, "resources/unsubscribe"),
-    ("logging/setLevel", {"level": "debug"}, "logging/setLevel"),
-])
-def test_session_writes_during_an_outage_are_503_with_retry_after(outage: dict[str, bool], method: str,
-                                                                  params: dict[str, Any], what: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "params", "what"),
+    [
+        ("resources/subscribe", {"uri": "test://static-text"}, "resources/subscribe"),
+        ("resources/unsubscribe", {"uri": "test://static-text"}, "resources/unsubscribe"),
+        ("logging/setLevel", {"level": "debug"}, "logging/setLevel"),
+    ],
+)
+def test_session_writes_during_an_outage_are_503_with_retry_after(
+    outage: dict[str, bool], method: str, params: dict[str, Any], what: str
+) -> None:
     session_id = new_session()
     outage["down"] = True
     status, headers, body = post(session_id, {"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
@@ -88,9 +93,15 @@ def test_a_failed_set_level_leaves_the_level_unchanged(outage: dict[str, bool]) 
     assert record is not None and record.log_level == "error"  # what the client was told was not done, is not
 
 
-@override_settings(MCP_APP={"SESSION_TOUCH_INTERVAL": 0, "ALLOW_ANONYMOUS": True,
-                            "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.AllowAny"],
-                            "TOOL_CALL_RATE": None, "REQUEST_RATE": None})
+@override_settings(
+    MCP_APP={
+        "SESSION_TOUCH_INTERVAL": 0,
+        "ALLOW_ANONYMOUS": True,
+        "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.AllowAny"],
+        "TOOL_CALL_RATE": None,
+        "REQUEST_RATE": None,
+    }
+)
 def test_a_session_touch_that_fails_does_not_fail_a_cached_request(outage: dict[str, bool]) -> None:
     session_id = new_session()
     outage["down"] = True  # every request now wants to write last_seen (interval 0), and cannot

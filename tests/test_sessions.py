@@ -28,8 +28,10 @@ async def close_thread_connections(transactional_db: None):
 
 async def make_session():
     return await get_server().sessions.create(
-        transport=Session.Transport.STREAMABLE_HTTP, protocol_version="2025-06-18",
-        client_info={"name": "tester", "version": "9"}, client_capabilities={"sampling": {}},
+        transport=Session.Transport.STREAMABLE_HTTP,
+        protocol_version="2025-06-18",
+        client_info={"name": "tester", "version": "9"},
+        client_capabilities={"sampling": {}},
     )
 
 
@@ -124,12 +126,23 @@ async def test_a_session_ends_when_its_credential_expires() -> None:
     assert await store.get(record.id) is None and (await Session.objects.aget(id=record.id)).ended is not None
     assert record.id not in store._expiry_timers
 
-    app = await Application.objects.acreate(name="c", client_type="public", authorization_grant_type="authorization-code",
-                                            redirect_uris="http://127.0.0.1/cb", user=alice)
-    first = await AccessToken.objects.acreate(user=alice, application=app, token="a1", scope="mcp",
-                                              expires=timezone.now() + timedelta(seconds=0.4))
-    await AccessToken.objects.acreate(user=alice, application=app, token="a2", scope="mcp",  # a refresh
-                                      expires=timezone.now() + timedelta(hours=1))
+    app = await Application.objects.acreate(
+        name="c",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="http://127.0.0.1/cb",
+        user=alice,
+    )
+    first = await AccessToken.objects.acreate(
+        user=alice, application=app, token="a1", scope="mcp", expires=timezone.now() + timedelta(seconds=0.4)
+    )
+    await AccessToken.objects.acreate(
+        user=alice,
+        application=app,
+        token="a2",
+        scope="mcp",  # a refresh
+        expires=timezone.now() + timedelta(hours=1),
+    )
     renewed = await make_session()
     store.watch_expiry(renewed.id, Principal(key=f"oauth:{alice.pk}:{app.pk}", user=alice, kind="oauth", auth=first))
     await asyncio.sleep(0.9)

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 INVALID_PARAMS = -32602
 SESSION_NOT_FOUND = -32001
 # A site that requires credentials (the test site is open to anonymous callers).
-CLOSED = {**settings.MCP_APP, "ALLOW_ANONYMOUS": False,
-          "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"]}
+CLOSED = {**settings.MCP_APP, "ALLOW_ANONYMOUS": False, "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.IsAuthenticated"]}
 
 
 async def test_every_method_round_trips_for_a_user() -> None:
@@ -76,7 +75,10 @@ async def test_progress_and_logs_of_an_sse_answer_are_collected() -> None:
         assert result["content"][0]["text"] == "p-1"
         progress = [n["params"] for n in client.notifications if n["method"] == "notifications/progress"]
         assert [(p["progressToken"], p["progress"], p["total"]) for p in progress] == [
-            ("p-1", 0, 100), ("p-1", 50, 100), ("p-1", 100, 100)]
+            ("p-1", 0, 100),
+            ("p-1", 50, 100),
+            ("p-1", 100, 100),
+        ]
         client.notifications.clear()
         await client.request("logging/setLevel", {"level": "info"})
         await client.call_tool("test_tool_with_logging")

@@ -33,15 +33,19 @@ def close_thread_connections(transactional_db: None) -> Any:
 
 
 def open_session(worker: str) -> Session:
-    return Session.objects.create(id=f"s-{worker or 'none'}-{Session.objects.count()}", transport=Session.Transport.SSE,
-                                  protocol_version="2024-11-05", stream_channel="specific.x!y", worker=worker)
+    return Session.objects.create(
+        id=f"s-{worker or 'none'}-{Session.objects.count()}",
+        transport=Session.Transport.SSE,
+        protocol_version="2024-11-05",
+        stream_channel="specific.x!y",
+        worker=worker,
+    )
 
 
 def test_a_beat_creates_the_lease_then_renews_it() -> None:
     workers._beat("w1", 15)
     row = Worker.objects.get(id="w1")
-    assert row.expires - row.heartbeat == timedelta(seconds=15) or \
-        abs((row.expires - row.heartbeat).total_seconds() - 15) < 1
+    assert row.expires - row.heartbeat == timedelta(seconds=15) or abs((row.expires - row.heartbeat).total_seconds() - 15) < 1
     first = row.expires
     workers._beat("w1", 30)
     renewed = Worker.objects.get(id="w1")

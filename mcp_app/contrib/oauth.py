@@ -70,9 +70,13 @@ def resource_identifier(scope: dict[str, Any]) -> str:
         global _port_warning_logged
         if not _port_warning_logged:
             _port_warning_logged = True
-            logger.warning("A request's Host names port %s but arrived on port %s; OAuth audiences use port %s. "
-                           "Behind a proxy, set MCP_APP['RESOURCE_URL'] to the public URL of the endpoint.",
-                           claimed, port, port)
+            logger.warning(
+                "A request's Host names port %s but arrived on port %s; OAuth audiences use port %s. "
+                "Behind a proxy, set MCP_APP['RESOURCE_URL'] to the public URL of the endpoint.",
+                claimed,
+                port,
+                port,
+            )
     # split_domain_port lower-cases the name and keeps an IPv6 literal's brackets.
     netloc = domain if port == default else f"{domain}:{port}"
     return f"{scheme}://{netloc}{mcp_settings.PATH}"
@@ -123,8 +127,13 @@ class OAuth2Authentication(BaseAuthentication):
                 raise AuthenticationFailed(f"The access token was issued for another resource; request one for {ours}.")
         elif mcp_settings.OAUTH_REQUIRE_AUDIENCE:
             raise AuthenticationFailed(f"The access token names no resource; request one with resource={ours} (RFC 8707).")
-        return Principal(key=f"oauth:{token.user_id}:{token.application_id}", user=token.user, kind="oauth",
-                         scopes=frozenset(token.scope.split()), auth=token)
+        return Principal(
+            key=f"oauth:{token.user_id}:{token.application_id}",
+            user=token.user,
+            kind="oauth",
+            scopes=frozenset(token.scope.split()),
+            auth=token,
+        )
 
 
 def _access_token_deleted(sender: type, instance: object, **kwargs: object) -> None:

@@ -93,10 +93,12 @@ class PendingClientRequests:
             return False
         if not future.done():
             if response.error is not None:
-                future.set_exception(ClientRequestError(
-                    f"The client answered with an error: {response.error.get('message', 'no message')}",
-                    error=response.error,
-                ))
+                future.set_exception(
+                    ClientRequestError(
+                        f"The client answered with an error: {response.error.get('message', 'no message')}",
+                        error=response.error,
+                    )
+                )
             else:
                 future.set_result(response.result or {})
         return True
@@ -208,8 +210,9 @@ class RequestContext:
             await self._close_stream()
 
     # -- requests to the client -----------------------------------------------------------------
-    async def send_request(self, method: str, params: dict[str, Any] | None = None, *,
-                           timeout: float | None = None) -> dict[str, Any]:
+    async def send_request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send a request to the client and wait for its answer (which arrives on a later POST).
 
         Returns the answer's ``result``; raises :class:`ClientRequestError` when the client answered
@@ -237,8 +240,7 @@ class RequestContext:
     async def elicit(self, message: str, requested_schema: dict[str, Any], **params: Any) -> dict[str, Any]:
         """Ask the user for structured input (``elicitation/create``)."""
         self._require_capability("elicitation", "ask the user for input")
-        return await self.send_request("elicitation/create",
-                                       {"message": message, "requestedSchema": requested_schema, **params})
+        return await self.send_request("elicitation/create", {"message": message, "requestedSchema": requested_schema, **params})
 
     async def list_roots(self) -> dict[str, Any]:
         """Ask the client for its roots (``roots/list``)."""

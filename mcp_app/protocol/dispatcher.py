@@ -103,7 +103,7 @@ class Dispatcher:
         """Check initialize params; return (negotiated version, clientInfo, client capabilities)."""
         requested = params.get("protocolVersion")
         if not isinstance(requested, str):
-            raise InvalidParams("initialize needs params.protocolVersion, for example \"2025-11-25\".")
+            raise InvalidParams('initialize needs params.protocolVersion, for example "2025-11-25".')
         client_info = params.get("clientInfo", {})
         capabilities = params.get("capabilities", {})
         if not isinstance(client_info, dict):

@@ -75,8 +75,9 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
         shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
-        raise ParseError(f"Parse error: the number {shown} is too large (beyond a 64-bit float); "
-                         "send finite numbers within about ±1.8e308.")
+        raise ParseError(
+            f"Parse error: the number {shown} is too large (beyond a 64-bit float); send finite numbers within about ±1.8e308."
+        )
     return value
 
 
@@ -100,8 +101,9 @@ def loads(body: bytes | str) -> Any:
         raise ParseError(f"Parse error: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
     except RecursionError:
         # The C parser recurses once per level: about 1,000 levels (fewer as the stack is deeper) end here.
-        raise ParseError("Parse error: the JSON is nested too deeply; keep arrays and objects within a few "
-                         "hundred levels.") from None
+        raise ParseError(
+            "Parse error: the JSON is nested too deeply; keep arrays and objects within a few hundred levels."
+        ) from None
     except ValueError:  # e.g. an integer with more digits than Python converts
         raise ParseError("Parse error: a number in the JSON is too large to read.") from None
     # Paired surrogate escapes (emoji) decode to one character; only lone ones survive to fail here.
@@ -138,9 +140,7 @@ def parse_message(obj: Any) -> Message:
     Raises :class:`InvalidMessage` (code -32600) naming what is wrong.
     """
     if not isinstance(obj, dict):
-        raise InvalidMessage(
-            f"Invalid Request: expected a JSON-RPC message object, got {type(obj).__name__}."
-        )
+        raise InvalidMessage(f"Invalid Request: expected a JSON-RPC message object, got {type(obj).__name__}.")
     raw_id = obj.get("id")
     echo_id = raw_id if _valid_id(raw_id) else None
     if obj.get("jsonrpc") != JSONRPC_VERSION:

@@ -60,7 +60,7 @@ class CursorCodec:
             if state.get("k") != kind or not isinstance(state.get("o"), int) or state["o"] < 0:
                 raise InvalidParams(f"Invalid cursor: this cursor does not belong to {kind}.")
             offset = state["o"]
-        page = list(items[offset:offset + page_size])
+        page = list(items[offset : offset + page_size])
         next_cursor = None
         if offset + page_size < len(items):
             next_cursor = self.encode({"k": kind, "o": offset + page_size})

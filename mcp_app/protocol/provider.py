@@ -39,7 +39,7 @@ class Provider:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidParams("Invalid cursor: pass back the nextCursor value exactly as received.")
         items = await self.list_resources(ctx)
-        return items[offset:offset + limit], (offset + limit if offset + limit < len(items) else None)
+        return items[offset : offset + limit], (offset + limit if offset + limit < len(items) else None)
 
     async def check_subscription(self, uri: str, ctx: RequestContext) -> None:
         """Raise ``ResourceNotFound`` unless the caller may read ``uri`` (called by resources/subscribe)."""
@@ -61,7 +61,8 @@ class Provider:
         """Return a GetPromptResult; unknown prompts and missing required arguments raise ``InvalidParams``."""
         raise NotImplementedError
 
-    async def complete(self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any],
-                       ctx: RequestContext) -> list[str]:
+    async def complete(
+        self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any], ctx: RequestContext
+    ) -> list[str]:
         """Return completion values for an argument of a prompt or resource template."""
         raise NotImplementedError

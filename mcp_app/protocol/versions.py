@@ -41,17 +41,27 @@ def at_least(version: str, minimum: str) -> bool:
 # Fields that later versions added to objects we send; older clients get them stripped.
 _ADDED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     # kind -> ((field, version that added it), ...)
-    "tool": (("annotations", V2025_03_26), ("title", V2025_06_18), ("outputSchema", V2025_06_18),
-             ("_meta", V2025_06_18), ("icons", V2025_11_25), ("execution", V2025_11_25)),
+    "tool": (
+        ("annotations", V2025_03_26),
+        ("title", V2025_06_18),
+        ("outputSchema", V2025_06_18),
+        ("_meta", V2025_06_18),
+        ("icons", V2025_11_25),
+        ("execution", V2025_11_25),
+    ),
     "prompt": (("title", V2025_06_18), ("_meta", V2025_06_18), ("icons", V2025_11_25)),
     "resource": (("title", V2025_06_18), ("_meta", V2025_06_18), ("icons", V2025_11_25), ("size", V2025_03_26)),
     "tool_result": (("structuredContent", V2025_06_18),),
-    "implementation": (("title", V2025_06_18), ("icons", V2025_11_25), ("description", V2025_11_25),
-                       ("websiteUrl", V2025_11_25)),
+    "implementation": (("title", V2025_06_18), ("icons", V2025_11_25), ("description", V2025_11_25), ("websiteUrl", V2025_11_25)),
 }
 # Content block types and the version that introduced them.
-_CONTENT_TYPES = {"text": V2024_11_05, "image": V2024_11_05, "resource": V2024_11_05,
-                  "audio": V2025_03_26, "resource_link": V2025_06_18}
+_CONTENT_TYPES = {
+    "text": V2024_11_05,
+    "image": V2024_11_05,
+    "resource": V2024_11_05,
+    "audio": V2025_03_26,
+    "resource_link": V2025_06_18,
+}
 
 
 def adapt(kind: str, obj: dict, version: str) -> dict:

@@ -92,8 +92,9 @@ def acknowledge(event: dict[str, Any], *, taken: bool = True) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    task = asyncio.ensure_future(layer_op(layer.send, reply, {"type": "mcp.bus", "kind": ACK_KIND, "ack": ack_id,
-                                                             "taken": taken}))
+    task = asyncio.ensure_future(
+        layer_op(layer.send, reply, {"type": "mcp.bus", "kind": ACK_KIND, "ack": ack_id, "taken": taken})
+    )
     _acking.add(task)
     task.add_done_callback(_acked)
 
@@ -101,8 +102,9 @@ def acknowledge(event: dict[str, Any], *, taken: bool = True) -> None:
 def _acked(task: asyncio.Task[None]) -> None:
     _acking.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        logger.warning("could not acknowledge a delivery to its sender (%s: %s)", type(task.exception()).__name__,
-                       task.exception())
+        logger.warning(
+            "could not acknowledge a delivery to its sender (%s: %s)", type(task.exception()).__name__, task.exception()
+        )
 
 
 class Acks:

@@ -34,8 +34,7 @@ KIND = "streams.event"
 
 def is_list_changed(message: Any) -> bool:
     """A ``notifications/*/list_changed``: content-free, so any later one stands for every earlier one."""
-    return (isinstance(message, dict) and "id" not in message
-            and str(message.get("method", "")).endswith("/list_changed"))
+    return isinstance(message, dict) and "id" not in message and str(message.get("method", "")).endswith("/list_changed")
 
 
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
@@ -113,8 +112,10 @@ class LocalStream:
         self.pending_bytes += size
         self._wakeup.set()
         if self.limit and self.pending_bytes > self.limit and len(self._events) > 1:
-            self._overflow(f"the client is not reading its stream: {len(self._events)} events "
-                           f"({self.pending_bytes} bytes) wait to be written, over STREAM_BUFFER_BYTES ({self.limit})")
+            self._overflow(
+                f"the client is not reading its stream: {len(self._events)} events "
+                f"({self.pending_bytes} bytes) wait to be written, over STREAM_BUFFER_BYTES ({self.limit})"
+            )
 
     def fail(self, reason: str) -> None:
         """End the stream without writing what waits: the channel it reads from is gone (the client is not to
@@ -132,8 +133,11 @@ class LocalStream:
 
     def waiting_ids(self) -> list[Any]:
         """The ids of the answers and requests still waiting (for the log when they cannot be delivered)."""
-        return [event["message"]["id"] for event, _ in self._events
-                if isinstance(event.get("message"), dict) and "id" in event["message"]] + self.refused_ids
+        return [
+            event["message"]["id"]
+            for event, _ in self._events
+            if isinstance(event.get("message"), dict) and "id" in event["message"]
+        ] + self.refused_ids
 
     async def wait(self, timeout: float | None) -> None:
         """Until an event waits, the stream must end, or ``timeout`` seconds pass."""

@@ -258,8 +258,13 @@ class MCPConsumer(AsyncConsumer):
                 await self.error(500, "Internal error; the server logged the details.", code=-32603)
             return
         unavailable = exc if isinstance(exc, Unavailable) else database_unavailable()
-        logger.warning("MCP %s %s refused: the database is unavailable (%s: %s)", self.scope.get("method"),
-                       self.scope.get("path"), type(exc).__name__, str(exc).strip()[:300])
+        logger.warning(
+            "MCP %s %s refused: the database is unavailable (%s: %s)",
+            self.scope.get("method"),
+            self.scope.get("path"),
+            type(exc).__name__,
+            str(exc).strip()[:300],
+        )
         # Close this thread's broken connection now (Django reconnects on next use): the async ORM reuses it
         # without the clean-up database_sync_to_async does, and would fail on after the database is back.
         try:
@@ -292,8 +297,11 @@ class MCPConsumer(AsyncConsumer):
         close = [(b"connection", b"close")]
         declared = security.header(self.scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self.error(413, f"Request body too large: {declared} bytes; the limit is {limit} bytes "
-                                  "(MCP_APP['MAX_BODY_SIZE']).", headers=close)
+            await self.error(
+                413,
+                f"Request body too large: {declared} bytes; the limit is {limit} bytes (MCP_APP['MAX_BODY_SIZE']).",
+                headers=close,
+            )
             return None
         timeout = mcp_settings.BODY_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout if timeout else None
@@ -303,16 +311,19 @@ class MCPConsumer(AsyncConsumer):
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                await self.error(408, f"Request Timeout: the request body did not arrive within {timeout:g} s "
-                                      "(MCP_APP['BODY_TIMEOUT']); send the whole body at once.", headers=close)
+                await self.error(
+                    408,
+                    f"Request Timeout: the request body did not arrive within {timeout:g} s "
+                    "(MCP_APP['BODY_TIMEOUT']); send the whole body at once.",
+                    headers=close,
+                )
                 return None
             if message["type"] == "http.disconnect":
                 raise Disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self.error(413, f"Request body too large: over {limit} bytes (MCP_APP['MAX_BODY_SIZE']).",
-                                 headers=close)
+                await self.error(413, f"Request body too large: over {limit} bytes (MCP_APP['MAX_BODY_SIZE']).", headers=close)
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -402,8 +413,11 @@ class MCPConsumer(AsyncConsumer):
             while True:
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
-        reader = (asyncio.ensure_future(self._read_channel(local))
-                  if self.channel_layer is not None and self.channel_name is not None else None)
+        reader = (
+            asyncio.ensure_future(self._read_channel(local))
+            if self.channel_layer is not None and self.channel_name is not None
+            else None
+        )
         writer = asyncio.ensure_future(self._write_stream(local, keepalive))
         # A writer stuck in send() behind a client that does not read (uvicorn) is woken by cancelling it.
         local.on_overflow = writer.cancel
@@ -475,8 +489,12 @@ class MCPConsumer(AsyncConsumer):
         """Close a stream whose buffer overflowed (or whose channel failed): log what was waiting (the session
         and the ids of the answers that will not be delivered), then end the response; where the connection
         can be aborted (daphne), abort it, so that what its write buffer holds is freed at once."""
-        logger.warning("closing the stream of session %s: %s; undelivered answers/requests (ids): %s",
-                       self.stream_session, local.overflowed, local.waiting_ids()[:50] or "none")
+        logger.warning(
+            "closing the stream of session %s: %s; undelivered answers/requests (ids): %s",
+            self.stream_session,
+            local.overflowed,
+            local.waiting_ids()[:50] or "none",
+        )
         writer.cancel()
         try:
             await asyncio.wait({writer}, timeout=1)
@@ -525,8 +543,15 @@ class MCPConsumer(AsyncConsumer):
         await self.start(status, headers or [])
         await self.body(b"")
 
-    async def error(self, status: int, message: str, *, code: int = INVALID_REQUEST,
-                    request_id: str | int | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int = INVALID_REQUEST,
+        request_id: str | int | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         """An HTTP error whose body is a JSON-RPC error a client library can show."""
         await self.json(status, jsonrpc.error_response(request_id, {"code": code, "message": message}), headers)
 
@@ -536,9 +561,13 @@ class MCPConsumer(AsyncConsumer):
         if exc.retry_after is None:
             await self.error(429, exc.message, code=RATE_LIMITED, request_id=request_id)
             return
-        await self.json(429, jsonrpc.error_response(request_id, {"code": RATE_LIMITED, "message": exc.message,
-                                                                "data": {"retryAfter": exc.retry_after}}),
-                        [(b"retry-after", str(exc.retry_after).encode())])
+        await self.json(
+            429,
+            jsonrpc.error_response(
+                request_id, {"code": RATE_LIMITED, "message": exc.message, "data": {"retryAfter": exc.retry_after}}
+            ),
+            [(b"retry-after", str(exc.retry_after).encode())],
+        )
 
     async def charge_requests(self, requests: list[jsonrpc.Request]) -> bool:
         """Charge the caller's request and tools/call budgets for one POST's requests (every entry of a
@@ -588,8 +617,11 @@ class MCPConsumer(AsyncConsumer):
             return None
         cap = mcp_settings.MAX_BATCH_SIZE
         if isinstance(payload, list) and len(payload) > cap:
-            await self.error(400, f"Invalid Request: a batch of {len(payload)} messages is over this server's limit "
-                                  f"of {cap} (MCP_APP['MAX_BATCH_SIZE']); send at most {cap} messages per POST.")
+            await self.error(
+                400,
+                f"Invalid Request: a batch of {len(payload)} messages is over this server's limit "
+                f"of {cap} (MCP_APP['MAX_BATCH_SIZE']); send at most {cap} messages per POST.",
+            )
             return None
         return (payload, True) if isinstance(payload, list) else ([payload], False)
 

@@ -60,7 +60,12 @@ async def layer_op(operation: Callable[..., Awaitable[T]], *args: Any, retry_for
             except Exception as exc:
                 if not retryable(exc) or loop.time() + backoff > deadline:
                     raise
-                logger.debug("channel layer %s failed (%s: %s); retrying in %.2fs", getattr(operation, "__name__", "op"),
-                             type(exc).__name__, exc, backoff)
+                logger.debug(
+                    "channel layer %s failed (%s: %s); retrying in %.2fs",
+                    getattr(operation, "__name__", "op"),
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 0.5)

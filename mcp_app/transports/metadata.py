@@ -18,8 +18,9 @@ from .http import MCPConsumer
 def authorization_servers(scope: dict[str, Any]) -> list[str]:
     """The configured issuers; a value starting with "/" is relative to this site's origin."""
     base = origin(scope)
-    return [(base + server).rstrip("/") if server.startswith("/") else server
-            for server in mcp_settings.OAUTH_AUTHORIZATION_SERVERS]
+    return [
+        (base + server).rstrip("/") if server.startswith("/") else server for server in mcp_settings.OAUTH_AUTHORIZATION_SERVERS
+    ]
 
 
 class ProtectedResourceMetadataConsumer(MCPConsumer):

@@ -96,8 +96,12 @@ def _cutoff() -> Any:
 def _insert(rows: list[tuple[str, str, int, dict[str, Any] | None, bool]]) -> None:
     """Store a batch of events in one INSERT, then keep every stream it touched within its cap."""
     global _last_age_prune
-    StreamEvent.objects.bulk_create([StreamEvent(session_id=session_id, stream=stream, seq=seq, message=message,
-                                                 final=final) for session_id, stream, seq, message, final in rows])
+    StreamEvent.objects.bulk_create(
+        [
+            StreamEvent(session_id=session_id, stream=stream, seq=seq, message=message, final=final)
+            for session_id, stream, seq, message, final in rows
+        ]
+    )
     cap = mcp_settings.STREAM_EVENT_MAX_PER_STREAM
     if cap is not None:
         newest: dict[tuple[str, str], int] = {}
@@ -225,9 +229,14 @@ async def events_after(session_id: str, stream: str, seq: int) -> Replay:
 
 async def last_seq(session_id: str, stream: str) -> int:
     """The highest stored seq of ``stream`` (-1 when none): where a resumed GET stream goes on counting."""
+
     def fetch() -> int:
-        value = (StreamEvent.objects.filter(session_id=session_id, stream=stream)
-                 .order_by("-seq").values_list("seq", flat=True).first())
+        value = (
+            StreamEvent.objects.filter(session_id=session_id, stream=stream)
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
         return -1 if value is None else value
 
     return await _in_thread(fetch)()
@@ -272,8 +281,13 @@ class EventWriter:
         try:
             await _group_commit().add((self.session_id, self.stream, seq, message, final))
         except Exception as exc:  # the database is unavailable: deliver anyway, without resumability
-            logger.warning("could not keep event %s of session %s for resumption (%s: %s)", event_id(self.stream, seq),
-                           self.session_id, type(exc).__name__, str(exc).strip()[:300])
+            logger.warning(
+                "could not keep event %s of session %s for resumption (%s: %s)",
+                event_id(self.stream, seq),
+                self.session_id,
+                type(exc).__name__,
+                str(exc).strip()[:300],
+            )
             return None
         waiter = _waiters.get((self.session_id, self.stream))
         if waiter is not None:

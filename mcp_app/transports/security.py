@@ -70,11 +70,17 @@ _CORS_MAX_AGE = b"600"
 def cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
     """CORS headers for a response to an allowed Origin."""
     origin = header(scope, b"origin") or ""
-    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
-            (b"access-control-expose-headers", _CORS_EXPOSE_HEADERS)]
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"vary", b"Origin"),
+        (b"access-control-expose-headers", _CORS_EXPOSE_HEADERS),
+    ]
 
 
 def preflight_headers(scope: dict) -> list[tuple[bytes, bytes]]:
     """The answer to an allowed Origin's ``OPTIONS`` preflight (headers of :func:`cors_headers` come with it)."""
-    return [(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-            (b"access-control-allow-headers", _CORS_ALLOW_HEADERS), (b"access-control-max-age", _CORS_MAX_AGE)]
+    return [
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", _CORS_ALLOW_HEADERS),
+        (b"access-control-max-age", _CORS_MAX_AGE),
+    ]

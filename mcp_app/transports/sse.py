@@ -47,11 +47,12 @@ logger = logging.getLogger("mcp_app.transports")
 #: whose POSTs queue behind a slow tool can soon send the next message, a cancellation for instance.
 ANSWER_WAIT = 1.0
 SESSION_NOT_FOUND = -32001
-STREAM_GONE = ("Session not found: the server process that held its event stream is gone; open GET /sse again "
-               "for a new session.")
+STREAM_GONE = "Session not found: the server process that held its event stream is gone; open GET /sse again for a new session."
 
-STREAM_CLOSED = ("Session not found: its event stream closed before it could take the answer (the session ended, "
-                 "or the client stopped reading the stream); open GET /sse again for a new session.")
+STREAM_CLOSED = (
+    "Session not found: its event stream closed before it could take the answer (the session ended, "
+    "or the client stopped reading the stream); open GET /sse again for a new session."
+)
 
 
 class StreamGone(Exception):
@@ -65,14 +66,16 @@ class StreamClosed(Exception):
 class Unconfirmed(Exception):
     """The stream's worker holds a live lease but did not confirm a delivery in time (stalled, or dying)."""
 
+
 class SSEStreamConsumer(MCPConsumer):
     """``GET /sse``: a new session and its event stream, for as long as the client stays."""
 
     async def handle(self, body: bytes) -> None:
         method = self.scope.get("method")
         if method != "GET":
-            await self.error(405, f"Method {method} is not allowed here; GET opens the event stream.",
-                             headers=[(b"allow", b"GET")])
+            await self.error(
+                405, f"Method {method} is not allowed here; GET opens the event stream.", headers=[(b"allow", b"GET")]
+            )
             return
         if not accepts(security.header(self.scope, b"accept"), "text/event-stream"):
             await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
@@ -86,10 +89,15 @@ class SSEStreamConsumer(MCPConsumer):
         # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
         # gets its session ended.
         self.creating = asyncio.ensure_future(
-            server.sessions.create(transport=Session.Transport.SSE, protocol_version=versions.V2024_11_05,
-                                   user=self.scope.get("user"), principal=self.principal.key,
-                                   # At MAX_SESSIONS_PER_PRINCIPAL the least recently used session ends.
-                                   cap_sharers=session_owner_filter(self.principal)))
+            server.sessions.create(
+                transport=Session.Transport.SSE,
+                protocol_version=versions.V2024_11_05,
+                user=self.scope.get("user"),
+                principal=self.principal.key,
+                # At MAX_SESSIONS_PER_PRINCIPAL the least recently used session ends.
+                cap_sharers=session_owner_filter(self.principal),
+            )
+        )
         session = await asyncio.shield(self.creating)
         try:
             channel = await self.join_stream_channel(session.id)
@@ -98,9 +106,13 @@ class SSEStreamConsumer(MCPConsumer):
             channel = None
         if channel is None:
             await server.sessions.end(session.id)
-            await self.error(503, "Service Unavailable: the channel layer that carries answers to the stream is not "
-                                  "configured or not reachable; retry shortly.", code=INTERNAL_ERROR,
-                             headers=[(b"retry-after", b"1")])
+            await self.error(
+                503,
+                "Service Unavailable: the channel layer that carries answers to the stream is not "
+                "configured or not reachable; retry shortly.",
+                code=INTERNAL_ERROR,
+                headers=[(b"retry-after", b"1")],
+            )
             return
         # This worker's lease first: a POST on another worker must never find the stream's worker unknown.
         await maintenance.ensure_registered()
@@ -131,8 +143,9 @@ class SSEMessagesConsumer(MCPConsumer):
     async def handle(self, body: bytes) -> None:
         method = self.scope.get("method")
         if method != "POST":
-            await self.error(405, f"Method {method} is not allowed here; POST one JSON-RPC message.",
-                             headers=[(b"allow", b"POST")])
+            await self.error(
+                405, f"Method {method} is not allowed here; POST one JSON-RPC message.", headers=[(b"allow", b"POST")]
+            )
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         session_id = (query.get("session_id") or query.get("sessionId") or [""])[0]
@@ -143,10 +156,15 @@ class SSEMessagesConsumer(MCPConsumer):
             return
         server = get_server()
         session = await server.sessions.get(session_id)
-        if session is None or session.transport != Session.Transport.SSE or not session.stream_channel \
-                or session.principal != self.principal.key:  # another caller's session: as if it did not exist
-            await self.error(404, "Session not found: it is unknown or its stream has closed; open GET /sse again.",
-                             code=SESSION_NOT_FOUND)
+        if (
+            session is None
+            or session.transport != Session.Transport.SSE
+            or not session.stream_channel
+            or session.principal != self.principal.key
+        ):  # another caller's session: as if it did not exist
+            await self.error(
+                404, "Session not found: it is unknown or its stream has closed; open GET /sse again.", code=SESSION_NOT_FOUND
+            )
             return
         if session.worker and not await maintenance.is_alive(session.worker):
             # The worker holding the stream died without cleaning up (kill -9, a crash): no answer could reach
@@ -159,8 +177,9 @@ class SSEMessagesConsumer(MCPConsumer):
             return
         items, is_batch = parsed
         if is_batch and not versions.allows_batches(session.protocol_version):
-            await self.error(400, f"Invalid Request: send one JSON-RPC message per POST (no batches in "
-                                  f"{session.protocol_version}).")
+            await self.error(
+                400, f"Invalid Request: send one JSON-RPC message per POST (no batches in {session.protocol_version})."
+            )
             return
         await self.process(server, session, items)
 
@@ -197,8 +216,13 @@ class SSEMessagesConsumer(MCPConsumer):
                 await send_to_stream(session.stream_channel, message, ack=ack)
             except (DeliveryError, StreamGone) as exc:
                 if accepted:
-                    logger.error("MCP %s for session %s (request id %r) could not be delivered: %s",
-                                 "answer" if "method" not in message else "message", session.id, message.get("id"), exc)
+                    logger.error(
+                        "MCP %s for session %s (request id %r) could not be delivered: %s",
+                        "answer" if "method" not in message else "message",
+                        session.id,
+                        message.get("id"),
+                        exc,
+                    )
                     exc.logged = True  # type: ignore[attr-defined]
                 raise
             if worker and "id" in message and "method" not in message:
@@ -213,9 +237,15 @@ class SSEMessagesConsumer(MCPConsumer):
             if request.method == "initialize":
                 answer = await self.initialize(server, session, request)
             else:
-                ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=send,
-                                     pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                                     extra={"scope": self.scope, "user": self.scope.get("user"), "via": "sse"})
+                ctx = RequestContext(
+                    session=session,
+                    request_id=request.id,
+                    meta=request.meta,
+                    send=send,
+                    pending=server.pending,
+                    client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+                    extra={"scope": self.scope, "user": self.scope.get("user"), "via": "sse"},
+                )
                 answer = await server.dispatcher.handle_request(request, ctx)
             if answer is not None:
                 await deliver(answer)
@@ -248,19 +278,28 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.error(404, STREAM_CLOSED, code=SESSION_NOT_FOUND)
             return
         if isinstance(failure, DeliveryError):
-            await self.error(503, "Service Unavailable: the answer could not be queued for your stream (the channel "
-                                  "layer is full or unreachable); retry shortly.", code=INTERNAL_ERROR,
-                             headers=[(b"retry-after", b"1")])
+            await self.error(
+                503,
+                "Service Unavailable: the answer could not be queued for your stream (the channel "
+                "layer is full or unreachable); retry shortly.",
+                code=INTERNAL_ERROR,
+                headers=[(b"retry-after", b"1")],
+            )
             return
         if isinstance(failure, Unconfirmed):
             # An Unavailable error: json() sends it as 503 with Retry-After from data.retryAfter.
-            await self.json(503, jsonrpc.error_response(None, {"code": UNAVAILABLE, "message": str(failure),
-                                                               "data": {"retryAfter": 1}}))
+            await self.json(
+                503, jsonrpc.error_response(None, {"code": UNAVAILABLE, "message": str(failure), "data": {"retryAfter": 1}})
+            )
             return
         if task.done() and not task.cancelled() and isinstance(task.exception(), (StreamGone, DeliveryError)):
             # It failed while the stream was being confirmed (after the probe): still before the 202.
-            await self.error(503, "Service Unavailable: the answer could not be queued for your stream; retry "
-                                  "shortly.", code=INTERNAL_ERROR, headers=[(b"retry-after", b"1")])
+            await self.error(
+                503,
+                "Service Unavailable: the answer could not be queued for your stream; retry shortly.",
+                code=INTERNAL_ERROR,
+                headers=[(b"retry-after", b"1")],
+            )
             return
         accepted = True  # no await since the task was last looked at: it cannot have failed unseen
         await self.empty(202)
@@ -276,8 +315,9 @@ class SSEMessagesConsumer(MCPConsumer):
             logger.warning("no reply channel for delivery confirmations (%s: %s)", type(exc).__name__, exc)
             return None
 
-    async def _confirm(self, session: SessionRecord, reply: str | None,
-                       answer_acks: list[asyncio.Future[bool]]) -> Exception | None:
+    async def _confirm(
+        self, session: SessionRecord, reply: str | None, answer_acks: list[asyncio.Future[bool]]
+    ) -> Exception | None:
         """None when the stream's worker confirmed, within ``STREAM_ACK_TIMEOUT``, that it took the answers
         delivered (``answer_acks``, when the requests finished) or else a probe sent now (a request still runs:
         the probe follows what was sent before it on the stream's channel). Otherwise the reason not to answer
@@ -311,37 +351,43 @@ class SSEMessagesConsumer(MCPConsumer):
             alive = True
         if not alive:
             return StreamGone(f"the worker {worker} that held the session's stream is gone")
-        logger.warning("MCP session %s: its stream (worker %s) did not confirm a delivery within %ss; POST answered 503",
-                       session.id, worker or "unknown", timeout)
+        logger.warning(
+            "MCP session %s: its stream (worker %s) did not confirm a delivery within %ss; POST answered 503",
+            session.id,
+            worker or "unknown",
+            timeout,
+        )
         return Unconfirmed(
             f"Service Unavailable: the session's event stream did not confirm, within {timeout:g}s, that it received "
             "your message's answer (the server process holding the stream may be stalled or gone). The request may "
             "have been processed, but its answer may not reach you; retry shortly, and open GET /sse again if this "
-            "repeats.")
+            "repeats."
+        )
 
     @staticmethod
     async def _stream_worker_alive(worker: str) -> bool:
         try:
             return await maintenance.is_alive(worker)
         except Exception as exc:  # the database is down: the lease cannot be read, so try to deliver anyway
-            logger.warning("could not check the lease of worker %s (%s: %s); delivering anyway", worker,
-                           type(exc).__name__, exc)
+            logger.warning("could not check the lease of worker %s (%s: %s); delivering anyway", worker, type(exc).__name__, exc)
             return True
 
     @staticmethod
     def _finished(session_id: str, request_ids: list[Any], task: asyncio.Task[None], accepted: bool) -> None:
         if task.cancelled():
             # The session ended while its requests ran (its stream closed, or the worker holding it died).
-            logger.info("MCP request(s) %s of session %s cancelled: the session ended, no answer is sent",
-                        request_ids, session_id)
+            logger.info(
+                "MCP request(s) %s of session %s cancelled: the session ended, no answer is sent", request_ids, session_id
+            )
             return
         error = task.exception()
         if error is None or getattr(error, "logged", False):
             return
         if isinstance(error, (DeliveryError, StreamGone)):
             if accepted:  # too late for the POST's status (it answered 202): say so in the log
-                logger.error("MCP answer(s) to request(s) %s of session %s could not be delivered: %s",
-                             request_ids, session_id, error)
+                logger.error(
+                    "MCP answer(s) to request(s) %s of session %s could not be delivered: %s", request_ids, session_id, error
+                )
         else:
             logger.error("MCP request(s) %s of session %s failed", request_ids, session_id, exc_info=error)
 
@@ -350,6 +396,7 @@ class SSEMessagesConsumer(MCPConsumer):
             version, client_info, capabilities = server.dispatcher.validate_initialize(request.params)
         except McpError as exc:
             return jsonrpc.error_response(request.id, exc.to_error())
-        await server.sessions.initialize(session, protocol_version=version, client_info=client_info,
-                                         client_capabilities=capabilities)
+        await server.sessions.initialize(
+            session, protocol_version=version, client_info=client_info, client_capabilities=capabilities
+        )
         return jsonrpc.response(request.id, server.dispatcher.initialize_result(version))

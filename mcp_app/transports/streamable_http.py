@@ -59,8 +59,9 @@ class StreamableHTTPConsumer(MCPConsumer):
         elif method == "DELETE":
             await self.delete()
         else:
-            await self.error(405, f"Method {method} is not allowed here; use POST, GET or DELETE.",
-                             headers=[(b"allow", b"GET, POST, DELETE")])
+            await self.error(
+                405, f"Method {method} is not allowed here; use POST, GET or DELETE.", headers=[(b"allow", b"GET, POST, DELETE")]
+            )
 
     # -- common checks ------------------------------------------------------------------------------
     def _header(self, name: bytes) -> str | None:
@@ -69,8 +70,11 @@ class StreamableHTTPConsumer(MCPConsumer):
     async def _version_ok(self) -> bool:
         version = self._header(VERSION_HEADER)
         if version is not None and not versions.is_supported(version):
-            await self.error(400, f"Bad Request: unsupported MCP-Protocol-Version '{version[:40]}'; "
-                                  f"this server supports {', '.join(versions.SUPPORTED_VERSIONS)}.")
+            await self.error(
+                400,
+                f"Bad Request: unsupported MCP-Protocol-Version '{version[:40]}'; "
+                f"this server supports {', '.join(versions.SUPPORTED_VERSIONS)}.",
+            )
             return False
         return True
 
@@ -78,15 +82,19 @@ class StreamableHTTPConsumer(MCPConsumer):
         """The request's session, or None after answering 400 (no header) or 404 (unknown/ended)."""
         session_id = self._header(SESSION_HEADER)
         if not session_id:
-            await self.error(400, "Bad Request: Mcp-Session-Id header is required; send the id from the "
-                                  "initialize response, or send initialize to start a session.")
+            await self.error(
+                400,
+                "Bad Request: Mcp-Session-Id header is required; send the id from the "
+                "initialize response, or send initialize to start a session.",
+            )
             return None
         session = await self.server.sessions.get(session_id)
         if session is not None and session.principal != self.principal.key:
             session = None  # another caller's session: as if it did not exist
         if session is None:
-            await self.error(404, "Session not found: it is unknown or has ended; send initialize to start a new one.",
-                             code=SESSION_NOT_FOUND)
+            await self.error(
+                404, "Session not found: it is unknown or has ended; send initialize to start a new one.", code=SESSION_NOT_FOUND
+            )
         return session
 
     # -- POST -------------------------------------------------------------------------------------
@@ -113,8 +121,11 @@ class StreamableHTTPConsumer(MCPConsumer):
         if session is None:
             return
         if is_batch and not versions.allows_batches(session.protocol_version):
-            await self.error(400, f"Invalid Request: JSON-RPC batches are not allowed in protocol version "
-                                  f"{session.protocol_version}; send one message per POST.")
+            await self.error(
+                400,
+                f"Invalid Request: JSON-RPC batches are not allowed in protocol version "
+                f"{session.protocol_version}; send one message per POST.",
+            )
             return
         await self.process(session, items, is_batch)
 
@@ -134,13 +145,20 @@ class StreamableHTTPConsumer(MCPConsumer):
 
         # At MAX_SESSIONS_PER_PRINCIPAL the credential's least recently used session ends: never a lock-out.
         session = await self.server.sessions.create(
-            transport=Session.Transport.STREAMABLE_HTTP, protocol_version=version,
-            client_info=client_info, client_capabilities=capabilities, user=self.scope.get("user"),
-            principal=self.principal.key, cap_sharers=session_owner_filter(self.principal),
+            transport=Session.Transport.STREAMABLE_HTTP,
+            protocol_version=version,
+            client_info=client_info,
+            client_capabilities=capabilities,
+            user=self.scope.get("user"),
+            principal=self.principal.key,
+            cap_sharers=session_owner_filter(self.principal),
         )
         self.server.sessions.watch_expiry(session.id, self.principal)  # ends with its credential
-        await self.json(200, jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
-                        headers=[(SESSION_HEADER, session.id.encode())])
+        await self.json(
+            200,
+            jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
+            headers=[(SESSION_HEADER, session.id.encode())],
+        )
 
     async def process(self, session: SessionRecord, items: list[Any], is_batch: bool) -> None:
         """Handle the messages of one POST; answer JSON, SSE, or 202 when nothing needs an answer."""
@@ -155,8 +173,9 @@ class StreamableHTTPConsumer(MCPConsumer):
             return
         await self.run_requests(session, requests, answers, is_batch)
 
-    async def run_requests(self, session: SessionRecord, requests: list[jsonrpc.Request],
-                           answers: list[dict[str, Any]], is_batch: bool) -> None:
+    async def run_requests(
+        self, session: SessionRecord, requests: list[jsonrpc.Request], answers: list[dict[str, Any]], is_batch: bool
+    ) -> None:
         """Run the requests; answer JSON unless a handler emits first, which upgrades the answer to SSE.
 
         Sessions whose streams are resumable (:func:`~mcp_app.transports.resume.resumable`) run the
@@ -188,15 +207,24 @@ class StreamableHTTPConsumer(MCPConsumer):
             if self.started:
                 await self.body(b"")
             else:
-                await self.error(404, "Session not found: it ended while the request ran; send initialize to "
-                                      "start a new one.", code=SESSION_NOT_FOUND)
+                await self.error(
+                    404,
+                    "Session not found: it ended while the request ran; send initialize to start a new one.",
+                    code=SESSION_NOT_FOUND,
+                )
 
     async def _run_one(self, session: SessionRecord, request: jsonrpc.Request, response: _PostResponse) -> None:
         server = self.server
-        ctx = RequestContext(session=session, request_id=request.id, meta=request.meta, send=response.send,
-                             pending=server.pending, client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                             extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"},
-                             close_stream=response.close if response.primes else None)
+        ctx = RequestContext(
+            session=session,
+            request_id=request.id,
+            meta=request.meta,
+            send=response.send,
+            pending=server.pending,
+            client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+            extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"},
+            close_stream=response.close if response.primes else None,
+        )
         answer = await server.dispatcher.handle_request(request, ctx)
         if answer is not None:
             await response.answer(answer)
@@ -237,8 +265,12 @@ class StreamableHTTPConsumer(MCPConsumer):
             await self.join_stream_channel(session.id)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
             logger.warning("cannot open a GET stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
-            await self.error(503, "Service Unavailable: the channel layer that feeds the stream is not reachable; "
-                                  "retry shortly.", code=-32603, headers=[(b"retry-after", b"1")])
+            await self.error(
+                503,
+                "Service Unavailable: the channel layer that feeds the stream is not reachable; retry shortly.",
+                code=-32603,
+                headers=[(b"retry-after", b"1")],
+            )
             return False
         _open_streams.add(session.id)
         self.holds_stream = True
@@ -263,8 +295,11 @@ class StreamableHTTPConsumer(MCPConsumer):
         """
         parsed = resume.parse_event_id(last_event_id)
         if parsed is None:
-            await self.error(400, f"Bad Request: Last-Event-ID '{last_event_id[:60]}' is not an event id of this "
-                                  "server (they look like 'p…:3'); open a new stream with GET without Last-Event-ID.")
+            await self.error(
+                400,
+                f"Bad Request: Last-Event-ID '{last_event_id[:60]}' is not an event id of this "
+                "server (they look like 'p…:3'); open a new stream with GET without Last-Event-ID.",
+            )
             return
         stream, seq = parsed
         try:
@@ -272,13 +307,17 @@ class StreamableHTTPConsumer(MCPConsumer):
         except resume.ResumeRefused as exc:
             retention = mcp_settings.STREAM_EVENT_RETENTION_SECONDS
             if exc.status == 400:
-                message = (f"Bad Request: Last-Event-ID '{last_event_id}' is ahead of its stream: this server never "
-                           "sent it. Resume from the last event id you received.")
+                message = (
+                    f"Bad Request: Last-Event-ID '{last_event_id}' is ahead of its stream: this server never "
+                    "sent it. Resume from the last event id you received."
+                )
             else:
-                message = (f"Not Found: this session has no stream with the events after '{last_event_id}' (unknown, "
-                           f"or no longer kept: events are kept {retention:g} s, at most "
-                           f"{mcp_settings.STREAM_EVENT_MAX_PER_STREAM} per stream). Open a new stream with GET "
-                           "without Last-Event-ID, and send the request again if you still need its answer.")
+                message = (
+                    f"Not Found: this session has no stream with the events after '{last_event_id}' (unknown, "
+                    f"or no longer kept: events are kept {retention:g} s, at most "
+                    f"{mcp_settings.STREAM_EVENT_MAX_PER_STREAM} per stream). Open a new stream with GET "
+                    "without Last-Event-ID, and send the request again if you still need its answer."
+                )
             await self.error(exc.status, message)
             return
         if stream.startswith(resume.GET_STREAM):
@@ -362,8 +401,9 @@ class _PostResponse:
     serialised by one lock (a batch's requests run concurrently).
     """
 
-    def __init__(self, consumer: StreamableHTTPConsumer, session: SessionRecord, is_batch: bool,
-                 answers: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, consumer: StreamableHTTPConsumer, session: SessionRecord, is_batch: bool, answers: list[dict[str, Any]]
+    ) -> None:
         self.consumer = consumer
         self.session_id = session.id
         self.is_batch = is_batch
@@ -415,9 +455,12 @@ class _PostResponse:
 
     async def _emit(self, message: dict[str, Any], *, final: bool = False) -> None:
         if self.writer is None and not self.connected:
-            logger.info("message %s for session %s not delivered: its client left before the stream began, so it "
-                        "has no event id to resume from", message.get("method") or f"answer to {message.get('id')!r}",
-                        self.session_id)
+            logger.info(
+                "message %s for session %s not delivered: its client left before the stream began, so it "
+                "has no event id to resume from",
+                message.get("method") or f"answer to {message.get('id')!r}",
+                self.session_id,
+            )
             return
         kept = await self.writer.append(message, final=final) if self.writer is not None else None
         await self._write(sse_event(message, event_id=kept))
@@ -437,8 +480,12 @@ class _PostResponse:
             elif self.connected:
                 self.answers.append(answer)
             else:
-                logger.info("answer to request %r of session %s not delivered: its client left before it, and a "
-                            "plain JSON answer cannot be resumed", answer.get("id"), self.session_id)
+                logger.info(
+                    "answer to request %r of session %s not delivered: its client left before it, and a "
+                    "plain JSON answer cannot be resumed",
+                    answer.get("id"),
+                    self.session_id,
+                )
 
     async def close(self) -> None:
         """``ctx.close_stream()``: end the HTTP response, not the stream (its events go on being kept)."""

@@ -12,8 +12,9 @@ class ClientUse(models.Model):
     (see :func:`mcpsite.demo.oauth.purge_unused_registrations`); grants and tokens come and go (they expire
     and are cleared), so this row is what remembers that a client was ever used."""
 
-    application = models.OneToOneField(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, primary_key=True,
-                                       related_name="+")
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
     first_used = models.DateTimeField(auto_now_add=True)
 
     class Meta:

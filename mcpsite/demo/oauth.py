@@ -89,13 +89,14 @@ def unused_registrations(older_than: timedelta | None = None) -> Any:
     cutoff = timezone.now() - (older_than if older_than is not None else unused_client_age())
     own = {"application": OuterRef("pk")}
     issued = get_access_token_model().objects.filter(**own).exclude(scope=oauth2_settings.DCR_REGISTRATION_SCOPE)
-    return (Application.objects
-            .filter(registration_source=Application.RegistrationSource.DCR, created__lt=cutoff)
-            .exclude(pk__in=ClientUse.objects.values("application_id"))
-            .exclude(Exists(get_grant_model().objects.filter(**own)))
-            .exclude(Exists(issued))
-            .exclude(Exists(get_refresh_token_model().objects.filter(**own)))
-            .exclude(Exists(get_id_token_model().objects.filter(**own))))
+    return (
+        Application.objects.filter(registration_source=Application.RegistrationSource.DCR, created__lt=cutoff)
+        .exclude(pk__in=ClientUse.objects.values("application_id"))
+        .exclude(Exists(get_grant_model().objects.filter(**own)))
+        .exclude(Exists(issued))
+        .exclude(Exists(get_refresh_token_model().objects.filter(**own)))
+        .exclude(Exists(get_id_token_model().objects.filter(**own)))
+    )
 
 
 def purge_unused_registrations(older_than: timedelta | None = None) -> int:
@@ -132,11 +133,14 @@ class RegistrationView(oauth_views.DynamicClientRegistrationView):
         wait = count_registration(request.META.get("REMOTE_ADDR") or "unknown")
         if wait is not None:
             allowed, seconds = registration_rate() or DEFAULT_REGISTRATION_RATE
-            response = JsonResponse({
-                "error": "too_many_requests",
-                "error_description": f"Too many client registrations from this address: at most {allowed} every "
-                                     f"{seconds} s. Retry in {wait} s, or reuse the client_id you registered.",
-            }, status=429)
+            response = JsonResponse(
+                {
+                    "error": "too_many_requests",
+                    "error_description": f"Too many client registrations from this address: at most {allowed} every "
+                    f"{seconds} s. Retry in {wait} s, or reuse the client_id you registered.",
+                },
+                status=429,
+            )
             response["Retry-After"] = str(wait)
             return response
         response = super().post(request, *args, **kwargs)
@@ -159,8 +163,9 @@ class AuthorizationView(oauth_views.AuthorizationView):
         if not redirect_uri and form is not None and "redirect_uri" in form.fields:
             redirect_uri = form["redirect_uri"].value()  # a re-rendered POST
         context.update(redirect_consent(redirect_uri or ""))
-        context["self_registered"] = application is not None and \
-            application.registration_source == get_application_model().RegistrationSource.DCR
+        context["self_registered"] = (
+            application is not None and application.registration_source == get_application_model().RegistrationSource.DCR
+        )
         return context
 
 

@@ -11,10 +11,14 @@ from mcp_app.resources import default_exposures
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "mcpsite/home.html", {
-        "mcp_url": request.build_absolute_uri(mcp_settings.PATH),
-        "tools": default_registry.tools.values(),
-        "resources": default_registry.resources.values(),
-        "prompts": default_registry.prompts.values(),
-        "exposures": default_exposures.exposures.values(),
-    })
+    return render(
+        request,
+        "mcpsite/home.html",
+        {
+            "mcp_url": request.build_absolute_uri(mcp_settings.PATH),
+            "tools": default_registry.tools.values(),
+            "resources": default_registry.resources.values(),
+            "prompts": default_registry.prompts.values(),
+            "exposures": default_exposures.exposures.values(),
+        },
+    )

@@ -14,18 +14,137 @@ from .models import Author, Book, Loan, Member
 
 AUTHORS, BOOKS, MEMBERS, LOANS = 400, 5_000, 600, 8_000
 
-FIRST = ["Ada", "Alan", "Amara", "Ana", "Bruno", "Chen", "Clara", "Dmitri", "Elena", "Emeka", "Farah", "Greta", "Hiro",
-         "Ines", "Jonas", "Kwame", "Lena", "Luis", "Maya", "Mei", "Nadia", "Noah", "Olga", "Omar", "Priya", "Rosa", "Sami",
-         "Sofia", "Tariq", "Ulla", "Vera", "Wen", "Yara", "Zoe"]
-LAST = ["Abe", "Alvarez", "Bauer", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova", "Jensen",
-        "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Santos", "Tanaka", "Umar",
-        "Varga", "Weber", "Xu", "Yilmaz", "Zimmermann"]
-COUNTRIES = ["Argentina", "Brazil", "Canada", "China", "Egypt", "France", "Germany", "India", "Italy", "Japan", "Kenya",
-             "Mexico", "Nigeria", "Norway", "Poland", "Portugal", "Spain", "Sweden", "Turkey", "United Kingdom"]
-ADJECTIVES = ["Silent", "Hidden", "Last", "Golden", "Broken", "Distant", "Forgotten", "Burning", "Quiet", "Endless",
-              "Secret", "Winter", "Northern", "Paper", "Glass", "Iron", "Salt", "Midnight", "Little", "Wandering"]
-NOUNS = ["River", "Garden", "Station", "Library", "Harbour", "Mountain", "Letter", "Orchard", "Lighthouse", "Kingdom",
-         "Archive", "Island", "Map", "Clockmaker", "Bridge", "Forest", "Observatory", "Atlas", "Market", "Engine"]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Amara",
+    "Ana",
+    "Bruno",
+    "Chen",
+    "Clara",
+    "Dmitri",
+    "Elena",
+    "Emeka",
+    "Farah",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kwame",
+    "Lena",
+    "Luis",
+    "Maya",
+    "Mei",
+    "Nadia",
+    "Noah",
+    "Olga",
+    "Omar",
+    "Priya",
+    "Rosa",
+    "Sami",
+    "Sofia",
+    "Tariq",
+    "Ulla",
+    "Vera",
+    "Wen",
+    "Yara",
+    "Zoe",
+]
+LAST = [
+    "Abe",
+    "Alvarez",
+    "Bauer",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Larsen",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Santos",
+    "Tanaka",
+    "Umar",
+    "Varga",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zimmermann",
+]
+COUNTRIES = [
+    "Argentina",
+    "Brazil",
+    "Canada",
+    "China",
+    "Egypt",
+    "France",
+    "Germany",
+    "India",
+    "Italy",
+    "Japan",
+    "Kenya",
+    "Mexico",
+    "Nigeria",
+    "Norway",
+    "Poland",
+    "Portugal",
+    "Spain",
+    "Sweden",
+    "Turkey",
+    "United Kingdom",
+]
+ADJECTIVES = [
+    "Silent",
+    "Hidden",
+    "Last",
+    "Golden",
+    "Broken",
+    "Distant",
+    "Forgotten",
+    "Burning",
+    "Quiet",
+    "Endless",
+    "Secret",
+    "Winter",
+    "Northern",
+    "Paper",
+    "Glass",
+    "Iron",
+    "Salt",
+    "Midnight",
+    "Little",
+    "Wandering",
+]
+NOUNS = [
+    "River",
+    "Garden",
+    "Station",
+    "Library",
+    "Harbour",
+    "Mountain",
+    "Letter",
+    "Orchard",
+    "Lighthouse",
+    "Kingdom",
+    "Archive",
+    "Island",
+    "Map",
+    "Clockmaker",
+    "Bridge",
+    "Forest",
+    "Observatory",
+    "Atlas",
+    "Market",
+    "Engine",
+]
 PATTERNS = ["The {a} {n}", "{a} {n}s", "A {n} in {c}", "The {n} of {c}", "Notes from the {a} {n}", "{n} and {n2}"]
 
 LIBRARIAN, READER = "librarian", "reader"
@@ -50,27 +169,58 @@ def load(*, stdout: Any = None) -> bool:
     if Book.objects.exists():
         return False
     rng = random.Random(20261123)
-    authors = Author.objects.bulk_create([
-        Author(name=_name(rng), birth_year=rng.randint(1900, 1995), country=rng.choice(COUNTRIES),
-               biography=f"Writes about the {rng.choice(NOUNS).lower()} and the {rng.choice(NOUNS).lower()}.")
-        for _ in range(AUTHORS)])
-    books = Book.objects.bulk_create([
-        Book(title=rng.choice(PATTERNS).format(a=rng.choice(ADJECTIVES), n=rng.choice(NOUNS), n2=rng.choice(NOUNS),
-                                               c=rng.choice(COUNTRIES)),
-             isbn=isbn13(100_000 + i), author=rng.choice(authors), genre=rng.choice(Book.Genre.values),
-             published=date(1950, 1, 1) + timedelta(days=rng.randint(0, 27_000)), pages=rng.randint(64, 900))
-        for i in range(BOOKS)], batch_size=1000)
-    members = Member.objects.bulk_create([
-        Member(name=(name := _name(rng)), email=f"{name.lower().replace(' ', '.')}{i}@example.org",
-               card_number=f"LIB{i:07d}", joined=date(2015, 1, 1) + timedelta(days=rng.randint(0, 3800)))
-        for i in range(MEMBERS)])
+    authors = Author.objects.bulk_create(
+        [
+            Author(
+                name=_name(rng),
+                birth_year=rng.randint(1900, 1995),
+                country=rng.choice(COUNTRIES),
+                biography=f"Writes about the {rng.choice(NOUNS).lower()} and the {rng.choice(NOUNS).lower()}.",
+            )
+            for _ in range(AUTHORS)
+        ]
+    )
+    books = Book.objects.bulk_create(
+        [
+            Book(
+                title=rng.choice(PATTERNS).format(
+                    a=rng.choice(ADJECTIVES), n=rng.choice(NOUNS), n2=rng.choice(NOUNS), c=rng.choice(COUNTRIES)
+                ),
+                isbn=isbn13(100_000 + i),
+                author=rng.choice(authors),
+                genre=rng.choice(Book.Genre.values),
+                published=date(1950, 1, 1) + timedelta(days=rng.randint(0, 27_000)),
+                pages=rng.randint(64, 900),
+            )
+            for i in range(BOOKS)
+        ],
+        batch_size=1000,
+    )
+    members = Member.objects.bulk_create(
+        [
+            Member(
+                name=(name := _name(rng)),
+                email=f"{name.lower().replace(' ', '.')}{i}@example.org",
+                card_number=f"LIB{i:07d}",
+                joined=date(2015, 1, 1) + timedelta(days=rng.randint(0, 3800)),
+            )
+            for i in range(MEMBERS)
+        ]
+    )
     today = date(2026, 11, 1)
     loans = []
     for _ in range(LOANS):
         borrowed = today - timedelta(days=rng.randint(0, 1500))
         returned = borrowed + timedelta(days=rng.randint(1, 40)) if rng.random() < 0.9 else None
-        loans.append(Loan(book=rng.choice(books), member=rng.choice(members), borrowed=borrowed,
-                          due=borrowed + timedelta(days=21), returned=returned if returned and returned <= today else None))
+        loans.append(
+            Loan(
+                book=rng.choice(books),
+                member=rng.choice(members),
+                borrowed=borrowed,
+                due=borrowed + timedelta(days=21),
+                returned=returned if returned and returned <= today else None,
+            )
+        )
     Loan.objects.bulk_create(loans, batch_size=1000)
     reader = get_user_model().objects.get(username=READER)
     Member.objects.filter(pk=members[0].pk).update(user=reader)

@@ -17,13 +17,23 @@ from mcp_app.resources import ModelResource, expose
 
 from .models import Author, Book, Loan, Member
 
-expose(Author, fields=["name", "birth_year", "country", "biography"], permission_classes=[AllowAny],
-       ordering=["name"], search_fields=["name", "country"],
-       description="Authors in the library's catalogue.")
+expose(
+    Author,
+    fields=["name", "birth_year", "country", "biography"],
+    permission_classes=[AllowAny],
+    ordering=["name"],
+    search_fields=["name", "country"],
+    description="Authors in the library's catalogue.",
+)
 
-expose(Book, fields=["title", "isbn", "author", "genre", "published", "pages"], permission_classes=[AllowAny],
-       ordering=["-published"], search_fields=["title", "isbn"],
-       description="The library's catalogue; each book links to its author.")
+expose(
+    Book,
+    fields=["title", "isbn", "author", "genre", "published", "pages"],
+    permission_classes=[AllowAny],
+    ordering=["-published"],
+    search_fields=["title", "isbn"],
+    description="The library's catalogue; each book links to its author.",
+)
 
 # Not exposed: email and card number (and the linked account). Fields are an allowlist.
 expose(Member, fields=["name", "joined"], description="Library members (librarians only).")
@@ -39,6 +49,11 @@ class LoanResource(ModelResource):
         return loans.filter(member__user=user)  # everyone else: their own loans only
 
 
-expose(Loan, fields=["book", "member", "borrowed", "due", "returned"], resource_class=LoanResource,
-       permission_classes=[IsAuthenticated], ordering=["-borrowed"],
-       description="Loans: librarians see all of them, members their own.")
+expose(
+    Loan,
+    fields=["book", "member", "borrowed", "due", "returned"],
+    resource_class=LoanResource,
+    permission_classes=[IsAuthenticated],
+    ordering=["-borrowed"],
+    description="Loans: librarians see all of them, members their own.",
+)

@@ -51,8 +51,9 @@ class Member(models.Model):
     email = models.EmailField()
     card_number = models.CharField(max_length=12, unique=True)
     joined = models.DateField()
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="library_member")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="library_member"
+    )
 
     class Meta:
         ordering = ["name"]

@@ -23,6 +23,8 @@ class Trivial(AsyncHttpConsumer):
         await self.send_response(200, b"{}", headers=[(b"content-type", b"application/json")])
 
 
-application = ProtocolTypeRouter({
-    "http": URLRouter([path("bench/consumer", Trivial.as_asgi()), *http_urlpatterns(), re_path(r"", django_asgi_app)]),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([path("bench/consumer", Trivial.as_asgi()), *http_urlpatterns(), re_path(r"", django_asgi_app)]),
+    }
+)

@@ -28,15 +28,23 @@ from tests.live import LiveServer, start_daphne
 MESSAGES = {
     "ping": {"jsonrpc": "2.0", "id": 1, "method": "ping"},
     "tools/list": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-    "tools/call uppercase_text": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                  "params": {"name": "uppercase_text", "arguments": {"text": "hello"}}},
+    "tools/call uppercase_text": {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "uppercase_text", "arguments": {"text": "hello"}},
+    },
 }
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
 def initialize(server: LiveServer) -> str:
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+    }
     response = httpx.post(server.mcp_url, json=body, headers=HEADERS)
     response.raise_for_status()
     return response.headers["mcp-session-id"]
@@ -75,8 +83,11 @@ def stream_memory(server: LiveServer, count: int) -> tuple[int, int]:
     client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=count + 10))
     streams = []
     for sid in sessions:
-        request = client.build_request("GET", server.mcp_url, headers={
-            "accept": "text/event-stream", "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"})
+        request = client.build_request(
+            "GET",
+            server.mcp_url,
+            headers={"accept": "text/event-stream", "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"},
+        )
         response = client.send(request, stream=True)
         assert response.status_code == 200, response.status_code
         streams.append(response)
@@ -100,22 +111,29 @@ def main() -> None:
     for name in args.servers.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            server = start_daphne(workdir, server=name, settings="tests.benchmarks.settings",
-                                  app="tests.benchmarks.asgi:application")
+            server = start_daphne(
+                workdir, server=name, settings="tests.benchmarks.settings", app="tests.benchmarks.asgi:application"
+            )
             try:
                 # Memory first, on a fresh process, so the load runs' freed memory does not hide it.
                 before, after = stream_memory(server, args.streams)
-                print(f"== {name}: {args.streams} idle GET streams, RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
-                      f"{(after - before) / args.streams:.1f} KiB per stream")
+                print(
+                    f"== {name}: {args.streams} idle GET streams, RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
+                    f"{(after - before) / args.streams:.1f} KiB per stream"
+                )
                 session_id = initialize(server)
                 print(f"== {name} (wrk -t2 -c{args.connections} -d{args.seconds}s, one session)")
                 runs = [(f"MCP {label}", server.mcp_url, message) for label, message in MESSAGES.items()]
-                runs += [("baseline: Channels consumer", f"{server.url}/bench/consumer", None),
-                         ("baseline: Django async view", f"{server.url}/bench/django", None)]
+                runs += [
+                    ("baseline: Channels consumer", f"{server.url}/bench/consumer", None),
+                    ("baseline: Django async view", f"{server.url}/bench/django", None),
+                ]
                 for label, url, message in runs:
                     result = wrk(url, session_id, message, args.seconds, args.connections, workdir)
-                    print(f"{label:32s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
-                          f"   non-2xx {result['non2xx']}")
+                    print(
+                        f"{label:32s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
+                        f"   non-2xx {result['non2xx']}"
+                    )
             finally:
                 server.stop()
 

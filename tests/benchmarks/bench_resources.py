@@ -55,18 +55,29 @@ def fill(rows: int) -> None:
     table = Book._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"""INSERT INTO {table} (title, isbn, author_id, genre, published, pages)
+            cursor.execute(
+                f"""INSERT INTO {table} (title, isbn, author_id, genre, published, pages)
                 SELECT 'Book ' || i, lpad(i::text, 13, '0'), %s + (i %% 1000), 'novel',
                        DATE '1950-01-01' + (i %% 27000), 100 + i %% 800 FROM generate_series(1, %s) AS i""",
-                           [first_author, rows])
+                [first_author, rows],
+            )
         else:
             chunk = 50_000
             for start in range(1, rows + 1, chunk):
                 cursor.executemany(
                     f"INSERT INTO {table} (title, isbn, author_id, genre, published, pages) VALUES (%s, %s, %s, %s, %s, %s)",
-                    [(f"Book {i}", f"{i:013d}", first_author + i % 1000, "novel",
-                      f"{1950 + (i % 27000) // 366:04d}-{1 + i % 12:02d}-{1 + i % 28:02d}", 100 + i % 800)
-                     for i in range(start, min(start + chunk, rows + 1))])
+                    [
+                        (
+                            f"Book {i}",
+                            f"{i:013d}",
+                            first_author + i % 1000,
+                            "novel",
+                            f"{1950 + (i % 27000) // 366:04d}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                            100 + i % 800,
+                        )
+                        for i in range(start, min(start + chunk, rows + 1))
+                    ],
+                )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {table}")
@@ -119,8 +130,9 @@ def run(args: argparse.Namespace) -> None:
         async def send(message: dict[str, Any]) -> None:
             return None
 
-        ctx = RequestContext(session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(),
-                             extra={"user": None})
+        ctx = RequestContext(
+            session=MemorySession(), request_id=1, meta={}, send=send, pending=PendingClientRequests(), extra={"user": None}
+        )
         answer = async_to_sync(dispatcher.handle_request)(jsonrpc.Request(1, method, params), ctx)
         assert "result" in answer, answer
         return answer["result"]
@@ -141,18 +153,22 @@ def run(args: argparse.Namespace) -> None:
     state = dispatcher.cursors.decode(page["nextCursor"])
     published_at_depth = Book.objects.order_by("-published", "pk").values_list("published", "pk")[depth]
     state["v"] = [published_at_depth[0].isoformat(), published_at_depth[1]]
-    tool_deep = {"name": "library_book_list", "arguments": {"order_by": ["-published"], "limit": 100,
-                                                             "cursor": dispatcher.cursors.encode(state)}}
+    tool_deep = {
+        "name": "library_book_list",
+        "arguments": {"order_by": ["-published"], "limit": 100, "cursor": dispatcher.cursors.encode(state)},
+    }
     assert len(call("tools/call", tool_deep)["structuredContent"]["items"]) == 100
 
     def offset_page() -> None:
-        list(Book.objects.order_by("pk")[depth:depth + page_size])
+        list(Book.objects.order_by("pk")[depth : depth + page_size])
 
     figures = [
         ("resources/list, first page", timed(lambda: call("resources/list", {}), args.repeat)),
         ("resources/list, first page of books", timed(lambda: call("resources/list", {"cursor": books_cursor}), args.repeat)),
-        (f"resources/list, page after row {depth:,}",
-         timed(lambda: call("resources/list", {"cursor": deep_cursor}), args.repeat)),
+        (
+            f"resources/list, page after row {depth:,}",
+            timed(lambda: call("resources/list", {"cursor": deep_cursor}), args.repeat),
+        ),
         ("library_book_list -published, first page", timed(lambda: call("tools/call", tool_first), args.repeat)),
         (f"library_book_list -published, after row {depth:,}", timed(lambda: call("tools/call", tool_deep), args.repeat)),
         (f"(comparison) OFFSET {depth:,} LIMIT {page_size}, ORM only", timed(offset_page, args.repeat)),
@@ -160,9 +176,11 @@ def run(args: argparse.Namespace) -> None:
     print(f"\n{'':52} median of {args.repeat}, {page_size} items a page")
     for label, ms in figures:
         print(f"{label:52} {ms:8.2f} ms")
-    print(f"\ndeep / first: resources/list {figures[2][1] / figures[0][1]:.2f}x "
-          f"(deep / first page of books {figures[2][1] / figures[1][1]:.2f}x), "
-          f"library_book_list {figures[4][1] / figures[3][1]:.2f}x")
+    print(
+        f"\ndeep / first: resources/list {figures[2][1] / figures[0][1]:.2f}x "
+        f"(deep / first page of books {figures[2][1] / figures[1][1]:.2f}x), "
+        f"library_book_list {figures[4][1] / figures[3][1]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

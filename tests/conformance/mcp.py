@@ -39,8 +39,7 @@ def test_audio_content() -> Audio:
 @tool()
 def test_embedded_resource() -> EmbeddedResource:
     """Returns an embedded text resource."""
-    return EmbeddedResource("test://embedded-resource", text="This is an embedded resource content.",
-                            mime_type="text/plain")
+    return EmbeddedResource("test://embedded-resource", text="This is an embedded resource content.", mime_type="text/plain")
 
 
 @tool()
@@ -49,8 +48,9 @@ def test_multiple_content_types() -> list:
     return [
         Text("Multiple content types test:"),
         Image(PNG, "image/png"),
-        EmbeddedResource("test://mixed-content-resource", text=json.dumps({"test": "data", "value": 123}),
-                         mime_type="application/json"),
+        EmbeddedResource(
+            "test://mixed-content-resource", text=json.dumps({"test": "data", "value": 123}), mime_type="application/json"
+        ),
     ]
 
 
@@ -90,74 +90,112 @@ async def test_sampling(prompt: Annotated[str, Field(description="The prompt to 
 
 
 @tool()
-async def test_elicitation(message: Annotated[str, Field(description="The message to show the user")],
-                           ctx: Context) -> str:
+async def test_elicitation(message: Annotated[str, Field(description="The message to show the user")], ctx: Context) -> str:
     """Asks the user for a username and an email address (elicitation)."""
-    result = await ctx.elicit(message, {
-        "type": "object",
-        "properties": {
-            "username": {"type": "string", "description": "User's response"},
-            "email": {"type": "string", "description": "User's email address"},
+    result = await ctx.elicit(
+        message,
+        {
+            "type": "object",
+            "properties": {
+                "username": {"type": "string", "description": "User's response"},
+                "email": {"type": "string", "description": "User's email address"},
+            },
+            "required": ["username", "email"],
         },
-        "required": ["username", "email"],
-    })
+    )
     return f"User response: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
 @tool()
 async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
     """Elicits a form whose fields all have defaults (SEP-1034)."""
-    result = await ctx.elicit("Please review and update the form fields with defaults", {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "description": "User name", "default": "John Doe"},
-            "age": {"type": "integer", "description": "User age", "default": 30},
-            "score": {"type": "number", "description": "User score", "default": 95.5},
-            "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"],
-                       "default": "active"},
-            "verified": {"type": "boolean", "description": "Verification status", "default": True},
+    result = await ctx.elicit(
+        "Please review and update the form fields with defaults",
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                "age": {"type": "integer", "description": "User age", "default": 30},
+                "score": {"type": "number", "description": "User score", "default": 95.5},
+                "status": {
+                    "type": "string",
+                    "description": "User status",
+                    "enum": ["active", "inactive", "pending"],
+                    "default": "active",
+                },
+                "verified": {"type": "boolean", "description": "Verification status", "default": True},
+            },
+            "required": [],
         },
-        "required": [],
-    })
+    )
     return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
 @tool()
 async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     """Elicits every kind of enum field (SEP-1330)."""
-    result = await ctx.elicit("Please select options from the enum fields", {
-        "type": "object",
-        "properties": {
-            "untitledSingle": {"type": "string", "description": "Select one option",
-                               "enum": ["option1", "option2", "option3"]},
-            "titledSingle": {"type": "string", "description": "Select one option with titles", "oneOf": [
-                {"const": "value1", "title": "First Option"},
-                {"const": "value2", "title": "Second Option"},
-                {"const": "value3", "title": "Third Option"},
-            ]},
-            "legacyEnum": {"type": "string", "description": "Select one option (legacy)",
-                           "enum": ["opt1", "opt2", "opt3"], "enumNames": ["Option One", "Option Two", "Option Three"]},
-            "untitledMulti": {"type": "array", "description": "Select multiple options", "minItems": 1, "maxItems": 3,
-                              "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
-            "titledMulti": {"type": "array", "description": "Select multiple options with titles", "minItems": 1,
-                            "maxItems": 3, "items": {"anyOf": [
-                                {"const": "value1", "title": "First Choice"},
-                                {"const": "value2", "title": "Second Choice"},
-                                {"const": "value3", "title": "Third Choice"},
-                            ]}},
+    result = await ctx.elicit(
+        "Please select options from the enum fields",
+        {
+            "type": "object",
+            "properties": {
+                "untitledSingle": {
+                    "type": "string",
+                    "description": "Select one option",
+                    "enum": ["option1", "option2", "option3"],
+                },
+                "titledSingle": {
+                    "type": "string",
+                    "description": "Select one option with titles",
+                    "oneOf": [
+                        {"const": "value1", "title": "First Option"},
+                        {"const": "value2", "title": "Second Option"},
+                        {"const": "value3", "title": "Third Option"},
+                    ],
+                },
+                "legacyEnum": {
+                    "type": "string",
+                    "description": "Select one option (legacy)",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"],
+                },
+                "untitledMulti": {
+                    "type": "array",
+                    "description": "Select multiple options",
+                    "minItems": 1,
+                    "maxItems": 3,
+                    "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                },
+                "titledMulti": {
+                    "type": "array",
+                    "description": "Select multiple options with titles",
+                    "minItems": 1,
+                    "maxItems": 3,
+                    "items": {
+                        "anyOf": [
+                            {"const": "value1", "title": "First Choice"},
+                            {"const": "value2", "title": "Second Choice"},
+                            {"const": "value3", "title": "Third Choice"},
+                        ]
+                    },
+                },
+            },
+            "required": [],
         },
-        "required": [],
-    })
+    )
     return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
-@tool(description="Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)", input_schema={
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
-    "additionalProperties": False,
-})
+@tool(
+    description="Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
+    input_schema={
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+        "additionalProperties": False,
+    },
+)
 def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
     return f"name={name}, address={json.dumps(address)}"
 
@@ -182,8 +220,7 @@ def watched_resource() -> str:
     return "Watched resource content"
 
 
-@resource("test://template/{id}/data", name="template", mime_type="application/json",
-          completions={"id": ["123", "456", "789"]})
+@resource("test://template/{id}/data", name="template", mime_type="application/json", completions={"id": ["123", "456", "789"]})
 def template_data(id: str) -> str:
     """A templated resource whose id is reflected in its data."""
     return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
@@ -195,8 +232,10 @@ def test_simple_prompt() -> str:
     return "This is a simple prompt for testing."
 
 
-@prompt(arguments={"arg1": "First test argument", "arg2": "Second test argument"},
-        completions={"arg1": ["testValue1", "testValue2", "other"]})
+@prompt(
+    arguments={"arg1": "First test argument", "arg2": "Second test argument"},
+    completions={"arg1": ["testValue1", "testValue2", "other"]},
+)
 def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
     """A prompt with two required arguments."""
     return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"

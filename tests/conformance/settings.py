@@ -32,10 +32,19 @@ MIDDLEWARE = [
 ]
 ROOT_URLCONF = "tests.conformance.urls"
 ASGI_APPLICATION = "tests.conformance.asgi.application"
-TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
-              "OPTIONS": {"context_processors": ["django.template.context_processors.request",
-                                                 "django.contrib.auth.context_processors.auth",
-                                                 "django.contrib.messages.context_processors.messages"]}}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 
 # SQLite by default; MCP_TEST_POSTGRES_DB selects PostgreSQL (127.0.0.1, user postgres) for the
 # multi-process tests, MCP_TEST_REDIS_URL the Redis channel layer.

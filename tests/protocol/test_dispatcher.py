@@ -21,9 +21,14 @@ from tests.wire import assert_valid
 
 VERSIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
 RESULT_DEFS = {
-    "tools/list": "ListToolsResult", "tools/call": "CallToolResult", "resources/list": "ListResourcesResult",
-    "resources/templates/list": "ListResourceTemplatesResult", "resources/read": "ReadResourceResult",
-    "prompts/list": "ListPromptsResult", "prompts/get": "GetPromptResult", "completion/complete": "CompleteResult",
+    "tools/list": "ListToolsResult",
+    "tools/call": "CallToolResult",
+    "resources/list": "ListResourcesResult",
+    "resources/templates/list": "ListResourceTemplatesResult",
+    "resources/read": "ReadResourceResult",
+    "prompts/list": "ListPromptsResult",
+    "prompts/get": "GetPromptResult",
+    "completion/complete": "CompleteResult",
     "initialize": "InitializeResult",
 }
 
@@ -88,21 +93,33 @@ def make_registry() -> Registry:
 
 @pytest.fixture
 def dispatcher() -> Dispatcher:
-    return Dispatcher(make_registry(), server_info={"name": "test", "version": "1", "title": "Test"},
-                      cursor_codec=CursorCodec(b"x" * 32), page_size=3)
+    return Dispatcher(
+        make_registry(),
+        server_info={"name": "test", "version": "1", "title": "Test"},
+        cursor_codec=CursorCodec(b"x" * 32),
+        page_size=3,
+    )
 
 
-async def call(dispatcher: Dispatcher, method: str, params: dict[str, Any] | None = None, *,
-               version: str = "2025-11-25", session: MemorySession | None = None,
-               sent: list[dict[str, Any]] | None = None, request_id: int | str = 1) -> dict[str, Any]:
+async def call(
+    dispatcher: Dispatcher,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    version: str = "2025-11-25",
+    session: MemorySession | None = None,
+    sent: list[dict[str, Any]] | None = None,
+    request_id: int | str = 1,
+) -> dict[str, Any]:
     session = session or MemorySession(protocol_version=version)
 
     async def send(message: dict[str, Any]) -> None:
         if sent is not None:
             sent.append(message)
 
-    ctx = RequestContext(session=session, request_id=request_id, meta=(params or {}).get("_meta"), send=send,
-                         pending=PendingClientRequests())
+    ctx = RequestContext(
+        session=session, request_id=request_id, meta=(params or {}).get("_meta"), send=send, pending=PendingClientRequests()
+    )
     answer = await dispatcher.handle_request(jsonrpc.Request(request_id, method, params or {}), ctx)
     assert answer is not None
     if "result" in answer and method in RESULT_DEFS:
@@ -158,11 +175,12 @@ async def _all_tools(dispatcher: Dispatcher) -> dict[str, dict[str, Any]]:
 
 async def test_tools_call_results(dispatcher: Dispatcher) -> None:
     assert (await call(dispatcher, "tools/call", {"name": "add", "arguments": {"a": 2, "b": 3}}))["result"] == {
-        "content": [{"type": "text", "text": "5"}]}
+        "content": [{"type": "text", "text": "5"}]
+    }
     point = (await call(dispatcher, "tools/call", {"name": "point", "arguments": {"x": 1, "y": 2}}))["result"]
     assert point["structuredContent"] == {"x": 1, "y": 2}
     assert point["content"][0]["type"] == "text"
-    old = (await call(dispatcher, "tools/call", {"name": "point", "arguments": {"x": 1, "y": 2}}, version="2025-03-26"))
+    old = await call(dispatcher, "tools/call", {"name": "point", "arguments": {"x": 1, "y": 2}}, version="2025-03-26")
     assert "structuredContent" not in old["result"]
     picture = (await call(dispatcher, "tools/call", {"name": "picture"}))["result"]["content"]
     assert [c["type"] for c in picture] == ["image", "resource_link"]
@@ -189,8 +207,9 @@ async def test_tool_errors(dispatcher: Dispatcher) -> None:
     assert "hunter2" not in crashed["content"][0]["text"] and "internal error" in crashed["content"][0]["text"]
 
 
-@pytest.mark.parametrize(("method", "hint"), [("listTools", "tools/list"), ("callTool", "tools/call"),
-                                              ("readResource", "resources/read")])
+@pytest.mark.parametrize(
+    ("method", "hint"), [("listTools", "tools/list"), ("callTool", "tools/call"), ("readResource", "resources/read")]
+)
 async def test_tutorial_method_names_get_a_hint(dispatcher: Dispatcher, method: str, hint: str) -> None:
     answer = await call(dispatcher, method)
     assert answer["error"]["code"] == -32601
@@ -199,8 +218,10 @@ async def test_tutorial_method_names_get_a_hint(dispatcher: Dispatcher, method: 
 
 async def test_unknown_method(dispatcher: Dispatcher) -> None:
     answer = await call(dispatcher, "tools/destroy")
-    assert answer["error"] == {"code": -32601, "message": "Method not found: 'tools/destroy' is not an MCP method "
-                                                           "this server offers."}
+    assert answer["error"] == {
+        "code": -32601,
+        "message": "Method not found: 'tools/destroy' is not an MCP method this server offers.",
+    }
 
 
 async def test_resources(dispatcher: Dispatcher) -> None:
@@ -222,9 +243,16 @@ async def test_resources(dispatcher: Dispatcher) -> None:
 
 async def test_prompts(dispatcher: Dispatcher) -> None:
     prompts = (await call(dispatcher, "prompts/list"))["result"]["prompts"]
-    assert prompts == [{"name": "essay", "description": "Write an essay.", "arguments": [
-        {"name": "topic", "required": True, "description": "What to write about"},
-        {"name": "tone", "required": False}]}]
+    assert prompts == [
+        {
+            "name": "essay",
+            "description": "Write an essay.",
+            "arguments": [
+                {"name": "topic", "required": True, "description": "What to write about"},
+                {"name": "tone", "required": False},
+            ],
+        }
+    ]
     got = (await call(dispatcher, "prompts/get", {"name": "essay", "arguments": {"topic": "owls"}}))["result"]
     assert got["messages"] == [{"role": "user", "content": {"type": "text", "text": "Write a calm essay about owls."}}]
     missing = await call(dispatcher, "prompts/get", {"name": "essay"})
@@ -236,11 +264,17 @@ async def test_prompts(dispatcher: Dispatcher) -> None:
 
 
 async def test_completion(dispatcher: Dispatcher) -> None:
-    prompt = await call(dispatcher, "completion/complete", {"ref": {"type": "ref/prompt", "name": "essay"},
-                                                            "argument": {"name": "topic", "value": "ca"}})
+    prompt = await call(
+        dispatcher,
+        "completion/complete",
+        {"ref": {"type": "ref/prompt", "name": "essay"}, "argument": {"name": "topic", "value": "ca"}},
+    )
     assert prompt["result"]["completion"]["values"] == ["cats", "cars"]
-    template = await call(dispatcher, "completion/complete", {
-        "ref": {"type": "ref/resource", "uri": "demo://items/{item_id}"}, "argument": {"name": "item_id", "value": "1"}})
+    template = await call(
+        dispatcher,
+        "completion/complete",
+        {"ref": {"type": "ref/resource", "uri": "demo://items/{item_id}"}, "argument": {"name": "item_id", "value": "1"}},
+    )
     assert template["result"]["completion"]["values"] == ["10", "11"]
     bad = await call(dispatcher, "completion/complete", {"ref": {"type": "ref/other"}, "argument": {"name": "x"}})
     assert bad["error"]["code"] == -32602
@@ -255,25 +289,27 @@ async def test_logging_level_filters_context_logs(dispatcher: Dispatcher) -> Non
     ctx = RequestContext(session=session, request_id=1, meta={}, send=_collect(sent), pending=PendingClientRequests())
     await ctx.info("hidden")
     await ctx.error("shown", logger="x")
-    assert sent == [{"jsonrpc": "2.0", "method": "notifications/message",
-                     "params": {"level": "error", "data": "shown", "logger": "x"}}]
+    assert sent == [
+        {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "error", "data": "shown", "logger": "x"}}
+    ]
     assert_valid(sent[0], "LoggingMessageNotification", "2025-11-25")
 
 
 def _collect(sent: list[dict[str, Any]]):
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+
     return send
 
 
 async def test_progress_only_with_a_token() -> None:
     sent: list[dict[str, Any]] = []
-    quiet = RequestContext(session=MemorySession(), request_id=1, meta={}, send=_collect(sent),
-                           pending=PendingClientRequests())
+    quiet = RequestContext(session=MemorySession(), request_id=1, meta={}, send=_collect(sent), pending=PendingClientRequests())
     await quiet.report_progress(1, 2)
     assert sent == []
-    ctx = RequestContext(session=MemorySession(), request_id=1, meta={"progressToken": "t"}, send=_collect(sent),
-                         pending=PendingClientRequests())
+    ctx = RequestContext(
+        session=MemorySession(), request_id=1, meta={"progressToken": "t"}, send=_collect(sent), pending=PendingClientRequests()
+    )
     await ctx.report_progress(1, 2, "half")
     assert sent[0]["params"] == {"progressToken": "t", "progress": 1, "total": 2, "message": "half"}
     assert_valid(sent[0], "ProgressNotification", "2025-11-25")
@@ -303,8 +339,7 @@ async def test_requests_to_the_client_are_answered_later() -> None:
 
 
 async def test_capability_is_required_for_client_requests() -> None:
-    ctx = RequestContext(session=MemorySession(), request_id=1, meta={}, send=_collect([]),
-                         pending=PendingClientRequests())
+    ctx = RequestContext(session=MemorySession(), request_id=1, meta={}, send=_collect([]), pending=PendingClientRequests())
     with pytest.raises(Exception, match="'elicitation' capability"):
         await ctx.elicit("name?", {"type": "object", "properties": {}})
 
@@ -315,12 +350,13 @@ async def test_cancellation(dispatcher: Dispatcher) -> None:
     await asyncio.sleep(0.05)
     assert not dispatcher.cancel(session.id, 10)
     await dispatcher.handle_notification(
-        jsonrpc.Notification("notifications/cancelled", {"requestId": 9, "reason": "user"}), session)
+        jsonrpc.Notification("notifications/cancelled", {"requestId": 9, "reason": "user"}), session
+    )
     assert await asyncio.wait_for(task, 2) is None
 
 
-async def call_raw(dispatcher: Dispatcher, session: MemorySession, method: str, params: dict[str, Any],
-                   request_id: int) -> dict[str, Any] | None:
-    ctx = RequestContext(session=session, request_id=request_id, meta={}, send=_collect([]),
-                         pending=PendingClientRequests())
+async def call_raw(
+    dispatcher: Dispatcher, session: MemorySession, method: str, params: dict[str, Any], request_id: int
+) -> dict[str, Any] | None:
+    ctx = RequestContext(session=session, request_id=request_id, meta={}, send=_collect([]), pending=PendingClientRequests())
     return await dispatcher.handle_request(jsonrpc.Request(request_id, method, params), ctx)

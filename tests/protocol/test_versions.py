@@ -7,16 +7,19 @@ import pytest
 from mcp_app.protocol import versions
 
 
-@pytest.mark.parametrize(("requested", "negotiated"), [
-    ("2024-11-05", "2024-11-05"),
-    ("2025-03-26", "2025-03-26"),
-    ("2025-06-18", "2025-06-18"),
-    ("2025-11-25", "2025-11-25"),
-    ("2099-01-01", "2025-11-25"),
-    ("2024-10-07", "2025-11-25"),
-    (None, "2025-11-25"),
-    (20251125, "2025-11-25"),
-])
+@pytest.mark.parametrize(
+    ("requested", "negotiated"),
+    [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2099-01-01", "2025-11-25"),
+        ("2024-10-07", "2025-11-25"),
+        (None, "2025-11-25"),
+        (20251125, "2025-11-25"),
+    ],
+)
 def test_negotiate(requested: object, negotiated: str) -> None:
     assert versions.negotiate(requested) == negotiated
 
@@ -26,8 +29,13 @@ def test_batches_only_in_2025_03_26() -> None:
 
 
 def test_adapt_strips_fields_older_versions_lack() -> None:
-    tool = {"name": "t", "inputSchema": {"type": "object"}, "title": "T", "outputSchema": {"type": "object"},
-            "annotations": {"readOnlyHint": True}}
+    tool = {
+        "name": "t",
+        "inputSchema": {"type": "object"},
+        "title": "T",
+        "outputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
+    }
     assert versions.adapt("tool", tool, "2025-11-25") is tool
     assert set(versions.adapt("tool", tool, "2025-03-26")) == {"name", "inputSchema", "annotations"}
     assert set(versions.adapt("tool", tool, "2024-11-05")) == {"name", "inputSchema"}

@@ -55,8 +55,12 @@ def workers_fixture(tmp_path: Path) -> Iterator[Workers]:
     database, prefix = f"mcp_app_test_{token}", f"mcp_app_test_{token}:"
     with _pg_connect() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    env = {"MCP_TEST_POSTGRES_DB": database, "MCP_TEST_REDIS_URL": REDIS_URL, "MCP_TEST_REDIS_PREFIX": prefix,
-           "MCP_TEST_HEARTBEAT": str(HEARTBEAT)}
+    env = {
+        "MCP_TEST_POSTGRES_DB": database,
+        "MCP_TEST_REDIS_URL": REDIS_URL,
+        "MCP_TEST_REDIS_PREFIX": prefix,
+        "MCP_TEST_HEARTBEAT": str(HEARTBEAT),
+    }
     cluster = Workers(database, env, tmp_path)
     try:
         yield cluster

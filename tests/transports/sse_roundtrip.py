@@ -35,9 +35,11 @@ async def measure(count: int, workers: object) -> None:
                 answer = await receive(stream, f"the answer to ping {n + 1}")
                 assert answer["id"] == n + 1, answer
                 times.append(time.perf_counter() - started)
-            print(f"{name}: {count} pings, mean {statistics.mean(times) * 1000:.2f} ms, "
-                  f"median {statistics.median(times) * 1000:.2f} ms, p95 "
-                  f"{sorted(times)[int(count * 0.95)] * 1000:.2f} ms")
+            print(
+                f"{name}: {count} pings, mean {statistics.mean(times) * 1000:.2f} ms, "
+                f"median {statistics.median(times) * 1000:.2f} ms, p95 "
+                f"{sorted(times)[int(count * 0.95)] * 1000:.2f} ms"
+            )
 
 
 def main() -> None:

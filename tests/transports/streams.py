@@ -16,16 +16,26 @@ from tests.live import REPO, LiveServer
 
 LATEST = "2025-11-25"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "streams", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "streams", "version": "1"}},
+}
 
 
 def shell(settings: str, env: dict[str, str], code: str) -> str:
     """Run ``code`` in ``manage.py shell`` (another process, as the admin or a cron job would be) and
     return the last line it printed."""
-    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=120,
-                          capture_output=True, text=True,
-                          env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env})
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env},
+    )
     lines = done.stdout.strip().splitlines()
     return lines[-1] if lines else ""
 
@@ -38,8 +48,7 @@ def open_session(server: LiveServer, http: httpx.Client, token: str) -> dict[str
     """Initialize a Streamable HTTP session; returns the headers that use it."""
     answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
     assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
-               "mcp-protocol-version": LATEST}
+    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
     http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     return headers
 

@@ -25,8 +25,12 @@ from tests.live import REPO, LiveServer, start_daphne
 SETTINGS = "tests.auth_settings"
 LATEST = "2025-11-25"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}},
+}
 REDIS = ("127.0.0.1", 6379)
 SECRET_KEY = "conformance-secret-key"
 
@@ -41,7 +45,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     except OSError:
         pass  # in-memory layer: only the test that revokes from another process needs Redis, and skips
     server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
-    credentials = json.loads(shell(env, """
+    credentials = json.loads(
+        shell(
+            env,
+            """
 import json
 from datetime import timedelta
 from django.contrib.auth.models import User
@@ -63,7 +70,9 @@ session.update({"_auth_user_id": str(alice.pk), "_auth_user_backend": "django.co
                 "_auth_user_hash": alice.get_session_auth_hash()})
 session.create()
 print(json.dumps({"tokens": tokens, "sessionid": session.session_key}))
-"""))
+""",
+        )
+    )
     yield server, env, credentials
     server.stop()
     if "MCP_TEST_REDIS_PREFIX" in env:
@@ -76,9 +85,19 @@ print(json.dumps({"tokens": tokens, "sessionid": session.session_key}))
 
 
 def shell(env: dict[str, str], code: str) -> str:
-    return subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=120,
-                          capture_output=True, text=True,
-                          env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env}).stdout.strip().splitlines()[-1]
+    return (
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=REPO,
+            check=True,
+            timeout=120,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +126,7 @@ def assert_still_serving(server: LiveServer, http: httpx.Client, credentials: di
 def open_session(server: LiveServer, http: httpx.Client, token: str) -> dict[str, str]:
     answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
     assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
-               "mcp-protocol-version": LATEST}
+    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
     http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     return headers
 
@@ -139,58 +157,146 @@ CASES: list[tuple[str, str, dict[str, Any], int, int | None]] = [
     ("malformed JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": '), 400, -32700),
     ("invalid UTF-8", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping\xff\xfe"}'), 400, -32700),
     ("NaN in JSON", "session", _body({}, b'{"jsonrpc": "2.0", "id": NaN, "method": "ping"}'), 400, -32700),
-    ("number that overflows (1e999)", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text",'
-               b'"arguments":{"text":"a","n":{"m":[1, -1e999]}}}}'), 400, -32700),
-    ("nested 5,000 deep", "session", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":'
-                                           + b"[" * 5000 + b"]" * 5000 + b"}}"), 400, -32700),
+    (
+        "number that overflows (1e999)",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text",'
+            b'"arguments":{"text":"a","n":{"m":[1, -1e999]}}}}',
+        ),
+        400,
+        -32700,
+    ),
+    (
+        "nested 5,000 deep",
+        "session",
+        _body({}, b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}"),
+        400,
+        -32700,
+    ),
     ("not JSON-RPC: a number", "session", _body({}, b"42"), 400, -32600),
     ("not JSON-RPC: no method", "session", _body({}, b'{"jsonrpc": "2.0", "id": 1}'), 400, -32600),
     ("not JSON-RPC: version 1.0", "session", _body({}, b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}'), 400, -32600),
-    ("wrong Content-Type", "session", _body({"content-type": "text/plain"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
-     415, -32600),
+    (
+        "wrong Content-Type",
+        "session",
+        _body({"content-type": "text/plain"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+        415,
+        -32600,
+    ),
     ("wrong Accept", "session", _body({"accept": "text/html"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'), 406, -32600),
-    ("batch where not allowed", "session",
-     _body({}, b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]'), 400, -32600),
+    (
+        "batch where not allowed",
+        "session",
+        _body({}, b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]'),
+        400,
+        -32600,
+    ),
     ("oversized body (declared)", "session", _body({}, b'{"x": "' + b"a" * (70 * 1024) + b'"}'), 413, -32600),
     ("unknown method", "session", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"listTools"}'), 200, -32601),
-    ("unknown tool", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm_rf","arguments":{}}}'), 200, -32602),
-    ("schema-violating data tool arguments", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
-               b'"arguments":{"filters":{"author__user__password__startswith":"p"}}}}'), 200, -32602),
+    (
+        "unknown tool",
+        "session",
+        _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm_rf","arguments":{}}}'),
+        200,
+        -32602,
+    ),
+    (
+        "schema-violating data tool arguments",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+            b'"arguments":{"filters":{"author__user__password__startswith":"p"}}}}',
+        ),
+        200,
+        -32602,
+    ),
     # Values the database cannot take: -32602 before any query (they were OverflowError, -32603).
-    ("huge integer in a data tool filter", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
-               b'"arguments":{"filters":{"pages__in":[1, 1000000000000000000000000000000]}}}}'), 200, -32602),
-    ("huge integer as a related key", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
-               b'"arguments":{"filters":{"author__in":[18446744073709551616]}}}}'), 200, -32602),
-    ("NUL in a data tool filter", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
-               b'"arguments":{"filters":{"title":"a\\u0000b"}}}}'), 200, -32602),
-    ("huge key in a resource URI", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":'
-               b'"django://library/book/1000000000000000000000000000000"}}'), 200, -32002),
-    ("arguments not an object", "session",
-     _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":[1]}}'),
-     200, -32602),
+    (
+        "huge integer in a data tool filter",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+            b'"arguments":{"filters":{"pages__in":[1, 1000000000000000000000000000000]}}}}',
+        ),
+        200,
+        -32602,
+    ),
+    (
+        "huge integer as a related key",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+            b'"arguments":{"filters":{"author__in":[18446744073709551616]}}}}',
+        ),
+        200,
+        -32602,
+    ),
+    (
+        "NUL in a data tool filter",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"library_book_list",'
+            b'"arguments":{"filters":{"title":"a\\u0000b"}}}}',
+        ),
+        200,
+        -32602,
+    ),
+    (
+        "huge key in a resource URI",
+        "session",
+        _body(
+            {},
+            b'{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":'
+            b'"django://library/book/1000000000000000000000000000000"}}',
+        ),
+        200,
+        -32002,
+    ),
+    (
+        "arguments not an object",
+        "session",
+        _body({}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":[1]}}'),
+        200,
+        -32602,
+    ),
     ("missing session id", "token", _body({}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'), 400, -32600),
-    ("malformed session id", "token", _body({"mcp-session-id": "x" * 300}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
-     404, -32001),
-    ("unknown session id", "token", _body({"mcp-session-id": "n0t-a-real-session"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
-     404, -32001),
+    (
+        "malformed session id",
+        "token",
+        _body({"mcp-session-id": "x" * 300}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+        404,
+        -32001,
+    ),
+    (
+        "unknown session id",
+        "token",
+        _body({"mcp-session-id": "n0t-a-real-session"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+        404,
+        -32001,
+    ),
     ("no credentials", "none", _body({}, json.dumps(INIT).encode()), 401, -32600),
     ("not a bearer scheme", "none", _body({"authorization": "Basic YWxpY2U6eA=="}, json.dumps(INIT).encode()), 401, -32600),
     ("unknown token", "none", _body({"authorization": "Bearer mcp_forged-token"}, json.dumps(INIT).encode()), 401, -32600),
-    ("foreign bearer token", "none", _body({"authorization": "Bearer eyJhbGciOi.forged"}, json.dumps(INIT).encode()),
-     401, -32600),
+    (
+        "foreign bearer token",
+        "none",
+        _body({"authorization": "Bearer eyJhbGciOi.forged"}, json.dumps(INIT).encode()),
+        401,
+        -32600,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "needs", "request_", "status", "code"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input(site: Any, http: httpx.Client, name: str, needs: str, request_: dict[str, Any], status: int,
-                   code: int | None) -> None:
+def test_bad_input(
+    site: Any, http: httpx.Client, name: str, needs: str, request_: dict[str, Any], status: int, code: int | None
+) -> None:
     server, _env, credentials = site
     headers = dict(HEADERS)
     if needs == "session":
@@ -213,8 +319,9 @@ def test_refused_tokens(site: Any, http: httpx.Client, which: str) -> None:
     server, _env, credentials = site
     tokens = credentials["tokens"]
     if which == "in the query string":
-        answer = http.post(f"{server.mcp_url}?access_token={tokens['alice0']}&token={tokens['alice0']}", json=INIT,
-                           headers=HEADERS)
+        answer = http.post(
+            f"{server.mcp_url}?access_token={tokens['alice0']}&token={tokens['alice0']}", json=INIT, headers=HEADERS
+        )
         status, error = 401, None
     else:
         answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(tokens[which])})
@@ -230,12 +337,17 @@ def test_refused_tokens(site: Any, http: httpx.Client, which: str) -> None:
 
 @pytest.mark.parametrize("endpoint", ["/mcp", "/sse", "/sse/messages?session_id=x", "/.well-known/oauth-protected-resource"])
 @pytest.mark.parametrize(("header", "value", "status"), [("host", "evil.example", 421), ("origin", "https://evil.example", 403)])
-def test_bad_host_and_origin_come_before_authentication_and_sessions(site: Any, http: httpx.Client, endpoint: str,
-                                                                     header: str, value: str, status: int) -> None:
+def test_bad_host_and_origin_come_before_authentication_and_sessions(
+    site: Any, http: httpx.Client, endpoint: str, header: str, value: str, status: int
+) -> None:
     server, _env, credentials = site
     method = "GET" if endpoint.startswith(("/sse?", "/.well")) or endpoint == "/sse" else "POST"
-    answer = http.request(method, server.url + endpoint, content=json.dumps(INIT).encode(),
-                          headers={**HEADERS, "accept": "application/json, text/event-stream", header: value})
+    answer = http.request(
+        method,
+        server.url + endpoint,
+        content=json.dumps(INIT).encode(),
+        headers={**HEADERS, "accept": "application/json, text/event-stream", header: value},
+    )
     assert answer.status_code == status, answer.text  # not 401, not 404: nothing was looked up
     assert answer.json()["error"]["code"] == -32600
     assert_clean(answer, credentials)
@@ -298,8 +410,11 @@ def test_tool_calls_are_rate_limited_per_principal(site: Any, http: httpx.Client
     assert statuses == [200] * 8 + [429]  # TOOL_CALL_RATE = (8, 60)
     limited = http.post(server.mcp_url, json=call, headers=session)
     assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
-    assert limited.json()["error"] == {"code": -32029, "message": limited.json()["error"]["message"],
-                                       "data": {"retryAfter": int(limited.headers["retry-after"])}}
+    assert limited.json()["error"] == {
+        "code": -32029,
+        "message": limited.json()["error"]["message"],
+        "data": {"retryAfter": int(limited.headers["retry-after"])},
+    }
     # Other requests on the session, and other principals' tool calls, go on.
     assert http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=session).status_code == 200
     other = open_session(server, http, credentials["tokens"]["alice6"])
@@ -314,8 +429,9 @@ def test_session_cookie_needs_origin_and_csrf(site: Any, http: httpx.Client) -> 
     origin = {"origin": server.url}
     no_csrf = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **cookie, **origin})
     assert no_csrf.status_code == 401 and "CSRF" in no_csrf.json()["error"]["message"]
-    ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **cookie, **origin,
-                                                       "x-csrftoken": "abcdefghijklmnopqrstuvwxyz012345"})
+    ok = http.post(
+        server.mcp_url, json=INIT, headers={**HEADERS, **cookie, **origin, "x-csrftoken": "abcdefghijklmnopqrstuvwxyz012345"}
+    )
     assert ok.status_code == 200, ok.text
     assert_clean(no_csrf, credentials)
 
@@ -328,8 +444,11 @@ def test_a_user_sees_only_what_they_may(site: Any, http: httpx.Client) -> None:
     # Signed in (IsAuthenticated): code tools, public exposures, and loans (scoped to alice's own rows).
     assert {"uppercase_text", "library_book_list", "library_loan_list"} <= names
     assert not {"library_member_list", "library_member_get"} & names  # no view_member permission
-    read = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "resources/read",
-                                           "params": {"uri": "django://library/member/1"}}, headers=session).json()
+    read = http.post(
+        server.mcp_url,
+        json={"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "django://library/member/1"}},
+        headers=session,
+    ).json()
     assert read["error"]["code"] == -32002
 
 
@@ -346,8 +465,11 @@ def test_revoked_token_and_deactivated_user_lose_their_open_streams(site: Any, h
         with http.stream("GET", server.mcp_url, headers={**session, "accept": "text/event-stream"}) as stream:
             assert stream.status_code == 200
             started = time.monotonic()
-            shell(env, "from django.utils import timezone; from django.contrib.auth.models import User; "
-                       "from mcp_app.models import Token; " + withdraw.format(token=token) + "; print('ok')")
+            shell(
+                env,
+                "from django.utils import timezone; from django.contrib.auth.models import User; "
+                "from mcp_app.models import Token; " + withdraw.format(token=token) + "; print('ok')",
+            )
             for _ in stream.iter_bytes():
                 pass  # ends when the server closes the stream
             assert time.monotonic() - started < 10
@@ -360,8 +482,10 @@ def test_understated_and_chunked_bodies(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
     token = credentials["tokens"]["alice9"]
     body = json.dumps(INIT).encode()
-    head = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
-            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n")
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+    )
     # Content-Length says less than is sent: only the declared bytes are the body, and they are not JSON.
     status, answer = raw(server, (head + "Content-Length: 20\r\n\r\n").encode() + body)
     assert status == 400 and b"-32700" in answer
@@ -378,8 +502,11 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
     each, cut to AUDIT_MAX_ARGUMENTS_BYTES (16 KiB) with a marker; a stored prompt template that uses
     {% debug %} answers -32603 instead of rendering."""
     server, env, credentials = site
-    token = shell(env, "from django.contrib.auth.models import User; from mcp_app.models import Token; "
-                       "print(Token.create_for(User.objects.create_user('dave', password='x'), name='dave')[1])")
+    token = shell(
+        env,
+        "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+        "print(Token.create_for(User.objects.create_user('dave', password='x'), name='dave')[1])",
+    )
     session = open_session(server, http, token)
 
     def tools_call(name: str, arguments: str) -> dict[str, Any]:
@@ -395,20 +522,31 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
     assert big["result"]["content"][0]["text"] == "B" * 60_000
     unknown = tools_call("rm_rf", json.dumps({"blob": "c" * 60_000}))
     assert unknown["error"]["code"] == -32602
-    rows = json.loads(shell(env, "import json; from mcp_app.models import ToolCall; print(json.dumps([[r.tool, r.outcome, "
-                                 "json.dumps(r.arguments)] for r in ToolCall.objects.filter(user__username='dave')"
-                                 ".order_by('id')]))"))
+    rows = json.loads(
+        shell(
+            env,
+            "import json; from mcp_app.models import ToolCall; print(json.dumps([[r.tool, r.outcome, "
+            "json.dumps(r.arguments)] for r in ToolCall.objects.filter(user__username='dave')"
+            ".order_by('id')]))",
+        )
+    )
     assert [row[:2] for row in rows] == [["uppercase_text", "tool_error"], ["uppercase_text", "ok"], ["rm_rf", "refused"]]
     assert all(len(row[2]) <= 16 * 1024 for row in rows)
     assert "nested more than" in rows[0][2]
     assert all('"_truncated": true' in row[2] and '"original_bytes": 600' in row[2] for row in rows[1:])
 
-    shell(env, "from mcp_app.models import Prompt, PromptMessage; p = Prompt.objects.create(name='leaky'); "
-               "PromptMessage.objects.create(prompt=p, template='{% debug %}{% include \"admin/base.html\" %}'); print(1)")
+    shell(
+        env,
+        "from mcp_app.models import Prompt, PromptMessage; p = Prompt.objects.create(name='leaky'); "
+        "PromptMessage.objects.create(prompt=p, template='{% debug %}{% include \"admin/base.html\" %}'); print(1)",
+    )
     deadline = time.monotonic() + 70  # the bus reaches the server at once with Redis; the catalog's age cap otherwise
     while True:
-        got = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
-                                              "params": {"name": "leaky"}}, headers=session)
+        got = http.post(
+            server.mcp_url,
+            json={"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": "leaky"}},
+            headers=session,
+        )
         assert got.status_code == 200 and "result" not in got.json(), got.text
         if "Unknown prompt" not in got.json()["error"]["message"] or time.monotonic() > deadline:
             break
@@ -420,21 +558,29 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
 
 def test_cors_for_allowed_browser_origins_only(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
-    inspector = {"origin": "http://localhost:6274", "access-control-request-method": "POST",
-                 "access-control-request-headers": "authorization, content-type, mcp-session-id"}
+    inspector = {
+        "origin": "http://localhost:6274",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, mcp-session-id",
+    }
     preflight = http.options(server.mcp_url, headers=inspector)
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:6274"
     assert {"authorization", "mcp-session-id", "mcp-protocol-version"} <= {
-        h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")
+    }
     refused = http.post(server.mcp_url, json=INIT, headers={**HEADERS, "origin": "http://localhost:6274"})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "http://localhost:6274"
     assert "www-authenticate" in refused.headers["access-control-expose-headers"]  # the browser may start OAuth
-    ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(credentials["tokens"]["alice10"]),
-                                                       "origin": "http://localhost:6274"})
+    ok = http.post(
+        server.mcp_url,
+        json=INIT,
+        headers={**HEADERS, **bearer(credentials["tokens"]["alice10"]), "origin": "http://localhost:6274"},
+    )
     assert ok.status_code == 200 and "mcp-session-id" in ok.headers["access-control-expose-headers"]
-    http.delete(server.mcp_url, headers={**bearer(credentials["tokens"]["alice10"]),
-                                         "mcp-session-id": ok.headers["mcp-session-id"]})
+    http.delete(
+        server.mcp_url, headers={**bearer(credentials["tokens"]["alice10"]), "mcp-session-id": ok.headers["mcp-session-id"]}
+    )
     evil = http.options(server.mcp_url, headers={**inspector, "origin": "https://evil.example"})
     assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
     assert_still_serving(server, http, credentials)
@@ -462,7 +608,10 @@ def test_a_stream_neither_outlives_its_token_nor_hears_of_rows_it_cannot_read(si
     server, env, credentials = site
     if "MCP_TEST_REDIS_URL" not in env:
         pytest.skip("Redis is not running on 127.0.0.1:6379; rows saved in another process need a shared channel layer")
-    made = json.loads(shell(env, """
+    made = json.loads(
+        shell(
+            env,
+            """
 import json
 from datetime import timedelta
 from django.contrib.auth.models import User
@@ -472,14 +621,19 @@ alice = User.objects.get(username="alice")
 expires = timezone.now() + timedelta(seconds=6)
 print(json.dumps({"short": Token.create_for(alice, name="short", expires=expires)[1], "expires": expires.timestamp(),
                   "long": Token.create_for(alice, name="long")[1]}))
-"""))
+""",
+        )
+    )
     expires = time.monotonic() + (made["expires"] - time.time())
     short = open_session(server, http, made["short"])
     expiring, reader = Stream(server.mcp_url, short), Stream(server.mcp_url, open_session(server, http, made["long"]))
     try:
-        shell(env, "from datetime import date; from mcpsite.library.models import Member; "
-                   "Member.objects.create(name='M', email='m@example.com', card_number='abuse-1', joined=date(2020, 1, 1)); "
-                   "print('ok')")
+        shell(
+            env,
+            "from datetime import date; from mcpsite.library.models import Member; "
+            "Member.objects.create(name='M', email='m@example.com', card_number='abuse-1', joined=date(2020, 1, 1)); "
+            "print('ok')",
+        )
         ended = expiring.wait_ended(timeout=max(0.0, expires - time.monotonic()) + 10)
         assert ended is not None and ended <= expires + 2.5, "the stream outlived its token"
         assert "notifications/resources/list_changed" not in reader.methods() + expiring.methods()
@@ -497,12 +651,22 @@ def test_a_batch_is_capped_and_each_of_its_entries_counts(site: Any, http: httpx
     refused whole, and every entry that costs work counts against REQUEST_RATE (100 a minute here). The
     latency of other clients during the largest batch is measured in test_batches.py."""
     server, env, credentials = site
-    token = shell(env, "from django.contrib.auth.models import User; from mcp_app.models import Token; "
-                       "print(Token.create_for(User.objects.create_user('batcher'), name='batches')[1])")
-    answer = http.post(server.mcp_url, json={**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}},
-                       headers={**HEADERS, **bearer(token)})
-    session = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
-               "mcp-protocol-version": "2025-03-26"}
+    token = shell(
+        env,
+        "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+        "print(Token.create_for(User.objects.create_user('batcher'), name='batches')[1])",
+    )
+    answer = http.post(
+        server.mcp_url,
+        json={**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}},
+        headers={**HEADERS, **bearer(token)},
+    )
+    session = {
+        **HEADERS,
+        **bearer(token),
+        "mcp-session-id": answer.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-03-26",
+    }
 
     def entries(method: str, count: int) -> list[dict[str, Any]]:
         return [{"jsonrpc": "2.0", "id": i, "method": method} for i in range(count)]

@@ -72,8 +72,10 @@ async def test_reading_client_at_8_concurrent_posts_on_the_other_worker_never_ge
         reader.cancel()
         elapsed = time.monotonic() - started
     refused = statuses.get(503, 0)
-    print(f"\n{CONCURRENCY} concurrent legacy POSTs on B, stream on A: {expected} POSTs, statuses {statuses}, "
-          f"503 rate {100 * refused / expected:.1f} %, {len(answers)} answers in {elapsed:.1f}s")
+    print(
+        f"\n{CONCURRENCY} concurrent legacy POSTs on B, stream on A: {expected} POSTs, statuses {statuses}, "
+        f"503 rate {100 * refused / expected:.1f} %, {len(answers)} answers in {elapsed:.1f}s"
+    )
     assert statuses == {202: expected}, f"a reading client got refused: {statuses}"
     assert accepted == expected and len(answers) == expected and len(set(answers)) == expected
 
@@ -147,8 +149,11 @@ def test_legacy_client_that_never_reads_is_cut_off_with_bounded_memory(redis_ser
     statuses: dict[int, int] = {}
     with httpx.Client(timeout=10) as client:
         warm_up(client, server)
-        init = request(0, "initialize", {"protocolVersion": "2024-11-05", "capabilities": {},
-                                         "clientInfo": {"name": "silent", "version": "1"}})
+        init = request(
+            0,
+            "initialize",
+            {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "silent", "version": "1"}},
+        )
         assert client.post(url, json=init).status_code == 202
         assert client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}).status_code == 202
         time.sleep(0.5)
@@ -165,9 +170,11 @@ def test_legacy_client_that_never_reads_is_cut_off_with_bounded_memory(redis_ser
         closed = closed_by_server(sock)
         sock.close()
         growth = peak - before
-        print(f"\n{server.process.args[2]}: legacy client not reading, {sum(statuses.values())} tools/list POSTs "
-              f"{statuses}: RSS {before / 2**20:.1f} MB -> peak {peak / 2**20:.1f} MB (+{growth / 2**20:.1f} MB), "
-              f"stream closed: {closed}")
+        print(
+            f"\n{server.process.args[2]}: legacy client not reading, {sum(statuses.values())} tools/list POSTs "
+            f"{statuses}: RSS {before / 2**20:.1f} MB -> peak {peak / 2**20:.1f} MB (+{growth / 2**20:.1f} MB), "
+            f"stream closed: {closed}"
+        )
         assert statuses.get(404) == 1, f"the stream of a client that never reads was never closed: {statuses}"
         assert set(statuses) <= {202, 404}, statuses
         assert closed
@@ -181,14 +188,17 @@ def test_legacy_client_that_never_reads_is_cut_off_with_bounded_memory(redis_ser
 def warm_up(client: httpx.Client, server: LiveServer) -> None:
     """Answer tools/list a few times on a session of its own: the first answers build caches the RSS figures
     must not count."""
-    headers = {**HEADERS_LATEST, "mcp-session-id": client.post(server.mcp_url, json=INIT_LATEST,
-                                                                headers=HEADERS_LATEST).headers["mcp-session-id"]}
+    headers = {
+        **HEADERS_LATEST,
+        "mcp-session-id": client.post(server.mcp_url, json=INIT_LATEST, headers=HEADERS_LATEST).headers["mcp-session-id"],
+    }
     for n in range(30):
         assert client.post(server.mcp_url, json=request(n + 2, "tools/list"), headers=headers).status_code == 200
 
 
-INIT_LATEST = request(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                        "clientInfo": {"name": "silent", "version": "1"}})
+INIT_LATEST = request(
+    1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "silent", "version": "1"}}
+)
 HEADERS_LATEST = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 FLOOD = """
@@ -206,7 +216,8 @@ print("flooded")
 
 
 def test_get_stream_that_never_reads_under_a_notification_flood_is_cut_off(
-        redis_server: tuple[LiveServer, dict[str, str]]) -> None:
+    redis_server: tuple[LiveServer, dict[str, str]],
+) -> None:
     server, env = redis_server
     with httpx.Client(timeout=10) as client:
         answer = client.post(server.mcp_url, json=INIT_LATEST, headers=HEADERS_LATEST)
@@ -216,9 +227,14 @@ def test_get_stream_that_never_reads_under_a_notification_flood_is_cut_off(
     before = rss(server.process.pid)
     count, size = 3000, 16_000
     code = FLOOD.format(count=count, session=session, size=size)
-    flooding = subprocess.Popen([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, text=True,
-                                env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    flooding = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     peak = before
     try:
         while flooding.poll() is None:
@@ -234,8 +250,10 @@ def test_get_stream_that_never_reads_under_a_notification_flood_is_cut_off(
         if flooding.poll() is None:
             flooding.kill()
     growth = peak - before
-    print(f"\n{server.process.args[2]}: GET stream not reading, {count} notifications of {size} bytes: RSS "
-          f"{before / 2**20:.1f} MB -> peak {peak / 2**20:.1f} MB (+{growth / 2**20:.1f} MB), stream closed: {closed}")
+    print(
+        f"\n{server.process.args[2]}: GET stream not reading, {count} notifications of {size} bytes: RSS "
+        f"{before / 2**20:.1f} MB -> peak {peak / 2**20:.1f} MB (+{growth / 2**20:.1f} MB), stream closed: {closed}"
+    )
     assert closed, "the stream of a client that never reads was never closed"
     assert f"closing the stream of session {session}: the client is not reading its stream" in server.log()
     assert growth < RSS_BOUND, f"the worker grew by {growth / 2**20:.1f} MB for one client that does not read"

@@ -36,14 +36,28 @@ LIMIT = DEFAULTS["MAX_BATCH_SIZE"]
 
 
 def init(version: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "batches", "version": "1"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "batches", "version": "1"}},
+    }
 
 
 def shell(env: dict[str, str], code: str) -> str:
-    return subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=120,
-                          capture_output=True, text=True,
-                          env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env}).stdout.strip().splitlines()[-1]
+    return (
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=REPO,
+            check=True,
+            timeout=120,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +67,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
     # Bearer tokens for three users, and three OAuth clients (applications) of one more user, each with an
     # access token issued for this server.
-    tokens = json.loads(shell(env, f"""
+    tokens = json.loads(
+        shell(
+            env,
+            f"""
 import json, secrets
 from datetime import timedelta
 from django.contrib.auth.models import User
@@ -71,7 +88,9 @@ for client in ("one", "two", "three"):
                                expires=timezone.now() + timedelta(hours=1))
     tokens["oauth-" + client] = key
 print(json.dumps(tokens))
-"""))
+""",
+        )
+    )
     yield server, tokens
     server.stop()
     server.assert_no_traceback()
@@ -84,17 +103,17 @@ def bearer(token: str) -> dict[str, str]:
 def open_session(http: httpx.Client, server: LiveServer, token: str, version: str = LATEST) -> dict[str, str]:
     answer = http.post(server.mcp_url, json=init(version), headers={**HEADERS, **bearer(token)})
     assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"],
-               "mcp-protocol-version": version}
-    assert http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                     headers=headers).status_code == 202
+    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": version}
+    assert (
+        http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code
+        == 202
+    )
     return headers
 
 
 def batch(method: str, count: int, params: Any = None) -> list[dict[str, Any]]:
     """``count`` requests; ``params`` is a function of the entry's index."""
-    return [{"jsonrpc": "2.0", "id": i, "method": method, **({"params": params(i)} if params else {})}
-            for i in range(count)]
+    return [{"jsonrpc": "2.0", "id": i, "method": method, **({"params": params(i)} if params else {})} for i in range(count)]
 
 
 def reads(count: int) -> list[dict[str, Any]]:
@@ -128,8 +147,11 @@ def test_largest_batch_does_not_stall_another_client(site: Any) -> None:
             assert answer.status_code == 200 and answer.json() == {"jsonrpc": "2.0", "id": "p", "result": {}}
             if read_latency is None:
                 started = time.monotonic()
-                read = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": "r", "method": "resources/read",
-                                                       "params": {"uri": "slow://item/alice"}}, headers=alice)
+                read = http.post(
+                    server.mcp_url,
+                    json={"jsonrpc": "2.0", "id": "r", "method": "resources/read", "params": {"uri": "slow://item/alice"}},
+                    headers=alice,
+                )
                 read_latency = time.monotonic() - started
                 assert read.json()["result"]["contents"][0]["text"].startswith("item alice: ")
             time.sleep(0.1)
@@ -139,10 +161,12 @@ def test_largest_batch_does_not_stall_another_client(site: Any) -> None:
     results = answer.json()
     assert sorted(r["id"] for r in results) == list(range(LIMIT))
     assert all(r["result"]["contents"][0]["text"].startswith(f"item {r['id']}: ") for r in results)
-    print(f"\nbatch limit {LIMIT}; the largest batch of slow reads ({READ_SECONDS * 1000:.0f} ms each) took "
-          f"{outcome['seconds']:.2f} s; during it {len(pings)} pings from another client took at most "
-          f"{max(pings) * 1000:.0f} ms (median {sorted(pings)[len(pings) // 2] * 1000:.0f} ms), "
-          f"and one read {read_latency * 1000:.0f} ms")
+    print(
+        f"\nbatch limit {LIMIT}; the largest batch of slow reads ({READ_SECONDS * 1000:.0f} ms each) took "
+        f"{outcome['seconds']:.2f} s; during it {len(pings)} pings from another client took at most "
+        f"{max(pings) * 1000:.0f} ms (median {sorted(pings)[len(pings) // 2] * 1000:.0f} ms), "
+        f"and one read {read_latency * 1000:.0f} ms"
+    )
     # The batch's reads share Django's database thread, so the batch takes about LIMIT reads' time; the
     # other client's messages, which need that thread too, waited for a few reads at most, not the batch.
     assert outcome["seconds"] > LIMIT * READ_SECONDS * 0.8
@@ -192,8 +216,11 @@ def test_every_costly_batch_entry_counts_against_the_request_rate(site: Any) -> 
         error = limited.json()["error"]
         assert error["code"] == -32029 and error["data"] == {"retryAfter": int(limited.headers["retry-after"])}
         assert "REQUEST_RATE" in error["message"]
-        single = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "resources/read",
-                                                 "params": {"uri": "slow://item/1"}}, headers=eve)
+        single = http.post(
+            server.mcp_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "slow://item/1"}},
+            headers=eve,
+        )
         assert single.status_code == 429 and single.json()["error"]["code"] == -32029
         # Pings cost nothing and are never counted, alone or batched.
         assert http.post(server.mcp_url, json=batch("ping", LIMIT), headers=eve).status_code == 200

@@ -29,8 +29,12 @@ from tests.transports.test_limits_concurrency import SETTINGS, make_tokens
 LATEST = "2025-11-25"
 LIMIT = 64 * 1024  # MAX_BODY_SIZE in tests/auth_settings.py
 PING = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "bodies", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "bodies", "version": "1"}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +56,11 @@ def rss_kib(pid: int) -> int:
 
 
 def head(server: LiveServer, token: str, extra: str) -> bytes:
-    return (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
-            f"{extra}\r\n").encode()
+    return (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        f"{extra}\r\n"
+    ).encode()
 
 
 def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], dict]:
@@ -80,14 +86,18 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
             size = int(size_line, 16)
             if size == 0:
                 break
-            decoded, rest = decoded + rest[:size], rest[size + 2:]
+            decoded, rest = decoded + rest[:size], rest[size + 2 :]
         body = decoded
     return int(lines[0].split()[1]), headers, json.loads(body)
 
 
 def assert_still_serving(server: LiveServer, token: str) -> None:
-    answer = httpx.post(server.mcp_url, json=INIT, timeout=10,
-                        headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"})
+    answer = httpx.post(
+        server.mcp_url,
+        json=INIT,
+        timeout=10,
+        headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"},
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -119,8 +129,10 @@ def test_a_declared_100_mb_body_is_refused_before_it_is_read(uvicorn: tuple[Live
         stop.set()
         pourer.join(10)
     grown = rss_kib(server.process.pid) - before
-    print(f"\ndeclared 100 MB body under uvicorn: {status} after {answered_in * 1000:.0f} ms; client sent "
-          f"{sent / 1e6:.1f} MB in all; server RSS grew by {grown / 1024:.1f} MiB")
+    print(
+        f"\ndeclared 100 MB body under uvicorn: {status} after {answered_in * 1000:.0f} ms; client sent "
+        f"{sent / 1e6:.1f} MB in all; server RSS grew by {grown / 1024:.1f} MiB"
+    )
     assert status == 413 and body["error"]["code"] == -32600
     assert str(declared) in body["error"]["message"] and "MAX_BODY_SIZE" in body["error"]["message"]
     assert headers.get("connection") == "close"

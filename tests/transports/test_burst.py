@@ -119,8 +119,10 @@ def test_thousands_of_streams_leaving_at_once_leave_nothing_behind(worker: tuple
     while (remaining := open_sessions()) and time.monotonic() < deadline:
         time.sleep(0.5)
     after = group_members(prefix)
-    print(f"\n{STREAMS} legacy streams opened in {opened:.1f}s; group members while open: {while_open}; "
-          f"after all left at once: {after}; sessions left open: {remaining}")
+    print(
+        f"\n{STREAMS} legacy streams opened in {opened:.1f}s; group members while open: {while_open}; "
+        f"after all left at once: {after}; sessions left open: {remaining}"
+    )
     assert remaining == 0, f"{remaining} sessions of dropped streams are still open"
     assert sum(while_open.values()) <= 1, f"group membership grows with streams: {while_open}"
     assert sum(after.values()) <= 1, f"dead members left in channel-layer groups: {after}"
@@ -136,10 +138,20 @@ def test_thousands_of_streams_leaving_at_once_leave_nothing_behind(worker: tuple
         headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
     stream = Stream(server.mcp_url, headers)
     try:
-        subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                        "from mcp_app.models import Tool\nt = Tool.objects.first()\nt.title = 'burst'\nt.save()"],
-                       cwd=REPO, check=True, timeout=60, capture_output=True,
-                       env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env})
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                "from mcp_app.models import Tool\nt = Tool.objects.first()\nt.title = 'burst'\nt.save()",
+            ],
+            cwd=REPO,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+        )
         assert stream.wait_for("notifications/tools/list_changed", 1, 10), stream.methods()
     finally:
         with suppress(Exception):

@@ -27,10 +27,14 @@ def test_conformance_server_suite(daphne_server: LiveServer, tmp_path: Path) -> 
     # The DNS-rebinding scenario needs a loopback URL; every scenario opens its own session.
     run = subprocess.run(
         ["conformance", "server", "--url", f"http://127.0.0.1:{daphne_server.port}/mcp"],
-        env=node_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=node_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = run.stdout + run.stderr
-    summary = output[output.find("=== SUMMARY ==="):] if "=== SUMMARY ===" in output else output[-3000:]
+    summary = output[output.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in output else output[-3000:]
     total = re.search(r"^Total: (\d+) passed, (\d+) failed$", output, re.MULTILINE)
     assert total is not None, f"no summary line in the suite's output:\n{output[-3000:]}"
     SUMMARIES.append(f"conformance {summary.strip()}")
@@ -48,7 +52,11 @@ def test_conformance_server_suite(daphne_server: LiveServer, tmp_path: Path) -> 
 def test_conformance_pending_scenario(daphne_server: LiveServer, tmp_path: Path, scenario: str, checks: int) -> None:
     run = subprocess.run(
         ["conformance", "server", "--url", f"http://127.0.0.1:{daphne_server.port}/mcp", "--scenario", scenario],
-        env=node_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=node_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = run.stdout + run.stderr
     result = re.search(r"^Passed: (\d+)/(\d+), (\d+) failed, (\d+) warnings", output, re.MULTILINE)
@@ -65,7 +73,12 @@ def test_inspector_cli_over_streamable_http(daphne_server: LiveServer, tmp_path:
     listed = subprocess.run([*base, "--method", "tools/list"], env=env, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert '"name": "uppercase_text"' in listed.stdout
-    called = subprocess.run([*base, "--method", "tools/call", "--tool-name", "uppercase_text", "--tool-arg", "text=hi there"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    called = subprocess.run(
+        [*base, "--method", "tools/call", "--tool-name", "uppercase_text", "--tool-arg", "text=hi there"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert called.returncode == 0, called.stderr
     assert '"text": "HI THERE"' in called.stdout

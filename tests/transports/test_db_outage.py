@@ -71,8 +71,9 @@ def _pg_ctl(action: str) -> str:
 def _pg_connect(dbname: str = "postgres") -> Any:
     import psycopg
 
-    return psycopg.connect(host=PG_HOST, user=PG_USER, password=PG_PASSWORD or None, dbname=dbname,
-                           connect_timeout=3, autocommit=True)
+    return psycopg.connect(
+        host=PG_HOST, user=PG_USER, password=PG_PASSWORD or None, dbname=dbname, connect_timeout=3, autocommit=True
+    )
 
 
 def _pg_accepts() -> bool:
@@ -134,8 +135,10 @@ def _make_tokens(env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
     if _cluster() is None:
-        pytest.skip("PostgreSQL is not installed (no pg_ctlcluster or /etc/postgresql): the outage test stops and "
-                    "starts the machine's PostgreSQL cluster")
+        pytest.skip(
+            "PostgreSQL is not installed (no pg_ctlcluster or /etc/postgresql): the outage test stops and "
+            "starts the machine's PostgreSQL cluster"
+        )
     _start_pg()
     from psycopg import sql
 
@@ -156,31 +159,51 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
         if server is not None:
             server.stop()
         with _pg_connect() as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                         "AND pid <> pg_backend_pid()", (database,))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
     server.assert_no_traceback()
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------
 def _headers(token: str, session: str | None = None) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
-               "authorization": f"Bearer {token}", "mcp-protocol-version": VERSION}
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "authorization": f"Bearer {token}",
+        "mcp-protocol-version": VERSION,
+    }
     if session:
         headers["mcp-session-id"] = session
     return headers
 
 
 def _initialize(client: httpx.Client, url: str, token: str) -> httpx.Response:
-    return client.post(url, headers=_headers(token), json={
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "outage", "version": "1"}}})
+    return client.post(
+        url,
+        headers=_headers(token),
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "outage", "version": "1"}},
+        },
+    )
 
 
 def _call(client: httpx.Client, url: str, token: str, session: str, label: str, request_id: int) -> httpx.Response:
-    return client.post(url, headers=_headers(token, session), json={
-        "jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-        "params": {"name": "record_side_effect", "arguments": {"label": label}}})
+    return client.post(
+        url,
+        headers=_headers(token, session),
+        json={
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": "record_side_effect", "arguments": {"label": label}},
+        },
+    )
 
 
 def _assert_unavailable(response: httpx.Response, request_id: int | None = None) -> dict[str, Any]:
@@ -206,8 +229,9 @@ def test_requests_during_a_postgresql_stop_get_503_and_service_resumes(outage: O
         opened = _initialize(client, url, tokens["warm"])
         assert opened.status_code == 200, opened.text
         session = opened.headers["mcp-session-id"]
-        client.post(url, headers=_headers(tokens["warm"], session),
-                    json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        client.post(
+            url, headers=_headers(tokens["warm"], session), json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+        )
         before = _call(client, url, tokens["warm"], session, "before", 2)
         assert before.status_code == 200 and before.json()["result"]["content"][0]["text"] == "recorded before"
 
@@ -222,8 +246,9 @@ def test_requests_during_a_postgresql_stop_get_503_and_service_resumes(outage: O
 
             _assert_unavailable(_initialize(client, url, tokens["cold"]))  # authentication needs the database
             _assert_unavailable(_initialize(client, url, tokens["warm"]))  # a new session is a row
-            legacy = client.get(f"{outage.server.url}/sse", headers={"accept": "text/event-stream",
-                                                                       "authorization": f"Bearer {tokens['warm']}"})
+            legacy = client.get(
+                f"{outage.server.url}/sse", headers={"accept": "text/event-stream", "authorization": f"Bearer {tokens['warm']}"}
+            )
             _assert_unavailable(legacy)
         finally:
             _start_pg()
@@ -263,8 +288,7 @@ async def test_a_database_error_while_authenticating_is_a_503_json_answer(monkey
 
 
 # -- in process: provider reads, and which JSON answers are 503s ----------------------------------------------------------
-async def test_a_provider_read_during_an_outage_is_unavailable_not_an_internal_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_provider_read_during_an_outage_is_unavailable_not_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from django.db import OperationalError
 
     from mcp_app.availability import Unavailable

@@ -91,8 +91,7 @@ async def harness(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
 async def test_an_acknowledged_answer_is_confirmed(harness: Harness) -> None:
     reply = await harness.post._reply_channel(harness.server)
     ack_id, future = events.acks.expect()
-    await events.send_to_stream(harness.session.stream_channel, {"jsonrpc": "2.0", "id": 7, "result": {}},
-                                ack=(reply, ack_id))
+    await events.send_to_stream(harness.session.stream_channel, {"jsonrpc": "2.0", "id": 7, "result": {}}, ack=(reply, ack_id))
     assert await asyncio.wait_for(future, 2) is True  # the reader took it and confirmed
     assert harness.local.pop()["message"]["id"] == 7  # ...into the stream's buffer
     assert await harness.confirm([future]) is None  # -> 202

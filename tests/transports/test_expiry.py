@@ -37,7 +37,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     except OSError:
         pass  # in-memory layer: only the test that changes groups from another process needs Redis, and skips
     server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
-    data = json.loads(shell(SETTINGS, env, """
+    data = json.loads(
+        shell(
+            SETTINGS,
+            env,
+            """
 import json
 from datetime import date
 from django.contrib.auth.models import Group, Permission, User
@@ -49,7 +53,9 @@ dora = User.objects.create_user("dora", password="x")
 dora.groups.add(desk)
 member = Member.objects.create(name="Ann", email="ann@example.com", card_number="C1", joined=date(2020, 1, 1))
 print(json.dumps({"dora": Token.create_for(dora, name="dora")[1], "member": member.pk}))
-"""))
+""",
+        )
+    )
     yield server, env, data
     server.stop()
     if "MCP_TEST_REDIS_PREFIX" in env:
@@ -70,7 +76,11 @@ def http() -> Iterator[httpx.Client]:
 def expiring_token(env: dict[str, str]) -> tuple[str, float]:
     """A fresh token for a new user that expires LIFETIME seconds from now; returns it and its expiry
     as this process's monotonic time."""
-    out = json.loads(shell(SETTINGS, env, f"""
+    out = json.loads(
+        shell(
+            SETTINGS,
+            env,
+            f"""
 import json, secrets
 from datetime import timedelta
 from django.contrib.auth.models import User
@@ -79,13 +89,19 @@ from mcp_app.models import Token
 user = User.objects.create_user("u" + secrets.token_hex(4))
 expires = timezone.now() + timedelta(seconds={LIFETIME})
 print(json.dumps({{"key": Token.create_for(user, name="short", expires=expires)[1], "expires": expires.timestamp()}}))
-"""))
+""",
+        )
+    )
     return out["key"], time.monotonic() + (out["expires"] - time.time())
 
 
 def session_ended(env: dict[str, str], session_id: str) -> bool:
-    return shell(SETTINGS, env, "from mcp_app.models import Session; "
-                                f"print(Session.objects.get(id={session_id!r}).ended is not None)") == "True"
+    return (
+        shell(
+            SETTINGS, env, f"from mcp_app.models import Session; print(Session.objects.get(id={session_id!r}).ended is not None)"
+        )
+        == "True"
+    )
 
 
 @pytest.mark.parametrize("transport", ["streamable_http", "sse"])
@@ -134,8 +150,7 @@ def test_removing_a_user_from_a_group_takes_effect_on_the_next_request(site: Any
         pytest.skip("Redis is not running on 127.0.0.1:6379; a change made in another process needs a shared channel layer")
     session = open_session(server, http, data["dora"])
     tools = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
-    read = {"jsonrpc": "2.0", "id": 4, "method": "resources/read",
-            "params": {"uri": f"django://library/member/{data['member']}"}}
+    read = {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": f"django://library/member/{data['member']}"}}
 
     def can_read_members() -> bool:
         names = {t["name"] for t in http.post(server.mcp_url, json=tools, headers=session).json()["result"]["tools"]}
@@ -151,11 +166,18 @@ def test_removing_a_user_from_a_group_takes_effect_on_the_next_request(site: Any
         ("desk.user_set.add(User.objects.get(username='dora'))", True),
         ("desk.permissions.clear()", False),
         ("desk.permissions.add(Permission.objects.get(codename='view_member'))", True),
-        ("u = User.objects.get(username='dora'); u.groups.clear(); "
-         "u.user_permissions.add(Permission.objects.get(codename='view_member'))", True),
+        (
+            "u = User.objects.get(username='dora'); u.groups.clear(); "
+            "u.user_permissions.add(Permission.objects.get(codename='view_member'))",
+            True,
+        ),
         ("User.objects.get(username='dora').user_permissions.clear()", False),
         ("u = User.objects.get(username='dora'); u.is_superuser = True; u.save()", True),
     ):
-        shell(SETTINGS, env, "from django.contrib.auth.models import Group, Permission, User; "
-                             f"desk = Group.objects.get(name='desk'); {change}; print('ok')")
+        shell(
+            SETTINGS,
+            env,
+            "from django.contrib.auth.models import Group, Permission, User; "
+            f"desk = Group.objects.get(name='desk'); {change}; print('ok')",
+        )
         assert can_read_members() is expected, change

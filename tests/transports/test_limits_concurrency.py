@@ -36,8 +36,12 @@ from tests.live import REPO, LiveServer, start_daphne
 SETTINGS = "tests.limits_settings"
 LATEST = "2025-11-25"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "limits", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "limits", "version": "1"}},
+}
 CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "uppercase_text", "arguments": {"text": "a"}}}
 LIST = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
 CLIENTS = 20
@@ -68,25 +72,39 @@ user = User.objects.create_user("u" + secrets.token_hex(4))
 made = [Token.create_for(user, name=f"t{{i}}") for i in range({count})]
 print(json.dumps([[row.pk, key] for row, key in made]))
 """
-    out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=120,
-                         capture_output=True, text=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env})
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
+    )
     return [tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
 def open_session(client: httpx.Client, server: LiveServer, token: str) -> dict[str, str]:
     answer = client.post(server.mcp_url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, "authorization": f"Bearer {token}", "mcp-session-id": answer.headers["mcp-session-id"],
-               "mcp-protocol-version": LATEST}
-    assert client.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                       headers=headers).status_code == 202
+    headers = {
+        **HEADERS,
+        "authorization": f"Bearer {token}",
+        "mcp-session-id": answer.headers["mcp-session-id"],
+        "mcp-protocol-version": LATEST,
+    }
+    assert (
+        client.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code
+        == 202
+    )
     return headers
 
 
 def open_sessions(env: dict[str, str], token_pk: int) -> int:
     with sqlite3.connect(env["MCP_TEST_DB"], timeout=20) as db:
-        return db.execute("SELECT count(*) FROM mcp_app_session WHERE principal = ? AND ended IS NULL",
-                          (f"token:{token_pk}",)).fetchone()[0]
+        return db.execute(
+            "SELECT count(*) FROM mcp_app_session WHERE principal = ? AND ended IS NULL", (f"token:{token_pk}",)
+        ).fetchone()[0]
 
 
 def wait_for_a_fresh_window(seconds: float, needed: float) -> None:
@@ -111,8 +129,11 @@ def test_a_rate_holds_for_twenty_concurrent_sessions_of_one_token(tmp_path: Path
     if cache == "redis" and not redis_running():
         pytest.skip("Redis is not running on 127.0.0.1:6379 (start it to test the Redis cache)")
     limit, window = 25, 20.0
-    env = {"MCP_TEST_RATE_CACHE": cache, "MCP_TEST_REDIS_PREFIX": f"limits{os.getpid()}{time.monotonic_ns()}",
-           f"MCP_TEST_LIMIT_{setting}": f"{limit},{window:g}"}
+    env = {
+        "MCP_TEST_RATE_CACHE": cache,
+        "MCP_TEST_REDIS_PREFIX": f"limits{os.getpid()}{time.monotonic_ns()}",
+        f"MCP_TEST_LIMIT_{setting}": f"{limit},{window:g}",
+    }
     server, env = serve(tmp_path, **env)
     try:
         [(_pk, token)] = make_tokens(env, 1)
@@ -133,8 +154,10 @@ def test_a_rate_holds_for_twenty_concurrent_sessions_of_one_token(tmp_path: Path
                 answers = [r for rs in pool.map(burst, clients) for r in rs]
             through = [r for r in answers if r.status_code == 200]
             refused = [r for r in answers if r.status_code == 429]
-            print(f"\n{setting} on {cache}: {len(through)} of {len(answers)} through a limit of {limit} "
-                  f"({CLIENTS} concurrent sessions of one token)")
+            print(
+                f"\n{setting} on {cache}: {len(through)} of {len(answers)} through a limit of {limit} "
+                f"({CLIENTS} concurrent sessions of one token)"
+            )
             assert len(answers) == 4 * limit
             assert len(through) == limit and len(refused) == 3 * limit, [r.status_code for r in answers]
             assert all("result" in r.json() for r in through)
@@ -146,9 +169,15 @@ def test_a_rate_holds_for_twenty_concurrent_sessions_of_one_token(tmp_path: Path
             # The Retry-After is true: a retry once it has passed goes through.
             last = refused[-1]
             time.sleep(int(last.headers["retry-after"]))
-            retry = clients[0].post(server.mcp_url, json=message, headers={
-                **HEADERS, **{k: v for k, v in last.request.headers.items() if k in ("authorization", "mcp-session-id")},
-                "mcp-protocol-version": LATEST})
+            retry = clients[0].post(
+                server.mcp_url,
+                json=message,
+                headers={
+                    **HEADERS,
+                    **{k: v for k, v in last.request.headers.items() if k in ("authorization", "mcp-session-id")},
+                    "mcp-protocol-version": LATEST,
+                },
+            )
             assert retry.status_code == 200 and "result" in retry.json(), retry.text
         finally:
             for client in clients:
@@ -228,15 +257,18 @@ def test_twenty_concurrent_initializes_near_the_cap_leave_the_cap_open(capped: t
     with ThreadPoolExecutor(CLIENTS) as pool:
         statuses = list(pool.map(initialize, range(CLIENTS)))
     left_open = open_sessions(env, pk)
-    print(f"\nsessions open after {CLIENTS} concurrent initializes with 4 open and a cap of 5: {left_open}; "
-          f"statuses {sorted(statuses)}")
+    print(
+        f"\nsessions open after {CLIENTS} concurrent initializes with 4 open and a cap of 5: {left_open}; "
+        f"statuses {sorted(statuses)}"
+    )
     assert statuses == [200] * CLIENTS  # never locked out
     assert left_open == 5
 
 
 def test_abandoned_sessions_are_reaped_without_a_request(tmp_path: Path) -> None:
-    server, env = serve(tmp_path, MCP_TEST_SESSION_IDLE_TIMEOUT="2", MCP_TEST_SESSION_REAP_INTERVAL="0.5",
-                        MCP_TEST_SESSION_TOUCH_INTERVAL="0")
+    server, env = serve(
+        tmp_path, MCP_TEST_SESSION_IDLE_TIMEOUT="2", MCP_TEST_SESSION_REAP_INTERVAL="0.5", MCP_TEST_SESSION_TOUCH_INTERVAL="0"
+    )
     try:
         [(pk, token)] = make_tokens(env, 1)
         with httpx.Client(timeout=15) as client:

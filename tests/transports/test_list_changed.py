@@ -39,11 +39,16 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     try:
         socket.create_connection(REDIS, timeout=2).close()
     except OSError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it with redis-server); list_changed across "
-                    "processes needs a shared channel layer")
+        pytest.skip(
+            "Redis is not running on 127.0.0.1:6379 (start it with redis-server); list_changed across "
+            "processes needs a shared channel layer"
+        )
     workdir = tmp_path_factory.mktemp("list_changed")
-    env = {"MCP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_TEST_REDIS_PREFIX": f"lc{secrets.token_hex(4)}",
-           "MCP_TEST_DB": str(workdir / "db.sqlite3")}
+    env = {
+        "MCP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "MCP_TEST_REDIS_PREFIX": f"lc{secrets.token_hex(4)}",
+        "MCP_TEST_DB": str(workdir / "db.sqlite3"),
+    }
     server = start_daphne(workdir, extra_env=env)
     yield server, env
     server.stop()
@@ -56,13 +61,19 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
 
 
 def save_in_another_process(env: dict[str, str], code: str) -> None:
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=60,
-                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env})
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        check=True,
+        timeout=60,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+    )
 
 
 def set_enabled(env: dict[str, str], enabled: bool) -> None:
-    save_in_another_process(env, "from mcp_app.models import Tool; t = Tool.objects.get(name='uppercase_text'); "
-                                 f"t.enabled = {enabled}; t.save()")
+    save_in_another_process(
+        env, f"from mcp_app.models import Tool; t = Tool.objects.get(name='uppercase_text'); t.enabled = {enabled}; t.save()"
+    )
 
 
 @pytest.mark.parametrize("transport", ["streamable_http", "sse"])
@@ -75,8 +86,10 @@ async def test_saved_tool_row_notifies_open_sessions(shared: tuple[LiveServer, d
             changed.set()
 
     client = streamable_http_client(server.mcp_url) if transport == "streamable_http" else sse_client(f"{server.url}/sse")
-    async with client as (read, write), ClientSession(read, write, read_timeout_seconds=20,
-                                                      message_handler=on_message) as session:
+    async with (
+        client as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session,
+    ):
         await session.initialize()
         assert "uppercase_text" in {t.name for t in (await session.list_tools()).tools}
         await anyio.sleep(0.5)  # Streamable HTTP: the SDK opens its GET stream after initialized
@@ -92,22 +105,39 @@ async def test_saved_tool_row_notifies_open_sessions(shared: tuple[LiveServer, d
         assert "uppercase_text" in {t.name for t in (await session.list_tools()).tools}
 
 
-
-LIBRARY = ("from datetime import date; from mcpsite.library.models import Author, Book; "
-           "a = Author.objects.create(name='Ada Costa'); "
-           "b = Book.objects.create(title='The Silent River', isbn='9780001000001', author=a, genre='novel', "
-           "published=date(2001, 5, 4), pages=321); print(b.pk)")
+LIBRARY = (
+    "from datetime import date; from mcpsite.library.models import Author, Book; "
+    "a = Author.objects.create(name='Ada Costa'); "
+    "b = Book.objects.create(title='The Silent River', isbn='9780001000001', author=a, genre='novel', "
+    "published=date(2001, 5, 4), pages=321); print(b.pk)"
+)
 
 
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")  # the SDK's note about 2026-07-28
 @pytest.mark.parametrize("transport", ["streamable_http", "sse"])
-async def test_subscribed_object_saved_elsewhere_sends_resources_updated(shared: tuple[LiveServer, dict[str, str]],
-                                                                         transport: str) -> None:
+async def test_subscribed_object_saved_elsewhere_sends_resources_updated(
+    shared: tuple[LiveServer, dict[str, str]], transport: str
+) -> None:
     server, env = shared
-    out = await anyio.to_thread.run_sync(lambda: subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", LIBRARY.replace("9780001000001", f"97800010{secrets.randbelow(10**5):05d}")],
-        cwd=REPO, check=True, timeout=60, capture_output=True, text=True,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env}).stdout)
+    out = await anyio.to_thread.run_sync(
+        lambda: (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "shell",
+                    "-c",
+                    LIBRARY.replace("9780001000001", f"97800010{secrets.randbelow(10**5):05d}"),
+                ],
+                cwd=REPO,
+                check=True,
+                timeout=60,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+            ).stdout
+        )
+    )
     pk = int(out.split()[-1])
     uri = f"django://library/book/{pk}"
     updated: list[str] = []
@@ -119,8 +149,10 @@ async def test_subscribed_object_saved_elsewhere_sends_resources_updated(shared:
             got.set()
 
     client = streamable_http_client(server.mcp_url) if transport == "streamable_http" else sse_client(f"{server.url}/sse")
-    async with client as (read, write), ClientSession(read, write, read_timeout_seconds=20,
-                                                      message_handler=on_message) as session:
+    async with (
+        client as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session,
+    ):
         await session.initialize()
         templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
         assert "django://library/book/{pk}" in templates
@@ -151,17 +183,31 @@ async def test_many_new_rows_send_few_list_changed(shared: tuple[LiveServer, dic
         if isinstance(message, types.ResourceListChangedNotification):
             changes.append(time.monotonic())
 
-    async with streamable_http_client(server.mcp_url) as (read, write), \
-            ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session:
+    async with (
+        streamable_http_client(server.mcp_url) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session,
+    ):
         await session.initialize()
         await anyio.sleep(0.5)
         # Thirty authors, each in its own transaction (thirty group sends): the stream coalesces them. The
         # saving process prints its monotonic clock after the last commit (one clock for every process here).
-        code = ("import time\nfrom mcpsite.library.models import Author\n"
-                "for i in range(30): Author.objects.create(name=f'Author {i}')\nprint(time.monotonic())")
-        out = await anyio.to_thread.run_sync(lambda: subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=60, capture_output=True,
-            text=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env}).stdout)
+        code = (
+            "import time\nfrom mcpsite.library.models import Author\n"
+            "for i in range(30): Author.objects.create(name=f'Author {i}')\nprint(time.monotonic())"
+        )
+        out = await anyio.to_thread.run_sync(
+            lambda: (
+                subprocess.run(
+                    [sys.executable, "manage.py", "shell", "-c", code],
+                    cwd=REPO,
+                    check=True,
+                    timeout=60,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+                ).stdout
+            )
+        )
         last_commit = float(out.split()[-1])
         await anyio.sleep(1.5)  # longer than a coalescing window: the trailing notification has arrived
         # At most one a window while changes keep coming (the first at once), plus the trailing one.

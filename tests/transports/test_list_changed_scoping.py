@@ -32,13 +32,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     try:
         socket.create_connection(REDIS, timeout=2).close()
     except OSError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it with redis-server); rows saved in another "
-                    "process reach the streams through a shared channel layer")
+        pytest.skip(
+            "Redis is not running on 127.0.0.1:6379 (start it with redis-server); rows saved in another "
+            "process reach the streams through a shared channel layer"
+        )
     workdir = tmp_path_factory.mktemp("list_changed_scoping")
-    env = {"MCP_TEST_DB": str(workdir / "db.sqlite3"), "MCP_TEST_RATE": "1000",
-           "MCP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_TEST_REDIS_PREFIX": f"lcs{os.getpid()}"}
+    env = {
+        "MCP_TEST_DB": str(workdir / "db.sqlite3"),
+        "MCP_TEST_RATE": "1000",
+        "MCP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "MCP_TEST_REDIS_PREFIX": f"lcs{os.getpid()}",
+    }
     server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
-    tokens = json.loads(shell(SETTINGS, env, """
+    tokens = json.loads(
+        shell(
+            SETTINGS,
+            env,
+            """
 import json
 from django.contrib.auth.models import Group, Permission, User
 from mcp_app.models import Token
@@ -50,7 +60,9 @@ reader = User.objects.create_user("reader", password="x")
 # One token per stream: each token is its own principal, with its own stream and session caps.
 print(json.dumps({"librarian": [Token.create_for(librarian, name=f"l{i}")[1] for i in range(3)],
                   "reader": [Token.create_for(reader, name=f"r{i}")[1] for i in range(3)]}))
-"""))
+""",
+        )
+    )
     yield server, env, tokens
     server.stop()
     import redis
@@ -72,8 +84,7 @@ def open_stream(server: LiveServer, token: str, transport: str) -> Stream:
 def create(env: dict[str, str], model: str) -> None:
     tag = secrets.token_hex(4)
     code = {
-        "member": f"Member.objects.create(name='M {tag}', email='m@example.com', card_number='{tag}', "
-                  "joined=date(2020, 1, 1))",
+        "member": f"Member.objects.create(name='M {tag}', email='m@example.com', card_number='{tag}', joined=date(2020, 1, 1))",
         "author": f"Author.objects.create(name='A {tag}')",
     }[model]
     shell(SETTINGS, env, f"from datetime import date; from mcpsite.library.models import Author, Member; {code}; print('ok')")
@@ -105,14 +116,21 @@ def test_a_stream_follows_its_users_permissions(site: Any) -> None:
     try:
         create(env, "member")
         assert librarian.wait_for(LIST_CHANGED, 1, SETTLE)
-        shell(SETTINGS, env, "from django.contrib.auth.models import User; "
-                             "User.objects.get(username='librarian').groups.clear(); print('ok')")
+        shell(
+            SETTINGS,
+            env,
+            "from django.contrib.auth.models import User; User.objects.get(username='librarian').groups.clear(); print('ok')",
+        )
         time.sleep(1.0)  # past the coalescing window, so a notification would not be merged into the first
         create(env, "member")
         time.sleep(SETTLE)
         assert librarian.methods().count(LIST_CHANGED) == 1, "told about members after losing view_member"
     finally:
         librarian.close()
-        shell(SETTINGS, env, "from django.contrib.auth.models import Group, User; "
-                             "User.objects.get(username='librarian').groups.add(Group.objects.get(name='librarians')); "
-                             "print('ok')")
+        shell(
+            SETTINGS,
+            env,
+            "from django.contrib.auth.models import Group, User; "
+            "User.objects.get(username='librarian').groups.add(Group.objects.get(name='librarians')); "
+            "print('ok')",
+        )

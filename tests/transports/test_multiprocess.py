@@ -56,8 +56,9 @@ VERSION = "2024-11-05"
 def _pg_connect(dbname: str = "postgres") -> Any:
     import psycopg
 
-    return psycopg.connect(host=PG_HOST, user=PG_USER, password=PG_PASSWORD or None, dbname=dbname,
-                           connect_timeout=3, autocommit=True)
+    return psycopg.connect(
+        host=PG_HOST, user=PG_USER, password=PG_PASSWORD or None, dbname=dbname, connect_timeout=3, autocommit=True
+    )
 
 
 def _redis_client() -> Any:
@@ -71,8 +72,10 @@ def _check_services() -> None:
         with _pg_connect() as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:5432 as user {PG_USER} ({type(exc).__name__}: {exc}); "
-                    "start it (e.g. `service postgresql start`, trust auth for 127.0.0.1) to run the multi-process tests")
+        pytest.skip(
+            f"PostgreSQL is not reachable at {PG_HOST}:5432 as user {PG_USER} ({type(exc).__name__}: {exc}); "
+            "start it (e.g. `service postgresql start`, trust auth for 127.0.0.1) to run the multi-process tests"
+        )
     try:
         client = _redis_client()
         try:
@@ -80,16 +83,19 @@ def _check_services() -> None:
         finally:
             client.close()
     except Exception as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({type(exc).__name__}: {exc}); start it (e.g. "
-                    "`service redis-server start` or `redis-server --daemonize yes`) to run the multi-process tests")
+        pytest.skip(
+            f"Redis is not reachable at {REDIS_URL} ({type(exc).__name__}: {exc}); start it (e.g. "
+            "`service redis-server start` or `redis-server --daemonize yes`) to run the multi-process tests"
+        )
 
 
 def _drop_database(name: str) -> None:
     from psycopg import sql
 
     with _pg_connect() as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                     (name,))
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+        )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
@@ -217,8 +223,15 @@ def request(request_id: int, method: str, params: dict[str, Any] | None = None) 
 
 
 def initialize_request(request_id: int, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
-    return request(request_id, "initialize", {"protocolVersion": VERSION, "capabilities": capabilities or {},
-                                              "clientInfo": {"name": "multiprocess-test", "version": "1"}})
+    return request(
+        request_id,
+        "initialize",
+        {
+            "protocolVersion": VERSION,
+            "capabilities": capabilities or {},
+            "clientInfo": {"name": "multiprocess-test", "version": "1"},
+        },
+    )
 
 
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
@@ -237,8 +250,9 @@ async def post(client: httpx.AsyncClient, url: str, message: dict[str, Any]) -> 
     assert response.status_code == 202, f"{message.get('method') or 'response'} -> {response.status_code} {response.text}"
 
 
-async def initialize(client: httpx.AsyncClient, stream: Stream, server: LiveServer,
-                     capabilities: dict[str, Any] | None = None) -> None:
+async def initialize(
+    client: httpx.AsyncClient, stream: Stream, server: LiveServer, capabilities: dict[str, Any] | None = None
+) -> None:
     """initialize (answer awaited, as the lifecycle asks) and notifications/initialized, POSTed to ``server``."""
     await post(client, stream.post_url(server), initialize_request(0, capabilities))
     answer = await receive(stream, "the answer to initialize")
@@ -256,8 +270,7 @@ def new_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0), limits=httpx.Limits(max_connections=200))
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str | Callable[[], str],
-                     timeout: float = 8.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str | Callable[[], str], timeout: float = 8.0) -> None:
     """Poll ``check`` until it holds (asynchronous clean-up), failing with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -278,8 +291,7 @@ def planned_request(session: int, n: int) -> dict[str, Any]:
     return request(n, "ping")
 
 
-async def run_pipelined_session(client: httpx.AsyncClient, a: LiveServer, b: LiveServer, session: int,
-                                deadline: float) -> None:
+async def run_pipelined_session(client: httpx.AsyncClient, a: LiveServer, b: LiveServer, session: int, deadline: float) -> None:
     async with open_stream(client, a) as stream:
         answers: list[dict[str, Any]] = []
         first = asyncio.Event()
@@ -337,9 +349,11 @@ async def test_sampling_answer_posted_to_the_other_worker(cluster: Cluster) -> N
         asked = await receive(stream, "sampling/createMessage from the tool running on B")
         assert asked.get("method") == "sampling/createMessage", asked
         assert asked["params"]["messages"][0]["content"] == {"type": "text", "text": "hi"}
-        reply = {"jsonrpc": "2.0", "id": asked["id"],
-                 "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m",
-                            "stopReason": "endTurn"}}
+        reply = {
+            "jsonrpc": "2.0",
+            "id": asked["id"],
+            "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m", "stopReason": "endTurn"},
+        }
         await post(client, stream.post_url(cluster.a), reply)  # ...its answer reaches A
         answer = await receive(stream, "the tool's result, after the sampling answer went to A")
         assert answer["id"] == 2, answer
@@ -375,8 +389,10 @@ async def vanishing_post(server: LiveServer, session_id: str) -> None:
     body = json.dumps(request(1, "ping")).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
-        writer.write(f"POST /sse/messages?session_id={session_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body) + 1000}\r\n\r\n".encode())
+        writer.write(
+            f"POST /sse/messages?session_id={session_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 1000}\r\n\r\n".encode()
+        )
         writer.write(body[: len(body) // 2])
         await writer.drain()
         await asyncio.sleep(0.2)  # long enough for the worker to be reading the body
@@ -401,8 +417,9 @@ async def test_vanishing_clients_leave_nothing_behind(cluster: Cluster) -> None:
             await initialize(client, survivor, b)
 
             # 20 streams on A dropped mid-stream, 20 POSTs on B dropped mid-body, all at once.
-            results = await asyncio.gather(*(vanishing_stream(a) for _ in range(20)),
-                                           *(vanishing_post(b, survivor.session_id) for _ in range(20)))
+            results = await asyncio.gather(
+                *(vanishing_stream(a) for _ in range(20)), *(vanishing_post(b, survivor.session_id) for _ in range(20))
+            )
             dropped = [r for r in results if isinstance(r, str)]
             assert len(set(dropped)) == 20
 
@@ -410,8 +427,11 @@ async def test_vanishing_clients_leave_nothing_behind(cluster: Cluster) -> None:
             label = f"multiprocess-{secrets.token_hex(4)}"
             async with open_stream(client, a) as slow:
                 await initialize(client, slow, b)
-                await post(client, slow.post_url(b), request(5, "tools/call", {"name": "wait_until_cancelled",
-                                                                                  "arguments": {"label": label}}))
+                await post(
+                    client,
+                    slow.post_url(b),
+                    request(5, "tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}}),
+                )
                 slow_session = slow.session_id
             dropped.append(slow_session)
 
@@ -446,8 +466,13 @@ async def test_vanishing_clients_leave_nothing_behind(cluster: Cluster) -> None:
             open_sessions[:] = [row[0] for row in rows]
             return not rows
 
-        await eventually(all_ended, lambda: f"sessions of vanished streams not marked ended: {open_sessions} (of which "
-                                            f"the slow tool's: {[s for s in open_sessions if s == slow_session]})")
+        await eventually(
+            all_ended,
+            lambda: (
+                f"sessions of vanished streams not marked ended: {open_sessions} (of which "
+                f"the slow tool's: {[s for s in open_sessions if s == slow_session]})"
+            ),
+        )
         known = cluster.query("SELECT count(*) FROM mcp_app_session WHERE id = ANY(%s)", (dropped,))[0][0]
         assert known == len(dropped)
         for server in (a, b):
@@ -472,33 +497,50 @@ async def test_keyset_pages_on_postgresql_across_workers(cluster: Cluster) -> No
 
     from tests.live import REPO
 
-    code = ("from mcpsite.library.models import Author\n"
-            "Author.objects.bulk_create([Author(name=f'Author {i:02d}',"
-            " birth_year=None if i % 3 == 0 else 1900 + (i * 7) % 50) for i in range(25)])")
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, check=True, timeout=60,
-                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MCP_TEST_POSTGRES_DB": cluster.database})
+    code = (
+        "from mcpsite.library.models import Author\n"
+        "Author.objects.bulk_create([Author(name=f'Author {i:02d}',"
+        " birth_year=None if i % 3 == 0 else 1900 + (i * 7) % 50) for i in range(25)])"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        check=True,
+        timeout=60,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MCP_TEST_POSTGRES_DB": cluster.database},
+    )
     rows = cluster.query("SELECT id, birth_year FROM library_author ORDER BY birth_year DESC NULLS FIRST, id")
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
     async with new_client() as client:
         sessions = {}
         for server in (cluster.a, cluster.b):
-            init = request(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                             "clientInfo": {"name": "pg", "version": "1"}})
+            init = request(
+                1,
+                "initialize",
+                {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "pg", "version": "1"}},
+            )
             answer = await client.post(server.mcp_url, json=init, headers=headers)
             sessions[server.port] = {**headers, "mcp-session-id": answer.headers["mcp-session-id"]}
 
-        async def walk(method: str, params: dict[str, Any], items: Callable[[dict[str, Any]], tuple[list[str], str | None]],
-                       ) -> list[str]:
+        async def walk(
+            method: str,
+            params: dict[str, Any],
+            items: Callable[[dict[str, Any]], tuple[list[str], str | None]],
+        ) -> list[str]:
             seen: list[str] = []
             cursor = None
             for page in range(100):
                 server = (cluster.a, cluster.b)[page % 2]
                 args = dict(params)
                 if cursor is not None:
-                    args = {**args, "arguments": {**args["arguments"], "cursor": cursor}} if "arguments" in args \
+                    args = (
+                        {**args, "arguments": {**args["arguments"], "cursor": cursor}}
+                        if "arguments" in args
                         else {**args, "cursor": cursor}
-                answer = (await client.post(server.mcp_url, json=request(page + 2, method, args),
-                                            headers=sessions[server.port])).json()
+                    )
+                answer = (
+                    await client.post(server.mcp_url, json=request(page + 2, method, args), headers=sessions[server.port])
+                ).json()
                 assert "result" in answer, answer
                 found, cursor = items(answer["result"])
                 seen += found
@@ -510,11 +552,13 @@ async def test_keyset_pages_on_postgresql_across_workers(cluster: Cluster) -> No
             data = result["structuredContent"]
             return [item["uri"] for item in data["items"]], data.get("nextCursor")
 
-        by_year = await walk("tools/call", {"name": "library_author_list",
-                                            "arguments": {"order_by": ["-birth_year"], "limit": 4}}, tool_page)
+        by_year = await walk(
+            "tools/call", {"name": "library_author_list", "arguments": {"order_by": ["-birth_year"], "limit": 4}}, tool_page
+        )
         assert by_year == [f"django://library/author/{pk}" for pk, _ in rows]
-        with_nulls_last = await walk("tools/call", {"name": "library_author_list",
-                                                    "arguments": {"order_by": ["birth_year"], "limit": 3}}, tool_page)
+        with_nulls_last = await walk(
+            "tools/call", {"name": "library_author_list", "arguments": {"order_by": ["birth_year"], "limit": 3}}, tool_page
+        )
         ascending = cluster.query("SELECT id FROM library_author ORDER BY birth_year ASC NULLS LAST, id")
         assert with_nulls_last == [f"django://library/author/{pk}" for (pk,) in ascending]
         listed = await walk("resources/list", {}, lambda r: ([x["uri"] for x in r["resources"]], r.get("nextCursor")))

@@ -31,8 +31,12 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 
 from tests.live import REPO, LiveServer, free_port, start_daphne
 
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -48,8 +52,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, check=True, timeout=120, capture_output=True,
-                          text=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "mcpsite.settings", **env}).stdout
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mcpsite.settings", **env},
+    ).stdout
 
 
 class MemoryStorage:
@@ -74,8 +85,9 @@ async def signed_in_browser(server: LiveServer, username: str) -> httpx.AsyncCli
     browser = httpx.AsyncClient(base_url=server.url, follow_redirects=False, timeout=20)
     page = await browser.get("/accounts/login/")
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    answer = await browser.post("/accounts/login/", data={"username": username, "password": "mcp-demo",
-                                                          "csrfmiddlewaretoken": token, "next": "/"})
+    answer = await browser.post(
+        "/accounts/login/", data={"username": username, "password": "mcp-demo", "csrfmiddlewaretoken": token, "next": "/"}
+    )
     assert answer.status_code == 302, "the demo user could not sign in"
     return browser
 
@@ -93,25 +105,35 @@ async def test_sdk_client_completes_the_oauth_flow(demo: tuple[LiveServer, dict[
         # It says where the code goes (the redirect's host, prominently) and that the client registered itself.
         assert "<strong>127.0.0.1:9</strong>" in consent.text and "(a program on this computer)" in consent.text
         assert "This client registered itself" in consent.text
-        fields = {name: html.unescape(value) for name, value in
-                  re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)}
+        fields = {
+            name: html.unescape(value)
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)
+        }
         answer = await browser.post(urlsplit(url).path, data={**fields, "allow": "Authorize"})
         assert answer.status_code == 302, answer.text[:500]
         back = parse_qs(urlsplit(answer.headers["location"]).query)
-        approved["result"] = AuthorizationCodeResult(code=back["code"][0], state=(back.get("state") or [None])[0],
-                                                     iss=(back.get("iss") or [None])[0])
+        approved["result"] = AuthorizationCodeResult(
+            code=back["code"][0], state=(back.get("state") or [None])[0], iss=(back.get("iss") or [None])[0]
+        )
 
     async def callback_handler() -> AuthorizationCodeResult:
         return approved["result"]
 
     storage = MemoryStorage()
-    metadata = OAuthClientMetadata(client_name="mcp_app test", redirect_uris=["http://127.0.0.1:9/callback"],
-                                   grant_types=["authorization_code", "refresh_token"], response_types=["code"],
-                                   token_endpoint_auth_method="none", scope="mcp")
+    metadata = OAuthClientMetadata(
+        client_name="mcp_app test",
+        redirect_uris=["http://127.0.0.1:9/callback"],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+        scope="mcp",
+    )
     auth = OAuthClientProvider(server.mcp_url, metadata, storage, redirect_handler, callback_handler)
-    async with httpx2.AsyncClient(auth=auth, timeout=30) as http, \
-            streamable_http_client(server.mcp_url, http_client=http) as (read, write), \
-            ClientSession(read, write) as session:
+    async with (
+        httpx2.AsyncClient(auth=auth, timeout=30) as http,
+        streamable_http_client(server.mcp_url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         tools = {t.name for t in (await session.list_tools()).tools}
         assert {"uppercase_text", "library_member_list", "library_loan_list"} <= tools  # the librarian's view
@@ -132,8 +154,9 @@ async def test_sdk_client_completes_the_oauth_flow(demo: tuple[LiveServer, dict[
         assert in_query.status_code == 401
 
 
-def make_token(env: dict[str, str], *, resource: str | None, scope: str = "mcp", expired: bool = False,
-               app: str = "matrix") -> str:
+def make_token(
+    env: dict[str, str], *, resource: str | None, scope: str = "mcp", expired: bool = False, app: str = "matrix"
+) -> str:
     code = (
         "import secrets; from datetime import timedelta; from django.utils import timezone; "
         "from django.contrib.auth.models import User; from oauth2_provider.models import AccessToken, Application; "
@@ -147,19 +170,22 @@ def make_token(env: dict[str, str], *, resource: str | None, scope: str = "mcp",
     return manage(env, "shell", "-c", code).split()[-1]
 
 
-@pytest.mark.parametrize(("case", "status", "error"), [
-    ("valid", 200, None),
-    ("expired", 401, "invalid_token"),
-    ("another resource", 401, "invalid_token"),
-    ("no resource", 401, "invalid_token"),
-    ("insufficient scope", 403, "insufficient_scope"),
-])
-async def test_access_tokens_are_checked_for_audience_expiry_and_scope(demo: tuple[LiveServer, dict[str, str]], case: str,
-                                                                       status: int, error: str | None) -> None:
+@pytest.mark.parametrize(
+    ("case", "status", "error"),
+    [
+        ("valid", 200, None),
+        ("expired", 401, "invalid_token"),
+        ("another resource", 401, "invalid_token"),
+        ("no resource", 401, "invalid_token"),
+        ("insufficient scope", 403, "insufficient_scope"),
+    ],
+)
+async def test_access_tokens_are_checked_for_audience_expiry_and_scope(
+    demo: tuple[LiveServer, dict[str, str]], case: str, status: int, error: str | None
+) -> None:
     server, env = demo
     resource = {"another resource": "http://other.example/mcp", "no resource": None}.get(case, server.mcp_url)
-    token = make_token(env, resource=resource, scope="read" if case == "insufficient scope" else "mcp",
-                       expired=case == "expired")
+    token = make_token(env, resource=resource, scope="read" if case == "insufficient scope" else "mcp", expired=case == "expired")
     async with httpx.AsyncClient(timeout=20) as client:
         answer = await client.post(server.mcp_url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {token}"})
         assert answer.status_code == status, answer.text
@@ -211,11 +237,26 @@ async def test_mcp_inspector_completes_the_oauth_flow(demo: tuple[LiveServer, di
     from tests.node_peers import node_env
 
     server, _env = demo
-    env = {**node_env(tmp_path), "MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true", "HOME": str(tmp_path),
-           "MCP_INSPECTOR_SECRET_STORE": "memory"}
+    env = {
+        **node_env(tmp_path),
+        "MCP_AUTO_OPEN_ENABLED": "true",
+        "BROWSER": "true",
+        "HOME": str(tmp_path),
+        "MCP_INSPECTOR_SECRET_STORE": "memory",
+    }
     inspector = await asyncio.create_subprocess_exec(
-        "mcp-inspector", "--cli", server.mcp_url, "--transport", "http", "--method", "tools/list",
-        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "mcp-inspector",
+        "--cli",
+        server.mcp_url,
+        "--transport",
+        "http",
+        "--method",
+        "tools/list",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         url = None
         async with asyncio.timeout(60):
@@ -228,8 +269,10 @@ async def test_mcp_inspector_completes_the_oauth_flow(demo: tuple[LiveServer, di
         assert asked["resource"] == [server.mcp_url] and asked["code_challenge_method"] == ["S256"]
         browser = await signed_in_browser(server, "librarian")
         consent = await browser.get(url)
-        fields = {name: html.unescape(value) for name, value in
-                  re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)}
+        fields = {
+            name: html.unescape(value)
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)
+        }
         approved = await browser.post(urlsplit(url).path, data={**fields, "allow": "Authorize"})
         assert approved.status_code == 302
         await browser.aclose()
@@ -260,8 +303,12 @@ async def test_revoking_an_access_token_closes_its_open_stream(demo: tuple[LiveS
         session = {**auth, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
         async with client.stream("GET", server.mcp_url, headers={**session, "accept": "text/event-stream"}) as stream:
             assert stream.status_code == 200
-            client_id = manage(env, "shell", "-c", "from oauth2_provider.models import Application; "
-                                                   "print(Application.objects.get(name='revocation').client_id)").split()[-1]
+            client_id = manage(
+                env,
+                "shell",
+                "-c",
+                "from oauth2_provider.models import Application; print(Application.objects.get(name='revocation').client_id)",
+            ).split()[-1]
             started = time.monotonic()
             revoked = await client.post(f"{server.url}/o/revoke_token/", data={"token": token, "client_id": client_id})
             assert revoked.status_code == 200, revoked.text
@@ -269,6 +316,7 @@ async def test_revoking_an_access_token_closes_its_open_stream(demo: tuple[LiveS
                 async for _ in stream.aiter_bytes():
                     pass  # ends when the server closes the stream
             assert time.monotonic() - started < 10
-        again = await client.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
-                                  headers={**HEADERS, **session})
+        again = await client.post(
+            server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers={**HEADERS, **session}
+        )
         assert again.status_code == 401

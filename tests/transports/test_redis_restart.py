@@ -34,8 +34,24 @@ from tests.transports.cluster import Workers, workers_fixture  # noqa: F401 - th
 BOUND = 2.0
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 VERSION = "2025-06-18"
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 
 
 def redis_ping() -> bool:
@@ -71,8 +87,9 @@ def rpc(request_id: int | None, method: str, params: dict[str, Any] | None = Non
 
 async def open_session(client: httpx.AsyncClient, server: LiveServer) -> dict[str, str]:
     """initialize on ``server``; the headers that name the session (any worker serves it)."""
-    init = rpc(0, "initialize", {"protocolVersion": VERSION, "capabilities": {},
-                                 "clientInfo": {"name": "redis-restart", "version": "1"}})
+    init = rpc(
+        0, "initialize", {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "redis-restart", "version": "1"}}
+    )
     response = await client.post(server.mcp_url, json=init, headers=HEADERS)
     assert response.status_code == 200, response.text
     headers = {**HEADERS, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
@@ -131,22 +148,27 @@ async def test_workers_rejoin_the_bus_when_redis_restarts_under_load(workers: Wo
             ended = time.monotonic()
             while (refused := await ping(client, b, doomed)).status_code != 404:
                 assert refused.status_code == 200, refused.text
-                assert time.monotonic() - ended < BOUND, \
+                assert time.monotonic() - ended < BOUND, (
                     f"B still served a session DELETEd on A {BOUND}s after Redis came back (the bus was not re-joined)"
+                )
                 await asyncio.sleep(0.05)
             honoured = time.monotonic() - ended
 
             # A cancellation sent to A reaches the tool running on B.
             label = f"redis-restart-{secrets.token_hex(4)}"
-            call = asyncio.create_task(client.post(b.mcp_url, headers=canceller, json=rpc(
-                7, "tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}})))
+            call = asyncio.create_task(
+                client.post(
+                    b.mcp_url,
+                    headers=canceller,
+                    json=rpc(7, "tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}}),
+                )
+            )
             await asyncio.sleep(0.5)  # the tool is running on B
             cancel = rpc(None, "notifications/cancelled", {"requestId": 7, "reason": "test"})
             assert (await client.post(a.mcp_url, json=cancel, headers=canceller)).status_code == 202
             deadline = time.monotonic() + 5
             while True:
-                read = await client.post(b.mcp_url, headers=canceller,
-                                         json=rpc(8, "resources/read", {"uri": "test://cancelled"}))
+                read = await client.post(b.mcp_url, headers=canceller, json=rpc(8, "resources/read", {"uri": "test://cancelled"}))
                 if label in json.loads(answer(read)["result"]["contents"][0]["text"]):
                     break
                 assert time.monotonic() < deadline, "a cancellation sent to A never reached the tool running on B"
@@ -161,7 +183,9 @@ async def test_workers_rejoin_the_bus_when_redis_restarts_under_load(workers: Wo
             stop.set()
             await asyncio.gather(*loaders, return_exceptions=True)
 
-    print(f"\nredis restart: a DELETE on A was honoured by B {honoured:.2f}s after it (Redis back {ended - back:.2f}s "
-          "before the DELETE)")
+    print(
+        f"\nredis restart: a DELETE on A was honoured by B {honoured:.2f}s after it (Redis back {ended - back:.2f}s "
+        "before the DELETE)"
+    )
     for server in (a, b):
         server.assert_no_traceback()

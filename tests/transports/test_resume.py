@@ -44,9 +44,13 @@ def rpc(method: str, params: dict[str, Any] | None = None, id: int | str | None 
 
 
 def open_session(client: httpx.Client, url: str, version: str = LATEST) -> dict[str, str]:
-    init = client.post(url, json=rpc("initialize", {"protocolVersion": version, "capabilities": {},
-                                                    "clientInfo": {"name": "resume-test", "version": "1"}}),
-                       headers=POST_HEADERS)
+    init = client.post(
+        url,
+        json=rpc(
+            "initialize", {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "resume-test", "version": "1"}}
+        ),
+        headers=POST_HEADERS,
+    )
     assert init.status_code == 200, init.text
     headers = {**POST_HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"], "MCP-Protocol-Version": version}
     assert client.post(url, json=rpc("notifications/initialized", id=None), headers=headers).status_code == 202
@@ -140,8 +144,7 @@ def test_a_stream_closed_by_its_tool_is_resumed_with_its_result(client, daphne_s
     url = daphne_server.mcp_url
     headers = open_session(client, url)
     started = time.monotonic()
-    response = client.post(url, json=rpc("tools/call", {"name": "test_reconnection", "arguments": {}}, id=9),
-                           headers=headers)
+    response = client.post(url, json=rpc("tools/call", {"name": "test_reconnection", "arguments": {}}, id=9), headers=headers)
     closed_after = time.monotonic() - started
     events = sse_events(response.text)
     assert len(events) == 1 and events[0]["data"] is None, events  # only the priming event: closed mid-call
@@ -160,8 +163,11 @@ def test_resume_never_replays_another_stream_or_session(client, daphne_server):
     first = sse_events(client.post(url, json=rpc("tools/call", params, id="a"), headers=headers).text)
     second = sse_events(client.post(url, json=rpc("tools/call", params, id="b"), headers=headers).text)
     assert first[0]["id"].split(":")[0] != second[0]["id"].split(":")[0]
-    replayed = [e["data"]["id"] for e in sse_events(get_resume(client, url, headers, first[0]["id"]).text)
-                if e["data"] is not None and "id" in e["data"]]
+    replayed = [
+        e["data"]["id"]
+        for e in sse_events(get_resume(client, url, headers, first[0]["id"]).text)
+        if e["data"] is not None and "id" in e["data"]
+    ]
     assert replayed == ["a"]
     # Another session naming this stream's id learns nothing: 404, as for a stream that never existed.
     refused = get_resume(client, url, other, first[0]["id"])
@@ -169,12 +175,15 @@ def test_resume_never_replays_another_stream_or_session(client, daphne_server):
     assert refused.json()["error"]["code"] == -32600 and "Open a new stream" in refused.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("last_event_id", "status", "says"), [
-    ("42", 400, "is not an event id of this server"),
-    ("x:1", 400, "is not an event id of this server"),
-    ("pNoSuchStream:0", 404, "no longer kept"),
-    ("gNoSuchStream:3", 404, "no longer kept"),
-])
+@pytest.mark.parametrize(
+    ("last_event_id", "status", "says"),
+    [
+        ("42", 400, "is not an event id of this server"),
+        ("x:1", 400, "is not an event id of this server"),
+        ("pNoSuchStream:0", 404, "no longer kept"),
+        ("gNoSuchStream:3", 404, "no longer kept"),
+    ],
+)
 def test_bad_last_event_ids_get_json_rpc_errors(client, daphne_server, last_event_id, status, says):
     url = daphne_server.mcp_url
     headers = open_session(client, url)
@@ -197,8 +206,7 @@ def test_an_id_ahead_of_its_stream_is_refused(client, daphne_server):
 def test_a_plain_json_answer_keeps_nothing(client, daphne_server):
     url = daphne_server.mcp_url
     headers = open_session(client, url)
-    answer = client.post(url, json=rpc("tools/call", {"name": "uppercase_text", "arguments": {"text": "x"}}),
-                         headers=headers)
+    answer = client.post(url, json=rpc("tools/call", {"name": "uppercase_text", "arguments": {"text": "x"}}), headers=headers)
     assert answer.headers["content-type"] == "application/json"
     assert stored_events(daphne_server, headers["Mcp-Session-Id"]) == 0
 
@@ -351,11 +359,14 @@ async def test_sdk_client_resumes_a_cut_call_on_the_other_worker(cluster: Cluste
             assert proxy.cut() >= 1  # the POST's stream (and the GET stream) die mid-call
 
     try:
-        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
-                ClientSession(read, write, read_timeout_seconds=30) as session:
+        async with (
+            streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
+            ClientSession(read, write, read_timeout_seconds=30) as session,
+        ):
             await session.initialize()
             result = await asyncio.wait_for(
-                session.call_tool("slow_steps", {"steps": steps, "delay": 0.25}, progress_callback=on_progress), 60)
+                session.call_tool("slow_steps", {"steps": steps, "delay": 0.25}, progress_callback=on_progress), 60
+            )
             answered_at = time.monotonic()
     finally:
         await proxy.close()
@@ -366,5 +377,7 @@ async def test_sdk_client_resumes_a_cut_call_on_the_other_worker(cluster: Cluste
     resumes = [(backend, line) for backend, line, last in proxy.requests if last and last.startswith("p")]
     assert resumes and all(backend == cluster.b.port for backend, _ in resumes), proxy.requests
     assert all(line.startswith("GET ") for _, line in resumes)
-    print(f"\nresume on the other worker: cut after progress 3 of {steps}; result {answered_at - cut_at[0]:.2f} s "
-          f"after the cut (tool time left ~{(steps - 3) * 0.25:.2f} s, retry 1 s); {len(resumes)} resume GET(s) to B")
+    print(
+        f"\nresume on the other worker: cut after progress 3 of {steps}; result {answered_at - cut_at[0]:.2f} s "
+        f"after the cut (tool time left ~{(steps - 3) * 0.25:.2f} s, retry 1 s); {len(resumes)} resume GET(s) to B"
+    )

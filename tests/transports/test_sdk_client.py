@@ -19,8 +19,10 @@ from tests.live import LiveServer, start_daphne
 
 @asynccontextmanager
 async def connect(server: LiveServer, **callbacks: Any) -> AsyncIterator[ClientSession]:
-    async with streamable_http_client(server.mcp_url) as (read, write), \
-            ClientSession(read, write, read_timeout_seconds=20, **callbacks) as session:
+    async with (
+        streamable_http_client(server.mcp_url) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20, **callbacks) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -70,7 +72,10 @@ async def test_log_messages_honour_set_level(daphne_server: LiveServer) -> None:
             while len(logs) < 3:
                 await anyio.sleep(0.01)
         assert [(m.level, m.data) for m in logs] == [
-            ("info", "Tool execution started"), ("info", "Tool processing data"), ("info", "Tool execution completed")]
+            ("info", "Tool execution started"),
+            ("info", "Tool processing data"),
+            ("info", "Tool execution completed"),
+        ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             await session.set_logging_level("warning")
@@ -87,8 +92,9 @@ async def test_sampling_and_elicitation_callbacks(daphne_server: LiveServer) -> 
 
     async def sampling(ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         sampled.append(params)
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(text="a fine answer"),
-                                         model="test-model", stop_reason="endTurn")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(text="a fine answer"), model="test-model", stop_reason="endTurn"
+        )
 
     async def elicitation(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         elicited.append(params)
@@ -126,11 +132,13 @@ async def test_resources_prompts_and_completion(daphne_server: LiveServer) -> No
         templates = (await session.list_resource_templates()).resource_templates
         # The code registry's template, then the demo library's public exposures (members and loans need a user).
         assert [t.uri_template for t in templates] == [
-            "test://template/{id}/data", "django://library/author/{pk}", "django://library/book/{pk}"]
+            "test://template/{id}/data",
+            "django://library/author/{pk}",
+            "django://library/book/{pk}",
+        ]
         prompt = await session.get_prompt("test_prompt_with_arguments", {"arg1": "a", "arg2": "b"})
         assert prompt.messages[0].content.text == "Prompt with arguments: arg1='a', arg2='b'"
-        done = await session.complete(types.PromptReference(name="test_prompt_with_arguments"),
-                                      {"name": "arg1", "value": "test"})
+        done = await session.complete(types.PromptReference(name="test_prompt_with_arguments"), {"name": "arg1", "value": "test"})
         assert done.completion.values == ["testValue1", "testValue2"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)

@@ -28,8 +28,10 @@ JSON = {"content-type": "application/json"}
 @asynccontextmanager
 async def connect(server: LiveServer, **callbacks: Any) -> AsyncIterator[tuple[ClientSession, str]]:
     sessions: list[str] = []
-    async with sse_client(f"{server.url}/sse", on_session_created=sessions.append) as (read, write), \
-            ClientSession(read, write, read_timeout_seconds=20, **callbacks) as session:
+    async with (
+        sse_client(f"{server.url}/sse", on_session_created=sessions.append) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20, **callbacks) as session,
+    ):
         await session.initialize()
         yield session, sessions[0]
 
@@ -68,8 +70,9 @@ async def test_sdk_progress_and_logs(daphne_server: LiveServer) -> None:
 
 async def test_sdk_sampling_elicitation_and_roots(daphne_server: LiveServer) -> None:
     async def sampling(ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(text="from the model"),
-                                         model="m", stop_reason="endTurn")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(text="from the model"), model="m", stop_reason="endTurn"
+        )
 
     async def elicitation(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="decline")
@@ -77,8 +80,9 @@ async def test_sdk_sampling_elicitation_and_roots(daphne_server: LiveServer) -> 
     async def roots(ctx: Any) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])
 
-    async with connect(daphne_server, sampling_callback=sampling, elicitation_callback=elicitation,
-                       list_roots_callback=roots) as (session, _):
+    async with connect(
+        daphne_server, sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots
+    ) as (session, _):
         sample = await session.call_tool("test_sampling", {"prompt": "hi"})
         assert sample.content[0].text == "LLM response: from the model"
         answer = await session.call_tool("test_elicitation", {"message": "name?"})
@@ -93,8 +97,13 @@ def test_inspector_cli_over_sse(daphne_server: LiveServer, tmp_path: Path) -> No
     listed = subprocess.run([*base, "--method", "tools/list"], env=env, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert '"name": "uppercase_text"' in listed.stdout
-    called = subprocess.run([*base, "--method", "tools/call", "--tool-name", "uppercase_text", "--tool-arg", "text=over sse"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    called = subprocess.run(
+        [*base, "--method", "tools/call", "--tool-name", "uppercase_text", "--tool-arg", "text=over sse"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert called.returncode == 0, called.stderr
     assert '"text": "OVER SSE"' in called.stdout
 
@@ -151,8 +160,12 @@ def open_stream(client: httpx.Client, server: LiveServer) -> tuple[Stream, str]:
 
 
 def initialize(client: httpx.Client, server: LiveServer, stream: Stream, endpoint: str, version: str = "2024-11-05") -> None:
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }
     assert client.post(server.url + endpoint, json=body).status_code == 202
     answer = stream.message()
     assert answer["id"] == 0
@@ -178,8 +191,12 @@ def test_answers_travel_on_the_stream_in_order(client: httpx.Client, daphne_serv
     try:
         initialize(client, daphne_server, stream, endpoint)
         for n in range(1, 6):
-            call = {"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                    "params": {"name": "uppercase_text", "arguments": {"text": f"n{n}"}}}
+            call = {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": "uppercase_text", "arguments": {"text": f"n{n}"}},
+            }
             response = client.post(daphne_server.url + endpoint, json=call)
             assert (response.status_code, response.content) == (202, b"")
         for n in range(1, 6):
@@ -192,8 +209,9 @@ def test_answers_travel_on_the_stream_in_order(client: httpx.Client, daphne_serv
 
 
 @pytest.mark.parametrize(("method", "name"), [("listTools", "tools/list"), ("callTool", "tools/call")])
-def test_tutorial_method_names_get_32601_naming_the_real_ones(client: httpx.Client, daphne_server: LiveServer,
-                                                               method: str, name: str) -> None:
+def test_tutorial_method_names_get_32601_naming_the_real_ones(
+    client: httpx.Client, daphne_server: LiveServer, method: str, name: str
+) -> None:
     stream, endpoint = open_stream(client, daphne_server)
     try:
         initialize(client, daphne_server, stream, endpoint)
@@ -217,29 +235,54 @@ def test_bad_posts(client: httpx.Client, daphne_server: LiveServer) -> None:
     url = daphne_server.url + endpoint
     try:
         initialize(client, daphne_server, stream, endpoint)
-        assert_error(client.post(f"{daphne_server.url}/sse/messages", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}),
-                     400, -32600)
-        assert_error(client.post(f"{daphne_server.url}/sse/messages?session_id=nope", json={"jsonrpc": "2.0", "id": 1,
-                                                                                             "method": "ping"}), 404, -32001)
+        assert_error(
+            client.post(f"{daphne_server.url}/sse/messages", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}), 400, -32600
+        )
+        assert_error(
+            client.post(f"{daphne_server.url}/sse/messages?session_id=nope", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+            404,
+            -32001,
+        )
         assert_error(client.post(url, content=b"{oops", headers=JSON), 400, -32700)
         assert_error(client.post(url, content=b"\xff", headers=JSON), 400, -32700)
-        assert_error(client.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}',
-                                 headers={"content-type": "text/plain"}), 415, -32600)
+        assert_error(
+            client.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}', headers={"content-type": "text/plain"}),
+            415,
+            -32600,
+        )
         assert_error(client.post(url, content=b"[" + b" " * (5 * 1024 * 1024) + b"]", headers=JSON), 413, -32600)
         assert_error(client.post(url, json={"jsonrpc": "1.0", "id": 1, "method": "ping"}), 400, -32600)
         assert_error(client.post(url, json=[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]), 400, -32600)
-        assert_error(client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                 headers={"origin": "http://evil.example.com"}), 403, -32600)
-        assert_error(client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                 headers={"host": "evil.example.com"}), 421, -32600)
+        assert_error(
+            client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"origin": "http://evil.example.com"}),
+            403,
+            -32600,
+        )
+        assert_error(
+            client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"host": "evil.example.com"}),
+            421,
+            -32600,
+        )
         assert_error(client.get(url), 405, -32600)
         # A Streamable HTTP session's id is not a legacy session.
-        init = client.post(daphne_server.mcp_url, headers={"accept": "application/json, text/event-stream"}, json={
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}})
+        init = client.post(
+            daphne_server.mcp_url,
+            headers={"accept": "application/json, text/event-stream"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}},
+            },
+        )
         other = init.headers["mcp-session-id"]
-        assert_error(client.post(f"{daphne_server.url}/sse/messages?session_id={other}",
-                                 json={"jsonrpc": "2.0", "id": 1, "method": "ping"}), 404, -32001)
+        assert_error(
+            client.post(
+                f"{daphne_server.url}/sse/messages?session_id={other}", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            ),
+            404,
+            -32001,
+        )
         # After all that, the session still works.
         assert client.post(url, json={"jsonrpc": "2.0", "id": 99, "method": "ping"}).status_code == 202
         assert stream.message() == {"jsonrpc": "2.0", "id": 99, "result": {}}
@@ -272,8 +315,12 @@ def test_closing_the_stream_cancels_running_handlers(client: httpx.Client, daphn
     stream, endpoint = open_stream(client, daphne_server)
     initialize(client, daphne_server, stream, endpoint)
     label = f"sse-{time.time_ns()}"
-    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "wait_until_cancelled",
-                                                                          "arguments": {"label": label}}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {"name": "wait_until_cancelled", "arguments": {"label": label}},
+    }
     assert client.post(daphne_server.url + endpoint, json=call).status_code == 202  # answered before the tool ends
     stream.close()
     other, other_endpoint = open_stream(client, daphne_server)
@@ -324,8 +371,11 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
     if binary is None:
         pytest.skip("redis-server is not installed (Debian package redis-server); it stands in for an unreachable layer")
     port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, process)
     yield port, process
     process.kill()
@@ -371,8 +421,12 @@ def test_client_that_stops_reading_has_its_stream_closed(tmp_path: Path) -> None
             statuses = []
             big = "x" * 200_000
             for n in range(200):
-                call = {"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                        "params": {"name": "uppercase_text", "arguments": {"text": big}}}
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": n,
+                    "method": "tools/call",
+                    "params": {"name": "uppercase_text", "arguments": {"text": big}},
+                }
                 response = client.post(server.url + endpoint, json=call)
                 statuses.append(response.status_code)
                 if response.status_code == 404:

@@ -156,14 +156,17 @@ def test_initialize_returns_json_and_a_visible_ascii_session_id(client, url):
     assert len(ids) == 3, "every initialize must start a new session"
 
 
-@pytest.mark.parametrize(("requested", "negotiated", "schema"), [
-    ("2024-11-05", "2024-11-05", "2024-11-05"),
-    ("2025-03-26", "2025-03-26", "2025-03-26"),
-    ("2025-06-18", "2025-06-18", "2025-06-18"),
-    ("2025-11-25", "2025-11-25", "2025-11-25"),
-    ("1999-01-01", LATEST, LATEST),
-    ("not-a-version", LATEST, LATEST),
-])
+@pytest.mark.parametrize(
+    ("requested", "negotiated", "schema"),
+    [
+        ("2024-11-05", "2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25", "2025-11-25"),
+        ("1999-01-01", LATEST, LATEST),
+        ("not-a-version", LATEST, LATEST),
+    ],
+)
 def test_initialize_negotiates_the_protocol_version(client, url, requested, negotiated, schema):
     response = post(client, url, rpc("initialize", initialize_params(requested), id="init"))
     assert response.status_code == 200, response.text
@@ -174,11 +177,15 @@ def test_initialize_negotiates_the_protocol_version(client, url, requested, nego
     assert_valid(body, "JSONRPCResponse", schema)
 
 
-@pytest.mark.parametrize(("message", "code", "request_id"), [
-    (rpc("initialize", {"capabilities": {}, "clientInfo": CLIENT_INFO}, id=3), INVALID_PARAMS, 3),
-    (rpc("initialize", {**initialize_params(), "capabilities": "all"}, id=4), INVALID_PARAMS, 4),
-    (rpc("initialize", initialize_params(), id=None), INVALID_REQUEST, None),
-], ids=["no-protocolVersion", "capabilities-not-object", "initialize-as-notification"])
+@pytest.mark.parametrize(
+    ("message", "code", "request_id"),
+    [
+        (rpc("initialize", {"capabilities": {}, "clientInfo": CLIENT_INFO}, id=3), INVALID_PARAMS, 3),
+        (rpc("initialize", {**initialize_params(), "capabilities": "all"}, id=4), INVALID_PARAMS, 4),
+        (rpc("initialize", initialize_params(), id=None), INVALID_REQUEST, None),
+    ],
+    ids=["no-protocolVersion", "capabilities-not-object", "initialize-as-notification"],
+)
 def test_bad_initialize_is_rejected(client, url, message, code, request_id):
     response = post(client, url, message)
     assert_error(response, 400, code, request_id)
@@ -197,11 +204,15 @@ def test_initialized_notification_gets_202_with_empty_body(client, url):
     assert response.content == b""
 
 
-@pytest.mark.parametrize("message", [
-    {"jsonrpc": "2.0", "id": "no-such-request", "result": {}},
-    {"jsonrpc": "2.0", "id": 12345, "error": {"code": -1, "message": "refused"}},
-    rpc("notifications/cancelled", {"requestId": "no-such-request"}, id=None),
-], ids=["client-result", "client-error", "cancel-unknown-request"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": "no-such-request", "result": {}},
+        {"jsonrpc": "2.0", "id": 12345, "error": {"code": -1, "message": "refused"}},
+        rpc("notifications/cancelled", {"requestId": "no-such-request"}, id=None),
+    ],
+    ids=["client-result", "client-error", "cancel-unknown-request"],
+)
 def test_messages_needing_no_answer_get_202(client, url, message):
     headers = open_session(client, url)
     response = post(client, url, message, headers)
@@ -220,15 +231,19 @@ def test_ping_answers_json(client, url):
 
 
 # -- bodies -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("body", [
-    b'{"jsonrpc": "2.0", "id": 1, "method": "ping"',
-    b"{not json}",
-    b"\xff\xfe\x00{}",
-    b'{"jsonrpc": "2.0", "id": 1, "method": "p\xe9ng"}',
-    b"",
-    b"   \n",
-    b"[" * 100_000 + b"]" * 100_000,
-], ids=["truncated", "not-json", "invalid-utf8", "latin1-in-string", "empty", "whitespace", "nested-too-deeply"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping"',
+        b"{not json}",
+        b"\xff\xfe\x00{}",
+        b'{"jsonrpc": "2.0", "id": 1, "method": "p\xe9ng"}',
+        b"",
+        b"   \n",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["truncated", "not-json", "invalid-utf8", "latin1-in-string", "empty", "whitespace", "nested-too-deeply"],
+)
 def test_unparseable_body_is_400_parse_error(client, url, body):
     headers = open_session(client, url)
     assert_error(post(client, url, body, headers), 400, PARSE_ERROR)
@@ -237,20 +252,35 @@ def test_unparseable_body_is_400_parse_error(client, url, body):
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize(("body", "request_id"), [
-    ({"foo": 1}, None),
-    ({"jsonrpc": "1.0", "id": 5, "method": "ping"}, 5),
-    ({"id": 6, "method": "ping"}, 6),
-    ({"jsonrpc": "2.0", "id": 7, "method": 12}, 7),
-    ({"jsonrpc": "2.0", "id": 8, "method": "ping", "params": [1, 2]}, 8),
-    ({"jsonrpc": "2.0", "id": None, "method": "ping"}, None),
-    ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, None),
-    ({"jsonrpc": "2.0", "id": True, "method": "ping"}, None),
-    (1, None),
-    ("ping", None),
-    (None, None),
-], ids=["no-jsonrpc-fields", "jsonrpc-1.0", "no-jsonrpc", "method-not-string", "params-array", "null-id",
-        "fractional-id", "boolean-id", "number", "string", "null"])
+@pytest.mark.parametrize(
+    ("body", "request_id"),
+    [
+        ({"foo": 1}, None),
+        ({"jsonrpc": "1.0", "id": 5, "method": "ping"}, 5),
+        ({"id": 6, "method": "ping"}, 6),
+        ({"jsonrpc": "2.0", "id": 7, "method": 12}, 7),
+        ({"jsonrpc": "2.0", "id": 8, "method": "ping", "params": [1, 2]}, 8),
+        ({"jsonrpc": "2.0", "id": None, "method": "ping"}, None),
+        ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, None),
+        ({"jsonrpc": "2.0", "id": True, "method": "ping"}, None),
+        (1, None),
+        ("ping", None),
+        (None, None),
+    ],
+    ids=[
+        "no-jsonrpc-fields",
+        "jsonrpc-1.0",
+        "no-jsonrpc",
+        "method-not-string",
+        "params-array",
+        "null-id",
+        "fractional-id",
+        "boolean-id",
+        "number",
+        "string",
+        "null",
+    ],
+)
 def test_non_jsonrpc_body_is_400_invalid_request(client, url, body, request_id):
     headers = open_session(client, url)
     assert_error(post(client, url, body, headers), 400, INVALID_REQUEST, request_id)
@@ -294,8 +324,7 @@ def test_large_body_under_the_limit_is_served(client, url):
 def post_quick(client: httpx.Client, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     """POST with a short read timeout: a response the server starts but never finishes fails fast."""
     try:
-        return client.post(url, content=body, headers={**POST_HEADERS, **(headers or {})},
-                           timeout=httpx.Timeout(10, read=2))
+        return client.post(url, content=body, headers={**POST_HEADERS, **(headers or {})}, timeout=httpx.Timeout(10, read=2))
     except httpx.ReadTimeout:
         pytest.fail("the server started a response and never finished it (the client hangs)")
 
@@ -303,11 +332,15 @@ def post_quick(client: httpx.Client, url: str, body: bytes, headers: dict[str, s
 INIT_PREFIX = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},'
 
 
-@pytest.mark.parametrize(("body", "needs_session"), [
-    (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":NaN}}', True),
-    (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":-Infinity}}', True),
-    (INIT_PREFIX + b'"clientInfo":{"name":"c","version":NaN}}}', False),
-], ids=["nan", "infinity", "nan-in-initialize"])
+@pytest.mark.parametrize(
+    ("body", "needs_session"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":NaN}}', True),
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":-Infinity}}', True),
+        (INIT_PREFIX + b'"clientInfo":{"name":"c","version":NaN}}}', False),
+    ],
+    ids=["nan", "infinity", "nan-in-initialize"],
+)
 def test_non_standard_json_constants_are_parse_errors(client, url, body, needs_session):
     # NaN and Infinity are not JSON (RFC 8259), though Python's json module reads them.
     headers = open_session(client, url) if needs_session else {}
@@ -315,10 +348,14 @@ def test_non_standard_json_constants_are_parse_errors(client, url, body, needs_s
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize("body", [
-    b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":' + b"9" * 5000 + b"}}",
-    b'{"jsonrpc":"2.0","id":' + b"9" * 5000 + b',"method":"ping"}',
-], ids=["in-params", "as-id"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":' + b"9" * 5000 + b"}}",
+        b'{"jsonrpc":"2.0","id":' + b"9" * 5000 + b',"method":"ping"}',
+    ],
+    ids=["in-params", "as-id"],
+)
 def test_integer_too_long_to_read_is_a_parse_error(client, url, body):
     # Python refuses to read integers of more than 4300 digits (int_max_str_digits).
     headers = open_session(client, url)
@@ -326,13 +363,19 @@ def test_integer_too_long_to_read_is_a_parse_error(client, url, body):
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize(("body", "needs_session"), [
-    (b'{"jsonrpc":"2.0","id":1,"method":"no/such/\\ud800"}', True),
-    (b'{"jsonrpc":"2.0","id":"\\udfff","method":"ping"}', True),
-    (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":{"text":"a\\ud800"}}}',
-     True),
-    (INIT_PREFIX + b'"clientInfo":{"name":"\\ud800","version":"1"}}}', False),
-], ids=["in-method", "in-id", "in-tool-argument", "in-initialize"])
+@pytest.mark.parametrize(
+    ("body", "needs_session"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"no/such/\\ud800"}', True),
+        (b'{"jsonrpc":"2.0","id":"\\udfff","method":"ping"}', True),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uppercase_text","arguments":{"text":"a\\ud800"}}}',
+            True,
+        ),
+        (INIT_PREFIX + b'"clientInfo":{"name":"\\ud800","version":"1"}}}', False),
+    ],
+    ids=["in-method", "in-id", "in-tool-argument", "in-initialize"],
+)
 def test_lone_surrogate_escape_is_a_parse_error(client, url, body, needs_session):
     # "\ud800" is an unpaired UTF-16 surrogate: it is no Unicode character and cannot be encoded as UTF-8,
     # so neither an answer echoing it nor a database row holding it can be written.
@@ -433,21 +476,26 @@ def test_delete_ends_the_session(client, url):
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize("session_id", [
-    "garbage",
-    "x" * 129,
-    "x" * 4000,
-    "has space",
-    "' OR '1'='1",
-    "../../etc/passwd",
-    "%00%ff",
-    b"caf\xc3\xa9",
-    b"\xff\xfe\x01",
-], ids=["garbage", "129-chars", "4000-chars", "space", "sql", "path", "percent", "utf8-bytes", "control-bytes"])
+@pytest.mark.parametrize(
+    "session_id",
+    [
+        "garbage",
+        "x" * 129,
+        "x" * 4000,
+        "has space",
+        "' OR '1'='1",
+        "../../etc/passwd",
+        "%00%ff",
+        b"caf\xc3\xa9",
+        b"\xff\xfe\x01",
+    ],
+    ids=["garbage", "129-chars", "4000-chars", "space", "sql", "path", "percent", "utf8-bytes", "control-bytes"],
+)
 def test_garbage_session_id_is_404_never_500(client, url, session_id):
     headers = {"Mcp-Session-Id": session_id}
-    assert_error(client.post(url, content=json.dumps(rpc("ping")).encode(), headers={**POST_HEADERS, **headers}),
-                 404, SESSION_NOT_FOUND)
+    assert_error(
+        client.post(url, content=json.dumps(rpc("ping")).encode(), headers={**POST_HEADERS, **headers}), 404, SESSION_NOT_FOUND
+    )
     assert_error(refused_get(client, url, {**headers, "Accept": "text/event-stream"}), 404, SESSION_NOT_FOUND)
     assert_error(client.delete(url, headers=headers), 404, SESSION_NOT_FOUND)
     assert_serving(client, url)
@@ -523,8 +571,7 @@ def test_bad_host_is_421(client, url, host):
 def test_host_and_origin_are_checked_before_the_session(client, url):
     unknown = {"Mcp-Session-Id": "no-such-session"}
     assert_error(post(client, url, rpc("ping"), {**unknown, "Host": "evil.example.com"}), 421, INVALID_REQUEST)
-    assert_error(post(client, url, rpc("ping"), {**unknown, "Origin": "http://evil.example.com"}), 403,
-                 INVALID_REQUEST)
+    assert_error(post(client, url, rpc("ping"), {**unknown, "Origin": "http://evil.example.com"}), 403, INVALID_REQUEST)
     # ... and before the body is parsed.
     assert_error(post(client, url, b"{not json", {"Host": "evil.example.com"}), 421, INVALID_REQUEST)
     assert_serving(client, url)
@@ -647,11 +694,14 @@ def test_empty_batch_is_400(client, url):
 
 
 # -- methods and tool calls -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "hint"), [
-    ("no/such/method", "no/such/method"),
-    ("listTools", "tools/list"),
-    ("callTool", "tools/call"),
-])
+@pytest.mark.parametrize(
+    ("method", "hint"),
+    [
+        ("no/such/method", "no/such/method"),
+        ("listTools", "tools/list"),
+        ("callTool", "tools/call"),
+    ],
+)
 def test_unknown_method_is_200_method_not_found(client, url, method, hint):
     headers = open_session(client, url)
     message = assert_error(post(client, url, rpc(method, {}, id=11), headers), 200, METHOD_NOT_FOUND, 11)
@@ -659,21 +709,26 @@ def test_unknown_method_is_200_method_not_found(client, url, method, hint):
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize("params", [
-    {"name": "no_such_tool", "arguments": {}},
-    {"arguments": {"text": "x"}},
-    {"name": 5},
-    {"name": "uppercase_text", "arguments": "hello"},
-    {"name": "uppercase_text", "arguments": ["hello"]},
-], ids=["unknown-tool", "no-name", "name-not-string", "arguments-string", "arguments-array"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"name": "no_such_tool", "arguments": {}},
+        {"arguments": {"text": "x"}},
+        {"name": 5},
+        {"name": "uppercase_text", "arguments": "hello"},
+        {"name": "uppercase_text", "arguments": ["hello"]},
+    ],
+    ids=["unknown-tool", "no-name", "name-not-string", "arguments-string", "arguments-array"],
+)
 def test_bad_tools_call_is_invalid_params(client, url, params):
     headers = open_session(client, url)
     assert_error(post(client, url, rpc("tools/call", params, id="c"), headers), 200, INVALID_PARAMS, "c")
     assert_serving(client, url)
 
 
-@pytest.mark.parametrize("arguments", [{"text": 5}, {}, {"text": None}, {"text": ["a"]}],
-                         ids=["number", "missing", "null", "array"])
+@pytest.mark.parametrize(
+    "arguments", [{"text": 5}, {}, {"text": None}, {"text": ["a"]}], ids=["number", "missing", "null", "array"]
+)
 def test_bad_tool_arguments_are_an_error_result_naming_the_argument(client, url, arguments):
     headers = open_session(client, url)
     response = post(client, url, rpc("tools/call", {"name": "uppercase_text", "arguments": arguments}), headers)
@@ -740,7 +795,9 @@ def test_logging_tool_answers_an_event_stream(client, url):
     *logs, final = sse_messages(response.text)
     assert [m["method"] for m in logs] == ["notifications/message"] * 3
     assert [m["params"]["data"] for m in logs] == [
-        "Tool execution started", "Tool processing data", "Tool execution completed",
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
     ]
     for message in logs:
         assert_valid(message, "LoggingMessageNotification", LATEST)
@@ -779,8 +836,9 @@ def test_client_leaving_mid_call_does_not_cancel_the_handler(client, url):
     headers = open_session(client, url)
     label = f"stays-{time.time_ns()}"
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(5, read=0.3)) as impatient:
-        post(impatient, url, rpc("tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}},
-                                 id="left"), headers)
+        post(
+            impatient, url, rpc("tools/call", {"name": "wait_until_cancelled", "arguments": {"label": label}}, id="left"), headers
+        )
     time.sleep(1.5)  # well past the moment the server noticed the disconnect
     assert label not in _cancelled_labels(client, url, headers), "a dropped connection cancelled the request"
     assert post(client, url, rpc("notifications/cancelled", {"requestId": "left"}, id=None), headers).status_code == 202

@@ -61,20 +61,33 @@ async def test_posts_for_streams_of_a_killed_worker_get_404_and_its_sessions_end
             while refused < 2 and time.monotonic() - killed < 20:
                 request_id += 1
                 sent = time.monotonic()
-                response = await client.post(f"{b.url}/sse/messages?session_id={session_id}",
-                                             json=request(request_id, "ping"))
-                seen.append((sent - killed, time.monotonic() - sent, request_id, response.status_code, response.text,
-                             response.headers.get("retry-after")))
+                response = await client.post(f"{b.url}/sse/messages?session_id={session_id}", json=request(request_id, "ping"))
+                seen.append(
+                    (
+                        sent - killed,
+                        time.monotonic() - sent,
+                        request_id,
+                        response.status_code,
+                        response.text,
+                        response.headers.get("retry-after"),
+                    )
+                )
                 refused += response.status_code == 404
                 await asyncio.sleep(0.1)
 
         await asyncio.gather(*(keep_posting(session_id) for session_id in ids[:posting]))
 
         # Nothing is accepted for a dead stream, not even before its worker's lease lapses.
-        accepted = [(session_id, at, request_id) for session_id, seen in outcomes.items()
-                    for at, _, request_id, status, _, _ in seen if status == 202]
-        assert not accepted, (f"{len(accepted)} POST(s) answered 202 after the stream's worker was killed (session, "
-                              f"s after the kill, request id): {accepted[:5]}")
+        accepted = [
+            (session_id, at, request_id)
+            for session_id, seen in outcomes.items()
+            for at, _, request_id, status, _, _ in seen
+            if status == 202
+        ]
+        assert not accepted, (
+            f"{len(accepted)} POST(s) answered 202 after the stream's worker was killed (session, "
+            f"s after the kill, request id): {accepted[:5]}"
+        )
         # Each POST is answered promptly: the answer's wait, the acknowledgement's, a fresh lease read, slack.
         post_bound = ANSWER_WAIT + DEFAULTS["STREAM_ACK_TIMEOUT"] + LEASE_CACHE_SECONDS + 1.0
         bound = LEASE_INTERVALS * HEARTBEAT + LEASE_CACHE_SECONDS + post_bound  # the first 404, after the kill
@@ -102,8 +115,11 @@ async def test_posts_for_streams_of_a_killed_worker_get_404_and_its_sessions_end
         def still_open() -> list[tuple[Any, ...]]:
             return workers.query("SELECT id FROM mcp_app_session WHERE id = ANY(%s) AND ended IS NULL", (ids,))
 
-        await _eventually(lambda: not still_open(), lambda: f"sessions of the dead worker still open: {still_open()}",
-                          timeout=LEASE_INTERVALS * HEARTBEAT + 5)
+        await _eventually(
+            lambda: not still_open(),
+            lambda: f"sessions of the dead worker still open: {still_open()}",
+            timeout=LEASE_INTERVALS * HEARTBEAT + 5,
+        )
         all_ended = time.monotonic() - killed
         assert workers.query("SELECT id FROM mcp_app_worker WHERE id = %s", (a_worker,)) == []
 
@@ -111,18 +127,19 @@ async def test_posts_for_streams_of_a_killed_worker_get_404_and_its_sessions_end
         restarted = workers.start()
         for server in (restarted, b):
             for session_id in ids:
-                response = await client.post(f"{server.url}/sse/messages?session_id={session_id}",
-                                             json=request(1, "ping"))
+                response = await client.post(f"{server.url}/sse/messages?session_id={session_id}", json=request(1, "ping"))
                 assert response.status_code == 404, (server.port, response.status_code, response.text)
         # ...and serve new sessions as ever.
         async with open_stream(client, restarted) as stream:
             await initialize(client, stream, b)
             await ping(client, stream, b)
 
-    print(f"\nworker death: first 404 after kill -9 at {min(first_refusals):.2f}-{max(first_refusals):.2f}s "
-          f"(heartbeat {HEARTBEAT}s, bound {bound}s); 0 POSTs accepted after the kill, {unconfirmed} answered 503 "
-          f"(stream did not confirm), slowest POST {slowest:.2f}s; "
-          f"every session ended in the database {all_ended:.2f}s after the kill")
+    print(
+        f"\nworker death: first 404 after kill -9 at {min(first_refusals):.2f}-{max(first_refusals):.2f}s "
+        f"(heartbeat {HEARTBEAT}s, bound {bound}s); 0 POSTs accepted after the kill, {unconfirmed} answered 503 "
+        f"(stream did not confirm), slowest POST {slowest:.2f}s; "
+        f"every session ended in the database {all_ended:.2f}s after the kill"
+    )
     b.assert_no_traceback()
     restarted.assert_no_traceback()
 

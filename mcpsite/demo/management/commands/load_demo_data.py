@@ -31,10 +31,14 @@ class Command(BaseCommand):
             Token.create_for(User.objects.get(username=DEMO_USER), name="demo (README walkthrough)", key=DEMO_TOKEN)
 
         if demo_data.load():
-            self.stdout.write(f"Library: {demo_data.AUTHORS} authors, {demo_data.BOOKS} books, {demo_data.MEMBERS} members, "
-                              f"{demo_data.LOANS} loans; users {demo_data.LIBRARIAN!r} and {demo_data.READER!r} "
-                              f"(password {demo_data.DEMO_PASSWORD!r}).")
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo data loaded. Admin: http://127.0.0.1:8000/admin/ (user {DEMO_USER!r}, password {DEMO_PASSWORD!r}); "
-            f"MCP endpoint: http://127.0.0.1:8000/mcp (Authorization: Bearer {DEMO_TOKEN})"
-        ))
+            self.stdout.write(
+                f"Library: {demo_data.AUTHORS} authors, {demo_data.BOOKS} books, {demo_data.MEMBERS} members, "
+                f"{demo_data.LOANS} loans; users {demo_data.LIBRARIAN!r} and {demo_data.READER!r} "
+                f"(password {demo_data.DEMO_PASSWORD!r})."
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data loaded. Admin: http://127.0.0.1:8000/admin/ (user {DEMO_USER!r}, password {DEMO_PASSWORD!r}); "
+                f"MCP endpoint: http://127.0.0.1:8000/mcp (Authorization: Bearer {DEMO_TOKEN})"
+            )
+        )

@@ -17,9 +17,12 @@ class Command(BaseCommand):
     help = "Delete dynamically registered OAuth clients that were never used and are older than --hours."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--hours", type=float, default=None,
-                            help="Age in hours past which an unused registration is deleted (default: "
-                                 "DEMO_UNUSED_CLIENT_HOURS, 24).")
+        parser.add_argument(
+            "--hours",
+            type=float,
+            default=None,
+            help="Age in hours past which an unused registration is deleted (default: DEMO_UNUSED_CLIENT_HOURS, 24).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
 
     def handle(self, *args: Any, hours: float | None = None, dry_run: bool = False, **options: Any) -> None:
