@@ -105,3 +105,19 @@ def start_daphne(
         process.kill()
         raise RuntimeError(f"{server} failed to start:\n{log_path.read_text(errors='replace')}") from None
     return LiveServer(port, process, log_path)
+
+
+def shell(settings: str, env: dict[str, str], code: str) -> str:
+    """Run ``code`` in ``manage.py shell`` (another process, as the admin or a cron job would be) and
+    return the last line it printed."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env},
+    )
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else ""

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 import httpx
 
-from tests.live import REPO, LiveServer
+from tests.live import LiveServer
 
 LATEST = "2025-11-25"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -22,22 +19,6 @@ INIT = {
     "method": "initialize",
     "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "streams", "version": "1"}},
 }
-
-
-def shell(settings: str, env: dict[str, str], code: str) -> str:
-    """Run ``code`` in ``manage.py shell`` (another process, as the admin or a cron job would be) and
-    return the last line it printed."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=REPO,
-        check=True,
-        timeout=120,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env},
-    )
-    lines = done.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def bearer(token: str) -> dict[str, str]:

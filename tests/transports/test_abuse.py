@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import REPO, LiveServer, start_daphne
+from tests.live import LiveServer, shell, start_daphne
 
 SETTINGS = "tests.auth_settings"
 LATEST = "2025-11-25"
@@ -47,6 +45,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     server = start_daphne(workdir, settings=SETTINGS, extra_env=env)
     credentials = json.loads(
         shell(
+            SETTINGS,
             env,
             """
 import json
@@ -82,22 +81,6 @@ print(json.dumps({"tokens": tokens, "sessionid": session.session_key}))
         for key in client.scan_iter(f"{env['MCP_TEST_REDIS_PREFIX']}*"):
             client.delete(key)
     server.assert_no_traceback()
-
-
-def shell(env: dict[str, str], code: str) -> str:
-    return (
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", code],
-            cwd=REPO,
-            check=True,
-            timeout=120,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -466,6 +449,7 @@ def test_revoked_token_and_deactivated_user_lose_their_open_streams(site: Any, h
             assert stream.status_code == 200
             started = time.monotonic()
             shell(
+                SETTINGS,
                 env,
                 "from django.utils import timezone; from django.contrib.auth.models import User; "
                 "from mcp_app.models import Token; " + withdraw.format(token=token) + "; print('ok')",
@@ -503,6 +487,7 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
     {% debug %} answers -32603 instead of rendering."""
     server, env, credentials = site
     token = shell(
+        SETTINGS,
         env,
         "from django.contrib.auth.models import User; from mcp_app.models import Token; "
         "print(Token.create_for(User.objects.create_user('dave', password='x'), name='dave')[1])",
@@ -524,6 +509,7 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
     assert unknown["error"]["code"] == -32602
     rows = json.loads(
         shell(
+            SETTINGS,
             env,
             "import json; from mcp_app.models import ToolCall; print(json.dumps([[r.tool, r.outcome, "
             "json.dumps(r.arguments)] for r in ToolCall.objects.filter(user__username='dave')"
@@ -536,6 +522,7 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
     assert all('"_truncated": true' in row[2] and '"original_bytes": 600' in row[2] for row in rows[1:])
 
     shell(
+        SETTINGS,
         env,
         "from mcp_app.models import Prompt, PromptMessage; p = Prompt.objects.create(name='leaky'); "
         "PromptMessage.objects.create(prompt=p, template='{% debug %}{% include \"admin/base.html\" %}'); print(1)",
@@ -610,6 +597,7 @@ def test_a_stream_neither_outlives_its_token_nor_hears_of_rows_it_cannot_read(si
         pytest.skip("Redis is not running on 127.0.0.1:6379; rows saved in another process need a shared channel layer")
     made = json.loads(
         shell(
+            SETTINGS,
             env,
             """
 import json
@@ -629,6 +617,7 @@ print(json.dumps({"short": Token.create_for(alice, name="short", expires=expires
     expiring, reader = Stream(server.mcp_url, short), Stream(server.mcp_url, open_session(server, http, made["long"]))
     try:
         shell(
+            SETTINGS,
             env,
             "from datetime import date; from mcpsite.library.models import Member; "
             "Member.objects.create(name='M', email='m@example.com', card_number='abuse-1', joined=date(2020, 1, 1)); "
@@ -652,6 +641,7 @@ def test_a_batch_is_capped_and_each_of_its_entries_counts(site: Any, http: httpx
     latency of other clients during the largest batch is measured in test_batches.py."""
     server, env, credentials = site
     token = shell(
+        SETTINGS,
         env,
         "from django.contrib.auth.models import User; from mcp_app.models import Token; "
         "print(Token.create_for(User.objects.create_user('batcher'), name='batches')[1])",

@@ -13,9 +13,6 @@ The figures (batch limit, time of the largest batch, ping latency during it) are
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ import httpx
 import pytest
 
 from mcp_app.conf import DEFAULTS
-from tests.live import REPO, LiveServer, start_daphne
+from tests.live import LiveServer, shell, start_daphne
 from tests.slow_resources.mcp import READ_SECONDS
 
 SETTINGS = "tests.batch_settings"
@@ -44,22 +41,6 @@ def init(version: str) -> dict[str, Any]:
     }
 
 
-def shell(env: dict[str, str], code: str) -> str:
-    return (
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", code],
-            cwd=REPO,
-            check=True,
-            timeout=120,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     workdir = tmp_path_factory.mktemp("batches")
@@ -69,6 +50,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     # access token issued for this server.
     tokens = json.loads(
         shell(
+            SETTINGS,
             env,
             f"""
 import json, secrets

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, start_daphne
-from tests.transports.streams import HEADERS, Stream, bearer, open_session, shell
+from tests.live import LiveServer, shell, start_daphne
+from tests.transports.streams import HEADERS, Stream, bearer, open_session
 
 SETTINGS = "tests.auth_settings"
 REDIS = ("127.0.0.1", 6379)

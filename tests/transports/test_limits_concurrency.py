@@ -20,8 +20,6 @@ import json
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import REPO, LiveServer, start_daphne
+from tests.live import LiveServer, shell, start_daphne
 
 SETTINGS = "tests.limits_settings"
 LATEST = "2025-11-25"
@@ -72,16 +70,7 @@ user = User.objects.create_user("u" + secrets.token_hex(4))
 made = [Token.create_for(user, name=f"t{{i}}") for i in range({count})]
 print(json.dumps([[row.pk, key] for row, key in made]))
 """
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=REPO,
-        check=True,
-        timeout=120,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
-    )
-    return [tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])]
+    return [tuple(pair) for pair in json.loads(shell(SETTINGS, env, code))]
 
 
 def open_session(client: httpx.Client, server: LiveServer, token: str) -> dict[str, str]:
