@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from . import jsonrpc
 from .errors import ClientRequestError, RequestCancelled
+from .pagination import CursorCodec
 
 # RFC 5424 severities as MCP names them, least to most severe.
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -118,8 +119,11 @@ class RequestContext:
         client_request_timeout: float = 300.0,
         extra: dict[str, Any] | None = None,
         close_stream: CloseStream | None = None,
+        cursors: CursorCodec | None = None,
     ) -> None:
         self.session = session
+        #: The dispatcher's cursor codec, for providers that page by key (set by the dispatcher when None).
+        self.cursors = cursors
         self.request_id = request_id
         self.meta = meta or {}
         self._send = send

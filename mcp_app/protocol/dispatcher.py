@@ -132,6 +132,8 @@ class Dispatcher:
         handler = self._methods.get(request.method)
         if handler is None:
             return jsonrpc.error_response(request.id, self._unknown_method(request.method).to_error())
+        if ctx.cursors is None:
+            ctx.cursors = self.cursors
         key = (ctx.session.id, request.id)
         task = asyncio.current_task()
         entry = (task, ctx) if task is not None else None
