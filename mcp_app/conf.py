@@ -175,8 +175,7 @@ mcp_settings = MCPSettings()
 
 @receiver(setting_changed)
 def _reload(*, setting: str, **kwargs: Any) -> None:
+    # Only the cached values: the runtime objects built from them (mcp_app.runtime) have their own receiver,
+    # so that this module imports nothing of the app.
     if setting in ("MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"):
         mcp_settings.reload()
-        from . import server
-
-        server.reset()

@@ -194,7 +194,7 @@ class ManagedProvider(Provider):
 
     async def data_view(self, ctx: RequestContext) -> DataView:
         """The exposures as the caller sees them (permission classes evaluated once per request)."""
-        from .server import get_server
+        from .runtime import get_server
 
         catalog = await self.catalog()
         view = ctx.extra.get("_mcp_data_view")

@@ -435,7 +435,7 @@ def end_sessions_now(ids: list[str]) -> None:
     gets 404. The rows are written in the caller's own connection (and transaction)."""
     from asgiref.sync import async_to_sync
 
-    from .server import get_server
+    from .runtime import get_server
 
     ids = list(ids)
     if not ids:
@@ -491,7 +491,7 @@ def end_sessions_of(*, principal: str | None = None, user_id: Any = None) -> int
     from asgiref.sync import async_to_sync
 
     from .models import Session
-    from .server import get_server
+    from .runtime import get_server
 
     sessions = Session.objects.filter(ended__isnull=True)
     sessions = sessions.filter(principal=principal) if principal is not None else sessions.filter(user_id=user_id)

@@ -31,7 +31,7 @@ def notify_all(*methods: str) -> None:
     others' through the bus), then send list_changed notifications to every open stream."""
 
     def send() -> None:
-        from .server import get_server
+        from .runtime import get_server
 
         server = get_server()
         invalidate = getattr(server.dispatcher.provider, "invalidate", None)
@@ -126,7 +126,7 @@ def forget_users(user_ids: list[Any] | None) -> None:
 
     def send() -> None:
         from .auth import forget_credentials
-        from .server import get_server
+        from .runtime import get_server
 
         message = {} if user_ids is None else {"user_ids": [str(pk) for pk in user_ids]}
         forget_credentials(message)

@@ -45,7 +45,7 @@ from django.db.models import DateTimeField, ExpressionWrapper
 from django.db.models.functions import Now
 
 from .conf import mcp_settings
-from .server import Server, get_server
+from .runtime import Server, get_server
 from .sessions import end_rows
 from .transports.events import close_session_streams
 

@@ -274,7 +274,7 @@ def test_prompt_admin_pages_and_template_validation(admin_client) -> None:
 
 # -- sessions ------------------------------------------------------------------------------------------------
 def test_session_admin_lists_filters_shows_and_ends(admin_client) -> None:
-    from mcp_app.server import get_server
+    from mcp_app.runtime import get_server
 
     record = async_to_sync(get_server().sessions.create)(
         transport="streamable_http",
@@ -440,7 +440,7 @@ def test_every_admin_form_answers_bad_values_with_a_form_error(
     from django.contrib.contenttypes.models import ContentType
 
     from mcp_app.models import ModelExposure, QueryTool, Token
-    from mcp_app.server import get_server
+    from mcp_app.runtime import get_server
 
     session = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25")
     rows = {

@@ -51,7 +51,7 @@ from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams
 from mcp_app.resources import ModelResource, convert_value, credential_problem, default_exposures, expose
-from mcp_app.server import get_server
+from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Member
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider works in its own DB thread, as in a server

@@ -23,7 +23,7 @@ from mcp_app import auth, limits
 from mcp_app.availability import Unavailable
 from mcp_app.checks import check_settings
 from mcp_app.models import Session, Token
-from mcp_app.server import get_server, run_each
+from mcp_app.runtime import get_server, run_each
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

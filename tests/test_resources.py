@@ -25,7 +25,7 @@ from mcp_app.models import ModelExposure, QueryTool, Subscription
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.resources import ModelResource, default_exposures
-from mcp_app.server import get_server
+from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Loan, Member
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider works in its own DB thread, as in a server

@@ -21,7 +21,7 @@ from django.db import OperationalError
 from django.db.backends import utils as db_utils
 from django.test import override_settings
 
-from mcp_app.server import get_server
+from mcp_app.runtime import get_server
 from mcp_app.testing import MCPTestClient
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from mcp_app.models import Session, Subscription
-from mcp_app.server import get_server
+from mcp_app.runtime import get_server
 from mcp_app.sessions import SESSION_ID_RE
 
 pytestmark = pytest.mark.django_db(transaction=True)

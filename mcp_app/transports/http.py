@@ -20,7 +20,7 @@ from ..conf import mcp_settings
 from ..notifications import StreamAudience
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST, ParseError
-from ..server import get_server
+from ..runtime import get_server
 from ..workers import maintenance
 from . import fanout, security
 from .events import acknowledge

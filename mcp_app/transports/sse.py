@@ -33,7 +33,7 @@ from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
 from ..protocol.errors import INTERNAL_ERROR, McpError
-from ..server import Server, get_server, run_each
+from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from ..workers import maintenance, worker_id
 from . import security

@@ -20,7 +20,7 @@ from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
 from ..protocol.errors import McpError
-from ..server import Server, get_server, run_each
+from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from . import resume, security
 from .events import close_session_streams
@@ -184,7 +184,7 @@ class StreamableHTTPConsumer(MCPConsumer):
         ending the session), so the requests go on, and what they send afterwards is kept for the client
         to resume with ``Last-Event-ID``. A plain JSON answer that finds its client gone is logged and
         dropped: it has no event id to resume from. Older sessions run a single request in this task (a
-        batch's a few at a time, :func:`~mcp_app.server.run_each`), and a client leaving cancels them.
+        batch's a few at a time, :func:`~mcp_app.runtime.run_each`), and a client leaving cancels them.
         """
         response = _PostResponse(self, session, is_batch, answers)
         work = run_each(requests, lambda request: self._run_one(session, request, response))

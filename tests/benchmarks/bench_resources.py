@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
 
     from mcp_app.protocol import jsonrpc
     from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
-    from mcp_app.server import get_server
+    from mcp_app.runtime import get_server
     from mcpsite.library.models import Book
 
     fill(args.rows)

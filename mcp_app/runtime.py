@@ -1,6 +1,10 @@
-"""The process-wide server objects, built lazily from settings.
+"""The process-wide runtime objects: the :class:`Server` (dispatcher, session store, pending client
+requests, bus), built lazily from settings and wired together here.
 
-Transports call :func:`get_server`; tests and ``setting_changed`` call :func:`reset`.
+This is the top of the wiring: it may import any layer below it (protocol, sessions, auth, the bus); nothing
+below imports it back except the transports and the orchestration callers above them. Transports call
+:func:`get_server`; tests call :func:`reset`, and so does this module's own ``setting_changed`` receiver, so
+that :mod:`mcp_app.conf` needs to import nothing of the app.
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
+from . import __version__
+from .auth import forget_credentials
 from .bus import RESYNC, Bus
 from .conf import mcp_settings
 from .protocol import jsonrpc
@@ -135,8 +143,6 @@ def _cursor_key() -> bytes:
 
 
 def _build() -> Server:
-    from . import __version__
-
     info: dict[str, Any] = {"name": mcp_settings.SERVER_NAME, "version": mcp_settings.SERVER_VERSION or __version__}
     if mcp_settings.SERVER_TITLE:
         info["title"] = mcp_settings.SERVER_TITLE
@@ -155,8 +161,6 @@ def _build() -> Server:
     )
     bus.on("request.cancel", lambda m: dispatcher.cancel(m["session_id"], m["request_id"]))
     bus.on("session.ended", lambda m: server.cancel_background(m["session_id"]))
-    from .auth import forget_credentials
-
     bus.on("credentials.changed", forget_credentials)
     invalidate = getattr(dispatcher.provider, "invalidate", None)
     if invalidate is not None:  # providers that cache rows drop them when any worker changes one
@@ -174,6 +178,7 @@ _server: Server | None = None
 
 
 def get_server() -> Server:
+    """The process's server, built on first use from the current settings."""
     global _server
     if _server is None:
         _server = _build()
@@ -184,3 +189,14 @@ def reset() -> None:
     """Forget the built server (settings changed); the next get_server() builds a new one."""
     global _server
     _server = None
+
+
+#: Settings the built server depends on (directly, or through mcp_settings, the cursor key and the caches).
+RUNTIME_SETTINGS = frozenset({"MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"})
+
+
+@receiver(setting_changed)
+def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    # override_settings() in tests, or a reload: the next get_server() builds from the new values.
+    if setting in RUNTIME_SETTINGS:
+        reset()
