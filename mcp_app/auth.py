@@ -19,7 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import mcp_settings
-from .transports import security
+from .headers import header
 
 #: The principal key of every caller without credentials (when ALLOW_ANONYMOUS lets them in).
 ANONYMOUS = "anonymous"
@@ -75,7 +75,7 @@ class Request:
         self.method = scope.get("method", "GET")
 
     def header(self, name: str) -> str | None:
-        return security.header(self.scope, name.lower().encode("latin-1"))
+        return header(self.scope, name.lower().encode("latin-1"))
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -322,7 +322,7 @@ def www_authenticate(scope: dict[str, Any], failure: AuthenticationFailed) -> st
 
 def origin(scope: dict[str, Any]) -> str:
     """The site's origin as the client sees it (scheme and Host of the request)."""
-    host = security.header(scope, b"host") or "localhost"
+    host = header(scope, b"host") or "localhost"
     return f"{scope.get('scheme', 'http')}://{host}"
 
 

@@ -29,8 +29,8 @@ from django.http.request import split_domain_port
 
 from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request, origin
 from ..conf import mcp_settings
+from ..headers import header
 from ..models import Token
-from ..transports import security
 
 logger = logging.getLogger("mcp_app.oauth")
 
@@ -60,7 +60,7 @@ def resource_identifier(scope: dict[str, Any]) -> str:
     if mcp_settings.RESOURCE_URL:
         return mcp_settings.RESOURCE_URL
     scheme = scope.get("scheme", "http")
-    host = security.header(scope, b"host") or "localhost"
+    host = header(scope, b"host") or "localhost"
     domain, claimed = split_domain_port(host)
     if not domain:  # not a valid host; the Host check refuses such requests before they get here
         return origin(scope) + mcp_settings.PATH

@@ -17,6 +17,7 @@ from django.db import close_old_connections
 
 from ..availability import RETRY_AFTER, UNAVAILABLE, Unavailable, database_unavailable, is_outage
 from ..conf import mcp_settings
+from ..headers import header
 from ..notifications import StreamAudience
 from ..protocol import jsonrpc
 from ..protocol.errors import INVALID_REQUEST, ParseError
@@ -205,7 +206,7 @@ class MCPConsumer(AsyncConsumer):
         # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.
         if not await self.check_origin_and_host():
             return
-        if scope.get("method") == "OPTIONS" and security.header(scope, b"origin") is not None:
+        if scope.get("method") == "OPTIONS" and header(scope, b"origin") is not None:
             await self.empty(204, security.preflight_headers(scope))  # CORS preflight: carries no credentials
             return
         # Then who is calling, before a byte of the body is read or a session looked up.
@@ -295,7 +296,7 @@ class MCPConsumer(AsyncConsumer):
         """
         limit = mcp_settings.MAX_BODY_SIZE
         close = [(b"connection", b"close")]
-        declared = security.header(self.scope, b"content-length")
+        declared = header(self.scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self.error(
                 413,
@@ -521,7 +522,7 @@ class MCPConsumer(AsyncConsumer):
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
-        if security.header(self.scope, b"origin") is not None and security.origin_allowed(self.scope):
+        if header(self.scope, b"origin") is not None and security.origin_allowed(self.scope):
             headers = headers + security.cors_headers(self.scope)  # an allowed browser origin may read the answer
         await self.base_send({"type": "http.response.start", "status": status, "headers": headers})
 
@@ -598,7 +599,7 @@ class MCPConsumer(AsyncConsumer):
 
     async def content_type_is_json(self) -> bool:
         """Answer 415 and return False unless the body is declared ``application/json``."""
-        if media_types(security.header(self.scope, b"content-type"))[:1] == ["application/json"]:
+        if media_types(header(self.scope, b"content-type"))[:1] == ["application/json"]:
             return True
         await self.error(415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json.")
         return False

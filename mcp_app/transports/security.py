@@ -16,17 +16,10 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from ..conf import mcp_settings
+from ..headers import header
 
 # Django's own fallback when DEBUG is on and ALLOWED_HOSTS is empty (see HttpRequest.get_host).
 _DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
-
-
-def header(scope: dict, name: bytes) -> str | None:
-    """The first value of a request header (``name`` in lower case), decoded as Latin-1."""
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def allowed_hosts() -> list[str]:

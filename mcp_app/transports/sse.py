@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 
 from ..availability import UNAVAILABLE
 from ..conf import mcp_settings
+from ..headers import header
 from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
@@ -36,7 +37,6 @@ from ..protocol.errors import INTERNAL_ERROR, McpError
 from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from ..workers import maintenance, worker_id
-from . import security
 from .events import DeliveryError, acks, probe_stream, send_to_stream
 from .http import SSE_HEADERS, MCPConsumer, accepts
 
@@ -77,7 +77,7 @@ class SSEStreamConsumer(MCPConsumer):
                 405, f"Method {method} is not allowed here; GET opens the event stream.", headers=[(b"allow", b"GET")]
             )
             return
-        if not accepts(security.header(self.scope, b"accept"), "text/event-stream"):
+        if not accepts(header(self.scope, b"accept"), "text/event-stream"):
             await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
             return
         server = get_server()

@@ -16,13 +16,14 @@ import logging
 from typing import Any
 
 from ..conf import mcp_settings
+from ..headers import header
 from ..models import Session
 from ..protocol import jsonrpc, versions
 from ..protocol.context import RequestContext
 from ..protocol.errors import McpError
 from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
-from . import resume, security
+from . import resume
 from .events import close_session_streams
 from .http import SSE_HEADERS, MCPConsumer, accepts, sse_event
 
@@ -65,7 +66,7 @@ class StreamableHTTPConsumer(MCPConsumer):
 
     # -- common checks ------------------------------------------------------------------------------
     def _header(self, name: bytes) -> str | None:
-        return security.header(self.scope, name)
+        return header(self.scope, name)
 
     async def _version_ok(self) -> bool:
         version = self._header(VERSION_HEADER)
