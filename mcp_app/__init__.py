@@ -7,7 +7,7 @@ before the app registry is ready.
 
 from .content import Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult
 from .protocol.context import RequestContext as Context
-from .registry import ToolError, default_registry, prompt, resource, tool
+from .providers.code import ToolError, default_registry, prompt, resource, tool
 
 __version__ = "0.1.0"
 

@@ -29,6 +29,11 @@ from .models import (
     ToolCall,
     Worker,
 )
+from .providers.code import default_registry
+from .providers.exposures.credentials import SENSITIVE_FIELD_RE, is_credential_model, is_password_field
+from .providers.exposures.fields import convert_value
+from .providers.exposures.resource import default_exposures, find_exposure
+from .runtime import get_server
 from .sessions import end_sessions_now
 
 
@@ -42,7 +47,6 @@ class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
 
     def _check_values(self, value: Any) -> Any:
         from .protocol.errors import InvalidParams
-        from .resources import convert_value
 
         model = self.queryset.model
         field = model._meta.pk if (self.to_field_name or "pk") == "pk" else model._meta.get_field(self.to_field_name)
@@ -174,8 +178,6 @@ class OrphanedFilter(admin.SimpleListFilter):
         return [("present", _("In code")), ("orphaned", _("Orphaned (no handler)"))]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
-        from .registry import default_registry
-
         names = list(default_registry.tools)
         if self.value() == "present":
             return queryset.filter(name__in=names)
@@ -222,8 +224,6 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
 
     @admin.display(description=_("title"))
     def display_title(self, obj: Tool) -> str:
-        from .registry import default_registry
-
         spec = default_registry.tools.get(obj.name)
         return obj.title or (spec.title if spec and spec.title else "")
 
@@ -237,8 +237,6 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
 
     @admin.display(description=_("definition in code"))
     def code_definition(self, obj: Tool) -> str:
-        from .registry import default_registry
-
         spec = default_registry.tools.get(obj.name)
         if spec is None:
             return _("Orphaned: no handler is registered under this name, so clients never see it.")
@@ -308,6 +306,7 @@ def run_tool_as(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, An
             send=send,
             pending=PendingClientRequests(),
             extra={"user": user, "via": "admin"},
+            cursors=get_server().dispatcher.cursors,  # a data tool's nextCursor, signed as the site signs them
         )
         try:
             return await mcp_settings.PROVIDER.call_tool(name, arguments, ctx)
@@ -353,7 +352,7 @@ class PromptAdmin(SafeChoicesMixin, admin.ModelAdmin):
 
 # -- model exposures ------------------------------------------------------------------------------------------
 #: Never offered in the chooser: bookkeeping of Django's own (the admin log, content types). Models that hold
-#: credentials are refused by :func:`mcp_app.resources.credential_problem` wherever a row is validated.
+#: credentials are refused by :func:`mcp_app.providers.exposures.credentials.credential_problem` wherever a row is validated.
 _NEVER_OFFERED_APPS = ("admin", "contenttypes")
 PUBLISH_PERMISSION = "mcp_app.publish_modelexposure"
 SENSITIVE_PERMISSION = "mcp_app.allow_sensitive_modelexposure"
@@ -371,8 +370,6 @@ def may_view_model(user: Any, model: type) -> bool:
 def exposable_models(user: Any) -> Any:
     """The content types ``user`` may choose for an exposure: models they may view that hold no credentials."""
     from django.contrib.contenttypes.models import ContentType
-
-    from .resources import is_credential_model
 
     ids = []
     for content_type in ContentType.objects.exclude(app_label__in=_NEVER_OFFERED_APPS):
@@ -442,8 +439,6 @@ class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
             self.fields.pop("fields", None)
             self.fields.pop("lookup_field", None)
             return
-        from .resources import SENSITIVE_FIELD_RE, is_password_field
-
         choices, lookups = [], [("pk", _("pk (primary key)"))]
         for field in model._meta.get_fields():
             if not field.concrete or (field.auto_created and not field.primary_key):
@@ -579,8 +574,6 @@ class ModelExposureAdmin(admin.ModelAdmin):
 
 def publication_notes(row: ModelExposure, changed: list[str], cleaned: dict[str, Any]) -> list[str]:
     """Sentences for the admin log about what a change did to who may read ``row`` and what it shows."""
-    from .resources import SENSITIVE_FIELD_RE
-
     notes = []
     if "public" in changed:
         notes.append(
@@ -617,8 +610,6 @@ class QueryToolForm(FormErrorsMixin, forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from .resources import default_exposures
-
         rows = {str(row) for row in ModelExposure.objects.select_related("content_type")}
         keys = sorted(set(default_exposures.exposures) | rows)
         self.fields["exposure"].choices = [(k, k) for k in keys]
@@ -641,8 +632,6 @@ class QueryToolAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("filters the exposure allows"))
     def available_filters(self, obj: QueryTool) -> str:
-        from .resources import find_exposure
-
         exposure = find_exposure(obj.exposure) if obj.exposure else None
         return ", ".join(exposure.filter_specs) if exposure is not None else _("Choose an exposure and save to see them.")
 

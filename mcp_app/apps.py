@@ -15,7 +15,10 @@ class McpAppConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from . import checks, notifications, signals  # noqa: F401  (registers the checks and the signal receivers)
-        from .registry import autodiscover
+
+        # imported here: the providers import the models, which need the app registry ready.
+        from .providers import hooks  # noqa: F401  (registers the validation the models' clean() runs)
+        from .providers.code import autodiscover
 
         autodiscover()
         post_migrate.connect(_sync_rows, sender=self)
@@ -30,7 +33,7 @@ class McpAppConfig(AppConfig):
 def _sync_rows(**kwargs: object) -> None:
     """After migrate: a row for every code-registered tool and prompt, so admins see them at once."""
     from .conf import mcp_settings
-    from .managed import ManagedProvider
+    from .providers.managed import ManagedProvider  # imported here: it imports the models (see ready())
 
     provider = mcp_settings.PROVIDER
     if isinstance(provider, ManagedProvider):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import DEFAULTS
+from .providers.exposures.resource import default_exposures
 
 
 @register(Tags.compatibility)
@@ -177,8 +178,6 @@ def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.security)
 def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Exposures in code must not publish credential-like fields unless they say so."""
-    from .resources import default_exposures
-
     messages: list[Any] = []
     for key, exposure in sorted(default_exposures.exposures.items()):
         problem = exposure.credential_problem()  # credential models and password hashes: never, whatever the flags

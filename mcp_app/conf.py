@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "SERVER_TITLE": None,
     "INSTRUCTIONS": None,
     # Import string of the Provider that serves tools/resources/prompts; the default serves the code registry.
-    "PROVIDER": "mcp_app.managed.default_provider",
+    "PROVIDER": "mcp_app.providers.managed.default_provider",
     # URL path of the Streamable HTTP endpoint (mounted by mcp_app.routing).
     "PATH": "/mcp",
     # URL path of the legacy HTTP+SSE stream; its messages endpoint is SSE_PATH + "/messages".

@@ -3,15 +3,50 @@ exposures and query tools, and the audit log of tool calls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+# -- what the provider layer tells the models ----------------------------------------------------------------
+# The providers (mcp_app.providers) build on these models, so the models cannot import them: what a row
+# needs from that layer (validation of exposures and query tools, the names registered in code) is
+# registered here by mcp_app.providers.hooks, which the app's ready() imports. Until it has been, the
+# rows that depend on it refuse to answer (ImproperlyConfigured) rather than pass unchecked.
+
+#: Validation ``clean()`` runs after the model's own, by model class: each hook takes the instance and
+#: raises ValidationError (see :func:`run_clean_hooks`).
+clean_hooks: dict[type[models.Model], list[Callable[[Any], None]]] = {}
+
+#: The names registered in code, by kind (``"tools"``, ``"prompts"``): what the rows' ``orphaned``
+#: compares their name with. Each entry returns the current names (registration goes on at start-up).
+code_names: dict[str, Callable[[], Container[str]]] = {}
+
+
+def run_clean_hooks(instance: models.Model) -> None:
+    """Run the provider layer's validation of ``instance`` (:data:`clean_hooks`); ImproperlyConfigured when
+    none is registered for its model, so that a row is never taken as valid unchecked."""
+    hooks = clean_hooks.get(type(instance))
+    if not hooks:
+        raise ImproperlyConfigured(
+            f"No validation is registered for {type(instance).__name__}: mcp_app.providers.hooks is not "
+            "loaded (is mcp_app in INSTALLED_APPS, and the app registry ready?)."
+        )
+    for hook in hooks:
+        hook(instance)
+
+
+def _code_names(kind: str) -> Container[str]:
+    names = code_names.get(kind)
+    if names is None:
+        raise ImproperlyConfigured(f"The {kind} registered in code are unknown: mcp_app.providers.hooks is not loaded.")
+    return names()
 
 
 class Session(models.Model):
@@ -202,9 +237,7 @@ class Tool(AccessRule):
 
     @property
     def orphaned(self) -> bool:
-        from .registry import default_registry
-
-        return self.name not in default_registry.tools
+        return self.name not in _code_names("tools")
 
     def annotations(self) -> dict[str, bool]:
         """The hints set here (None fields leave the code's value)."""
@@ -246,9 +279,7 @@ class Prompt(AccessRule):
 
     @property
     def orphaned(self) -> bool:
-        from .registry import default_registry
-
-        return self.from_code and self.name not in default_registry.prompts
+        return self.from_code and self.name not in _code_names("prompts")
 
 
 class PromptArgument(models.Model):
@@ -349,14 +380,10 @@ class Subscription(models.Model):
         return self.uri
 
 
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
 class ModelExposure(models.Model):
     """A model exposed to MCP clients from the admin: resources, and data tools if enabled.
 
-    The same options as :func:`mcp_app.resources.expose` in code; a model exposed in code cannot also
+    The same options as :func:`mcp_app.providers.exposures.resource.expose` in code; a model exposed in code cannot also
     have a row. Exposures are created disabled, so that fields can be chosen before anything is shown.
     """
 
@@ -418,31 +445,6 @@ class ModelExposure(models.Model):
     def key(self) -> str:
         return str(self)
 
-    def to_resource(self) -> Any:
-        """The :class:`~mcp_app.resources.ModelResource` this row describes; ImproperlyConfigured when
-        the row no longer fits its model (a field was removed)."""
-        from django.core.exceptions import ImproperlyConfigured
-
-        from .permissions import AllowAny, DjangoModelViewPermission
-        from .resources import ModelResource, check_fixed_filters
-
-        model = self.content_type.model_class()
-        if model is None:
-            raise ImproperlyConfigured(f"{self}: the model no longer exists.")
-        fields = self.fields if isinstance(self.fields, list) else []
-        return ModelResource(
-            model,
-            fields=fields,
-            lookup_field=self.lookup_field or "pk",
-            ordering=_split(self.ordering),
-            filters=check_fixed_filters(model, self.base_filters or {}, where="base filters"),
-            title=self.title or None,
-            description=self.description,
-            data_tools=self.data_tools,
-            permission_classes=[AllowAny] if self.public else [DjangoModelViewPermission],
-            allow_sensitive_fields=self.allow_sensitive_fields,
-        )
-
     def _fill_empty_json(self) -> None:
         if self.fields is None:
             self.fields = []
@@ -451,42 +453,11 @@ class ModelExposure(models.Model):
 
     def clean(self) -> None:
         """Validation: credential models and password fields are refused here (the admin form, and any code
-        that calls ``full_clean()``); rows saved without it are refused again where exposures are served."""
-        from django.core.exceptions import ImproperlyConfigured
-
-        from .protocol.errors import InvalidParams
-        from .resources import credential_problem, default_exposures
-
+        that calls ``full_clean()``); rows saved without it are refused again where exposures are served.
+        The checks belong to the exposures (mcp_app.providers.exposures.validation), run through
+        :data:`clean_hooks`."""
         self._fill_empty_json()
-        if not self.content_type_id:
-            return
-        model = self.content_type.model_class()
-        problem = credential_problem(model) if model is not None else None
-        if problem is not None:
-            raise ValidationError({"content_type": problem})
-        if self.key in default_exposures.exposures:
-            raise ValidationError({"content_type": _("This model is exposed in code (expose()); change it there.")})
-        if not isinstance(self.fields, list) or not all(isinstance(f, str) for f in self.fields):
-            raise ValidationError({"fields": _("A list of field names.")})
-        if not isinstance(self.base_filters, dict):
-            raise ValidationError({"base_filters": _('An object of field__lookup: value, e.g. {"is_published": true}.')})
-        problem = credential_problem(model, [*self.fields, self.lookup_field or "pk"]) if model is not None else None
-        if problem is not None:
-            raise ValidationError({"fields": problem})
-        try:
-            resource = self.to_resource()
-        except ImproperlyConfigured as exc:
-            raise ValidationError(str(exc).split(": ", 1)[-1]) from None
-        except InvalidParams as exc:
-            raise ValidationError({"base_filters": exc.message}) from None
-        sensitive = resource.sensitive_fields()
-        if sensitive and not self.allow_sensitive_fields:
-            raise ValidationError(
-                {
-                    "fields": _("%(fields)s look like credentials; they are not exposed unless 'allow sensitive fields' is on.")
-                    % {"fields": ", ".join(sensitive)}
-                }
-            )
+        run_clean_hooks(self)
 
 
 class QueryTool(models.Model):
@@ -542,18 +513,10 @@ class QueryTool(models.Model):
             self.caller_filters = []
 
     def clean(self) -> None:
-        import re
-
-        from .resources import MAX_LIMIT, check_query_tool
-
+        """The name, the exposure, the filters, the ordering and the limit, every problem at once; the checks
+        belong to the exposures (mcp_app.providers.exposures.validation), run through :data:`clean_hooks`."""
         self._fill_empty_json()
-        problems: dict[str, Any] = dict(check_query_tool(self))
-        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", self.name or ""):
-            problems["name"] = _("Use 1 to 64 letters, digits, '_' or '-'.")
-        if not 1 <= (self.limit or 0) <= MAX_LIMIT:
-            problems["limit"] = _("Between 1 and %(max)d.") % {"max": MAX_LIMIT}
-        if problems:
-            raise ValidationError(problems)
+        run_clean_hooks(self)
 
 
 class Token(models.Model):

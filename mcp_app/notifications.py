@@ -33,7 +33,7 @@ RESOURCES_CHANGED = "notifications/resources/list_changed"
 
 def _exposures_of(model: type) -> list[Any]:
     from .conf import mcp_settings
-    from .managed import ManagedProvider
+    from .providers.managed import ManagedProvider
 
     provider = mcp_settings.PROVIDER
     if not isinstance(provider, ManagedProvider):
@@ -164,7 +164,7 @@ class StreamAudience:
         from channels.db import database_sync_to_async
 
         from .conf import mcp_settings
-        from .managed import ManagedProvider
+        from .providers.managed import ManagedProvider
         from .permissions import aallows
 
         provider = mcp_settings.PROVIDER

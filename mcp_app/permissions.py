@@ -2,7 +2,7 @@
 
 A policy class is instantiated per check and answers :meth:`BasePermission.has_permission` for the
 caller (a Django user or None when anonymous) and the target (here: a
-:class:`~mcp_app.resources.ModelResource`). Exposures default to :class:`DjangoModelViewPermission`:
+:class:`~mcp_app.providers.exposures.resource.ModelResource`). Exposures default to :class:`DjangoModelViewPermission`:
 the model's Django ``view`` permission, as the admin enforces it. Give an exposure
 ``permission_classes=[...]`` to change that; every listed class must allow.
 

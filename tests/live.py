@@ -9,6 +9,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,3 +124,36 @@ def shell(settings: str, env: dict[str, str], code: str) -> str:
     )
     lines = done.stdout.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+# -- Streamable HTTP sessions on a live server ----------------------------------------------------------------
+LATEST = "2025-11-25"
+#: What every POST to /mcp carries.
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for an mcp_app token."""
+    return {"authorization": f"Bearer {token}"}
+
+
+def initialize_message(version: str = LATEST, *, client: str = "tests") -> dict[str, Any]:
+    """An ``initialize`` request asking for ``version``."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": client, "version": "1"}},
+    }
+
+
+def open_session(http: httpx.Client, url: str, token: str | None = None, *, version: str = LATEST) -> dict[str, str]:
+    """Initialize a Streamable HTTP session at ``url`` (and send notifications/initialized); returns the
+    headers its requests carry: the POST headers, the credentials, the session id and the version."""
+    credentials = bearer(token) if token is not None else {}
+    answer = http.post(url, json=initialize_message(version), headers={**HEADERS, **credentials})
+    assert answer.status_code == 200, answer.text
+    headers = {**HEADERS, **credentials, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": version}
+    initialized = http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert initialized.status_code == 202, initialized.text
+    return headers

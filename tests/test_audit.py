@@ -17,15 +17,15 @@ from django.db import DatabaseError, OperationalError, connection
 from django.test import override_settings
 
 from mcp_app import Context, ToolError, audit
-from mcp_app.audit import AuditWriter
+from mcp_app.audit import REDACTED, AuditWriter, audit_arguments, cap_text, redact
 from mcp_app.availability import RETRY_AFTER, UNAVAILABLE, Unavailable
-from mcp_app.managed import REDACTED, ManagedProvider, audit_arguments, cap_text, redact
 from mcp_app.models import QueryTool, ToolCall
 from mcp_app.permissions import AllowAny
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams, McpError
-from mcp_app.registry import Registry
-from mcp_app.resources import ExposureRegistry, ModelResource
+from mcp_app.providers.code import Registry
+from mcp_app.providers.exposures.resource import ExposureRegistry, ModelResource
+from mcp_app.providers.managed import ManagedProvider
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider closes connections between calls, as in a server
 

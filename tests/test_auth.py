@@ -19,7 +19,7 @@ from mcp_app import auth
 from mcp_app.models import Session, Token
 from mcp_app.permissions import AllowAny
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
-from mcp_app.registry import Registry
+from mcp_app.providers.code import Registry
 from mcp_app.runtime import get_server
 from mcp_app.sessions import reap_idle_sessions
 
@@ -84,7 +84,7 @@ def test_credentials_are_checked() -> None:
 
 @override_settings(MCP_APP=SECURE)
 def test_public_items_need_to_be_marked_so() -> None:
-    from mcp_app.managed import ManagedProvider
+    from mcp_app.providers.managed import ManagedProvider
 
     registry = Registry()
 

@@ -1,8 +1,8 @@
 """Credentials can never be published, and client values the database cannot take are refused before any query.
 
-- The credential rule (:func:`mcp_app.resources.credential_problem`): credential models and password hashes are
-  refused by ``expose()``, by model validation, by the system check and again where exposures are served, so a
-  ``ModelExposure`` row saved by the ORM (or a fixture, or a data migration) with every flag set serves nothing.
+- The credential rule (:func:`mcp_app.providers.exposures.credentials.credential_problem`): credential models and
+  password hashes are refused by ``expose()``, by model validation, by the system check and again where exposures
+  are served, so a ``ModelExposure`` row saved by the ORM (or a fixture, or a data migration) with every flag set serves nothing.
 - The admin, attacked by a staff user holding only the exposure permissions: the model chooser, the publish
   permissions, the admin log.
 - Filter, lookup and cursor values that overflow the database's integer range, non-finite numbers, dates that
@@ -44,13 +44,15 @@ from rest_framework import serializers
 
 from mcp_app.checks import check_exposures
 from mcp_app.conf import mcp_settings
-from mcp_app.data import DataView, generated_tools
 from mcp_app.models import ModelExposure, Subscription, Token, ToolCall
 from mcp_app.models import Session as McpSession
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams
-from mcp_app.resources import ModelResource, convert_value, credential_problem, default_exposures, expose
+from mcp_app.providers.exposures.credentials import credential_problem
+from mcp_app.providers.exposures.fields import convert_value, integer_range
+from mcp_app.providers.exposures.resource import ModelResource, default_exposures, expose
+from mcp_app.providers.exposures.serving import DataView, generated_tools
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Member
 
@@ -455,11 +457,9 @@ def test_number_and_decimal_values_must_be_finite_and_fit_the_column() -> None:
 
 
 def test_the_integer_range_is_the_databases() -> None:
-    from mcp_app.resources import _integer_range
-
     birth_year = Author._meta.get_field("birth_year")  # PositiveSmallIntegerField: a smallint column on PostgreSQL
     expected = (-32768, 32767) if connection.vendor == "postgresql" else (-(2**63), 2**63 - 1)
-    assert _integer_range(birth_year) == expected
+    assert integer_range(birth_year) == expected
     # A positive column still compares with a negative value: only the storage type's range is refused.
     assert convert_value(birth_year, -1, where="x") == -1
     with pytest.raises(InvalidParams, match=f"from {expected[0]} to {expected[1]}"):

@@ -24,7 +24,7 @@ from mcp_app.conf import mcp_settings
 from mcp_app.models import ModelExposure, QueryTool, Subscription
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
-from mcp_app.resources import ModelResource, default_exposures
+from mcp_app.providers.exposures.resource import ModelResource, default_exposures
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Loan, Member
 

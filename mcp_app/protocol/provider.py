@@ -1,8 +1,10 @@
 """The interface between the protocol and whatever supplies tools, resources and prompts.
 
-The dispatcher calls a :class:`Provider`; :mod:`mcp_app.registry` (code), the ORM rows and model
-exposures implement it. Every method receives the :class:`~mcp_app.protocol.context.RequestContext`
-so a provider can filter by the caller and report progress.
+The dispatcher calls a :class:`Provider`; :mod:`mcp_app.providers.code` (tools, resources and prompts in
+code) and :mod:`mcp_app.providers.managed` (the same through the admin's rows, plus model exposures)
+implement it. Every method receives the :class:`~mcp_app.protocol.context.RequestContext`, so a provider
+can filter by the caller and report progress; what a provider needs from the layers above arrives there
+(``ctx.cursors``: the dispatcher's cursor codec), never by reaching up for it.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from mcp_app.conf import mcp_settings
-from mcp_app.registry import default_registry
-from mcp_app.resources import default_exposures
+from mcp_app.providers.code import default_registry
+from mcp_app.providers.exposures.resource import default_exposures
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from mcp_app.permissions import AllowAny, IsAuthenticated
-from mcp_app.resources import ModelResource, expose
+from mcp_app.providers.exposures import ModelResource, expose
 
 from .models import Author, Book, Loan, Member
 

@@ -16,7 +16,7 @@ from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.dispatcher import Dispatcher
 from mcp_app.protocol.pagination import CursorCodec
-from mcp_app.registry import Registry
+from mcp_app.providers.code import Registry
 from tests.wire import assert_valid
 
 VERSIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]

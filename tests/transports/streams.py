@@ -9,30 +9,6 @@ from typing import Any
 
 import httpx
 
-from tests.live import LiveServer
-
-LATEST = "2025-11-25"
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "streams", "version": "1"}},
-}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def open_session(server: LiveServer, http: httpx.Client, token: str) -> dict[str, str]:
-    """Initialize a Streamable HTTP session; returns the headers that use it."""
-    answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
-    assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
-    http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
-    return headers
-
 
 class Stream:
     """An event stream read in a background thread: its ``message`` events as they arrive (with the

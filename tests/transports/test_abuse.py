@@ -18,17 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, shell, start_daphne
+from tests.live import HEADERS, LATEST, LiveServer, bearer, initialize_message, open_session, shell, start_daphne
 
 SETTINGS = "tests.auth_settings"
-LATEST = "2025-11-25"
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}},
-}
+INIT = initialize_message(client="abuse")
 REDIS = ("127.0.0.1", 6379)
 SECRET_KEY = "conformance-secret-key"
 
@@ -89,10 +82,6 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
 def assert_clean(response: httpx.Response, credentials: dict[str, Any]) -> None:
     text = response.text
     for leak in ("Traceback", "SELECT ", "sqlite3", "psycopg", SECRET_KEY, *credentials["tokens"].values()):
@@ -104,14 +93,6 @@ def assert_still_serving(server: LiveServer, http: httpx.Client, credentials: di
     ok = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
     assert ok.status_code == 200 and ok.json()["result"]["protocolVersion"] == LATEST
     http.delete(server.mcp_url, headers={**bearer(token), "mcp-session-id": ok.headers["mcp-session-id"]})
-
-
-def open_session(server: LiveServer, http: httpx.Client, token: str) -> dict[str, str]:
-    answer = http.post(server.mcp_url, json=INIT, headers={**HEADERS, **bearer(token)})
-    assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
-    http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
-    return headers
 
 
 def raw(server: LiveServer, request: bytes) -> tuple[int, bytes]:
@@ -283,7 +264,7 @@ def test_bad_input(
     server, _env, credentials = site
     headers = dict(HEADERS)
     if needs == "session":
-        headers = open_session(server, http, credentials["tokens"]["alice0"])
+        headers = open_session(http, server.mcp_url, credentials["tokens"]["alice0"])
     elif needs == "token":
         headers.update(bearer(credentials["tokens"]["alice0"]))
     answer = http.post(server.mcp_url, content=request_["content"], headers={**headers, **request_["headers"]})
@@ -340,7 +321,7 @@ def test_bad_host_and_origin_come_before_authentication_and_sessions(
 def test_sessions_are_bound_to_their_principal(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
     tokens = credentials["tokens"]
-    alice = open_session(server, http, tokens["alice1"])
+    alice = open_session(http, server.mcp_url, tokens["alice1"])
     ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
     for other in (tokens["bob"], tokens["alice2"]):  # another user, and another token of the same user
         stolen = http.post(server.mcp_url, json=ping, headers={**alice, **bearer(other)})
@@ -361,7 +342,7 @@ def test_sessions_are_bound_to_their_principal(site: Any, http: httpx.Client) ->
 def test_second_get_stream_and_stream_cap(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
     token = credentials["tokens"]["alice4"]
-    first, second, third = (open_session(server, http, token) for _ in range(3))
+    first, second, third = (open_session(http, server.mcp_url, token) for _ in range(3))
     get = {"accept": "text/event-stream"}
     with http.stream("GET", server.mcp_url, headers={**first, **get}) as one:
         assert one.status_code == 200
@@ -387,7 +368,7 @@ def test_second_get_stream_and_stream_cap(site: Any, http: httpx.Client) -> None
 
 def test_tool_calls_are_rate_limited_per_principal(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
-    session = open_session(server, http, credentials["tokens"]["alice5"])
+    session = open_session(http, server.mcp_url, credentials["tokens"]["alice5"])
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "uppercase_text", "arguments": {"text": "a"}}}
     statuses = [http.post(server.mcp_url, json=call, headers=session).status_code for _ in range(9)]
     assert statuses == [200] * 8 + [429]  # TOOL_CALL_RATE = (8, 60)
@@ -400,7 +381,7 @@ def test_tool_calls_are_rate_limited_per_principal(site: Any, http: httpx.Client
     }
     # Other requests on the session, and other principals' tool calls, go on.
     assert http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=session).status_code == 200
-    other = open_session(server, http, credentials["tokens"]["alice6"])
+    other = open_session(http, server.mcp_url, credentials["tokens"]["alice6"])
     assert http.post(server.mcp_url, json=call, headers=other).json()["result"]["content"][0]["text"] == "A"
 
 
@@ -421,7 +402,7 @@ def test_session_cookie_needs_origin_and_csrf(site: Any, http: httpx.Client) -> 
 
 def test_a_user_sees_only_what_they_may(site: Any, http: httpx.Client) -> None:
     server, _env, credentials = site
-    session = open_session(server, http, credentials["tokens"]["alice7"])
+    session = open_session(http, server.mcp_url, credentials["tokens"]["alice7"])
     listed = http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=session).json()
     names = {t["name"] for t in listed["result"]["tools"]}
     # Signed in (IsAuthenticated): code tools, public exposures, and loans (scoped to alice's own rows).
@@ -444,7 +425,7 @@ def test_revoked_token_and_deactivated_user_lose_their_open_streams(site: Any, h
         ("carol", "u = User.objects.get(username='carol'); u.is_active = False; u.save()"),
     ):
         token = credentials["tokens"][token_name]
-        session = open_session(server, http, token)
+        session = open_session(http, server.mcp_url, token)
         with http.stream("GET", server.mcp_url, headers={**session, "accept": "text/event-stream"}) as stream:
             assert stream.status_code == 200
             started = time.monotonic()
@@ -492,7 +473,7 @@ def test_the_audit_log_cannot_be_dodged_or_flooded(site: Any, http: httpx.Client
         "from django.contrib.auth.models import User; from mcp_app.models import Token; "
         "print(Token.create_for(User.objects.create_user('dave', password='x'), name='dave')[1])",
     )
-    session = open_session(server, http, token)
+    session = open_session(http, server.mcp_url, token)
 
     def tools_call(name: str, arguments: str) -> dict[str, Any]:
         body = f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{arguments}}}}}'
@@ -613,8 +594,8 @@ print(json.dumps({"short": Token.create_for(alice, name="short", expires=expires
         )
     )
     expires = time.monotonic() + (made["expires"] - time.time())
-    short = open_session(server, http, made["short"])
-    expiring, reader = Stream(server.mcp_url, short), Stream(server.mcp_url, open_session(server, http, made["long"]))
+    short = open_session(http, server.mcp_url, made["short"])
+    expiring, reader = Stream(server.mcp_url, short), Stream(server.mcp_url, open_session(http, server.mcp_url, made["long"]))
     try:
         shell(
             SETTINGS,

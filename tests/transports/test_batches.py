@@ -22,23 +22,12 @@ import httpx
 import pytest
 
 from mcp_app.conf import DEFAULTS
-from tests.live import LiveServer, shell, start_daphne
+from tests.live import HEADERS, LATEST, LiveServer, bearer, initialize_message, open_session, shell, start_daphne
 from tests.slow_resources.mcp import READ_SECONDS
 
 SETTINGS = "tests.batch_settings"
 BATCH_VERSION = "2025-03-26"  # the only protocol version with JSON-RPC batches
-LATEST = "2025-11-25"
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 LIMIT = DEFAULTS["MAX_BATCH_SIZE"]
-
-
-def init(version: str) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "batches", "version": "1"}},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +67,6 @@ print(json.dumps(tokens))
     server.assert_no_traceback()
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def open_session(http: httpx.Client, server: LiveServer, token: str, version: str = LATEST) -> dict[str, str]:
-    answer = http.post(server.mcp_url, json=init(version), headers={**HEADERS, **bearer(token)})
-    assert answer.status_code == 200, answer.text
-    headers = {**HEADERS, **bearer(token), "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": version}
-    assert (
-        http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code
-        == 202
-    )
-    return headers
-
-
 def batch(method: str, count: int, params: Any = None) -> list[dict[str, Any]]:
     """``count`` requests; ``params`` is a function of the entry's index."""
     return [{"jsonrpc": "2.0", "id": i, "method": method, **({"params": params(i)} if params else {})} for i in range(count)]
@@ -105,8 +79,8 @@ def reads(count: int) -> list[dict[str, Any]]:
 def test_largest_batch_does_not_stall_another_client(site: Any) -> None:
     server, tokens = site
     with httpx.Client(timeout=120) as http:
-        mallory = open_session(http, server, tokens["mallory"], BATCH_VERSION)
-        alice = open_session(http, server, tokens["alice"])
+        mallory = open_session(http, server.mcp_url, tokens["mallory"], version=BATCH_VERSION)
+        alice = open_session(http, server.mcp_url, tokens["alice"])
         ping = {"jsonrpc": "2.0", "id": "p", "method": "ping"}
         assert http.post(server.mcp_url, json=ping, headers=alice).status_code == 200
         outcome: dict[str, Any] = {}
@@ -159,7 +133,7 @@ def test_largest_batch_does_not_stall_another_client(site: Any) -> None:
 def test_batch_over_the_limit_is_refused_whole(site: Any) -> None:
     server, tokens = site
     with httpx.Client(timeout=60) as http:
-        mallory = open_session(http, server, tokens["mallory"], BATCH_VERSION)
+        mallory = open_session(http, server.mcp_url, tokens["mallory"], version=BATCH_VERSION)
         for body in (batch("ping", LIMIT + 1), reads(40_000)):  # the issue's attack: 40,000 reads in one POST
             started = time.monotonic()
             refused = http.post(server.mcp_url, json=body, headers=mallory)
@@ -179,7 +153,7 @@ def test_batch_over_the_limit_is_refused_whole(site: Any) -> None:
             lines = stream.iter_lines()  # kept: a closed line iterator would close the stream, and end the session
             endpoint = next(line for line in lines if line.startswith("data: "))[6:]
             legacy = {**HEADERS, **bearer(tokens["mallory"])}
-            assert http.post(server.url + endpoint, json=init(BATCH_VERSION), headers=legacy).status_code == 202
+            assert http.post(server.url + endpoint, json=initialize_message(BATCH_VERSION), headers=legacy).status_code == 202
             refused = http.post(server.url + endpoint, json=batch("ping", LIMIT + 1), headers=legacy)
             assert refused.status_code == 400 and refused.json()["error"]["code"] == -32600
             assert f"limit of {LIMIT}" in refused.json()["error"]["message"]
@@ -189,7 +163,7 @@ def test_batch_over_the_limit_is_refused_whole(site: Any) -> None:
 def test_every_costly_batch_entry_counts_against_the_request_rate(site: Any) -> None:
     server, tokens = site
     with httpx.Client(timeout=60) as http:
-        eve = open_session(http, server, tokens["eve"], BATCH_VERSION)
+        eve = open_session(http, server.mcp_url, tokens["eve"], version=BATCH_VERSION)
         listing = batch("resources/templates/list", LIMIT)
         for _ in range(4):  # REQUEST_RATE = (400, 60): four batches of 100 entries spend it
             assert http.post(server.mcp_url, json=listing, headers=eve).status_code == 200
@@ -216,8 +190,8 @@ def test_oauth_clients_of_one_user_share_one_allowance(site: Any) -> None:
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
         # MAX_SESSIONS_PER_PRINCIPAL = 3, for the user, whichever client opened them: a fourth session, from the
         # third client, ends the user's least recently used one (the first client's), which then gets 404.
-        first, *sessions = [open_session(http, server, token) for token in clients]
-        sessions.append(open_session(http, server, clients[2]))
+        first, *sessions = [open_session(http, server.mcp_url, token) for token in clients]
+        sessions.append(open_session(http, server.mcp_url, clients[2]))
         evicted = http.post(server.mcp_url, json=ping, headers=first)
         assert evicted.status_code == 404 and evicted.json()["error"]["code"] == -32001
         assert all(http.post(server.mcp_url, json=ping, headers=session).status_code == 200 for session in sessions)
@@ -232,5 +206,8 @@ def test_oauth_clients_of_one_user_share_one_allowance(site: Any) -> None:
         assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -32001
         # Ending one session frees a place for any of the user's clients: the next one ends nobody else's.
         assert http.delete(server.mcp_url, headers=sessions[0]).status_code == 204
-        assert http.post(server.mcp_url, json=init(LATEST), headers={**HEADERS, **bearer(clients[0])}).status_code == 200
+        assert (
+            http.post(server.mcp_url, json=initialize_message(LATEST), headers={**HEADERS, **bearer(clients[0])}).status_code
+            == 200
+        )
         assert all(http.post(server.mcp_url, json=ping, headers=session).status_code == 200 for session in sessions[1:])

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import REPO, LiveServer, start_daphne
-from tests.transports.streams import HEADERS, INIT, LATEST, Stream
+from tests.live import HEADERS, LATEST, REPO, LiveServer, initialize_message, start_daphne
+from tests.transports.streams import Stream
 
 STREAMS = 2000
 REDIS = ("127.0.0.1", 6379)
@@ -134,7 +134,7 @@ def test_thousands_of_streams_leaving_at_once_leave_nothing_behind(worker: tuple
     import httpx
 
     with httpx.Client(timeout=10) as http:
-        answer = http.post(server.mcp_url, json=INIT, headers=HEADERS)
+        answer = http.post(server.mcp_url, json=initialize_message(client="burst"), headers=HEADERS)
         headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
     stream = Stream(server.mcp_url, headers)
     try:

@@ -292,9 +292,9 @@ async def test_a_provider_read_during_an_outage_is_unavailable_not_an_internal_e
     from django.db import OperationalError
 
     from mcp_app.availability import Unavailable
-    from mcp_app.managed import ManagedProvider
     from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
-    from mcp_app.registry import Registry
+    from mcp_app.providers.code import Registry
+    from mcp_app.providers.managed import ManagedProvider
 
     provider = ManagedProvider(Registry())
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, shell, start_daphne
-from tests.transports.streams import HEADERS, Stream, bearer, open_session
+from tests.live import HEADERS, LiveServer, bearer, open_session, shell, start_daphne
+from tests.transports.streams import Stream
 
 SETTINGS = "tests.auth_settings"
 REDIS = ("127.0.0.1", 6379)
@@ -109,7 +109,7 @@ def test_open_streams_close_when_their_token_expires(site: Any, http: httpx.Clie
     server, env, _data = site
     token, expires = expiring_token(env)
     if transport == "streamable_http":
-        session = open_session(server, http, token)
+        session = open_session(http, server.mcp_url, token)
         session_id = session["mcp-session-id"]
         stream = Stream(server.mcp_url, session)
     else:
@@ -138,7 +138,7 @@ def test_open_streams_close_when_their_token_expires(site: Any, http: httpx.Clie
 def test_a_session_without_a_stream_ends_at_its_token_expiry(site: Any, http: httpx.Client) -> None:
     server, env, _data = site
     token, expires = expiring_token(env)
-    session = open_session(server, http, token)
+    session = open_session(http, server.mcp_url, token)
     assert http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=session).status_code == 200
     time.sleep(max(0.0, expires - time.monotonic()) + 1.5)
     assert session_ended(env, session["mcp-session-id"])
@@ -148,7 +148,7 @@ def test_removing_a_user_from_a_group_takes_effect_on_the_next_request(site: Any
     server, env, data = site
     if "MCP_TEST_REDIS_URL" not in env:
         pytest.skip("Redis is not running on 127.0.0.1:6379; a change made in another process needs a shared channel layer")
-    session = open_session(server, http, data["dora"])
+    session = open_session(http, server.mcp_url, data["dora"])
     tools = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
     read = {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": f"django://library/member/{data['member']}"}}
 

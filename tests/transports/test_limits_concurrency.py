@@ -29,17 +29,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import LiveServer, shell, start_daphne
+from tests.live import HEADERS, LATEST, LiveServer, initialize_message, open_session, shell, start_daphne
 
 SETTINGS = "tests.limits_settings"
-LATEST = "2025-11-25"
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "limits", "version": "1"}},
-}
+INIT = initialize_message(client="limits")
 CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "uppercase_text", "arguments": {"text": "a"}}}
 LIST = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
 CLIENTS = 20
@@ -71,22 +64,6 @@ made = [Token.create_for(user, name=f"t{{i}}") for i in range({count})]
 print(json.dumps([[row.pk, key] for row, key in made]))
 """
     return [tuple(pair) for pair in json.loads(shell(SETTINGS, env, code))]
-
-
-def open_session(client: httpx.Client, server: LiveServer, token: str) -> dict[str, str]:
-    answer = client.post(server.mcp_url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {token}"})
-    assert answer.status_code == 200, answer.text
-    headers = {
-        **HEADERS,
-        "authorization": f"Bearer {token}",
-        "mcp-session-id": answer.headers["mcp-session-id"],
-        "mcp-protocol-version": LATEST,
-    }
-    assert (
-        client.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code
-        == 202
-    )
-    return headers
 
 
 def open_sessions(env: dict[str, str], token_pk: int) -> int:
@@ -132,7 +109,7 @@ def test_a_rate_holds_for_twenty_concurrent_sessions_of_one_token(tmp_path: Path
         clients = [httpx.Client(timeout=30) for _ in range(CLIENTS)]
 
         def burst(client: httpx.Client) -> list[httpx.Response]:
-            session = open_session(client, server, token)  # initialize is free: it spends nothing
+            session = open_session(client, server.mcp_url, token)  # initialize is free: it spends nothing
             if start.wait() == 0:
                 wait_for_a_fresh_window(window, needed=12)
             start.wait()  # every client waits for the one that picked the moment
@@ -199,7 +176,7 @@ def test_at_the_session_cap_the_least_recently_used_session_ends(capped: tuple[L
     with httpx.Client(timeout=15) as client:
         sessions = []
         for _ in range(5):
-            sessions.append(open_session(client, server, token))
+            sessions.append(open_session(client, server.mcp_url, token))
             time.sleep(0.05)  # distinct last_seen times
         oldest, *others = sessions
         least_recent = others[0]
@@ -219,7 +196,7 @@ def test_at_the_session_cap_the_least_recently_used_session_ends(capped: tuple[L
                     assert other_client.post(server.mcp_url, json=LIST, headers=session).status_code == 200
             # A sixth session: the credential is at its cap of 5, so its least recently used session ends.
             with httpx.Client(timeout=15) as other_client:
-                newest = open_session(other_client, server, token)
+                newest = open_session(other_client, server.mcp_url, token)
             reader.join(10)
             assert not reader.is_alive(), "the evicted session's stream is still open"
         ended = client.post(server.mcp_url, json=LIST, headers=least_recent)
@@ -234,7 +211,7 @@ def test_twenty_concurrent_initializes_near_the_cap_leave_the_cap_open(capped: t
     [(pk, token)] = make_tokens(env, 1)
     with httpx.Client(timeout=15) as client:
         for _ in range(4):
-            open_session(client, server, token)
+            open_session(client, server.mcp_url, token)
     assert open_sessions(env, pk) == 4  # one place left, twenty initializes at once
     start = threading.Barrier(CLIENTS)
 
@@ -261,7 +238,7 @@ def test_abandoned_sessions_are_reaped_without_a_request(tmp_path: Path) -> None
     try:
         [(pk, token)] = make_tokens(env, 1)
         with httpx.Client(timeout=15) as client:
-            abandoned = open_session(client, server, token)
+            abandoned = open_session(client, server.mcp_url, token)
             assert open_sessions(env, pk) == 1
             started = time.monotonic()
             # An open stream is not activity: the session is abandoned all the same, and its stream closes.

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, shell, start_daphne
-from tests.transports.streams import Stream, bearer, open_session
+from tests.live import LiveServer, bearer, open_session, shell, start_daphne
+from tests.transports.streams import Stream
 
 SETTINGS = "tests.auth_settings"
 REDIS = ("127.0.0.1", 6379)
@@ -77,7 +77,7 @@ def open_stream(server: LiveServer, token: str, transport: str) -> Stream:
     if transport == "sse":
         return Stream(f"{server.url}/sse", bearer(token))
     with httpx.Client(timeout=15) as http:
-        session = open_session(server, http, token)
+        session = open_session(http, server.mcp_url, token)
     return Stream(server.mcp_url, session)
 
 

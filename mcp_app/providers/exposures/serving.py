@@ -12,27 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
+from rest_framework.utils.encoders import JSONEncoder
 
-from .protocol.errors import InvalidParams, ResourceNotFound
-from .protocol.pagination import CursorCodec
-from .resources import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    ModelResource,
-    _split_terms,
-    _text_problem,
-    check_fixed_filters,
-    keyset_after,
-    keyset_decode,
-    keyset_order,
-    keyset_values,
-    served_credential_problem,
-)
+from ...protocol.errors import InvalidParams, ResourceNotFound
+from ...protocol.pagination import CursorCodec
+from .fields import FilterSpec, check_fixed_filters, split_terms, text_problem
+from .paging import keyset_after, keyset_decode, keyset_order, keyset_values
+from .resource import ModelResource
 
+logger = logging.getLogger("mcp_app")
+
+#: Most items a list tool returns at once (and its default), so an answer stays readable for a model.
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
 #: Tools each exposure offers (when its ``data_tools`` is on), by name suffix.
 DATA_OPERATIONS = ("list", "search", "get")
 _READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
@@ -40,8 +37,6 @@ _READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": 
 
 def dumps(data: Any) -> str:
     """JSON as DRF renders it (dates, decimals, UUIDs), non-ASCII kept readable."""
-    from rest_framework.utils.encoders import JSONEncoder
-
     return json.dumps(data, cls=JSONEncoder, ensure_ascii=False)
 
 
@@ -78,7 +73,7 @@ class DataTool:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1000,
-                "description": f"Text to find in {', '.join(exposure._search_fields)}.",
+                "description": f"Text to find in {', '.join(exposure.search_fields)}.",
             }
             required.append("query")
         if self.operation in ("list", "search", "count"):
@@ -122,8 +117,6 @@ class DataTool:
 
 
 def _lookup_schema(exposure: ModelResource) -> dict[str, Any]:
-    from .resources import FilterSpec
-
     return FilterSpec(exposure.variable, exposure.lookup, "exact").schema()
 
 
@@ -144,14 +137,14 @@ def generated_tools(exposure: ModelResource) -> list[DataTool]:
             f"its resource URI. Pass nextCursor back as cursor for more.{about}",
         )
     ]
-    if exposure._search_fields:
+    if exposure.search_fields:
         tools.append(
             DataTool(
                 f"{exposure.tool_prefix}_search",
                 exposure,
                 "search",
                 f"Search {plural.lower()}",
-                f"Find {plural.lower()} whose {', '.join(exposure._search_fields)} contain a text.{about}",
+                f"Find {plural.lower()} whose {', '.join(exposure.search_fields)} contain a text.{about}",
             )
         )
     tools.append(
@@ -176,16 +169,33 @@ def query_tool(row: Any, exposure: ModelResource) -> DataTool:
         row.description or f"{row.get_operation_display().capitalize()} of {exposure.title.lower()}.",
         caller_filters=list(row.caller_filters or []),
         fixed_filters=check_fixed_filters(exposure.model, row.fixed_filters or {}, where="fixed filters"),
-        ordering=_split_terms(row.ordering) or None,
+        ordering=split_terms(row.ordering) or None,
         max_limit=max(1, min(row.limit, MAX_LIMIT)),
     )
+
+
+#: Exposures already reported as refused at serve time (each is logged once per process).
+_REFUSED_LOGGED: set[tuple[str, str]] = set()
+
+
+def served_credential_problem(exposure: ModelResource) -> str | None:
+    """The credential rule, again, where an exposure is served: a row saved without validation (the ORM,
+    a fixture, a data migration) or a subclass that changed its fields after the checks serves nothing.
+    The refusal is logged as a warning once per exposure and problem."""
+    problem = exposure.credential_problem()
+    if problem is not None and (exposure.key, problem) not in _REFUSED_LOGGED:
+        _REFUSED_LOGGED.add((exposure.key, problem))
+        logger.warning("model exposure %s is not served: %s", exposure.key, problem)
+    return problem
 
 
 class DataView:
     """The exposures as one caller sees them (``user`` None: anonymous)."""
 
-    def __init__(self, readable: dict[str, ModelResource], user: Any, cursors: CursorCodec) -> None:
+    def __init__(self, readable: dict[str, ModelResource], user: Any, cursors: CursorCodec | None) -> None:
         """``readable``: the exposures the caller passed the permission classes of (the provider checks them).
+        ``cursors`` signs and checks the list tools' cursors (the dispatcher's codec, ``ctx.cursors``); None
+        when the caller has none, and then a list that needs a cursor raises RuntimeError.
 
         Exposures that break the credential rule (a credential model, a password field) are dropped here
         whatever their flags, so a row that skipped validation serves nothing: no template, no rows, no
@@ -272,7 +282,7 @@ class DataView:
             if exposure.uri_template == template:
                 field = exposure.lookup.attname if exposure.lookup_field != "pk" else "pk"
                 queryset = self._queryset(exposure)
-                if value and _text_problem(value[:200]) is not None:
+                if value and text_problem(value[:200]) is not None:
                     return []  # NUL or a lone surrogate: no key starts with it, and the database would refuse it
                 if value:
                     queryset = queryset.filter(**{f"{field}__startswith": value[:200]})
@@ -310,8 +320,6 @@ class DataView:
         exposure = tool.exposure
         if exposure.variable not in arguments:
             raise InvalidParams(f"{tool.name}: {exposure.variable} is required.")
-        from .resources import FilterSpec
-
         value = FilterSpec(exposure.variable, exposure.lookup, "exact").convert(arguments[exposure.variable])
         uri = exposure.uri_for_value(value)
         try:
@@ -335,7 +343,7 @@ class DataView:
         query_key = self._query_key(tool, arguments, terms)
         cursor = arguments.get("cursor")
         if cursor is not None:
-            state = self.cursors.decode(cursor)
+            state = self._cursor_codec().decode(cursor)
             if state.get("k") != f"tool:{tool.name}" or state.get("q") != query_key:
                 raise InvalidParams(
                     f"{tool.name}: this cursor belongs to another query; pass the same filters, "
@@ -347,8 +355,16 @@ class DataView:
         result: dict[str, Any] = {"items": exposure.serialize(page, links=self.links, many=True)}
         if len(rows) > limit:
             values = keyset_values(exposure.model, terms, page[-1])
-            result["nextCursor"] = self.cursors.encode({"k": f"tool:{tool.name}", "q": query_key, "v": values})
+            result["nextCursor"] = self._cursor_codec().encode({"k": f"tool:{tool.name}", "q": query_key, "v": values})
         return _result(result)
+
+    def _cursor_codec(self) -> CursorCodec:
+        if self.cursors is None:
+            raise RuntimeError(
+                "This data tool's answer needs a cursor, and the request context has no cursor codec: build "
+                "the RequestContext with cursors= (the dispatcher's), or send the request through the dispatcher."
+            )
+        return self.cursors
 
     @staticmethod
     def _query_key(tool: DataTool, arguments: dict[str, Any], terms: list[str]) -> str:

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field, is_dataclass
 from typing import Any, TypeVar
 
 import jsonschema
+from channels.db import database_sync_to_async
+from django.utils.module_loading import autodiscover_modules
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from .content import Content, ToolResult, content_dict, resource_contents, to_jsonable, tool_result
-from .protocol.context import RequestContext
-from .protocol.errors import ClientRequestError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
-from .protocol.provider import Provider
+from ..content import Content, ToolResult, content_dict, resource_contents, to_jsonable, tool_result
+from ..protocol.context import RequestContext
+from ..protocol.errors import ClientRequestError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
+from ..protocol.provider import Provider
 
 logger = logging.getLogger("mcp_app")
 
@@ -56,8 +58,6 @@ async def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """Await an async handler; run a sync one in a thread with Django's DB connection hygiene."""
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
-    from channels.db import database_sync_to_async  # imported here: the registry is importable without Django set up
-
     return await database_sync_to_async(fn)(**kwargs)
 
 
@@ -200,23 +200,24 @@ class ToolSpec:
         try:
             kwargs = self.bind(arguments, ctx)
         except ValidationError as exc:
-            return _error_result(f"Invalid arguments for tool '{self.name}': {_describe_validation_error(exc)}")
+            return error_result(f"Invalid arguments for tool '{self.name}': {_describe_validation_error(exc)}")
         except jsonschema.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path) or "arguments"
-            return _error_result(f"Invalid arguments for tool '{self.name}': {where}: {exc.message}")
+            return error_result(f"Invalid arguments for tool '{self.name}': {where}: {exc.message}")
         try:
             value = await _invoke(self.fn, kwargs)
         except (ToolError, ClientRequestError) as exc:
-            return _error_result(str(exc))
+            return error_result(str(exc))
         except (McpError, RequestCancelled):
             raise
         except Exception:
             logger.exception("MCP tool %s failed", self.name)
-            return _error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
+            return error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
         return tool_result(value)
 
 
-def _error_result(message: str) -> dict[str, Any]:
+def error_result(message: str) -> dict[str, Any]:
+    """A CallToolResult reporting ``message`` as a tool error (``isError: true``), for the model to read."""
     return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
@@ -345,7 +346,10 @@ def _prompt_arguments(fn: Callable[..., Any], signature: _Signature, description
     return arguments
 
 
-async def _complete_from(source: Completer, value: str, context: dict[str, Any]) -> list[str]:
+async def complete_from(source: Completer, value: str, context: dict[str, Any]) -> list[str]:
+    """Completion values for ``value`` from ``source``: a callable (given the value, and the other
+    arguments' values when it takes two parameters; may be async), or values kept when they start with
+    ``value`` (case-insensitive)."""
     if callable(source):
         found = source(value, context) if len(inspect.signature(source).parameters) > 1 else source(value)
         if inspect.isawaitable(found):
@@ -463,6 +467,22 @@ class Registry(Provider):
 
         return decorator
 
+    # -- lookups: the one place resource URIs are matched (the managed provider uses these too) ------
+    def resource_specs(self) -> list[ResourceSpec]:
+        """Every resource and template, fixed URIs first: a template never shadows a resource
+        registered with its exact URI."""
+        return sorted(self.resources.values(), key=lambda spec: spec.is_template)
+
+    def find_resource(self, uri: str, specs: Iterable[ResourceSpec] | None = None) -> tuple[ResourceSpec, dict[str, str]]:
+        """The resource ``uri`` names and its template variables ({} for a fixed URI), the first match
+        among ``specs`` (default: :meth:`resource_specs`; pass a subset in that order, such as the ones
+        a caller may read). Raises ``ResourceNotFound`` when none matches."""
+        for spec in self.resource_specs() if specs is None else specs:
+            variables = spec.match(uri)
+            if variables is not None:
+                return spec, variables
+        raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
+
     # -- Provider ---------------------------------------------------------------------------------
     async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return [spec.definition() for spec in self.tools.values()]
@@ -480,13 +500,8 @@ class Registry(Provider):
         return [spec.definition() for spec in self.resources.values() if spec.is_template]
 
     async def read_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
-        # Fixed URIs first, so a template never shadows a resource registered with its exact URI.
-        specs = sorted(self.resources.values(), key=lambda s: s.is_template)
-        for spec in specs:
-            variables = spec.match(uri)
-            if variables is not None:
-                return await spec.read(uri, variables, ctx)
-        raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
+        spec, variables = self.find_resource(uri)
+        return await spec.read(uri, variables, ctx)
 
     async def list_prompts(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return [spec.definition() for spec in self.prompts.values()]
@@ -514,7 +529,7 @@ class Registry(Provider):
         source = completions.get(argument["name"])
         if source is None:
             return []
-        return await _complete_from(source, argument.get("value", ""), context.get("arguments") or {})
+        return await complete_from(source, argument.get("value", ""), context.get("arguments") or {})
 
 
 #: The registry the module-level decorators fill and the default server serves.
@@ -526,6 +541,4 @@ prompt = default_registry.prompt
 
 def autodiscover() -> None:
     """Import the ``mcp`` module of every installed app, so their decorators register."""
-    from django.utils.module_loading import autodiscover_modules
-
     autodiscover_modules("mcp")

@@ -4,14 +4,17 @@
   title, description, annotations and input schema, and restrict them to permissions or groups.
 - Prompts come from code or are authored in the admin (:class:`~mcp_app.models.Prompt` with its
   arguments and message templates).
-- Model exposures (:func:`mcp_app.resources.expose` in code, :class:`~mcp_app.models.ModelExposure` rows)
-  add resources, resource templates and data tools (:mod:`mcp_app.data`), plus the admin's
+- Model exposures (:func:`mcp_app.providers.exposures.resource.expose` in code, :class:`~mcp_app.models.ModelExposure`
+  rows) add resources, resource templates and data tools (:mod:`mcp_app.providers.exposures.serving`), plus the admin's
   :class:`~mcp_app.models.QueryTool` rows.
 - Every tools/call is written to the audit log (:class:`~mcp_app.models.ToolCall`).
 
 Rows are cached per worker and dropped on every worker through the bus when one changes, before
-``notifications/*/list_changed`` tells open sessions (see :mod:`mcp_app.signals`).
+``notifications/*/list_changed`` tells open sessions (see :mod:`mcp_app.notifications`).
 A hidden, disabled or orphaned tool answers exactly like an unknown one.
+
+What the provider needs from above arrives with the request: the caller in ``ctx.extra["user"]``, the
+dispatcher's cursor codec in ``ctx.cursors``. It never reaches for the runtime objects or the session store.
 """
 
 from __future__ import annotations
@@ -22,21 +25,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
 from channels.db import database_sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 
-# The redaction and capping helpers moved to mcp_app.audit; importable from here as before.
-from .audit import REDACTED, AuditEntry, AuditWriter, audit_arguments, cap_text, default_writer, redact  # noqa: F401
-from .availability import OUTAGE_ERRORS, database_unavailable
-from .conf import mcp_settings
-from .content import content_dict
-from .data import DataTool, DataView, generated_tools, query_tool
-from .permissions import aallows, default_classes
-from .prompt_templates import PromptTemplateError, render_prompt_template
-from .protocol.context import RequestContext
-from .protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
-from .protocol.provider import Provider
-from .registry import Registry, ToolSpec, _complete_from, _error_result, default_registry
-from .resources import ExposureRegistry, ModelResource, default_exposures
+from ..audit import AuditEntry, AuditWriter, default_writer
+from ..availability import OUTAGE_ERRORS, database_unavailable
+from ..conf import mcp_settings
+from ..content import content_dict
+from ..models import ModelExposure, Prompt, QueryTool, Tool
+from ..permissions import aallows, default_classes
+from ..prompt_templates import PromptTemplateError, render_prompt_template
+from ..protocol.context import MemorySession, RequestContext
+from ..protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled
+from ..protocol.provider import Provider
+from .code import Registry, ToolSpec, complete_from, default_registry, error_result
+from .exposures.resource import ExposureRegistry, ModelResource, default_exposures
+from .exposures.serving import DataTool, DataView, generated_tools, query_tool
 
 logger = logging.getLogger("mcp_app")
 
@@ -100,9 +105,9 @@ CATALOG_MAX_AGE = 60.0
 
 
 class ManagedProvider(Provider):
-    """Serves a :class:`~mcp_app.registry.Registry` through the admin-managed rows.
+    """Serves a :class:`~mcp_app.providers.code.Registry` through the admin-managed rows.
 
-    The rows are cached per worker; :func:`mcp_app.signals.notify_all` drops every worker's copy (through
+    The rows are cached per worker; :mod:`mcp_app.notifications` drops every worker's copy (through
     the bus) when one changes, before it tells clients that the list changed.
     """
 
@@ -119,8 +124,6 @@ class ManagedProvider(Provider):
     # -- rows ---------------------------------------------------------------------------------------
     def sync(self) -> None:
         """Create rows for code-registered tools and prompts that have none (admins' edits are kept)."""
-        from .models import Prompt, Tool
-
         # bulk_create sends no signals: new default rows change nothing clients see.
         tools = set(Tool.objects.values_list("name", flat=True))
         Tool.objects.bulk_create([Tool(name=n) for n in self.registry.tools if n not in tools], ignore_conflicts=True)
@@ -135,8 +138,6 @@ class ManagedProvider(Provider):
         self._catalog = None
 
     def _load(self) -> Catalog:
-        from .models import Prompt, Tool
-
         if not self._synced:
             self.sync()
         tools = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
@@ -150,16 +151,12 @@ class ManagedProvider(Provider):
         )
 
     def _load_exposures(self) -> tuple[dict[str, ModelResource], dict[str, DataTool]]:
-        from django.core.exceptions import ImproperlyConfigured
-
-        from .models import ModelExposure, QueryTool
-
         exposures = dict(self.exposures.exposures)
         for row in ModelExposure.objects.filter(enabled=True).select_related("content_type"):
             if row.key in exposures:
                 continue  # exposed in code: the code wins (the admin refuses such rows)
             try:
-                exposures[row.key] = row.to_resource()
+                exposures[row.key] = ModelResource.from_row(row)
             except (ImproperlyConfigured, InvalidParams) as exc:  # a field was removed since: skip it, loudly
                 logger.warning("model exposure %s is not served: %s", row.key, getattr(exc, "message", exc))
         tools: dict[str, DataTool] = {}
@@ -193,16 +190,18 @@ class ManagedProvider(Provider):
         return catalog
 
     async def data_view(self, ctx: RequestContext) -> DataView:
-        """The exposures as the caller sees them (permission classes evaluated once per request)."""
-        from .runtime import get_server
+        """The exposures as the caller sees them (permission classes evaluated once per request).
 
+        The data tools' cursors are signed with ``ctx.cursors``, the dispatcher's codec: the dispatcher sets
+        it, and a caller that builds its own context (the admin's "try a tool" page) passes the site's.
+        Without one, a data tool answers until it would need a cursor (see :class:`DataView`)."""
         catalog = await self.catalog()
         view = ctx.extra.get("_mcp_data_view")
         if view is None or view[0] is not catalog:
             user = caller(ctx)
             # Permission classes run in the event loop unless one needs the database for this user.
             readable = {key: e for key, e in catalog.exposures.items() if await aallows(e.permission_classes, user, e)}
-            built = DataView(readable, user, get_server().dispatcher.cursors)
+            built = DataView(readable, user, ctx.cursors)
             view = ctx.extra["_mcp_data_view"] = (catalog, built)
         return view[1]
 
@@ -234,8 +233,6 @@ class ManagedProvider(Provider):
         return usable
 
     async def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
-        from .models import Prompt
-
         catalog = await self.catalog()
         entries = dict(catalog.prompts) if name is None else {name: catalog.prompts[name]} if name in catalog.prompts else {}
         # Code prompts without a row yet get a default one (not saved): enabled, open to all.
@@ -348,7 +345,7 @@ class ManagedProvider(Provider):
             problem = _schema_problem(row.input_schema, arguments)
             if problem:
                 record.outcome, record.message = "tool_error", f"Invalid arguments for tool '{name}': {problem}"
-                return _error_result(record.message)
+                return error_result(record.message)
         result = await spec.call(arguments, ctx)
         if result.get("isError"):
             record.outcome, record.message = "tool_error", _first_text(result)
@@ -359,14 +356,14 @@ class ManagedProvider(Provider):
         :class:`~mcp_app.availability.Unavailable` when it cannot be written."""
         if not mcp_settings.AUDIT_LOG:
             return None
-        from .sessions import SessionRecord
-
         session = ctx.session
         return await self.audit.begin(
             tool=name,
             arguments=arguments,
             user=user,
-            session_id=session.id if isinstance(session, SessionRecord) else None,
+            # Only the session store's sessions have a row to refer to; a MemorySession (the admin's
+            # "try a tool" page, tests) is not one.
+            session_id=None if isinstance(session, MemorySession) else session.id,
             request_id=ctx.request_id,
             via=str(ctx.extra.get("via", "")),
         )
@@ -379,7 +376,7 @@ class ManagedProvider(Provider):
     async def _code_resources(self, ctx: RequestContext) -> list[Any]:
         """The registry's resources and templates the caller may read (fixed URIs first)."""
         user = caller(ctx)
-        specs = sorted(self.registry.resources.values(), key=lambda spec: spec.is_template)
+        specs = self.registry.resource_specs()
         return [spec for spec in specs if await aallows(default_classes(spec.permission_classes), user, spec)]
 
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
@@ -387,11 +384,8 @@ class ManagedProvider(Provider):
         return [spec.definition() for spec in await self._code_resources(ctx) if not spec.is_template]
 
     async def _read_code_resource(self, uri: str, ctx: RequestContext) -> list[dict[str, Any]]:
-        for spec in await self._code_resources(ctx):
-            variables = spec.match(uri)
-            if variables is not None:
-                return await spec.read(uri, variables, ctx)
-        raise ResourceNotFound(f"Resource not found: {uri}", data={"uri": uri})
+        spec, variables = self.registry.find_resource(uri, await self._code_resources(ctx))
+        return await spec.read(uri, variables, ctx)
 
     async def list_resources_page(self, ctx: RequestContext, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
         """The registry's resources first (the base class's offset paging: an int position), then every
@@ -468,7 +462,7 @@ class ManagedProvider(Provider):
             if not row.from_code:
                 for arg in row.arguments.all():
                     if arg.name == argument["name"]:
-                        return await _complete_from(arg.completion_values(), argument.get("value", ""), {})
+                        return await complete_from(arg.completion_values(), argument.get("value", ""), {})
                 return []
         if ref.get("type") == "ref/resource":
             view = await self.data_view(ctx)
@@ -481,8 +475,6 @@ class ManagedProvider(Provider):
 
 
 def _schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
-    import jsonschema
-
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
     if error is None:
         return None
