@@ -164,8 +164,8 @@ class StreamAudience:
         from channels.db import database_sync_to_async
 
         from .conf import mcp_settings
-        from .providers.managed import ManagedProvider
         from .permissions import aallows
+        from .providers.managed import ManagedProvider
 
         provider = mcp_settings.PROVIDER
         if not isinstance(provider, ManagedProvider):
