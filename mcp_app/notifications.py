@@ -40,7 +40,7 @@ def _exposures_of(model: type) -> list[Any]:
         return []
     if model._meta.app_label == "mcp_app":
         return []  # our own bookkeeping rows (sessions, audit) are never exposed; skip the catalog entirely
-    if provider._catalog is None and not _tables_ready():
+    if provider.cached_catalog is None and not _tables_ready():
         # Before mcp_app's tables exist (migrate): only code exposures, and no query that would fail and,
         # on PostgreSQL, abort the migration's transaction.
         return [e for e in provider.exposures.exposures.values() if e.model is model]

@@ -182,6 +182,11 @@ class ManagedProvider(Provider):
             catalog = self._catalog = await _db(self._load)()
         return catalog
 
+    @property
+    def cached_catalog(self) -> Catalog | None:
+        """The catalog as this worker holds it, without loading it (None: not loaded, or invalidated)."""
+        return self._catalog
+
     def catalog_sync(self) -> Catalog:
         """The catalog, for synchronous code (model signals)."""
         catalog = self._catalog
