@@ -216,6 +216,17 @@ class ToolSpec:
         return tool_result(value)
 
 
+def unknown_tool(name: str) -> InvalidParams:
+    """The error for a tool the caller cannot call. Providers answer an unknown, hidden, disabled or
+    orphaned tool alike, so that a caller cannot tell them apart."""
+    return InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
+
+
+def unknown_prompt(name: str) -> InvalidParams:
+    """The error for a prompt the caller cannot get (unknown, hidden or disabled alike)."""
+    return InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
+
+
 def error_result(message: str) -> dict[str, Any]:
     """A CallToolResult reporting ``message`` as a tool error (``isError: true``), for the model to read."""
     return {"content": [{"type": "text", "text": message}], "isError": True}
@@ -490,7 +501,7 @@ class Registry(Provider):
     async def call_tool(self, name: str, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         spec = self.tools.get(name)
         if spec is None:
-            raise InvalidParams(f"Unknown tool: '{name}'. Call tools/list to see the tools you can use.")
+            raise unknown_tool(name)
         return await spec.call(arguments, ctx)
 
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
@@ -509,7 +520,7 @@ class Registry(Provider):
     async def get_prompt(self, name: str, arguments: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
         spec = self.prompts.get(name)
         if spec is None:
-            raise InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
+            raise unknown_prompt(name)
         return await spec.render(arguments, ctx)
 
     async def complete(

@@ -39,7 +39,7 @@ from ..prompt_templates import PromptTemplateError, render_prompt_template
 from ..protocol.context import MemorySession, RequestContext
 from ..protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled
 from ..protocol.provider import Provider
-from .code import Registry, ToolSpec, complete_from, default_registry, error_result
+from .code import Registry, ToolSpec, complete_from, default_registry, error_result, unknown_prompt, unknown_tool
 from .exposures.resource import ExposureRegistry, ModelResource, default_exposures
 from .exposures.serving import DataTool, DataView, generated_tools, query_tool
 
@@ -344,7 +344,7 @@ class ManagedProvider(Provider):
         if name not in usable:
             record.outcome = "refused"
             shown = name if len(name) <= 100 else f"{name[:100]}…"  # the name is the caller's text: echo a little
-            raise InvalidParams(f"Unknown tool: '{shown}'. Call tools/list to see the tools you can use.")
+            raise unknown_tool(shown)
         spec, row = self.registry.tools[name], usable[name]
         if row is not None and row.input_schema:
             problem = _schema_problem(row.input_schema, arguments)
@@ -448,7 +448,7 @@ class ManagedProvider(Provider):
     async def get_prompt(self, name: str, arguments: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
         row = (await self._prompt_rows(caller(ctx), name)).get(name)
         if row is None:
-            raise InvalidParams(f"Unknown prompt: '{name}'. Call prompts/list to see the prompts offered.")
+            raise unknown_prompt(name)
         if row.from_code:
             result = await self.registry.get_prompt(name, arguments, ctx)
         else:
