@@ -33,8 +33,7 @@ from .providers.code import default_registry
 from .providers.exposures.credentials import SENSITIVE_FIELD_RE, is_credential_model, is_password_field
 from .providers.exposures.fields import convert_value
 from .providers.exposures.resource import default_exposures, find_exposure
-from .runtime import get_server
-from .sessions import end_sessions_now
+from .runtime import end_sessions_now, get_server
 
 
 def _pretty(value: Any) -> str:

@@ -1,5 +1,6 @@
 """The process-wide runtime objects: the :class:`Server` (dispatcher, session store, pending client
-requests, bus), built lazily from settings and wired together here.
+requests, bus), built lazily from settings and wired together here, and what ends sessions from synchronous
+code (the admin, signal receivers, ``manage.py mcp_reap_sessions``), which needs them.
 
 This is the top of the wiring: it may import any layer below it (protocol, sessions, auth, the bus); nothing
 below imports it back except the transports and the orchestration callers above them. Transports call
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -27,7 +29,8 @@ from .protocol import jsonrpc
 from .protocol.context import PendingClientRequests
 from .protocol.dispatcher import Dispatcher
 from .protocol.pagination import CursorCodec
-from .sessions import SessionStore
+from .sessions import SessionStore, end_rows, idle_session_ids, open_session_ids
+from .transports.events import close_session_streams
 
 T = TypeVar("T")
 
@@ -155,7 +158,7 @@ def _build() -> Server:
     )
     bus = Bus()
     pending = PendingClientRequests()
-    server = Server(dispatcher=dispatcher, sessions=SessionStore(bus), pending=pending, bus=bus)
+    server = Server(dispatcher=dispatcher, sessions=SessionStore(bus, close_session_streams), pending=pending, bus=bus)
     bus.on(
         "client.response", lambda m: pending.resolve(m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error")))
     )
@@ -200,3 +203,41 @@ def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     # override_settings() in tests, or a reload: the next get_server() builds from the new values.
     if setting in RUNTIME_SETTINGS:
         reset()
+
+
+# -- ending sessions from synchronous code ---------------------------------------------------------------------
+def end_sessions_now(ids: list[str]) -> None:
+    """End sessions everywhere, from synchronous code (the admin, signals): rows marked ended, caches
+    dropped and running requests cancelled on every worker, open streams closed; their next request
+    gets 404. The rows are written in the caller's own connection (and transaction)."""
+    ids = list(ids)
+    if not ids:
+        return
+    end_rows(ids)
+    store = get_server().sessions
+
+    async def announce() -> None:
+        for session_id in ids:
+            await store.close_everywhere(session_id)
+
+    async_to_sync(announce)()
+
+
+def reap_idle_sessions() -> int:
+    """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many.
+
+    For ``manage.py mcp_reap_sessions``; the workers do the same by themselves
+    (:meth:`~mcp_app.sessions.SessionStore.reap_idle`).
+    """
+    ids = idle_session_ids()
+    end_sessions_now(ids)
+    return len(ids)
+
+
+def end_sessions_of(*, principal: str | None = None, user_id: Any = None) -> int:
+    """End the open sessions of a principal or of every principal of a user (access was withdrawn);
+    returns how many. Every worker also forgets the credentials it had validated."""
+    ids = open_session_ids(principal=principal, user_id=user_id)
+    async_to_sync(get_server().bus.publish)("credentials.changed")
+    end_sessions_now(ids)
+    return len(ids)

@@ -10,6 +10,11 @@ Sessions end without anyone asking in two ways: a credential at ``MAX_SESSIONS_P
 another ends its least recently used one (:meth:`SessionStore.create`), and every worker ends the sessions
 idle for ``SESSION_IDLE_TIMEOUT`` every ``SESSION_REAP_INTERVAL`` seconds (:meth:`SessionStore.reap_idle`,
 a task on the server's event loop: no cron job needed).
+
+This module sits below the transports: closing a session's open streams is the transports' business, so the
+store is handed the function that does it (:class:`SessionStore` ``close_streams``; :mod:`mcp_app.runtime`
+wires it). Ending sessions from synchronous code (the admin, signal receivers, ``mcp_reap_sessions``) needs
+the process's store, so those functions live in :mod:`mcp_app.runtime`.
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .auth import credential_expiry
 from .availability import OUTAGE_ERRORS, database_unavailable
 from .bus import Bus
 from .conf import mcp_settings
-from .transports.events import close_session_streams
+from .models import Session, Subscription
+from .protocol.errors import InvalidParams
 
 logger = logging.getLogger("mcp_app")
 
@@ -95,19 +104,39 @@ class SessionRecord:
         except OUTAGE_ERRORS as exc:
             raise database_unavailable("resources/unsubscribe") from exc
 
+    async def record_initialize(
+        self, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
+    ) -> None:
+        """Record what ``initialize`` negotiated on a session that exists before it (the legacy transport's,
+        created when its stream opens); :class:`~mcp_app.availability.Unavailable` while the database is down."""
+        assert self.store is not None
+        try:
+            await self.store.initialize(
+                self, protocol_version=protocol_version, client_info=client_info, client_capabilities=client_capabilities
+            )
+        except OUTAGE_ERRORS as exc:
+            raise database_unavailable("initialize") from exc
+
 
 def _db(fn: Any) -> Any:
     """Run ORM work in Django's thread with the connection hygiene of a request (CONN_MAX_AGE honoured)."""
-    from channels.db import database_sync_to_async
-
     return database_sync_to_async(fn)
 
 
-class SessionStore:
-    """Create, find, change and end sessions."""
+#: Ends every open stream of a session, on every worker (the transports' delivery provides it).
+CloseStreams = Callable[[str], Awaitable[None]]
 
-    def __init__(self, bus: Bus) -> None:
+
+class SessionStore:
+    """Create, find, change and end sessions.
+
+    ``bus`` tells every worker about ends and changes; ``close_streams(session_id)`` closes a session's open
+    streams on every worker once it has ended (the store never imports the transports that hold them).
+    """
+
+    def __init__(self, bus: Bus, close_streams: CloseStreams) -> None:
         self._bus = bus
+        self._close_streams = close_streams
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
         #: One timer per session opened here with a credential that expires (see watch_expiry).
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
@@ -149,8 +178,6 @@ class SessionStore:
         )
 
     async def _expire(self, session_id: str, principal: Any) -> None:
-        from .auth import credential_expiry
-
         try:
             until = await _db(credential_expiry)(principal)
             if until is not None and until > timezone.now():
@@ -158,7 +185,7 @@ class SessionStore:
                 return
             self._expiry_timers.pop(session_id, None)
             await self.end(session_id)
-            await close_session_streams(session_id)
+            await self._close_streams(session_id)
         except Exception as exc:  # the database or layer is down: requests with the credential still get 401
             logger.warning(
                 "could not end session %s at its credential's expiry (%s: %s); retrying in %ss",
@@ -205,8 +232,6 @@ class SessionStore:
         row is inserted first and the surplus ended after, so concurrent creations never leave more than
         the cap open: whichever runs last sees every row and ends all but the cap.
         """
-        from .models import Session
-
         await self._bus.ensure_listening()
         self.ensure_reaper()
         client_info = client_info or {}
@@ -247,8 +272,7 @@ class SessionStore:
                 session_id,
                 mcp_settings.MAX_SESSIONS_PER_PRINCIPAL,
             )
-            await self.announce_ended(session_id)
-            await close_session_streams(session_id)
+            await self.close_everywhere(session_id)
         record = self._record(row)
         self._remember(record)
         return record
@@ -292,8 +316,7 @@ class SessionStore:
         while True:
             ids = await _db(_end_idle_rows)()
             for session_id in ids:
-                await self.announce_ended(session_id)
-                await close_session_streams(session_id)
+                await self.close_everywhere(session_id)
             total += len(ids)
             if len(ids) < _REAP_BATCH:
                 break
@@ -326,8 +349,6 @@ class SessionStore:
         if cached is not None and now - cached[1] < mcp_settings.SESSION_CACHE_TIMEOUT:
             record = cached[0]
         else:
-            from .models import Session
-
             await self._bus.ensure_listening()
             row = await _db(lambda: Session.objects.filter(id=session_id, ended__isnull=True).first())()
             if row is None:
@@ -355,8 +376,6 @@ class SessionStore:
 
     @staticmethod
     async def _write(session_id: str, **fields: Any) -> int:
-        from .models import Session
-
         return await _db(lambda: Session.objects.filter(id=session_id).update(**fields))()
 
     async def update(self, record: SessionRecord, **fields: Any) -> None:
@@ -383,8 +402,6 @@ class SessionStore:
 
     async def subscribe(self, session_id: str, uri: str) -> None:
         """Record a resources/subscribe (idempotent); a session holds at most MAX_SUBSCRIPTIONS."""
-        from .models import Subscription
-        from .protocol.errors import InvalidParams
 
         def add() -> None:
             if Subscription.objects.filter(session_id=session_id, uri=uri).exists():
@@ -401,8 +418,6 @@ class SessionStore:
         await _db(add)()
 
     async def unsubscribe(self, session_id: str, uri: str) -> None:
-        from .models import Subscription
-
         await _db(lambda: Subscription.objects.filter(session_id=session_id, uri=uri).delete())()
 
     async def end(self, session_id: str) -> bool:
@@ -420,35 +435,24 @@ class SessionStore:
         await self._bus.publish("session.invalidate", session_id=session_id)
         await self._bus.publish("session.ended", session_id=session_id)
 
+    async def close_everywhere(self, session_id: str) -> None:
+        """For a session already ended in the database: :meth:`announce_ended`, then close its open streams
+        on every worker (their clients see the stream end; the next request gets 404)."""
+        await self.announce_ended(session_id)
+        await self._close_streams(session_id)
+
 
 def end_rows(ids: list[str]) -> int:
     """Mark sessions ended in the database and drop their subscriptions; returns how many were open."""
-    from .models import Session, Subscription
-
     Subscription.objects.filter(session_id__in=ids).delete()
     return Session.objects.filter(id__in=ids, ended__isnull=True).update(ended=timezone.now())
 
 
-def end_sessions_now(ids: list[str]) -> None:
-    """End sessions everywhere, from synchronous code (the admin, signals): rows marked ended, caches
-    dropped and running requests cancelled on every worker, open streams closed; their next request
-    gets 404. The rows are written in the caller's own connection (and transaction)."""
-    from asgiref.sync import async_to_sync
-
-    from .runtime import get_server
-
-    ids = list(ids)
-    if not ids:
-        return
-    end_rows(ids)
-    store = get_server().sessions
-
-    async def announce() -> None:
-        for session_id in ids:
-            await store.announce_ended(session_id)
-            await close_session_streams(session_id)
-
-    async_to_sync(announce)()
+def open_session_ids(*, principal: str | None = None, user_id: Any = None) -> list[str]:
+    """The open sessions of a principal (by its key) or, without one, of every principal of a user."""
+    sessions = Session.objects.filter(ended__isnull=True)
+    sessions = sessions.filter(principal=principal) if principal is not None else sessions.filter(user_id=user_id)
+    return list(sessions.values_list("id", flat=True))
 
 
 def _idle_cutoff() -> Any:
@@ -457,45 +461,18 @@ def _idle_cutoff() -> Any:
     return timezone.now() - timedelta(seconds=mcp_settings.SESSION_IDLE_TIMEOUT + mcp_settings.SESSION_TOUCH_INTERVAL)
 
 
-def _end_idle_rows() -> list[str]:
-    """End (in the database) up to ``_REAP_BATCH`` sessions idle past ``SESSION_IDLE_TIMEOUT``; their ids."""
-    from .models import Session
-
+def idle_session_ids(limit: int | None = None) -> list[str]:
+    """The open sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds (at most ``limit`` of them);
+    none when the timeout is off."""
     if not mcp_settings.SESSION_IDLE_TIMEOUT:
         return []
-    ids = list(
-        Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff()).values_list("id", flat=True)[:_REAP_BATCH]
-    )
+    ids = Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff()).values_list("id", flat=True)
+    return list(ids if limit is None else ids[:limit])
+
+
+def _end_idle_rows() -> list[str]:
+    """End (in the database) up to ``_REAP_BATCH`` sessions idle past ``SESSION_IDLE_TIMEOUT``; their ids."""
+    ids = idle_session_ids(_REAP_BATCH)
     if ids:
         end_rows(ids)
     return ids
-
-
-def reap_idle_sessions() -> int:
-    """End the sessions without a message for ``SESSION_IDLE_TIMEOUT`` seconds; returns how many.
-
-    For ``manage.py mcp_reap_sessions``; the workers do the same by themselves (:meth:`SessionStore.reap_idle`).
-    """
-    from .models import Session
-
-    if not mcp_settings.SESSION_IDLE_TIMEOUT:
-        return 0
-    ids = list(Session.objects.filter(ended__isnull=True, last_seen__lt=_idle_cutoff()).values_list("id", flat=True))
-    end_sessions_now(ids)
-    return len(ids)
-
-
-def end_sessions_of(*, principal: str | None = None, user_id: Any = None) -> int:
-    """End the open sessions of a principal or of every principal of a user (access was withdrawn);
-    returns how many. Every worker also forgets the credentials it had validated."""
-    from asgiref.sync import async_to_sync
-
-    from .models import Session
-    from .runtime import get_server
-
-    sessions = Session.objects.filter(ended__isnull=True)
-    sessions = sessions.filter(principal=principal) if principal is not None else sessions.filter(user_id=user_id)
-    ids = list(sessions.values_list("id", flat=True))
-    async_to_sync(get_server().bus.publish)("credentials.changed")
-    end_sessions_now(ids)
-    return len(ids)

@@ -85,7 +85,7 @@ def query_tool_changed(**kwargs: Any) -> None:
 
 # -- withdrawn access: end the sessions and close the streams at once -----------------------------------------
 def _withdraw(**lookup: Any) -> None:
-    from .sessions import end_sessions_of
+    from .runtime import end_sessions_of
 
     def end() -> None:
         try:

@@ -45,9 +45,9 @@ from django.db.models import DateTimeField, ExpressionWrapper
 from django.db.models.functions import Now
 
 from .conf import mcp_settings
+from .models import Session, Worker
 from .runtime import Server, get_server
 from .sessions import end_rows
-from .transports.events import close_session_streams
 
 logger = logging.getLogger("mcp_app.workers")
 
@@ -90,25 +90,26 @@ def _from_now(seconds: float) -> ExpressionWrapper:
 
 
 # -- database work (sync) ------------------------------------------------------------------------------------
-def _beat(wid: str, lease: float) -> None:
-    """Renew (or create) this worker's lease row."""
-    from .models import Worker
+def _database() -> Any:
+    """Which database this thread's connection names (its settings' NAME): the one a lease was written to."""
+    return connection.settings_dict.get("NAME")
 
-    if Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease)):
-        return
-    try:
-        Worker.objects.create(
-            id=wid, host=socket.gethostname()[:255], pid=os.getpid(), started=Now(), heartbeat=Now(), expires=_from_now(lease)
-        )
-    except IntegrityError:  # a concurrent beat (a stream opening) created it first
-        Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease))
+
+def _beat(wid: str, lease: float) -> Any:
+    """Renew (or create) this worker's lease row; returns the database it is in (see :func:`_database`)."""
+    if not Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease)):
+        try:
+            Worker.objects.create(
+                id=wid, host=socket.gethostname()[:255], pid=os.getpid(), started=Now(), heartbeat=Now(), expires=_from_now(lease)
+            )
+        except IntegrityError:  # a concurrent beat (a stream opening) created it first
+            Worker.objects.filter(id=wid).update(heartbeat=Now(), expires=_from_now(lease))
+    return _database()
 
 
 def _reap(wid: str) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
     """End up to :data:`REAP_BATCH` open sessions held by workers without a live lease (rows lapsed or gone),
     and delete the lapsed rows. Returns the sessions ended (id, worker) and the workers found dead."""
-    from .models import Session, Worker
-
     live = Worker.objects.filter(expires__gte=Now()).values("id")
     lost = list(
         Session.objects.filter(ended__isnull=True)
@@ -126,15 +127,19 @@ def _reap(wid: str) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
 
 
 def _lease_alive(wid: str) -> bool:
-    from .models import Worker
-
     return Worker.objects.filter(id=wid, expires__gte=Now()).exists()
 
 
 def _unregister(wid: str) -> None:
-    from .models import Worker
-
     Worker.objects.filter(id=wid).delete()
+
+
+def _table_gone() -> bool:
+    """True when this thread's database answers and has no lease table (not when it cannot be reached)."""
+    try:
+        return Worker._meta.db_table not in connection.introspection.table_names()
+    except Exception:  # unreachable: a real error, to be reported
+        return False
 
 
 def _own_thread(fn: Any) -> Any:
@@ -158,6 +163,8 @@ class Maintenance:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         #: monotonic time of this worker's last successful heartbeat.
         self.last_beat: float | None = None
+        #: The database the lease was last written to (its settings' NAME).
+        self.lease_database: Any = None
         #: monotonic time since which every heartbeat succeeded (None after a failure).
         self.healthy_since: float | None = None
         self._leases: dict[str, tuple[bool, float]] = {}
@@ -209,12 +216,13 @@ class Maintenance:
     async def beat(self) -> None:
         """Renew this worker's lease now."""
         try:
-            await _own_thread(_beat)(worker_id(), lease_seconds())
+            database = await _own_thread(_beat)(worker_id(), lease_seconds())
         except Exception:
             self.healthy_since = None
             raise
         now = time.monotonic()
         self.last_beat = now
+        self.lease_database = database
         if self.healthy_since is None:
             self.healthy_since = now
 
@@ -234,12 +242,25 @@ class Maintenance:
         if self.last_beat is None:
             return
         wid = worker_id()
+        lease_database = self.lease_database
 
         def delete() -> None:
             try:
+                if _database() != lease_database:
+                    # The settings name another database than the lease's: a test run's database, destroyed
+                    # with the row in it by now. Nothing to delete, and connecting would create an empty
+                    # SQLite file.
+                    return
                 _unregister(wid)
             except Exception as exc:
-                logger.warning("mcp_app worker %s: could not delete its lease at shutdown (%s: %s)", wid, type(exc).__name__, exc)
+                if _table_gone():
+                    # The same database, without the lease table any more (migrations unapplied, a test
+                    # database flushed away): the row went with it.
+                    logger.debug("mcp_app worker %s: its lease table is gone at shutdown (%s)", wid, exc)
+                else:
+                    logger.warning(
+                        "mcp_app worker %s: could not delete its lease at shutdown (%s: %s)", wid, type(exc).__name__, exc
+                    )
             finally:
                 connection.close()
 
@@ -288,8 +309,8 @@ class Maintenance:
             ", ".join(sorted(set(sessions.values()))),
         )
         for session_id in sessions:
-            await server.sessions.announce_ended(session_id)
-            await close_session_streams(session_id)  # in case their worker only stalled and still holds them
+            # Streams closed too, in case their worker only stalled and still holds them.
+            await server.sessions.close_everywhere(session_id)
         await server.bus.publish("worker.lost", sessions=sessions)
 
     async def end_lost_session(self, session_id: str, wid: str) -> None:

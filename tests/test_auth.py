@@ -20,8 +20,7 @@ from mcp_app.models import Session, Token
 from mcp_app.permissions import AllowAny
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.providers.code import Registry
-from mcp_app.runtime import get_server
-from mcp_app.sessions import reap_idle_sessions
+from mcp_app.runtime import get_server, reap_idle_sessions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

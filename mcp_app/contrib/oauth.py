@@ -25,12 +25,16 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import transaction
+from django.db.models.signals import post_delete
 from django.http.request import split_domain_port
+from django.utils import timezone
 
 from ..auth import AuthenticationFailed, BaseAuthentication, Principal, Request, origin
 from ..conf import mcp_settings
 from ..headers import header
 from ..models import Token
+from ..runtime import end_sessions_of
 
 logger = logging.getLogger("mcp_app.oauth")
 
@@ -107,6 +111,8 @@ class OAuth2Authentication(BaseAuthentication):
     only_authorization_and_cookie = True
 
     def authenticate(self, request: Request) -> Principal | None:
+        # imported here: django-oauth-toolkit is an optional dependency (the "oauth" extra), and this module is
+        # imported without it (the protected resource metadata uses resource_identifier).
         from oauth2_provider.models import AccessToken
 
         key = request.bearer()
@@ -139,8 +145,7 @@ class OAuth2Authentication(BaseAuthentication):
 def _access_token_deleted(sender: type, instance: object, **kwargs: object) -> None:
     """A revoked (deleted) access token ends the sessions of its user and client, unless the client still
     holds another valid token for the user (a refresh replaced it: the sessions go on)."""
-    from django.db import transaction
-    from django.utils import timezone
+    # imported here: django-oauth-toolkit is optional (see OAuth2Authentication.authenticate).
     from oauth2_provider.models import AccessToken
 
     user_id, application_id = getattr(instance, "user_id", None), getattr(instance, "application_id", None)
@@ -148,8 +153,6 @@ def _access_token_deleted(sender: type, instance: object, **kwargs: object) -> N
         return
 
     def end() -> None:
-        from ..sessions import end_sessions_of
-
         others = AccessToken.objects.filter(user_id=user_id, application_id=application_id, expires__gt=timezone.now())
         if not others.exists():
             end_sessions_of(principal=f"oauth:{user_id}:{application_id}")
@@ -159,7 +162,7 @@ def _access_token_deleted(sender: type, instance: object, **kwargs: object) -> N
 
 def connect_signals() -> None:
     """Called from mcp_app's AppConfig.ready() when django-oauth-toolkit is installed."""
-    from django.db.models.signals import post_delete
+    # imported here: django-oauth-toolkit is optional (see OAuth2Authentication.authenticate).
     from oauth2_provider.models import AccessToken
 
     post_delete.connect(_access_token_deleted, sender=AccessToken, dispatch_uid="mcp_app.oauth.access_token_deleted")

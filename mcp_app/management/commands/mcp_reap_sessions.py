@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from mcp_app.sessions import reap_idle_sessions
+from mcp_app.runtime import reap_idle_sessions
 
 
 class Command(BaseCommand):
