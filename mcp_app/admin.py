@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -29,6 +30,8 @@ from .models import (
     ToolCall,
     Worker,
 )
+from .protocol.context import MemorySession
+from .protocol.errors import McpError
 from .providers.code import default_registry
 from .providers.exposures.credentials import SENSITIVE_FIELD_RE, is_credential_model, is_password_field
 from .providers.exposures.fields import convert_value
@@ -287,28 +290,20 @@ class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
 
 
 def run_tool_as(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Call a tool through the configured provider as ``user``; protocol errors come back as an error object."""
-    from asgiref.sync import async_to_sync
+    """Call a tool through the site's provider as ``user``; protocol errors come back as an error object.
 
-    from .conf import mcp_settings
-    from .protocol.context import MemorySession, PendingClientRequests, RequestContext
-    from .protocol.errors import McpError
+    The request's context is the dispatcher's, as for a client's call (a data tool's ``nextCursor`` is
+    signed as the site signs them), on a session of its own that lives for this call only.
+    """
 
     async def send(message: dict[str, Any]) -> None:  # the admin page shows only the result
         return None
 
     async def call() -> dict[str, Any]:
-        ctx = RequestContext(
-            session=MemorySession(),
-            request_id="admin",
-            meta={},
-            send=send,
-            pending=PendingClientRequests(),
-            extra={"user": user, "via": "admin"},
-            cursors=get_server().dispatcher.cursors,  # a data tool's nextCursor, signed as the site signs them
-        )
+        dispatcher = get_server().dispatcher
+        ctx = dispatcher.context(MemorySession(), "admin", send=send, extra={"user": user, "via": "admin"})
         try:
-            return await mcp_settings.PROVIDER.call_tool(name, arguments, ctx)
+            return await dispatcher.provider.call_tool(name, arguments, ctx)
         except McpError as exc:
             return {"error": exc.to_error()}
 

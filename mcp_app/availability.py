@@ -4,7 +4,7 @@ Code anywhere on a request's path raises it (or lets Django's ``OperationalError
 through, which :func:`is_outage` recognises), and it becomes the same answer everywhere:
 
 - before a response has started (authentication, session lookups, ``initialize``, a single JSON answer),
-  the consumer (:mod:`mcp_app.transports.http`) answers ``503 Service Unavailable`` with ``Retry-After``
+  the consumer (:mod:`mcp_app.transports.consumer`) answers ``503 Service Unavailable`` with ``Retry-After``
   and a JSON-RPC error body;
 - inside a request the dispatcher turns it into a JSON-RPC error like any :class:`McpError`: on an event
   stream or the legacy transport, whose status was already sent, that error is the whole answer.

@@ -1,40 +1,96 @@
-"""Saves and deletes of exposed models -> MCP notifications, on every worker.
+"""Model signals -> what every worker must hear, once the transaction commits.
 
-- A saved or deleted object sends ``notifications/resources/updated`` to the sessions subscribed to its
-  URI (:class:`~mcp_app.models.Subscription` rows), through each session's channel-layer group.
-- A created or deleted object sends ``notifications/resources/list_changed`` to the open streams whose
-  caller may read the object's exposure (:class:`StreamAudience`), coalesced: once per transaction here,
-  and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream there
-  (:class:`mcp_app.transports.http.Coalescer`), so a bulk change is one or two notifications.
+- A saved or deleted object of an exposed model sends ``notifications/resources/updated`` to the sessions
+  subscribed to its URI (:class:`~mcp_app.models.Subscription` rows), through each session's channel-layer
+  group.
+- A created or deleted object of an exposed model sends ``notifications/resources/list_changed`` to the open
+  streams whose caller may read the object's exposure (:class:`StreamAudience`), coalesced: once per
+  transaction here, and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream there
+  (:class:`mcp_app.transports.streams.Coalescer`), so a bulk change is one or two notifications.
+- A saved or deleted tool, prompt, model exposure or query tool row (in the admin or in code), or a change to
+  who may use one, changes what tools/list, prompts/list and resources/list answer: every worker drops its
+  cached rows and every open stream gets the ``list_changed`` notifications concerned.
+- Withdrawn access (a token revoked, expired or deleted; a user deactivated) ends the sessions opened with it
+  and closes their streams at once, on every worker.
+- Changed permissions (a user's groups, permissions or flags; a group's permissions) make every worker drop
+  its cached copies of the users concerned, so that their very next request sees the new permissions.
 
-Everything is sent once the transaction commits (a rolled-back save notifies nobody), from whichever
-process saved: a web worker, the admin, a management command or a shell. Across processes this needs a
-shared channel layer (channels_redis). A notification is advisory: failing to send one never fails the save.
+One de-duplication for all of it: each kind of message is queued once per transaction
+(:func:`_once_per_transaction`), gathering what the transaction's changes add up to, and sent when it
+commits (a rolled-back change tells nobody; outside a transaction it is sent at once). This holds from
+whichever process saved: a web worker, the admin, a management command or a shell. Across processes this
+needs a shared channel layer (channels_redis). A notification is advisory: failing to send one never fails
+the save.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models.signals import post_delete, post_save
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from .auth import user_generation
+from .auth import forget_credentials, user_generation
+from .conf import mcp_settings
+from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Subscription, Token, Tool
+from .permissions import aallows
 from .protocol import jsonrpc
+from .providers.managed import ManagedProvider
+from .runtime import end_sessions_of, get_server
+
+# The channel-layer sends are looked up on the module when sent (events.broadcast, not a name bound here), so
+# that tests can replace them.
+from .transports import events
 
 logger = logging.getLogger("mcp_app")
 
 RESOURCE_UPDATED = "notifications/resources/updated"
 RESOURCES_CHANGED = "notifications/resources/list_changed"
+TOOLS_CHANGED = "notifications/tools/list_changed"
+PROMPTS_CHANGED = "notifications/prompts/list_changed"
 
 
+# -- once per transaction, on commit ----------------------------------------------------------------------------
+class _Pending:
+    """One transaction's queued message of one kind: the items its changes added (in order, each once),
+    handed to ``send`` when it commits."""
+
+    def __init__(self, key: str, send: Callable[[list[Any]], None]) -> None:
+        self.key = key
+        self.items: dict[Hashable, None] = {}  # an ordered set
+        self._send = send
+
+    def __call__(self) -> None:
+        self._send(list(self.items))
+
+
+def _once_per_transaction(
+    key: str, items: Iterable[Hashable], send: Callable[[list[Any]], None], using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Add ``items`` to this transaction's queued ``key`` message, or queue one with ``transaction.on_commit``:
+    whatever a transaction changes is sent once, after it commits. Django drops the queued callbacks of a
+    rolled-back transaction, so no stale entry can hold back later ones; outside a transaction the message is
+    sent at once."""
+    db = connections[using]
+    if db.in_atomic_block:
+        for _, fn, *_ in db.run_on_commit:
+            if isinstance(fn, _Pending) and fn.key == key:
+                fn.items.update(dict.fromkeys(items))
+                return
+    pending = _Pending(key, send)
+    pending.items.update(dict.fromkeys(items))
+    transaction.on_commit(pending, using=using)
+
+
+# -- exposed models' rows: resources/updated and resources/list_changed -------------------------------------
 def _exposures_of(model: type) -> list[Any]:
-    from .conf import mcp_settings
-    from .providers.managed import ManagedProvider
-
     provider = mcp_settings.PROVIDER
     if not isinstance(provider, ManagedProvider):
         return []
@@ -53,79 +109,43 @@ _ready = False
 def _tables_ready() -> bool:
     global _ready
     if not _ready:
-        from django.db import connection
-
-        from .models import ModelExposure, QueryTool, Tool
-
         names = set(connection.introspection.table_names())
         _ready = all(m._meta.db_table in names for m in (ModelExposure, QueryTool, Tool))
     return _ready
 
 
-def _once_per_transaction(key: str, using: str, callback: Any) -> None:
-    """``transaction.on_commit(callback)`` unless one with the same key is already waiting in this
-    transaction (Django drops waiting callbacks on rollback, so no stale key can block later ones)."""
-    connection = connections[using]
-    if connection.in_atomic_block and any(getattr(fn, "mcp_key", None) == key for _, fn, *_ in connection.run_on_commit):
-        return
-    callback.mcp_key = key
-    transaction.on_commit(callback, using=using)
-
-
-def _send_updated(uri: str) -> None:
-    from .models import Subscription
-    from .transports.events import send_to_session
-
-    try:
-        sessions = set(Subscription.objects.filter(uri=uri, session__ended__isnull=True).values_list("session_id", flat=True))
-        for session_id in sessions:
-            async_to_sync(send_to_session)(session_id, jsonrpc.notification(RESOURCE_UPDATED, {"uri": uri}))
-    except Exception as exc:  # advisory: never fail the save for it
-        logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, uri, type(exc).__name__, exc)
-
-
-class _ListChanged:
-    """The on-commit callback of one transaction's list_changed: the exposures of every model whose rows
-    were created or deleted in it, sent once, to the streams that may read at least one of them."""
-
-    mcp_key = "list_changed"
-
-    def __init__(self) -> None:
-        self.exposures: set[str] = set()
-
-    def __call__(self) -> None:
-        from .transports.events import broadcast_coalesced
-
+def _send_updated(uris: list[str]) -> None:
+    for uri in uris:
         try:
-            async_to_sync(broadcast_coalesced)(jsonrpc.notification(RESOURCES_CHANGED), sorted(self.exposures))
-        except Exception as exc:
-            logger.warning("could not send %s (%s: %s)", RESOURCES_CHANGED, type(exc).__name__, exc)
+            sessions = set(Subscription.objects.filter(uri=uri, session__ended__isnull=True).values_list("session_id", flat=True))
+            for session_id in sessions:
+                async_to_sync(events.send_to_session)(session_id, jsonrpc.notification(RESOURCE_UPDATED, {"uri": uri}))
+        except Exception as exc:  # advisory: never fail the save for it
+            logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, uri, type(exc).__name__, exc)
 
 
-def _queue_list_changed(exposure_keys: list[str], using: str) -> None:
-    """Add the exposures to this transaction's waiting list_changed, or queue one (see _once_per_transaction)."""
-    connection = connections[using]
-    if connection.in_atomic_block:
-        for _, fn, *_ in connection.run_on_commit:
-            if isinstance(fn, _ListChanged):
-                fn.exposures.update(exposure_keys)
-                return
-    callback = _ListChanged()
-    callback.exposures.update(exposure_keys)
-    transaction.on_commit(callback, using=using)
+def _send_rows_list_changed(exposure_keys: list[str]) -> None:
+    """One list_changed for the exposures of every model whose rows a transaction created or deleted, to
+    the streams that may read at least one of them."""
+    try:
+        async_to_sync(events.broadcast_coalesced)(jsonrpc.notification(RESOURCES_CHANGED), sorted(exposure_keys))
+    except Exception as exc:
+        logger.warning("could not send %s (%s: %s)", RESOURCES_CHANGED, type(exc).__name__, exc)
 
 
 def object_changed(instance: Any, *, membership_changed: bool, using: str = DEFAULT_DB_ALIAS) -> None:
     """Queue the notifications for a saved or deleted object of an exposed model."""
     exposures = _exposures_of(type(instance))
+    uris = []
     for exposure in exposures:
         try:
-            uri = exposure.uri_for(instance)
+            uris.append(exposure.uri_for(instance))
         except Exception:  # noqa: BLE001 - an object without its lookup value has no URI to announce
             continue
-        _once_per_transaction(f"updated:{uri}", using, lambda uri=uri: _send_updated(uri))
+    if uris:
+        _once_per_transaction("resources.updated", uris, _send_updated, using)
     if exposures and membership_changed:
-        _queue_list_changed([e.key for e in exposures], using)
+        _once_per_transaction("resources.list_changed", [e.key for e in exposures], _send_rows_list_changed, using)
 
 
 class StreamAudience:
@@ -161,12 +181,6 @@ class StreamAudience:
 
     async def readable(self) -> frozenset[str]:
         """The keys of the exposures the caller may read now."""
-        from channels.db import database_sync_to_async
-
-        from .conf import mcp_settings
-        from .permissions import aallows
-        from .providers.managed import ManagedProvider
-
         provider = mcp_settings.PROVIDER
         if not isinstance(provider, ManagedProvider):
             return frozenset()
@@ -190,8 +204,6 @@ class StreamAudience:
 
 def _fresh_user(pk: Any) -> Any:
     """The user as stored now (permissions not yet loaded), None when gone or inactive."""
-    from django.contrib.auth import get_user_model
-
     return get_user_model()._default_manager.filter(pk=pk, is_active=True).first()
 
 
@@ -203,3 +215,146 @@ def _saved(sender: type, instance: Any, created: bool = False, using: str = DEFA
 @receiver(post_delete)
 def _deleted(sender: type, instance: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
     object_changed(instance, membership_changed=True, using=using)
+
+
+# -- mcp_app's own rows: the catalog of tools, prompts and exposures ----------------------------------------
+# These rows live in the default database, where mcp_app's transactions run.
+def _send_catalog_changed(methods: list[str]) -> None:
+    """Drop every worker's cached rows (this one's at once, the others' through the bus), then send the
+    list_changed notifications to every open stream."""
+    server = get_server()
+    invalidate = getattr(server.dispatcher.provider, "invalidate", None)
+    if invalidate is not None:
+        invalidate()
+    try:
+        async_to_sync(server.bus.publish)("catalog.changed")
+        for method in methods:
+            async_to_sync(events.broadcast)(jsonrpc.notification(method))
+    except Exception as exc:  # a notification is advisory: never fail the admin's save for it
+        logger.warning("could not send %s (%s: %s)", ", ".join(methods), type(exc).__name__, exc)
+
+
+def catalog_changed(*methods: str) -> None:
+    """Once the current transaction commits: drop every worker's cached rows and send these list_changed
+    notifications to every open stream (see :func:`_send_catalog_changed`)."""
+    _once_per_transaction("catalog.changed", methods, _send_catalog_changed)
+
+
+@receiver([post_save, post_delete], sender=Tool)
+def tool_changed(**kwargs: Any) -> None:
+    catalog_changed(TOOLS_CHANGED)
+
+
+@receiver([post_save, post_delete], sender=Prompt)
+@receiver([post_save, post_delete], sender=PromptArgument)
+@receiver([post_save, post_delete], sender=PromptMessage)
+def prompt_changed(**kwargs: Any) -> None:
+    catalog_changed(PROMPTS_CHANGED)
+
+
+@receiver(m2m_changed, sender=Tool.required_permissions.through)
+@receiver(m2m_changed, sender=Tool.allowed_groups.through)
+def tool_access_changed(action: str, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        catalog_changed(TOOLS_CHANGED)
+
+
+@receiver(m2m_changed, sender=Prompt.required_permissions.through)
+@receiver(m2m_changed, sender=Prompt.allowed_groups.through)
+def prompt_access_changed(action: str, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        catalog_changed(PROMPTS_CHANGED)
+
+
+@receiver([post_save, post_delete], sender=ModelExposure)
+def exposure_changed(**kwargs: Any) -> None:
+    catalog_changed(RESOURCES_CHANGED, TOOLS_CHANGED)  # its objects and templates, and its data tools
+
+
+@receiver([post_save, post_delete], sender=QueryTool)
+def query_tool_changed(**kwargs: Any) -> None:
+    catalog_changed(TOOLS_CHANGED)
+
+
+# -- withdrawn access: end the sessions and close the streams at once -----------------------------------------
+def _end_sessions(lookups: list[tuple[str, Any]]) -> None:
+    for field, value in lookups:
+        try:
+            end_sessions_of(**{field: value})
+        except Exception as exc:  # the save stands; the sessions still end at their next request (401)
+            logger.warning("could not end the sessions of %s (%s: %s)", {field: value}, type(exc).__name__, exc)
+
+
+def _withdraw(field: str, value: Any) -> None:
+    """Once the current transaction commits: end the sessions of a principal (``field`` "principal") or of
+    every principal of a user ("user_id")."""
+    _once_per_transaction("access.withdrawn", [(field, value)], _end_sessions)
+
+
+@receiver(post_save, sender=Token)
+def token_saved(instance: Token, created: bool = False, **kwargs: Any) -> None:
+    if not created and not instance.is_usable():
+        _withdraw("principal", instance.principal)
+
+
+@receiver(post_delete, sender=Token)
+def token_deleted(instance: Token, **kwargs: Any) -> None:
+    _withdraw("principal", instance.principal)
+
+
+@receiver(post_save)
+def user_saved(sender: type, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    if sender is get_user_model() and not created and not instance.is_active:
+        _withdraw("user_id", instance.pk)
+
+
+# -- changed permissions: every worker drops its cached copy of the user -------------------------------------
+# A worker keeps a validated token's principal, and with it the user and the permissions Django caches on
+# the user object, for up to a minute; a stream keeps the exposures its user may read. When a user's
+# groups, permissions or flags (superuser, staff) change, these go at once, on every worker, so that the
+# very next request sees the new permissions.
+_EVERY_USER = object()  # the item that stands for every user (a group's permissions changed)
+
+
+def _send_forget(user_ids: list[Any]) -> None:
+    message = {} if _EVERY_USER in user_ids else {"user_ids": [str(pk) for pk in user_ids]}
+    forget_credentials(message)
+    try:
+        async_to_sync(get_server().bus.publish)("credentials.changed", **message)
+    except Exception as exc:  # the other workers' copies still expire within a minute
+        logger.warning("could not tell the other workers that permissions changed (%s: %s)", type(exc).__name__, exc)
+
+
+def forget_users(user_ids: list[Any] | None) -> None:
+    """Once the current transaction commits: drop every worker's cached principals of these users (None:
+    of every user), this worker's at once and the others' through the bus."""
+    _once_per_transaction("credentials.changed", [_EVERY_USER] if user_ids is None else user_ids, _send_forget)
+
+
+@receiver(post_save)
+def user_changed(sender: type, instance: Any, created: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
+    if sender is get_user_model() and not created and set(update_fields or ["*"]) - {"last_login"}:
+        forget_users([instance.pk])  # not for a sign-in's last_login: it changes nothing a permission reads
+
+
+@receiver(m2m_changed)
+def user_permissions_changed(
+    sender: type, instance: Any, action: str, reverse: bool, model: type, pk_set: set[Any] | None, **kwargs: Any
+) -> None:
+    """User.groups and User.user_permissions from either side, and Group.permissions."""
+    if not action.startswith("post_"):
+        return
+    user_model = get_user_model()
+    user_links = [getattr(user_model, name).through for name in ("groups", "user_permissions") if hasattr(user_model, name)]
+    if sender in user_links:
+        # Forward (user.groups.add(...)): the instance is the user. Reverse (group.user_set.remove(...)):
+        # the users are pk_set, or unknown after a clear(): then every user.
+        forget_users([instance.pk] if not reverse else (list(pk_set) if pk_set else None))
+    elif sender is Group.permissions.through:
+        forget_users(None)  # every member of the group, or of every group holding the permission
+
+
+@receiver(post_delete)
+def group_or_permission_deleted(sender: type, **kwargs: Any) -> None:
+    if sender in (Group, Permission):
+        forget_users(None)  # its links went with it, without m2m signals

@@ -72,7 +72,8 @@ async def run_each(items: Sequence[T], run: Callable[[T], Awaitable[None]], *, c
 
 @dataclass
 class Server:
-    """What a transport needs: the dispatcher, sessions, pending client requests and the bus."""
+    """What a transport needs: the dispatcher (the whole MCP conversation: requests, notifications, the
+    client's answers), sessions, pending client requests (the dispatcher's) and the bus."""
 
     dispatcher: Dispatcher
     sessions: SessionStore
@@ -104,40 +105,22 @@ class Server:
         for task in self.background.pop(session_id, set()):
             task.cancel()
 
-    async def take(self, session: Any, items: list[Any]) -> tuple[list[jsonrpc.Request], list[dict[str, Any]]]:
-        """Act on the client's answers and notifications among ``items`` (one POST's worth) and return
-        the requests still to run, plus error answers for the items that are not JSON-RPC messages."""
-        requests: list[jsonrpc.Request] = []
-        errors: list[dict[str, Any]] = []
-        for item in items:
-            try:
-                message = jsonrpc.parse_message(item)
-            except jsonrpc.InvalidMessage as exc:
-                errors.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
-                continue
-            if isinstance(message, jsonrpc.Request):
-                requests.append(message)
-            elif isinstance(message, jsonrpc.Response):
-                await self.deliver_response(session.id, message)
-            elif message.method == "notifications/cancelled":
-                request_id = message.params.get("requestId")
-                if isinstance(request_id, (str, int)):
-                    await self.cancel(session.id, request_id)
-            else:
-                await self.dispatcher.handle_notification(message, session)
-        return requests, errors
 
-    async def deliver_response(self, session_id: str, response: jsonrpc.Response) -> None:
-        """Give a client's answer to the handler waiting for it, in this process or another."""
-        if not self.pending.resolve(session_id, response):
-            await self.bus.publish(
-                "client.response", session_id=session_id, id=response.id, result=response.result, error=response.error
-            )
+@dataclass
+class BusRelay:
+    """The dispatcher's :class:`~mcp_app.protocol.dispatcher.Relay`: what it cannot settle in this process
+    goes to every worker on the bus (``_build`` wires the receiving end: the worker where the request runs
+    resolves the answer or cancels the request; the others find nothing to do)."""
+
+    bus: Bus
+
+    async def response(self, session_id: str, response: jsonrpc.Response) -> None:
+        await self.bus.publish(
+            "client.response", session_id=session_id, id=response.id, result=response.result, error=response.error
+        )
 
     async def cancel(self, session_id: str, request_id: str | int) -> None:
-        """Cancel a request wherever it runs."""
-        if not self.dispatcher.cancel(session_id, request_id):
-            await self.bus.publish("request.cancel", session_id=session_id, request_id=request_id)
+        await self.bus.publish("request.cancel", session_id=session_id, request_id=request_id)
 
 
 def _cursor_key() -> bytes:
@@ -149,15 +132,18 @@ def _build() -> Server:
     info: dict[str, Any] = {"name": mcp_settings.SERVER_NAME, "version": mcp_settings.SERVER_VERSION or __version__}
     if mcp_settings.SERVER_TITLE:
         info["title"] = mcp_settings.SERVER_TITLE
+    bus = Bus()
+    pending = PendingClientRequests()
     dispatcher = Dispatcher(
         mcp_settings.PROVIDER,
         server_info=info,
         cursor_codec=CursorCodec(_cursor_key()),
         instructions=mcp_settings.INSTRUCTIONS,
         page_size=mcp_settings.PAGE_SIZE,
+        pending=pending,
+        client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
+        relay=BusRelay(bus),
     )
-    bus = Bus()
-    pending = PendingClientRequests()
     server = Server(dispatcher=dispatcher, sessions=SessionStore(bus, close_session_streams), pending=pending, bus=bus)
     bus.on(
         "client.response", lambda m: pending.resolve(m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error")))

@@ -595,7 +595,7 @@ def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dic
 
 
 def test_coalescer_sends_first_at_once_and_one_at_the_end_of_the_window() -> None:
-    from mcp_app.transports.http import Coalescer
+    from mcp_app.transports.streams import Coalescer
 
     c = Coalescer(1.0)
     changed = {"jsonrpc": "2.0", "method": "notifications/resources/list_changed"}

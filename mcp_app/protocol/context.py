@@ -35,6 +35,13 @@ class SessionState(Protocol):
     client_capabilities: dict[str, Any]
     log_level: str | None
 
+    async def record_initialize(
+        self, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
+    ) -> None:
+        """Keep what ``initialize`` negotiated (the dispatcher calls it before answering); set the three
+        attributes of the same names. A session that cannot be recorded raises: the dispatcher then answers
+        the error (an :class:`~mcp_app.protocol.errors.McpError`'s own, or an internal error)."""
+
     async def set_log_level(self, level: str) -> None:
         """Persist the minimum level of log messages the client wants."""
 
@@ -55,6 +62,13 @@ class MemorySession:
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     log_level: str | None = None
     subscriptions: set[str] = field(default_factory=set)
+
+    async def record_initialize(
+        self, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
+    ) -> None:
+        self.protocol_version = protocol_version
+        self.client_info = client_info
+        self.client_capabilities = client_capabilities
 
     async def set_log_level(self, level: str) -> None:
         self.log_level = level

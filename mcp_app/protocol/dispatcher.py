@@ -1,8 +1,14 @@
-"""The MCP method table: one request in, one JSON-RPC response out.
+"""The MCP conversation: the method table, one request in, one JSON-RPC response out, and everything else
+a client sends.
 
-Transports parse HTTP into :mod:`~mcp_app.protocol.jsonrpc` messages and hand them here; this module
-validates params, calls the :class:`~mcp_app.protocol.provider.Provider`, and turns every exception into
-a JSON-RPC error in one place (:meth:`Dispatcher.handle_request`). It has no Django imports.
+Transports parse HTTP into JSON values and hand them here: :meth:`Dispatcher.take` acts on the client's
+notifications (cancellation included) and its answers to our requests (sampling, elicitation, roots), and
+returns the requests to run; :meth:`Dispatcher.context` builds each request's context (the one way to build
+one); :meth:`Dispatcher.handle_request` validates params, answers ``initialize`` (negotiating the version
+and recording it on the session), calls the :class:`~mcp_app.protocol.provider.Provider`, and turns every
+exception into a JSON-RPC error in one place. What cannot be settled in this process (an answer or a
+cancellation for a request running on another worker) goes to the :class:`Relay` the dispatcher was given.
+It has no Django imports.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from . import jsonrpc, versions
-from .context import LOG_LEVELS, RequestContext, SessionState
+from .context import LOG_LEVELS, CloseStream, PendingClientRequests, RequestContext, Send, SessionState
 from .errors import InvalidParams, McpError, MethodNotFound, RequestCancelled
+from .messages import INITIALIZE
 from .pagination import CursorCodec
 from .provider import Provider
 
@@ -31,6 +38,20 @@ _RENAMED_METHODS = {
 }
 
 Handler = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
+CANCELLED = "notifications/cancelled"
+
+
+class Relay(Protocol):
+    """Reaches the other processes serving the same sessions (a bus): what the dispatcher cannot settle here.
+
+    Both are fire-and-forget: a message nobody is waiting for anywhere is dropped by whoever receives it.
+    """
+
+    async def response(self, session_id: str, response: jsonrpc.Response) -> None:
+        """A client's answer to a request to the client that no handler in this process waits for."""
+
+    async def cancel(self, session_id: str, request_id: str | int) -> None:
+        """A ``notifications/cancelled`` for a request that does not run in this process."""
 
 
 def _string_param(params: dict[str, Any], name: str, method: str) -> str:
@@ -53,7 +74,9 @@ class Dispatcher:
     """Routes MCP requests to a provider.
 
     ``server_info`` is the Implementation object sent at initialize; ``page_size`` bounds every list;
-    ``cursor_codec`` signs list cursors.
+    ``cursor_codec`` signs list cursors. ``pending`` holds the futures of this process's requests to the
+    client (a new one by default); ``client_request_timeout`` bounds the wait for their answers (seconds);
+    ``relay`` reaches the other processes (None: a single process, nothing to forward).
     """
 
     def __init__(
@@ -64,15 +87,22 @@ class Dispatcher:
         cursor_codec: CursorCodec,
         instructions: str | None = None,
         page_size: int = 100,
+        pending: PendingClientRequests | None = None,
+        client_request_timeout: float = 300.0,
+        relay: Relay | None = None,
     ) -> None:
         self.provider = provider
         self.server_info = server_info
         self.instructions = instructions
         self.page_size = page_size
         self.cursors = cursor_codec
+        self.pending = pending if pending is not None else PendingClientRequests()
+        self.client_request_timeout = client_request_timeout
+        self.relay = relay
         # (session id, request id) -> contexts of requests still running here, for notifications/cancelled.
         self._in_flight: dict[tuple[str, str | int], list[tuple[asyncio.Task[Any], RequestContext]]] = {}
         self._methods: dict[str, Handler] = {
+            INITIALIZE: self._initialize,
             "ping": self._ping,
             "tools/list": self._tools_list,
             "tools/call": self._tools_call,
@@ -122,6 +152,67 @@ class Dispatcher:
             result["instructions"] = self.instructions
         return result
 
+    async def _initialize(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version, client_info, capabilities = self.validate_initialize(params)
+        await ctx.session.record_initialize(version, client_info, capabilities)
+        return self.initialize_result(version)
+
+    # -- what the client sends ----------------------------------------------------------------------
+    async def take(self, session: SessionState, items: list[Any]) -> tuple[list[jsonrpc.Request], list[dict[str, Any]]]:
+        """Act on the client's answers and notifications among ``items`` (decoded JSON values, one POST's
+        worth) in order, and return the requests still to run, plus error answers for the items that are
+        not JSON-RPC messages."""
+        requests: list[jsonrpc.Request] = []
+        errors: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                message = jsonrpc.parse_message(item)
+            except jsonrpc.InvalidMessage as exc:
+                errors.append(jsonrpc.error_response(exc.request_id, exc.to_error()))
+                continue
+            if isinstance(message, jsonrpc.Request):
+                requests.append(message)
+            elif isinstance(message, jsonrpc.Response):
+                await self.handle_response(session.id, message)
+            else:
+                await self.handle_notification(message, session)
+        return requests, errors
+
+    async def handle_response(self, session_id: str, response: jsonrpc.Response) -> None:
+        """Give a client's answer to the handler waiting for it, in this process or (through the relay)
+        another."""
+        if not self.pending.resolve(session_id, response) and self.relay is not None:
+            await self.relay.response(session_id, response)
+
+    def context(
+        self,
+        session: SessionState,
+        request_id: str | int | None,
+        *,
+        send: Send,
+        meta: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        close_stream: CloseStream | None = None,
+    ) -> RequestContext:
+        """The context of one request on ``session``: the one way to build a :class:`RequestContext`.
+
+        ``send`` carries what the handler emits (notifications, requests to the client); ``meta`` is the
+        request's ``_meta``; ``extra`` what the transport or site adds (the Django user, the HTTP scope,
+        ``via``); ``close_stream`` ends the connection carrying the request's stream, where that is
+        possible. The dispatcher supplies the rest: pending client requests, their timeout, the cursor codec.
+        """
+        return RequestContext(
+            session=session,
+            request_id=request_id,
+            meta=meta,
+            send=send,
+            pending=self.pending,
+            client_request_timeout=self.client_request_timeout,
+            extra=extra,
+            close_stream=close_stream,
+            cursors=self.cursors,
+        )
+
     # -- requests -----------------------------------------------------------------------------------
     async def handle_request(self, request: jsonrpc.Request, ctx: RequestContext) -> dict[str, Any] | None:
         """Run one request and return its JSON-RPC response.
@@ -169,16 +260,17 @@ class Dispatcher:
             return MethodNotFound(
                 f"Method not found: '{method}'. MCP method names are slash-separated: use '{_RENAMED_METHODS[method]}'."
             )
-        if method == "initialize":
-            return MethodNotFound("Method not found: 'initialize' is only valid as the first request of a session.")
         return MethodNotFound(f"Method not found: '{method}' is not an MCP method this server offers.")
 
     async def handle_notification(self, notification: jsonrpc.Notification, session: SessionState) -> None:
-        """Act on a client notification; unknown notifications are ignored, as JSON-RPC asks."""
-        if notification.method == "notifications/cancelled":
+        """Act on a client notification; unknown notifications are ignored, as JSON-RPC asks.
+
+        ``notifications/cancelled`` cancels the request wherever it runs: here, or through the relay.
+        """
+        if notification.method == CANCELLED:
             request_id = notification.params.get("requestId")
-            if isinstance(request_id, (str, int)):
-                self.cancel(session.id, request_id)
+            if isinstance(request_id, (str, int)) and not self.cancel(session.id, request_id) and self.relay is not None:
+                await self.relay.cancel(session.id, request_id)
 
     def cancel(self, session_id: str, request_id: str | int) -> bool:
         """Cancel a request running in this process; False when it is not running here."""

@@ -34,6 +34,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from ..bus import GROUP as BUS_GROUP
+from ..protocol.messages import is_list_changed
 from . import fanout
 from .layerops import layer_op
 
@@ -178,7 +179,7 @@ async def close_session_streams(session_id: str) -> None:
 async def broadcast(message: dict[str, Any]) -> None:
     """Send a message to every open stream of every session, on every worker (list_changed: coalesced)."""
     event = {"type": "mcp.message", "message": message}
-    if fanout.is_list_changed(message) and not _outbox.admit(event):
+    if is_list_changed(message) and not _outbox.admit(event):
         return  # held: sent at the end of the window, with every change held with it
     await _to_workers(event)
 

@@ -25,16 +25,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import jsonrpc
+from ..protocol.messages import is_list_changed
 
 logger = logging.getLogger("mcp_app.transports")
 
 #: The bus event kind that carries stream events to every worker.
 KIND = "streams.event"
-
-
-def is_list_changed(message: Any) -> bool:
-    """A ``notifications/*/list_changed``: content-free, so any later one stands for every earlier one."""
-    return isinstance(message, dict) and "id" not in message and str(message.get("method", "")).endswith("/list_changed")
 
 
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:

@@ -12,7 +12,7 @@ from typing import Any
 from ..auth import origin
 from ..conf import mcp_settings
 from ..contrib.oauth import resource_identifier
-from .http import MCPConsumer
+from .consumer import HTTPError, MCPConsumer
 
 
 def authorization_servers(scope: dict[str, Any]) -> list[str]:
@@ -24,17 +24,15 @@ def authorization_servers(scope: dict[str, Any]) -> list[str]:
 
 
 class ProtectedResourceMetadataConsumer(MCPConsumer):
-    async def authenticate(self) -> bool:
-        return True  # the metadata is how a client learns to authenticate: public by design
+    async def authenticate(self) -> None:
+        """Nobody: the metadata is how a client learns to authenticate, public by design."""
 
     async def handle(self, body: bytes) -> None:
         if self.scope.get("method") not in ("GET", "HEAD"):
-            await self.error(405, "Method not allowed; GET the metadata.", headers=[(b"allow", b"GET")])
-            return
+            raise HTTPError(405, "Method not allowed; GET the metadata.", headers=[(b"allow", b"GET")])
         servers = authorization_servers(self.scope)
         if not servers:
-            await self.error(404, "This server names no OAuth authorization server; use a bearer token from its admin.")
-            return
+            raise HTTPError(404, "This server names no OAuth authorization server; use a bearer token from its admin.")
         document = {
             "resource": resource_identifier(self.scope),
             "authorization_servers": servers,

@@ -30,15 +30,18 @@ from urllib.parse import parse_qs
 from ..availability import UNAVAILABLE
 from ..conf import mcp_settings
 from ..headers import header
+from ..limits import session_owner_filter
 from ..models import Session
 from ..protocol import jsonrpc, versions
-from ..protocol.context import RequestContext
-from ..protocol.errors import INTERNAL_ERROR, McpError
+from ..protocol.errors import INTERNAL_ERROR
+from ..protocol.messages import is_answer, is_server_request
 from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from ..workers import maintenance, worker_id
+from .consumer import HTTPError, MCPConsumer
 from .events import DeliveryError, acks, probe_stream, send_to_stream
-from .http import SSE_HEADERS, MCPConsumer, accepts
+from .negotiation import accepts
+from .streams import SSE_HEADERS, StreamConsumer
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -67,24 +70,19 @@ class Unconfirmed(Exception):
     """The stream's worker holds a live lease but did not confirm a delivery in time (stalled, or dying)."""
 
 
-class SSEStreamConsumer(MCPConsumer):
+class SSEStreamConsumer(StreamConsumer):
     """``GET /sse``: a new session and its event stream, for as long as the client stays."""
 
     async def handle(self, body: bytes) -> None:
         method = self.scope.get("method")
         if method != "GET":
-            await self.error(
+            raise HTTPError(
                 405, f"Method {method} is not allowed here; GET opens the event stream.", headers=[(b"allow", b"GET")]
             )
-            return
         if not accepts(header(self.scope, b"accept"), "text/event-stream"):
-            await self.error(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
-            return
+            raise HTTPError(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
         server = get_server()
-        from ..limits import session_owner_filter
-
-        if not await self.hold_stream():
-            return
+        self.hold_stream()
         # The transport's own version until initialize negotiates one (clients may send ping first).
         # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
         # gets its session ended.
@@ -106,14 +104,13 @@ class SSEStreamConsumer(MCPConsumer):
             channel = None
         if channel is None:
             await server.sessions.end(session.id)
-            await self.error(
+            raise HTTPError(
                 503,
                 "Service Unavailable: the channel layer that carries answers to the stream is not "
                 "configured or not reachable; retry shortly.",
                 code=INTERNAL_ERROR,
                 headers=[(b"retry-after", b"1")],
             )
-            return
         # This worker's lease first: a POST on another worker must never find the stream's worker unknown.
         await maintenance.ensure_registered()
         session.worker = worker_id()
@@ -140,20 +137,19 @@ class SSEStreamConsumer(MCPConsumer):
 class SSEMessagesConsumer(MCPConsumer):
     """``POST /sse/messages?session_id=<id>``: one client message; 202, the answer on the stream."""
 
+    via = "sse"
+
     async def handle(self, body: bytes) -> None:
         method = self.scope.get("method")
         if method != "POST":
-            await self.error(
+            raise HTTPError(
                 405, f"Method {method} is not allowed here; POST one JSON-RPC message.", headers=[(b"allow", b"POST")]
             )
-            return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         session_id = (query.get("session_id") or query.get("sessionId") or [""])[0]
         if not session_id:
-            await self.error(400, "Bad Request: session_id is required; POST to the URL of the stream's endpoint event.")
-            return
-        if not await self.content_type_is_json():
-            return
+            raise HTTPError(400, "Bad Request: session_id is required; POST to the URL of the stream's endpoint event.")
+        self.require_json_body()
         server = get_server()
         session = await server.sessions.get(session_id)
         if (
@@ -162,37 +158,30 @@ class SSEMessagesConsumer(MCPConsumer):
             or not session.stream_channel
             or session.principal != self.principal.key
         ):  # another caller's session: as if it did not exist
-            await self.error(
+            raise HTTPError(
                 404, "Session not found: it is unknown or its stream has closed; open GET /sse again.", code=SESSION_NOT_FOUND
             )
-            return
         if session.worker and not await maintenance.is_alive(session.worker):
             # The worker holding the stream died without cleaning up (kill -9, a crash): no answer could reach
             # the client, so the POST is refused rather than accepted into the void, and the session ends.
             await maintenance.end_lost_session(session.id, session.worker)
-            await self.error(404, STREAM_GONE, code=SESSION_NOT_FOUND)
-            return
-        parsed = await self.parse_messages(body)
-        if parsed is None:
-            return
-        items, is_batch = parsed
+            raise HTTPError(404, STREAM_GONE, code=SESSION_NOT_FOUND)
+        items, is_batch = self.parse_messages(body)
         if is_batch and not versions.allows_batches(session.protocol_version):
-            await self.error(
+            raise HTTPError(
                 400, f"Invalid Request: send one JSON-RPC message per POST (no batches in {session.protocol_version})."
             )
-            return
         await self.process(server, session, items)
 
     async def process(self, server: Server, session: SessionRecord, items: list[Any]) -> None:
-        requests, errors = await server.take(session, items)
+        requests, errors = await server.dispatcher.take(session, items)
         if errors and not requests:
             await self.json(400, errors if len(items) > 1 else errors[0])
             return
         if not requests:
             await self.empty(202)
             return
-        if not await self.charge_requests(requests):
-            return
+        await self.charge_requests(requests)
         asked_client = asyncio.Event()
         # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
         accepted = False
@@ -205,7 +194,7 @@ class SSEMessagesConsumer(MCPConsumer):
         async def deliver(message: dict[str, Any]) -> None:
             worker = session.worker
             ack = None
-            if holding and reply is not None and "id" in message and "method" not in message:
+            if holding and reply is not None and is_answer(message):
                 ack_id, future = acks.expect()
                 ack_ids.append(ack_id)
                 answer_acks.append(future)
@@ -218,35 +207,23 @@ class SSEMessagesConsumer(MCPConsumer):
                 if accepted:
                     logger.error(
                         "MCP %s for session %s (request id %r) could not be delivered: %s",
-                        "answer" if "method" not in message else "message",
+                        "answer" if is_answer(message) else "message",
                         session.id,
                         message.get("id"),
                         exc,
                     )
                     exc.logged = True  # type: ignore[attr-defined]
                 raise
-            if worker and "id" in message and "method" not in message:
+            if worker and is_answer(message):
                 maintenance.record_handoff(session.id, worker, message["id"])  # logged if that worker then dies
 
         async def send(message: dict[str, Any]) -> None:
             await deliver(message)
-            if "method" in message and "id" in message:
+            if is_server_request(message):
                 asked_client.set()  # the client must be free to POST its answer: stop holding this POST
 
         async def run(request: jsonrpc.Request) -> None:
-            if request.method == "initialize":
-                answer = await self.initialize(server, session, request)
-            else:
-                ctx = RequestContext(
-                    session=session,
-                    request_id=request.id,
-                    meta=request.meta,
-                    send=send,
-                    pending=server.pending,
-                    client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-                    extra={"scope": self.scope, "user": self.scope.get("user"), "via": "sse"},
-                )
-                answer = await server.dispatcher.handle_request(request, ctx)
+            answer = await server.dispatcher.handle_request(request, self.context(session, request, send))
             if answer is not None:
                 await deliver(answer)
 
@@ -272,35 +249,28 @@ class SSEMessagesConsumer(MCPConsumer):
                 acks.forget(ack_id)
         if isinstance(failure, StreamGone):
             await maintenance.end_lost_session(session.id, session.worker)
-            await self.error(404, STREAM_GONE, code=SESSION_NOT_FOUND)
-            return
+            raise HTTPError(404, STREAM_GONE, code=SESSION_NOT_FOUND)
         if isinstance(failure, StreamClosed):  # its worker ends the session as the stream closes
-            await self.error(404, STREAM_CLOSED, code=SESSION_NOT_FOUND)
-            return
+            raise HTTPError(404, STREAM_CLOSED, code=SESSION_NOT_FOUND)
         if isinstance(failure, DeliveryError):
-            await self.error(
+            raise HTTPError(
                 503,
                 "Service Unavailable: the answer could not be queued for your stream (the channel "
                 "layer is full or unreachable); retry shortly.",
                 code=INTERNAL_ERROR,
                 headers=[(b"retry-after", b"1")],
             )
-            return
         if isinstance(failure, Unconfirmed):
             # An Unavailable error: json() sends it as 503 with Retry-After from data.retryAfter.
-            await self.json(
-                503, jsonrpc.error_response(None, {"code": UNAVAILABLE, "message": str(failure), "data": {"retryAfter": 1}})
-            )
-            return
+            raise HTTPError(503, str(failure), code=UNAVAILABLE, data={"retryAfter": 1})
         if task.done() and not task.cancelled() and isinstance(task.exception(), (StreamGone, DeliveryError)):
             # It failed while the stream was being confirmed (after the probe): still before the 202.
-            await self.error(
+            raise HTTPError(
                 503,
                 "Service Unavailable: the answer could not be queued for your stream; retry shortly.",
                 code=INTERNAL_ERROR,
                 headers=[(b"retry-after", b"1")],
             )
-            return
         accepted = True  # no await since the task was last looked at: it cannot have failed unseen
         await self.empty(202)
 
@@ -390,13 +360,3 @@ class SSEMessagesConsumer(MCPConsumer):
                 )
         else:
             logger.error("MCP request(s) %s of session %s failed", request_ids, session_id, exc_info=error)
-
-    async def initialize(self, server: Server, session: SessionRecord, request: jsonrpc.Request) -> dict[str, Any]:
-        try:
-            version, client_info, capabilities = server.dispatcher.validate_initialize(request.params)
-        except McpError as exc:
-            return jsonrpc.error_response(request.id, exc.to_error())
-        await server.sessions.initialize(
-            session, protocol_version=version, client_info=client_info, client_capabilities=capabilities
-        )
-        return jsonrpc.response(request.id, server.dispatcher.initialize_result(version))

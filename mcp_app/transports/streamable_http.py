@@ -6,7 +6,10 @@
 - GET opens the session's stream for server-initiated messages (one per session: a second gets 409).
 - DELETE ends the session.
 
-This module only turns HTTP into messages; :mod:`mcp_app.protocol.dispatcher` does the MCP work.
+This module only turns HTTP into messages and messages into HTTP; :mod:`mcp_app.protocol.dispatcher`
+does the MCP work, ``initialize`` included (a POST that opens a session is recognised by
+:func:`~mcp_app.protocol.messages.opens_session`; the session's row is written when the dispatcher records
+what it negotiated, through :class:`_NewSession`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import asyncio
 import logging
 from typing import Any
 
+from ..auth import Principal
 from ..conf import mcp_settings
 from ..headers import header
+from ..limits import session_owner_filter
 from ..models import Session
 from ..protocol import jsonrpc, versions
-from ..protocol.context import RequestContext
-from ..protocol.errors import McpError
+from ..protocol.errors import INTERNAL_ERROR, McpError
+from ..protocol.messages import opening_request, opens_session
 from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from . import resume
+from .consumer import HTTPError
 from .events import close_session_streams
-from .http import SSE_HEADERS, MCPConsumer, accepts, sse_event
+from .negotiation import accepts
+from .streams import SSE_HEADERS, StreamConsumer, sse_event
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -43,9 +50,10 @@ POLL_MAX = 1.0
 SESSION_CHECK_INTERVAL = 5.0
 
 
-class StreamableHTTPConsumer(MCPConsumer):
+class StreamableHTTPConsumer(StreamConsumer):
     """The ``/mcp`` endpoint."""
 
+    via = "streamable_http"
     server: Server
     #: Numbers and keeps the GET stream's events (resumable sessions only).
     event_writer: resume.EventWriter | None = None
@@ -60,7 +68,7 @@ class StreamableHTTPConsumer(MCPConsumer):
         elif method == "DELETE":
             await self.delete()
         else:
-            await self.error(
+            raise HTTPError(
                 405, f"Method {method} is not allowed here; use POST, GET or DELETE.", headers=[(b"allow", b"GET, POST, DELETE")]
             )
 
@@ -68,110 +76,84 @@ class StreamableHTTPConsumer(MCPConsumer):
     def _header(self, name: bytes) -> str | None:
         return header(self.scope, name)
 
-    async def _version_ok(self) -> bool:
+    def _check_version(self) -> None:
+        """Raise 400 when the MCP-Protocol-Version header names a version this server does not speak."""
         version = self._header(VERSION_HEADER)
         if version is not None and not versions.is_supported(version):
-            await self.error(
+            raise HTTPError(
                 400,
                 f"Bad Request: unsupported MCP-Protocol-Version '{version[:40]}'; "
                 f"this server supports {', '.join(versions.SUPPORTED_VERSIONS)}.",
             )
-            return False
-        return True
 
-    async def _session(self) -> SessionRecord | None:
-        """The request's session, or None after answering 400 (no header) or 404 (unknown/ended)."""
+    async def _session(self) -> SessionRecord:
+        """The request's session; raise 400 (no header) or 404 (unknown, ended, or another caller's)."""
         session_id = self._header(SESSION_HEADER)
         if not session_id:
-            await self.error(
+            raise HTTPError(
                 400,
                 "Bad Request: Mcp-Session-Id header is required; send the id from the "
                 "initialize response, or send initialize to start a session.",
             )
-            return None
         session = await self.server.sessions.get(session_id)
-        if session is not None and session.principal != self.principal.key:
-            session = None  # another caller's session: as if it did not exist
-        if session is None:
-            await self.error(
+        if session is None or session.principal != self.principal.key:  # another caller's: as if it did not exist
+            raise HTTPError(
                 404, "Session not found: it is unknown or has ended; send initialize to start a new one.", code=SESSION_NOT_FOUND
             )
         return session
 
     # -- POST -------------------------------------------------------------------------------------
     async def post(self, body: bytes) -> None:
-        if not await self.content_type_is_json():
-            return
+        self.require_json_body()
         accept = self._header(b"accept")
         if not (accepts(accept, "application/json") and accepts(accept, "text/event-stream")):
-            await self.error(406, "Not Acceptable: the Accept header must include both application/json and text/event-stream.")
-            return
-        if not await self._version_ok():
-            return
-        parsed = await self.parse_messages(body)
-        if parsed is None:
-            return
-        items, is_batch = parsed
-        if any(isinstance(i, dict) and i.get("method") == "initialize" for i in items):
+            raise HTTPError(406, "Not Acceptable: the Accept header must include both application/json and text/event-stream.")
+        self._check_version()
+        items, is_batch = self.parse_messages(body)
+        if any(opens_session(item) for item in items):
             if is_batch:
-                await self.error(400, "Invalid Request: initialize must be sent alone, not in a batch.")
-                return
-            await self.initialize(items[0])
+                raise HTTPError(400, "Invalid Request: initialize must be sent alone, not in a batch.")
+            await self.open_session(items[0])
             return
         session = await self._session()
-        if session is None:
-            return
         if is_batch and not versions.allows_batches(session.protocol_version):
-            await self.error(
+            raise HTTPError(
                 400,
                 f"Invalid Request: JSON-RPC batches are not allowed in protocol version "
                 f"{session.protocol_version}; send one message per POST.",
             )
-            return
         await self.process(session, items, is_batch)
 
-    async def initialize(self, item: Any) -> None:
+    async def open_session(self, item: Any) -> None:
+        """A POST that opens a session: the dispatcher answers it (validating, negotiating the version, and
+        recording what it negotiated, which writes the session's row); 200 with ``Mcp-Session-Id``, or 400
+        with the error. A session that cannot be written fails the request as it failed (503 during a
+        database outage, with no id: nothing was started)."""
         try:
-            message = jsonrpc.parse_message(item)
-            if not isinstance(message, jsonrpc.Request):
-                raise jsonrpc.InvalidMessage("Invalid Request: initialize is a request and needs an id.")
-            version, client_info, capabilities = self.server.dispatcher.validate_initialize(message.params)
+            request = opening_request(item)
         except jsonrpc.InvalidMessage as exc:
-            await self.json(400, jsonrpc.error_response(exc.request_id, exc.to_error()))
-            return
-        except McpError as exc:
-            await self.json(400, jsonrpc.error_response(message.id, exc.to_error()))
-            return
-        from ..limits import session_owner_filter
-
-        # At MAX_SESSIONS_PER_PRINCIPAL the credential's least recently used session ends: never a lock-out.
-        session = await self.server.sessions.create(
-            transport=Session.Transport.STREAMABLE_HTTP,
-            protocol_version=version,
-            client_info=client_info,
-            client_capabilities=capabilities,
-            user=self.scope.get("user"),
-            principal=self.principal.key,
-            cap_sharers=session_owner_filter(self.principal),
-        )
-        self.server.sessions.watch_expiry(session.id, self.principal)  # ends with its credential
-        await self.json(
-            200,
-            jsonrpc.response(message.id, self.server.dispatcher.initialize_result(version)),
-            headers=[(SESSION_HEADER, session.id.encode())],
-        )
+            raise HTTPError.from_mcp(400, exc, exc.request_id) from None
+        new = _NewSession(self.server, self.scope.get("user"), self.principal)
+        answer = await self.server.dispatcher.handle_request(request, self.context(new, request, _nothing_to_send))
+        if new.failure is not None:
+            raise new.failure
+        if answer is None:  # cancelled: nothing can cancel a request of a session that does not exist yet
+            await self.empty(202)
+        elif new.record is None:
+            await self.json(400, answer)
+        else:
+            await self.json(200, answer, headers=[(SESSION_HEADER, new.record.id.encode())])
 
     async def process(self, session: SessionRecord, items: list[Any], is_batch: bool) -> None:
         """Handle the messages of one POST; answer JSON, SSE, or 202 when nothing needs an answer."""
-        requests, answers = await self.server.take(session, items)
+        requests, answers = await self.server.dispatcher.take(session, items)
         if not requests:
             if answers:
                 await self.json(400, answers if is_batch else answers[0])
             else:
                 await self.empty(202)
             return
-        if not await self.charge_requests(requests):
-            return
+        await self.charge_requests(requests)
         await self.run_requests(session, requests, answers, is_batch)
 
     async def run_requests(
@@ -208,44 +190,29 @@ class StreamableHTTPConsumer(MCPConsumer):
             if self.started:
                 await self.body(b"")
             else:
-                await self.error(
+                raise HTTPError(
                     404,
                     "Session not found: it ended while the request ran; send initialize to start a new one.",
                     code=SESSION_NOT_FOUND,
                 )
 
     async def _run_one(self, session: SessionRecord, request: jsonrpc.Request, response: _PostResponse) -> None:
-        server = self.server
-        ctx = RequestContext(
-            session=session,
-            request_id=request.id,
-            meta=request.meta,
-            send=response.send,
-            pending=server.pending,
-            client_request_timeout=mcp_settings.CLIENT_REQUEST_TIMEOUT,
-            extra={"scope": self.scope, "user": self.scope.get("user"), "via": "streamable_http"},
-            close_stream=response.close if response.primes else None,
-        )
-        answer = await server.dispatcher.handle_request(request, ctx)
+        ctx = self.context(session, request, response.send, close_stream=response.close if response.primes else None)
+        answer = await self.server.dispatcher.handle_request(request, ctx)
         if answer is not None:
             await response.answer(answer)
 
     # -- GET --------------------------------------------------------------------------------------
     async def get(self) -> None:
         if not accepts(self._header(b"accept"), "text/event-stream"):
-            await self.error(406, "Not Acceptable: a GET opens an event stream; send Accept: text/event-stream.")
-            return
-        if not await self._version_ok():
-            return
+            raise HTTPError(406, "Not Acceptable: a GET opens an event stream; send Accept: text/event-stream.")
+        self._check_version()
         session = await self._session()
-        if session is None:
-            return
         last_event_id = self._header(b"last-event-id")
         if last_event_id is not None and resume.resumable(session.protocol_version):
             await self.resume(session, last_event_id)
             return
-        if not await self._open_get_stream(session):
-            return
+        await self._open_get_stream(session)
         if resume.resumable(session.protocol_version):
             self.event_writer = resume.EventWriter(session.id, resume.new_stream_id(resume.GET_STREAM))
             if resume.primes(session.protocol_version):
@@ -254,30 +221,26 @@ class StreamableHTTPConsumer(MCPConsumer):
                     await self.body(f"id: {primed}\ndata:\n\n".encode(), more=True)
         await self.pump_stream()
 
-    async def _open_get_stream(self, session: SessionRecord) -> bool:
+    async def _open_get_stream(self, session: SessionRecord) -> None:
         """Start the session's GET stream (one per session per worker): count it, join the channel layer,
-        send the headers and the ``retry`` field; False after answering 409, 429 or 503."""
+        send the headers and the ``retry`` field; raise 409, 429 or 503."""
         if session.id in _open_streams:
-            await self.error(409, "Conflict: this session already has an open GET stream; only one is allowed.")
-            return False
-        if not await self.hold_stream():
-            return False
+            raise HTTPError(409, "Conflict: this session already has an open GET stream; only one is allowed.")
+        self.hold_stream()
         try:
             await self.join_stream_channel(session.id)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
             logger.warning("cannot open a GET stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
-            await self.error(
+            raise HTTPError(
                 503,
                 "Service Unavailable: the channel layer that feeds the stream is not reachable; retry shortly.",
-                code=-32603,
+                code=INTERNAL_ERROR,
                 headers=[(b"retry-after", b"1")],
-            )
-            return False
+            ) from None
         _open_streams.add(session.id)
         self.holds_stream = True
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
-        return True
 
     async def write_event(self, message: dict[str, Any]) -> None:
         """Write one message on the GET stream; on resumable sessions numbered and kept first."""
@@ -296,12 +259,11 @@ class StreamableHTTPConsumer(MCPConsumer):
         """
         parsed = resume.parse_event_id(last_event_id)
         if parsed is None:
-            await self.error(
+            raise HTTPError(
                 400,
                 f"Bad Request: Last-Event-ID '{last_event_id[:60]}' is not an event id of this "
                 "server (they look like 'p…:3'); open a new stream with GET without Last-Event-ID.",
             )
-            return
         stream, seq = parsed
         try:
             replay = await resume.replay_after(session.id, stream, seq)
@@ -319,11 +281,9 @@ class StreamableHTTPConsumer(MCPConsumer):
                     f"{mcp_settings.STREAM_EVENT_MAX_PER_STREAM} per stream). Open a new stream with GET "
                     "without Last-Event-ID, and send the request again if you still need its answer."
                 )
-            await self.error(exc.status, message)
-            return
+            raise HTTPError(exc.status, message) from None
         if stream.startswith(resume.GET_STREAM):
-            if not await self._open_get_stream(session):
-                return
+            await self._open_get_stream(session)
             while replay.events:
                 for event_seq, message, _final in replay.events:
                     seq = event_seq
@@ -333,8 +293,7 @@ class StreamableHTTPConsumer(MCPConsumer):
             self.event_writer = resume.EventWriter(session.id, stream, await resume.last_seq(session.id, stream) + 1)
             await self.pump_stream()
             return
-        if not await self.hold_stream():
-            return
+        self.hold_stream()
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
         await self._follow_post_stream(session.id, stream, seq, replay)
@@ -378,11 +337,8 @@ class StreamableHTTPConsumer(MCPConsumer):
 
     # -- DELETE -----------------------------------------------------------------------------------
     async def delete(self) -> None:
-        if not await self._version_ok():
-            return
+        self._check_version()
         session = await self._session()
-        if session is None:
-            return
         await self.server.sessions.end(session.id)
         await close_session_streams(session.id)
         await self.empty(204)
@@ -391,6 +347,70 @@ class StreamableHTTPConsumer(MCPConsumer):
         if getattr(self, "holds_stream", False) and self.stream_session is not None:
             _open_streams.discard(self.stream_session)
         await super().cleanup()
+
+
+async def _nothing_to_send(message: dict[str, Any]) -> None:
+    """``initialize`` sends nothing before its answer (the session does not exist until it is answered)."""
+
+
+class _NotOpened(McpError):
+    """The session could not be written: the dispatcher's answer is discarded, and the POST fails with
+    :attr:`_NewSession.failure` instead (an McpError, so that the dispatcher does not log it a second time)."""
+
+
+class _NewSession:
+    """The :class:`~mcp_app.protocol.context.SessionState` of a POST that opens a session, before it exists.
+
+    When the dispatcher records what ``initialize`` negotiated, the session's row is written (at
+    ``MAX_SESSIONS_PER_PRINCIPAL`` the credential's least recently used session ends: never a lock-out) and
+    an expiry timer set for the credential; :attr:`record` is then the new session. An exception from
+    writing it is kept in :attr:`failure` for the transport to fail the POST with.
+    """
+
+    log_level: str | None = None
+
+    def __init__(self, server: Server, user: Any, principal: Principal) -> None:
+        self._server = server
+        self._user = user
+        self._principal = principal
+        self.id = ""
+        self.protocol_version = versions.LATEST_VERSION
+        self.client_info: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
+        self.record: SessionRecord | None = None
+        self.failure: Exception | None = None
+
+    async def record_initialize(
+        self, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
+    ) -> None:
+        self.protocol_version = protocol_version
+        self.client_info = client_info
+        self.client_capabilities = client_capabilities
+        sessions = self._server.sessions
+        try:
+            self.record = await sessions.create(
+                transport=Session.Transport.STREAMABLE_HTTP,
+                protocol_version=protocol_version,
+                client_info=client_info,
+                client_capabilities=client_capabilities,
+                user=self._user,
+                principal=self._principal.key,
+                cap_sharers=session_owner_filter(self._principal),
+            )
+        except Exception as exc:
+            self.failure = exc
+            raise _NotOpened("The session could not be created.") from exc
+        self.id = self.record.id
+        sessions.watch_expiry(self.record.id, self._principal)  # ends with its credential
+
+    async def set_log_level(self, level: str) -> None:
+        raise _NotOpened("No session yet.")
+
+    async def subscribe(self, uri: str) -> None:
+        raise _NotOpened("No session yet.")
+
+    async def unsubscribe(self, uri: str) -> None:
+        raise _NotOpened("No session yet.")
 
 
 class _PostResponse:

@@ -315,7 +315,7 @@ async def test_a_provider_read_during_an_outage_is_unavailable_not_an_internal_e
 def test_only_answers_made_of_unavailable_errors_are_503s() -> None:
     from mcp_app.availability import RETRY_AFTER, database_unavailable
     from mcp_app.protocol import jsonrpc
-    from mcp_app.transports.http import _unavailable_retry_after
+    from mcp_app.transports.consumer import _unavailable_retry_after
 
     down = jsonrpc.error_response(1, database_unavailable().to_error())
     other = jsonrpc.error_response(2, {"code": -32603, "message": "Internal error"})

@@ -2,7 +2,7 @@
 
 A POST /sse/messages answers 202 only after the stream's worker confirmed that its reader took the answer
 (or a probe) into the stream's buffer. Here the real pieces run on an in-memory channel layer: the stream's
-reader (MCPConsumer._read_channel into a LocalStream), the process's bus listener as the reply address, and
+reader (StreamConsumer._read_channel into a LocalStream), the process's bus listener as the reply address, and
 SSEMessagesConsumer._confirm, which decides the POST's status. The same path under ``kill -9`` with two
 daphne workers is tests/transports/test_worker_death.py.
 """
@@ -25,8 +25,8 @@ from mcp_app import bus as bus_module
 from mcp_app import workers
 from mcp_app.models import Worker
 from mcp_app.transports import events, fanout
-from mcp_app.transports.http import MCPConsumer
 from mcp_app.transports.sse import SSEMessagesConsumer, StreamClosed, StreamGone, Unconfirmed
+from mcp_app.transports.streams import StreamConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ class Harness:
         self.layer = layer
         self.bus = bus_module.Bus()
         self.server = SimpleNamespace(bus=self.bus)
-        self.stream = MCPConsumer()
+        self.stream = StreamConsumer()
         self.stream.channel_layer = layer
         self.local = fanout.LocalStream("s1", 1 << 20)
         self.reader: asyncio.Task[None] | None = None

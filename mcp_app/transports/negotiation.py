@@ -1,0 +1,44 @@
+"""Media types: what a request's ``Accept`` admits and what its ``Content-Type`` declares (RFC 9110)."""
+
+from __future__ import annotations
+
+
+def media_types(value: str | None, *, drop_refused: bool = False) -> list[str]:
+    """The media types of an Accept or Content-Type header, lower case, without parameters.
+
+    With ``drop_refused``, ranges weighted ``q=0`` ("not acceptable", RFC 9110 12.4.2) are left out.
+    """
+    if not value:
+        return []
+    types = []
+    for part in value.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if not media:
+            continue
+        if drop_refused and any(_is_zero_weight(p) for p in params):
+            continue
+        types.append(media.lower())
+    return types
+
+
+def _is_zero_weight(param: str) -> bool:
+    name, _, value = param.partition("=")
+    if name.strip().lower() != "q":
+        return False
+    try:
+        return float(value) == 0
+    except ValueError:
+        return False
+
+
+def accepts(accept: str | None, wanted: str) -> bool:
+    """Whether an Accept header admits ``wanted``; no Accept header admits anything (RFC 9110)."""
+    if accept is None:
+        return True
+    main = wanted.split("/", 1)[0]
+    return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept, drop_refused=True))
+
+
+def declares_json(content_type: str | None) -> bool:
+    """Whether a Content-Type header declares ``application/json`` (parameters such as charset allowed)."""
+    return media_types(content_type)[:1] == ["application/json"]

@@ -1,0 +1,333 @@
+"""Event streams: SSE framing, a stream's membership of the process's fan-out (and its own channel-layer
+channel), the pump that writes its events within bounds, and list_changed coalescing.
+
+:class:`StreamConsumer` is the consumer of an endpoint that holds an event stream open (``GET /mcp``,
+``GET /sse``, a resumed stream); it counts the stream against the caller's cap, registers it with
+:mod:`~mcp_app.transports.fanout` so that broadcasts and the session's messages reach it, and writes what
+arrives until its session's streams close or its client stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from ..conf import mcp_settings
+from ..limits import Limited, close_stream, limit_key, open_stream
+from ..notifications import StreamAudience
+from ..protocol import jsonrpc
+from ..protocol.messages import is_list_changed
+from ..runtime import get_server
+from . import fanout
+from .consumer import MCPConsumer, too_many
+from .events import acknowledge
+from .layerops import layer_op
+
+logger = logging.getLogger("mcp_app.transports")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    # nginx and some proxies buffer responses unless told not to, which would stall every stream.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str | None = None) -> bytes:
+    """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline)."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: ".encode() + jsonrpc.encode(message) + b"\n\n"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A layer error worth retrying: a read timeout (redis-py's socket timeout, 5 s by default since
+    redis-py 8, can fire while channels_redis blocks for 5 s waiting for messages)."""
+    return isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError"
+
+
+#: Bytes a connection's write buffer may hold before a stream's writer waits for the client to read (as
+#: asyncio's default high-water mark): only used where the ASGI server's ``send`` never waits (daphne).
+TRANSPORT_HIGH_WATER = 64 * 1024
+
+
+def _twisted_transport(send: Any) -> Any:
+    """The Twisted transport behind daphne's ASGI ``send`` (``functools.partial(server.handle_reply,
+    protocol)``, the protocol being the request), or None for other servers or when daphne changes."""
+    request = getattr(send, "args", (None,))[0] if getattr(send, "func", None) is not None else None
+    channel = getattr(request, "channel", None)
+    return getattr(channel, "transport", None)
+
+
+def transport_buffered(send: Any) -> int | None:
+    """Bytes waiting in the connection's write buffer, as Twisted's FileDescriptor keeps them (``dataBuffer``
+    from ``offset`` on, plus ``_tempDataLen``), behind daphne's ``send``; None when they cannot be read (other
+    servers, TLS wrappers, another Twisted): the bound then rests on the server's own flow control."""
+    transport = _twisted_transport(send)
+    for _ in range(3):  # wrappers (TLS, policies) keep the real transport in .transport
+        if transport is None:
+            return None
+        data = getattr(transport, "dataBuffer", None)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            try:
+                return len(data) - int(getattr(transport, "offset", 0)) + int(getattr(transport, "_tempDataLen", 0))
+            except (TypeError, ValueError):
+                return None
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def abort_connection(send: Any) -> bool:
+    """Drop the connection behind daphne's ``send`` at once, discarding its write buffer (a client that does
+    not read would otherwise keep it in memory); False when that is not possible (other servers)."""
+    transport = _twisted_transport(send)
+    abort = getattr(transport, "abortConnection", None)
+    if abort is None:
+        return False
+    try:
+        abort()  # daphne runs Twisted's reactor on this very event loop: a direct call is safe
+    except Exception as exc:  # noqa: BLE001 - already closing: leave it to the server
+        logger.debug("could not abort the connection (%s: %s)", type(exc).__name__, exc)
+        return False
+    return True
+
+
+class Coalescer:
+    """At most one message per method per ``window`` seconds on one stream: the first goes out at once,
+    later ones in the window collapse into one sent when it ends (so the last change is never lost)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._sent: dict[str, float] = {}
+        self._held: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def offer(self, message: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """The message to send now, or None when it is held for the end of the window."""
+        key = str(message.get("method"))
+        last = self._sent.get(key)
+        if last is None or now - last >= self.window:
+            self._sent[key] = now
+            return message
+        if key not in self._held:
+            self._held[key] = (last + self.window, message)
+        return None
+
+    def next_due(self) -> float | None:
+        return min((due for due, _ in self._held.values()), default=None)
+
+    def take_due(self, now: float) -> list[dict[str, Any]]:
+        ready = [key for key, (due, _) in self._held.items() if due <= now]
+        out = []
+        for key in ready:
+            out.append(self._held.pop(key)[1])
+            self._sent[key] = now
+        return out
+
+
+class StreamConsumer(MCPConsumer):
+    """An endpoint that holds an event stream open: its cap, its fan-out membership and its pump.
+
+    Only streams join: a request answered at once costs no registration and no channel.
+    """
+
+    #: The session whose event stream this consumer serves, if it serves one.
+    stream_session: str | None = None
+
+    def hold_stream(self) -> None:
+        """Count this stream against the principal's cap (released by :meth:`cleanup`); raise 429 when full."""
+        if self.principal.user is None:
+            return  # anonymous streams are bounded by their sessions' idle timeout, not a shared count
+        key = limit_key(self.principal, self.scope)
+        try:
+            open_stream(key)
+        except Limited as exc:
+            raise too_many(exc) from None
+        self.stream_limit_key = key
+
+    async def cleanup(self) -> None:
+        """Release what the request held (stream count, registration); runs however the request ended.
+
+        A stream's channel and registration are process-local (:mod:`~mcp_app.transports.fanout`): closing a
+        stream costs no channel-layer operation, so thousands of clients leaving at once cannot fail here."""
+        await super().cleanup()
+        key = getattr(self, "stream_limit_key", None)
+        if key is not None:
+            close_stream(key)
+            self.stream_limit_key = None
+        local: fanout.LocalStream | None = getattr(self, "local_stream", None)
+        if local is not None:
+            fanout.unregister(local)
+            self.local_stream = None
+
+    # -- the stream ---------------------------------------------------------------------------------
+    async def join_stream_channel(self, session_id: str) -> str | None:
+        """Register this consumer as an open stream of the session in this process (broadcasts and the
+        session's notifications reach it through the worker's bus listener), and give it a channel of its own
+        for messages addressed to it alone (a legacy stream's answers); return the channel's name (None
+        without a layer). No group is joined: nothing to leave, nothing to go stale."""
+        self.stream_session = session_id
+        server = get_server()
+        fanout.attach(server.bus)
+        await server.bus.ensure_listening()  # this process's one member of the workers' group
+        self.local_stream = fanout.LocalStream(session_id, mcp_settings.STREAM_BUFFER_BYTES)
+        fanout.register(self.local_stream)
+        self.channel_layer = get_channel_layer()
+        if self.channel_layer is not None:
+            # The default prefix on purpose: channels_redis multiplexes a process's channels through one key
+            # per prefix, and its receive loop reads only the key of whoever holds its lock.
+            self.channel_name = await self.channel_layer.new_channel()
+            # One message through the stream's own channel before the stream is announced: a layer that is
+            # down refuses the stream now (the caller answers 503), not its first answer later.
+            await layer_op(self.channel_layer.send, self.channel_name, {"type": "mcp.opened"})
+        # The stream ends with its session when the credential that opened it expires (a timer, here too:
+        # the worker that created the session may not be this one).
+        server.sessions.watch_expiry(session_id, self.principal)
+        return self.channel_name
+
+    async def _read_channel(self, local: fanout.LocalStream) -> None:
+        """Move what arrives on this stream's own channel into its buffer, at once, whether or not the client
+        reads: the layer's queues never back up behind a slow client (its buffer's bound deals with it)."""
+        layer, channel = self.channel_layer, self.channel_name
+        while True:
+            try:
+                event = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    continue
+                # The layer's backend is gone, and with it whatever was queued for this stream: end the stream
+                # so that the client reconnects, rather than leave it open and silent.
+                local.fail(f"channel layer receive failed ({type(exc).__name__}: {exc})")
+                return
+            local.put(event)
+            if "ack_to" in event:
+                # Confirm to the sender whether a stream that will write it took it (a legacy POST answers 202
+                # only after that, so that nothing is accepted for a stream that is gone or closing).
+                acknowledge(event, taken=local.overflowed is None and not local.closed)
+
+    async def pump_stream(self) -> None:
+        """Write this stream's events as SSE events until its session's streams close, or its client stops
+        reading.
+
+        Idle, it holds no thread and no database connection; a comment line every ``SSE_KEEPALIVE_INTERVAL``
+        seconds keeps proxies from timing the stream out. Events wait in the stream's bounded buffer
+        (:class:`~mcp_app.transports.fanout.LocalStream`, ``STREAM_BUFFER_BYTES``) while the client is slow:
+        when it overflows, the stream is closed (the legacy session ends with it) and what was waiting is
+        logged, never dropped silently. The bound holds under any ASGI server: where ``send`` waits for the
+        client (uvicorn) the writer waits; where it never does (daphne buffers in Twisted), the writer waits
+        while the connection's write buffer holds over :data:`TRANSPORT_HIGH_WATER` bytes.
+        """
+        keepalive = mcp_settings.SSE_KEEPALIVE_INTERVAL
+        local: fanout.LocalStream | None = getattr(self, "local_stream", None)
+        if local is None:  # not joined (a subclass that streams without a session)
+            while True:
+                await asyncio.sleep(keepalive)
+                await self.body(b": keepalive\n\n", more=True)
+        reader = (
+            asyncio.ensure_future(self._read_channel(local))
+            if self.channel_layer is not None and self.channel_name is not None
+            else None
+        )
+        writer = asyncio.ensure_future(self._write_stream(local, keepalive))
+        # A writer stuck in send() behind a client that does not read (uvicorn) is woken by cancelling it.
+        local.on_overflow = writer.cancel
+        try:
+            await asyncio.wait({writer})  # raises only when this request itself is cancelled (client gone)
+            if local.overflowed is None:
+                writer.result()  # ended by its session (or failed: the consumer's fail() logs it)
+                return
+            await self._abandon_stream(local, writer)
+        finally:
+            local.on_overflow = None
+            for task in (reader, writer):
+                if task is not None and not task.done():
+                    task.cancel()
+                if task is not None:
+                    # Retrieve its outcome later, so that asyncio does not report it as never retrieved.
+                    task.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _write_stream(self, local: fanout.LocalStream, keepalive: float) -> None:
+        coalescer = Coalescer(mcp_settings.LIST_CHANGED_COALESCE_SECONDS)
+        audience = StreamAudience(self.principal.user)
+        last_write = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wait = max(0.0, last_write + keepalive - now)
+            due = coalescer.next_due()
+            if due is not None:
+                wait = min(wait, max(0.0, due - now))
+            await local.wait(wait)
+            if local.overflowed is not None:
+                return  # pump_stream closes the stream
+            for message in coalescer.take_due(time.monotonic()):
+                await self._drained(local)
+                await self.write_event(message)
+                last_write = time.monotonic()
+            event = local.pop()
+            if event is None:
+                if local.closed:
+                    await self.body(b"")
+                    return
+                if time.monotonic() - last_write >= keepalive:
+                    await self.body(b": keepalive\n\n", more=True)
+                    last_write = time.monotonic()
+                continue
+            message = event.get("message")
+            if event.get("type") == "mcp.coalesced" and isinstance(message, dict):
+                # Only for callers who may read the exposure whose rows changed (never a hint about others').
+                admitted = await audience.admits(event)
+                message = coalescer.offer(message, time.monotonic()) if admitted else None
+            elif is_list_changed(message):
+                message = coalescer.offer(message, time.monotonic())
+            if message is not None:
+                await self._drained(local)
+                if local.overflowed is not None:
+                    return
+                await self.write_event(message)
+                last_write = time.monotonic()
+
+    async def _drained(self, local: fanout.LocalStream) -> None:
+        """Wait while the connection's write buffer is over :data:`TRANSPORT_HIGH_WATER` (servers whose
+        ``send`` never waits: daphne), so that pending events stay in the bounded buffer instead."""
+        while local.overflowed is None:
+            buffered = transport_buffered(self.base_send)
+            if buffered is None or buffered <= TRANSPORT_HIGH_WATER:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _abandon_stream(self, local: fanout.LocalStream, writer: asyncio.Future[None]) -> None:
+        """Close a stream whose buffer overflowed (or whose channel failed): log what was waiting (the session
+        and the ids of the answers that will not be delivered), then end the response; where the connection
+        can be aborted (daphne), abort it, so that what its write buffer holds is freed at once."""
+        logger.warning(
+            "closing the stream of session %s: %s; undelivered answers/requests (ids): %s",
+            self.stream_session,
+            local.overflowed,
+            local.waiting_ids()[:50] or "none",
+        )
+        writer.cancel()
+        try:
+            await asyncio.wait({writer}, timeout=1)
+        except Exception:  # noqa: BLE001 - its outcome is retrieved by pump_stream's done callback
+            pass
+        # A broken channel is not the client's doing: end its response cleanly, so that it reconnects.
+        aborted = not local.broken and abort_connection(self.base_send)
+        if not aborted:
+            try:
+                # Under a server whose send waits for the client (uvicorn), a client that does not read
+                # never lets this finish: returning with the response incomplete makes the server close it.
+                await asyncio.wait_for(self.body(b""), 1)
+            except (TimeoutError, Exception) as exc:  # noqa: BLE001 - the connection is being dropped anyway
+                logger.debug("could not end the response of session %s cleanly (%s)", self.stream_session, exc)
+
+    async def write_event(self, message: dict[str, Any]) -> None:
+        """Write one JSON-RPC message as an SSE ``message`` event on this response.
+
+        The one place an event stream writes a message: transports that number their events and keep
+        them for resumption (Last-Event-ID) override it.
+        """
+        await self.body(sse_event(message), more=True)
