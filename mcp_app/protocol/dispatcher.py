@@ -129,7 +129,7 @@ class Dispatcher:
             caps["completions"] = {}
         return caps
 
-    def validate_initialize(self, params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    def _validate_initialize(self, params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """Check initialize params; return (negotiated version, clientInfo, client capabilities)."""
         requested = params.get("protocolVersion")
         if not isinstance(requested, str):
@@ -143,6 +143,7 @@ class Dispatcher:
         return versions.negotiate(requested), client_info, capabilities
 
     def initialize_result(self, version: str) -> dict[str, Any]:
+        """The InitializeResult for a session of ``version``: capabilities, serverInfo, instructions."""
         result: dict[str, Any] = {
             "protocolVersion": version,
             "capabilities": self.capabilities(version),
@@ -153,7 +154,9 @@ class Dispatcher:
         return result
 
     async def _initialize(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        version, client_info, capabilities = self.validate_initialize(params)
+        # Recorded before answering: a session whose negotiated version could not be kept is not answered
+        # as if it had been (the session's own error is the answer).
+        version, client_info, capabilities = self._validate_initialize(params)
         await ctx.session.record_initialize(version, client_info, capabilities)
         return self.initialize_result(version)
 
