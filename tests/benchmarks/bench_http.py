@@ -13,17 +13,16 @@ pass/fail. wrk runs on the same machine, so it takes CPU from the server: compar
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.live import LiveServer, start_daphne
+from tests.live import HEADERS, LiveServer, initialize_message, start_daphne
+
+from .load import rss_kb, wrk
 
 MESSAGES = {
     "ping": {"jsonrpc": "2.0", "id": 1, "method": "ping"},
@@ -35,44 +34,12 @@ MESSAGES = {
         "params": {"name": "uppercase_text", "arguments": {"text": "hello"}},
     },
 }
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
 def initialize(server: LiveServer) -> str:
-    body = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-    }
-    response = httpx.post(server.mcp_url, json=body, headers=HEADERS)
+    response = httpx.post(server.mcp_url, json=initialize_message(client="bench"), headers=HEADERS)
     response.raise_for_status()
     return response.headers["mcp-session-id"]
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def wrk(url: str, session_id: str | None, message: dict | None, seconds: int, connections: int, workdir: Path) -> dict:
-    """Run wrk: a POST of ``message`` on the session, or a plain GET when ``message`` is None."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if message is not None:
-        script = workdir / "post.lua"
-        headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
-        lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(message))}"]
-        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
-        script.write_text("\n".join(lines) + "\n")
-        command += ["-s", str(script)]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(errors.group(1)) if errors else 0}
 
 
 def stream_memory(server: LiveServer, count: int) -> tuple[int, int]:
@@ -128,12 +95,17 @@ def main() -> None:
                     ("baseline: Channels consumer", f"{server.url}/bench/consumer", None),
                     ("baseline: Django async view", f"{server.url}/bench/django", None),
                 ]
+                headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
                 for label, url, message in runs:
-                    result = wrk(url, session_id, message, args.seconds, args.connections, workdir)
-                    print(
-                        f"{label:32s} {result['rps']:9.0f} req/s   p50 {result['p50']:>8}   p99 {result['p99']:>8}"
-                        f"   non-2xx {result['non2xx']}"
+                    result = wrk(
+                        url,
+                        body=message,
+                        headers=headers if message is not None else None,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        workdir=workdir,
                     )
+                    print(f"{label:32s} {result.row()}")
             finally:
                 server.stop()
 

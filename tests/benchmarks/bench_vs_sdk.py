@@ -1,0 +1,324 @@
+"""This project against the official MCP SDK's server, side by side in one run: figures and ratios.
+
+    .venv/bin/python -m tests.benchmarks.bench_vs_sdk [--seconds 10] [--connections 32] [--streams 1000]
+        [--database sqlite|postgres] [--audit-log on|off] [--only http,sse,streams]
+
+Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py) on 127.0.0.1, one process each, pinned to
+one core (``taskset``, CPU 0); the load generators run on another (CPU 1), so each server has its core to
+itself and the ratios compare servers rather than who won the CPU. One server runs at a time.
+
+- This project: the demo site as shipped (mcpsite.asgi, tests/benchmarks/demo_settings.py: bearer token,
+  audit log on, DEBUG off, the per-caller caps raised so one client can drive it), on SQLite (default, a
+  file in a temporary directory) or PostgreSQL (``--database postgres``: a scratch database
+  ``mcp_app_bench_vs_sdk`` on 127.0.0.1 as user postgres, created and dropped by the run). Migrated once,
+  one user with a token from ``manage.py mcp_token``.
+- The SDK (``mcp`` package, tests/benchmarks/sdk_server.py) under uvicorn, behind its own bearer-token check
+  with the same kind of token: stateful Streamable HTTP as it ships (answers as SSE) and with JSON answers,
+  stateless Streamable HTTP answering the 2026-07-28 per-request protocol, and its legacy SSE server.
+- A bare ASGI app (tests/benchmarks/bare_asgi.py): the ceiling of daphne and uvicorn on this machine.
+
+Measured (wrk, Debian package ``wrk``, for single POSTs; tests/benchmarks/sse_client.py for what needs a stream):
+
+1. tools/call over Streamable HTTP on an open session, uvicorn and daphne; the 2026-07-28 stateless call
+   where this project answers it (else n/a); the bare app's ceiling on each server.
+2. The legacy SSE round trip: ``--connections`` sessions, each POSTing tools/call to its messages URL and
+   reading the answer from its stream before the next.
+3. ``--streams`` idle legacy streams (10000 for the issue's target): the server's memory per stream (RSS
+   growth / N) and the time to open them all (64 being opened at a time).
+
+Every load is preceded by a checked call (the answer must be the echo of its text) and a one-second warm-up
+that is not counted; wrk's non-2xx and socket errors are printed with its figures. Not part of the test
+suite: figures, not pass/fail. Absolute figures depend on the machine and on what else runs on it; the
+ratios are what compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.live import HEADERS, REPO, LiveServer, migrate, open_session, start_daphne
+
+from .load import WrkResult, echo_call, pin, rss_kb, wrk
+from .sse_client import check_echo, open_streams, round_trips, run
+
+SETTINGS = "tests.benchmarks.demo_settings"
+OURS = "mcpsite.asgi:application"
+SDK = "tests.benchmarks.sdk_server:app"
+BARE = "tests.benchmarks.bare_asgi:application"
+PG_DATABASE = "mcp_app_bench_vs_sdk"
+STATELESS_VERSION = "2026-07-28"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+@dataclass
+class Row:
+    """One comparison of the table: our figure, the other's, and which way is better."""
+
+    label: str
+    ours: float | None
+    theirs: float | None
+    unit: str
+    higher_is_better: bool = True
+    note: str = ""
+
+    def line(self) -> str:
+        def fmt(value: float | None) -> str:
+            if value is None:
+                return "n/a"
+            return f"{value:,.0f} {self.unit}" if value >= 100 else f"{value:,.1f} {self.unit}"
+
+        ratio = f"{self.ours / self.theirs:.2f}x" if self.ours is not None and self.theirs else "n/a"
+        direction = "" if self.higher_is_better else " (lower is better)"
+        return f"| {self.label} | {fmt(self.ours)} | {fmt(self.theirs)} | {ratio}{direction} |{self.note}"
+
+
+class Bench:
+    """The run's shared state: where servers run from, their environment, the token, the options."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
+        self.args, self.workdir, self.env = args, workdir, env
+        self.token = create_token(env)
+        self.sdk_token = secrets.token_urlsafe(32)
+        self.details: list[str] = []
+
+    # -- servers ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def serve(self, label: str, server: str, app: str, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+        """Start ``app`` under ``server`` (daphne or uvicorn), pinned to the server CPU, for the block."""
+        live = start_daphne(
+            self.workdir,
+            server=server,
+            app=app,
+            settings=SETTINGS,
+            run_migrations=False,
+            extra_env={**self.env, **(extra_env or {})},
+        )
+        try:
+            pin(live.process.pid, SERVER_CPU)
+            yield live
+        finally:
+            live.stop()
+            if "Traceback" in live.log():
+                print(f"!! {label}: the server logged a traceback, see below\n{live.log()[-3000:]}", file=sys.stderr)
+
+    def sdk(self, mode: str) -> contextlib.AbstractContextManager[LiveServer]:
+        return self.serve(f"SDK {mode}", "uvicorn", SDK, {"BENCH_SDK_MODE": mode, "BENCH_TOKEN": self.sdk_token})
+
+    # -- loads --------------------------------------------------------------------------------------------
+    def wrk(self, label: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> WrkResult:
+        """A warm-up, then the measured wrk run; its figures go to the details."""
+        load = {"body": body, "headers": headers, "connections": self.args.connections, "workdir": self.workdir}
+        wrk(url, seconds=1, cpus=CLIENT_CPU, **load)
+        result = wrk(url, seconds=self.args.seconds, cpus=CLIENT_CPU, **load)
+        self.details.append(f"{label:58s} {result.row()}")
+        print(self.details[-1], flush=True)
+        return result
+
+    def tools_call(self, label: str, live: LiveServer, token: str) -> float:
+        """tools/call echo on one Streamable HTTP session (2025-11-25), checked once, then under load."""
+        with httpx.Client(timeout=30) as http:
+            headers = open_session(http, live.mcp_url, token)
+            check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check"), headers=headers)), "check")
+        return self.wrk(label, live.mcp_url, echo_call(), headers).rps
+
+    def stateless_call(self, label: str, live: LiveServer, token: str) -> float | None:
+        """tools/call echo as a 2026-07-28 request (no session); None if the server does not answer it."""
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        }
+        headers = {
+            **HEADERS,
+            "authorization": f"Bearer {token}",
+            "mcp-protocol-version": STATELESS_VERSION,
+            "mcp-method": "tools/call",
+            "mcp-name": "echo",
+        }
+        body = echo_call(1, "check", meta=meta)
+        response = httpx.post(live.mcp_url, json=body, headers=headers, timeout=30)
+        try:
+            check_echo(answer_of(response), "check")
+        except Exception as exc:  # noqa: BLE001 - any refusal means: not served
+            self.details.append(f"{label:58s} not answered: {response.status_code} {str(exc)[:150]}")
+            print(self.details[-1], flush=True)
+            return None
+        return self.wrk(label, live.mcp_url, echo_call(meta=meta), headers).rps
+
+    def sse_round_trips(self, label: str, live: LiveServer, path: str, token: str) -> float:
+        measured = run(
+            round_trips(
+                "127.0.0.1",
+                live.port,
+                path,
+                {"authorization": f"Bearer {token}"},
+                connections=self.args.connections,
+                seconds=self.args.seconds,
+            )
+        )
+        self.details.append(f"{label:58s} {measured.row()}")
+        print(self.details[-1], flush=True)
+        return measured.rate
+
+    def idle_streams(self, label: str, live: LiveServer, path: str, token: str) -> tuple[float, float]:
+        """Open ``--streams`` idle legacy streams on a fresh server: (KiB of RSS each, seconds to open them)."""
+        count = self.args.streams
+
+        async def measure() -> tuple[float, float]:
+            await asyncio.sleep(0.5)
+            before = rss_kb(live.process.pid)
+            streams, seconds = await open_streams("127.0.0.1", live.port, path, {"authorization": f"Bearer {token}"}, count=count)
+            await asyncio.sleep(1.0)  # the server settles: buffers of the opening burst freed
+            after = rss_kb(live.process.pid)
+            for stream in streams:
+                stream.close()
+            return (after - before) / count, seconds
+
+        per_stream, seconds = run(measure())
+        self.details.append(f"{label:58s} {count} streams in {seconds:.2f} s, {per_stream:.1f} KiB each")
+        print(self.details[-1], flush=True)
+        return per_stream, seconds
+
+
+def answer_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC answer in a POST's response, JSON or a one-event SSE stream."""
+    response.raise_for_status()
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command of the demo (as an operator would); return what it printed."""
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def create_token(env: dict[str, str]) -> str:
+    """A user ``bench`` and a bearer token of theirs (``manage.py mcp_token``)."""
+    manage(env, "createsuperuser", "--noinput", "--username", "bench", "--email", "bench@example.com")
+    return manage(env, "mcp_token", "bench", "--name", "benchmark").splitlines()[-1]
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[dict[str, str]]:
+    """The environment of a migrated scratch database: a SQLite file in ``workdir``, or a PostgreSQL database
+    created for the run and dropped after it."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
+    if kind == "sqlite":
+        env["MCPSITE_SQLITE"] = str(workdir / "bench.sqlite3")
+        migrate(env)
+        yield env
+        return
+    admin = "host=127.0.0.1 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+    env["MCPSITE_POSTGRES_DB"] = PG_DATABASE
+    try:
+        migrate(env)
+        yield env
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+def compare(bench: Bench, parts: set[str]) -> list[Row]:
+    """Run the measurements of ``parts`` (http, sse, streams); one table row per comparison."""
+    rows: list[Row] = []
+    if "http" in parts:
+        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
+            ours_uvicorn = bench.tools_call("this project, uvicorn, tools/call (stateful)", live, bench.token)
+            ours_stateless = bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live, bench.token)
+        with bench.serve("ours daphne", "daphne", OURS) as live:
+            ours_daphne = bench.tools_call("this project, daphne, tools/call (stateful)", live, bench.token)
+        with bench.sdk("stateful") as live:
+            sdk_stateful = bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live, bench.sdk_token)
+        with bench.sdk("stateful_json") as live:
+            sdk_json = bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live, bench.sdk_token)
+        with bench.sdk("stateless") as live:
+            sdk_stateless = bench.stateless_call("SDK, uvicorn, tools/call (2026-07-28 stateless)", live, bench.sdk_token)
+        bare = {}
+        for server in ("daphne", "uvicorn"):
+            with bench.serve(f"bare {server}", server, BARE) as live:
+                bare[server] = bench.wrk(f"bare ASGI app, {server} (the ceiling)", live.mcp_url, echo_call(), HEADERS).rps
+        rows += [
+            Row("tools/call, Streamable HTTP, uvicorn: vs the SDK's stateful server", ours_uvicorn, sdk_stateful, "req/s"),
+            Row("tools/call, Streamable HTTP, uvicorn: vs the SDK stateful with JSON answers", ours_uvicorn, sdk_json, "req/s"),
+            Row(
+                "tools/call, 2026-07-28 stateless, uvicorn: vs the SDK's stateless server", ours_stateless, sdk_stateless, "req/s"
+            ),
+            Row("tools/call, daphne: vs a bare ASGI app on daphne", ours_daphne, bare["daphne"], "req/s"),
+            Row("tools/call, uvicorn: vs a bare ASGI app on uvicorn", ours_uvicorn, bare["uvicorn"], "req/s"),
+        ]
+    if "sse" in parts:
+        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
+            ours = bench.sse_round_trips("this project, uvicorn, legacy SSE round trip", live, "/sse", bench.token)
+        with bench.sdk("sse") as live:
+            sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live, "/sse", bench.sdk_token)
+        rows.append(Row("legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server", ours, sdk, "req/s"))
+    if "streams" in parts:
+        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
+            ours_kib, ours_s = bench.idle_streams("this project, uvicorn, idle legacy streams", live, "/sse", bench.token)
+        with bench.sdk("sse") as live:
+            sdk_kib, sdk_s = bench.idle_streams("SDK, uvicorn, idle legacy streams", live, "/sse", bench.sdk_token)
+        n = bench.args.streams
+        rows += [
+            Row(f"{n:,} idle legacy streams, uvicorn: memory each", ours_kib, sdk_kib, "KiB", higher_is_better=False),
+            Row(f"{n:,} idle legacy streams, uvicorn: time to open them all", ours_s, sdk_s, "s", higher_is_better=False),
+        ]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="of each measured load (after a 1 s warm-up)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections; legacy SSE sessions at once")
+    parser.add_argument("--streams", type=int, default=1000, help="idle legacy streams to open (the issue's target: 10000)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--audit-log", choices=["on", "off"], default="on", help="this project's audit log (shipped: on)")
+    parser.add_argument("--only", default="http,sse,streams", help="comma separated: http, sse, streams")
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed (Debian: apt-get install {'wrk' if tool == 'wrk' else 'util-linux'})")
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("two CPUs are needed: the server runs on one, the load generators on the other")
+    # This process (the SSE client) and wrk on CPU 1; each server is moved to CPU 0 once started.
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    os.environ["BENCH_AUDIT_LOG"] = "1" if args.audit_log == "on" else "0"
+    with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp, database(args.database, Path(tmp)) as env:
+        bench = Bench(args, Path(tmp), env)
+        print(
+            f"== this project (mcp_app {version('mcp_app')}, Django {version('django')}, {args.database}, audit log "
+            f"{args.audit_log}) vs the "
+            f"official SDK (mcp {version('mcp')}); uvicorn {version('uvicorn')}, daphne {version('daphne')}; servers "
+            f"on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}; {args.connections} connections, {args.seconds} s per load",
+            flush=True,
+        )
+        rows = compare(bench, set(args.only.split(",")))
+    print(f"\n| {args.database} | this project | SDK / bare app | ratio |\n|---|---:|---:|---:|")
+    for row in rows:
+        print(row.line())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Shared by the benchmarks: wrk runs, a process's memory, CPU pinning, and the ``echo`` tool's calls.
+
+Nothing here imports Django or mcp_app: the benchmarks drive servers from outside, over HTTP, as clients do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (0 if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pin(pid: int, cpus: str) -> None:
+    """Pin every thread of ``pid`` to ``cpus`` (a taskset list such as "0"); threads it starts later inherit it."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
+
+
+def echo_call(request_id: int = 1, text: str = "hello", *, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``tools/call`` of the ``echo`` tool (``meta``: the request's ``params._meta``, for 2026-07-28)."""
+    params: dict[str, Any] = {"name": "echo", "arguments": {"text": text}}
+    if meta is not None:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+@dataclass
+class WrkResult:
+    """One wrk run: requests per second, latency percentiles as wrk prints them, and the non-2xx count."""
+
+    rps: float
+    p50: str
+    p99: str
+    non2xx: int
+    errors: int
+
+    def row(self) -> str:
+        """The figures as one line of the printed table."""
+        bad = f"   non-2xx {self.non2xx}" if self.non2xx else ""
+        bad += f"   socket errors {self.errors}" if self.errors else ""
+        return f"{self.rps:9.0f} req/s   p50 {self.p50:>8}   p99 {self.p99:>8}{bad}"
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    workdir: Path,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    threads: int = 2,
+    cpus: str | None = None,
+) -> WrkResult:
+    """Run wrk against ``url``: a POST of ``body`` (JSON) with ``headers``, or a plain GET when ``body`` is None.
+
+    ``cpus``: run wrk under ``taskset -c cpus``, away from a server pinned elsewhere. wrk's own counts of
+    non-2xx answers and socket errors are returned with the rate: a run that errs measures nothing.
+    """
+    command = ["wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{seconds}s", "--latency"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    if body is not None or headers:
+        lines = []
+        if body is not None:
+            lines += ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+        lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
+        script = workdir / "wrk.lua"
+        script.write_text("\n".join(lines) + "\n")
+        command += ["-s", str(script)]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        rps=rps,
+        p50=p50,
+        p99=p99,
+        non2xx=int(non2xx.group(1)) if non2xx else 0,
+        errors=sum(int(n) for n in errors.groups()) if errors else 0,
+    )
