@@ -1,9 +1,13 @@
-"""App configuration: registers system checks and autodiscovers ``<app>.mcp`` modules."""
+"""App configuration: registers the system checks and the signal receivers, and autodiscovers ``<app>.mcp``
+modules."""
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
+
+from .conf import mcp_settings
 
 
 class McpAppConfig(AppConfig):
@@ -12,19 +16,17 @@ class McpAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from . import checks, notifications, signals  # noqa: F401  (registers the checks and the signal receivers)
-
-        # imported here: the providers import the models, which need the app registry ready.
-        from .providers import hooks  # noqa: F401  (registers the validation the models' clean() runs)
+        # imported here, not at the top: Django imports this module before the models, and these modules
+        # import the models (the app registry must be ready). Importing them registers the checks, the signal
+        # receivers and the validation the models' clean() runs.
+        from . import checks, notifications  # noqa: F401
+        from .providers import hooks  # noqa: F401
         from .providers.code import autodiscover
 
         autodiscover()
         post_migrate.connect(_sync_rows, sender=self)
-        from django.apps import apps
-
         if apps.is_installed("oauth2_provider"):
+            # imported here: django-oauth-toolkit is optional, and its models need the app registry ready.
             from .contrib.oauth import connect_signals
 
             connect_signals()  # revoked OAuth access tokens end their sessions
@@ -32,8 +34,8 @@ class McpAppConfig(AppConfig):
 
 def _sync_rows(**kwargs: object) -> None:
     """After migrate: a row for every code-registered tool and prompt, so admins see them at once."""
-    from .conf import mcp_settings
-    from .providers.managed import ManagedProvider  # imported here: it imports the models (see ready())
+    # imported here: it imports the models (see ready()).
+    from .providers.managed import ManagedProvider
 
     provider = mcp_settings.PROVIDER
     if isinstance(provider, ManagedProvider):
