@@ -56,7 +56,7 @@ import psycopg
 from tests.live import HEADERS, REPO, LiveServer, migrate, open_session, start_daphne
 
 from .load import WrkResult, echo_call, pin, rss_kb, wrk
-from .sse_client import check_echo, open_streams, round_trips, run
+from .sse_client import ProtocolError, check_echo, open_streams, round_trips, run
 
 SETTINGS = "tests.benchmarks.demo_settings"
 OURS = "mcpsite.asgi:application"
@@ -156,8 +156,8 @@ class Bench:
         response = httpx.post(live.mcp_url, json=body, headers=headers, timeout=30)
         try:
             check_echo(answer_of(response), "check")
-        except Exception as exc:  # noqa: BLE001 - any refusal means: not served
-            self.details.append(f"{label:58s} not answered: {response.status_code} {str(exc)[:150]}")
+        except (httpx.HTTPStatusError, ProtocolError, ValueError, KeyError):  # refused or not understood: not served
+            self.details.append(f"{label:58s} not answered: HTTP {response.status_code} {response.text[:100]!r}")
             print(self.details[-1], flush=True)
             return None
         return self.wrk(label, live.mcp_url, echo_call(meta=meta), headers).rps
