@@ -38,9 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE": 100,
     # Seconds a handler waits for the client to answer sampling / elicitation / roots requests.
     "CLIENT_REQUEST_TIMEOUT": 300,
-    # Cache alias holding session state between messages; use a shared cache (Redis) with many workers.
-    "SESSION_CACHE": "default",
-    # Seconds a session stays cached; the database row stays the source of truth.
+    # Seconds a worker keeps a session in its memory (mcp_app.sessions); the database row stays the source of truth.
     "SESSION_CACHE_TIMEOUT": 300,
     # last_seen is written at most this often (seconds), so a message rarely costs a DB write.
     "SESSION_TOUCH_INTERVAL": 60,

@@ -59,7 +59,6 @@ class Session(models.Model):
     class Transport(models.TextChoices):
         STREAMABLE_HTTP = "streamable_http", _("Streamable HTTP")
         SSE = "sse", _("HTTP+SSE (legacy)")
-        STDIO = "stdio", _("stdio")
 
     id = models.CharField(primary_key=True, max_length=64, editable=False)
     transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP)

@@ -117,19 +117,6 @@ class SessionRecord:
         except OUTAGE_ERRORS as exc:
             raise database_unavailable("initialize") from exc
 
-    async def record_initialize(
-        self, protocol_version: str, client_info: dict[str, Any], client_capabilities: dict[str, Any]
-    ) -> None:
-        """Record what ``initialize`` negotiated on a session that exists before it (the legacy transport's,
-        created when its stream opens); :class:`~mcp_app.availability.Unavailable` while the database is down."""
-        assert self.store is not None
-        try:
-            await self.store.initialize(
-                self, protocol_version=protocol_version, client_info=client_info, client_capabilities=client_capabilities
-            )
-        except OUTAGE_ERRORS as exc:
-            raise database_unavailable("initialize") from exc
-
 
 def _db(fn: Any) -> Any:
     """Run ORM work in Django's thread with the connection hygiene of a request (CONN_MAX_AGE honoured)."""
