@@ -38,6 +38,7 @@ from django.db import close_old_connections
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
+from .models import ToolCall
 
 logger = logging.getLogger("mcp_app.audit")
 
@@ -167,15 +168,11 @@ class AuditEntry:
 
 
 def _insert(fields: dict[str, Any], arguments: Any) -> int:
-    from .models import ToolCall
-
     # Here, in the writer's thread: redacting and measuring megabytes of arguments stays off the event loop.
     return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED, **fields).pk
 
 
 def _update(pk: int, fields: dict[str, Any]) -> None:
-    from .models import ToolCall
-
     if not ToolCall.objects.filter(pk=pk).update(**fields):
         # Pruned or deleted meanwhile: nothing to complete, and retrying would not bring it back.
         logger.warning("audit log: tool call row %s is gone; its outcome (%s) was not recorded", pk, fields.get("outcome"))

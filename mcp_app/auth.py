@@ -14,12 +14,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import import_module
 from typing import Any
 
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.db.models import Max
+from django.http import HttpRequest, parse_cookie
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
 from .conf import mcp_settings
 from .headers import header
+from .models import Token
 
 #: The principal key of every caller without credentials (when ALLOW_ANONYMOUS lets them in).
 ANONYMOUS = "anonymous"
@@ -79,8 +87,6 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        from django.http import parse_cookie
-
         raw = self.header("cookie")
         return parse_cookie(raw) if raw else {}
 
@@ -163,8 +169,6 @@ def credential_expiry(principal: Principal) -> datetime | None:
     client, whose access goes on while the client holds any unexpired access token for the user (a
     refresh replaced the one that opened the session): this is the latest of their expiries.
     """
-    from django.db.models import Max
-
     now = timezone.now()
     credential = principal.auth
     if credential is None or principal.expires is None:
@@ -188,8 +192,6 @@ class BearerTokenAuthentication(BaseAuthentication):
     only_authorization_and_cookie = True
 
     def authenticate(self, request: Request) -> Principal | None:
-        from .models import Token
-
         key = request.bearer()
         if key is None or not key.startswith(Token.PREFIX):
             return None
@@ -220,12 +222,6 @@ class SessionAuthentication(BaseAuthentication):
     only_authorization_and_cookie = True
 
     def authenticate(self, request: Request) -> Principal | None:
-        from django.conf import settings
-        from django.contrib.auth import get_user
-        from django.http import HttpRequest
-        from django.middleware.csrf import CsrfViewMiddleware
-        from django.utils.module_loading import import_module
-
         session_key = request.cookies.get(settings.SESSION_COOKIE_NAME)
         if not session_key:
             return None
@@ -286,8 +282,6 @@ async def authenticate(scope: dict[str, Any]) -> Principal:
     """:func:`authenticate_sync` without leaving the event loop in the common cases: a bearer token
     validated recently (cached), or a request with no credentials when every class reads only the
     Authorization header and cookies."""
-    from .models import Token
-
     request = Request(scope)
     key = request.bearer()
     classes = mcp_settings.DEFAULT_AUTHENTICATION_CLASSES
@@ -301,8 +295,6 @@ async def authenticate(scope: dict[str, Any]) -> Principal:
         and all(getattr(cls, "only_authorization_and_cookie", False) for cls in classes)
     ):
         return _without_credentials(request)
-    from channels.db import database_sync_to_async
-
     return await database_sync_to_async(authenticate_sync)(scope)
 
 
@@ -324,11 +316,6 @@ def origin(scope: dict[str, Any]) -> str:
     """The site's origin as the client sees it (scheme and Host of the request)."""
     host = header(scope, b"host") or "localhost"
     return f"{scope.get('scheme', 'http')}://{host}"
-
-
-def resource_url(scope: dict[str, Any]) -> str:
-    """The protected resource's identifier (RFC 8707 / RFC 9728): ``RESOURCE_URL`` or origin + PATH."""
-    return mcp_settings.RESOURCE_URL or origin(scope) + mcp_settings.PATH
 
 
 def resource_metadata_url(scope: dict[str, Any]) -> str | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, mcp_settings
+from .limits import ATOMIC_CACHE_BACKENDS
+from .permissions import AllowAny
 from .providers.exposures.resource import default_exposures
 
 
@@ -145,8 +149,6 @@ def check_redis_timeout(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Rates are counted with the cache's ``incr``, which only some backends do atomically: with the others,
     concurrent requests read the same count and all get through."""
-    from .limits import ATOMIC_CACHE_BACKENDS
-
     user = getattr(settings, "MCP_APP", {})
     alias = (user if isinstance(user, dict) else {}).get("RATE_LIMIT_CACHE", DEFAULTS["RATE_LIMIT_CACHE"])
     backend = str((getattr(settings, "CACHES", {}) or {}).get(alias, {}).get("BACKEND", ""))
@@ -208,10 +210,6 @@ def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.security)
 def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """The authentication settings hold together: OAuth needs its app, and "everything public" is said aloud."""
-    from django.apps import apps
-
-    from .conf import mcp_settings
-
     messages: list[Any] = []
     classes = [f"{c.__module__}.{c.__qualname__}" for c in mcp_settings.DEFAULT_AUTHENTICATION_CLASSES]
     if "mcp_app.contrib.oauth.OAuth2Authentication" in classes and not apps.is_installed("oauth2_provider"):
@@ -222,8 +220,6 @@ def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="mcp_app.E005",
             )
         )
-    from .permissions import AllowAny
-
     defaults = mcp_settings.DEFAULT_PERMISSION_CLASSES
     if mcp_settings.ALLOW_ANONYMOUS and any(isinstance(c, type) and issubclass(c, AllowAny) for c in defaults):
         messages.append(
@@ -241,10 +237,6 @@ def check_authentication(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 def check_resource_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """OAuth access tokens are checked against ``RESOURCE_URL``; without it the audience is derived from the
     request, which production sites (usually behind a proxy that changes the port) should not rely on."""
-    from urllib.parse import urlsplit
-
-    from .conf import mcp_settings
-
     url = mcp_settings.RESOURCE_URL
     if url is not None:
         parts = urlsplit(url) if isinstance(url, str) else None

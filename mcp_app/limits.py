@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core.cache import caches
 from django.db.models import Q
 
 from .availability import RETRY_AFTER, Unavailable
@@ -88,8 +89,6 @@ def _count(cache_alias: str, key: str, count: int, timeout: int) -> int:
     Synchronous on purpose: the cache's own ``add`` and ``incr`` are atomic in the backends of
     :data:`ATOMIC_CACHE_BACKENDS`, while their async variants are not (see the module docstring).
     """
-    from django.core.cache import caches
-
     cache = caches[cache_alias]
     for _ in range(_COUNT_ATTEMPTS):
         cache.add(key, 0, timeout=timeout)
