@@ -171,9 +171,13 @@ class MCPSettings:
 mcp_settings = MCPSettings()
 
 
+#: Django settings whose change (``override_settings`` in tests) drops what was derived from them: the cached
+#: values here and the runtime objects (:mod:`mcp_app.runtime`, whose own receiver rebuilds them, so that this
+#: module imports nothing of the app).
+RELOAD_SETTINGS = frozenset({"MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"})
+
+
 @receiver(setting_changed)
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    # Only the cached values: the runtime objects built from them (mcp_app.runtime) have their own receiver,
-    # so that this module imports nothing of the app.
-    if setting in ("MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"):
+    if setting in RELOAD_SETTINGS:
         mcp_settings.reload()

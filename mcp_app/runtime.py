@@ -24,7 +24,7 @@ from django.dispatch import receiver
 from . import __version__
 from .auth import forget_credentials
 from .bus import RESYNC, Bus
-from .conf import mcp_settings
+from .conf import RELOAD_SETTINGS, mcp_settings
 from .protocol import jsonrpc
 from .protocol.context import PendingClientRequests
 from .protocol.dispatcher import Dispatcher
@@ -180,14 +180,11 @@ def reset() -> None:
     _server = None
 
 
-#: Settings the built server depends on (directly, or through mcp_settings, the cursor key and the caches).
-RUNTIME_SETTINGS = frozenset({"MCP_APP", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CACHES"})
-
-
 @receiver(setting_changed)
 def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    # override_settings() in tests, or a reload: the next get_server() builds from the new values.
-    if setting in RUNTIME_SETTINGS:
+    # override_settings() in tests, or a reload: the next get_server() builds from the new values (the
+    # settings the server is built from: directly, through mcp_settings, the cursor key and the caches).
+    if setting in RELOAD_SETTINGS:
         reset()
 
 
