@@ -27,7 +27,8 @@ Measured (wrk, Debian package ``wrk``, for single POSTs; tests/benchmarks/sse_cl
    growth / N) and the time to open them all (64 being opened at a time).
 
 Every load is preceded by a checked call (the answer must be the echo of its text) and a one-second warm-up
-that is not counted; wrk's non-2xx and socket errors are printed with its figures. Not part of the test
+that is not counted. The table counts 2xx answers only; wrk's non-2xx answers and socket errors are printed
+with its figures, and a run with non-2xx answers is followed by a short one printing the first few. Not part of the test
 suite: figures, not pass/fail. Absolute figures depend on the machine and on what else runs on it; the
 ratios are what compares.
 """
@@ -129,14 +130,18 @@ class Bench:
         result = wrk(url, seconds=self.args.seconds, cpus=CLIENT_CPU, **load)
         self.details.append(f"{label:58s} {result.row()}")
         print(self.details[-1], flush=True)
+        if result.non2xx:  # say what they were: a short second run that shows them
+            for failure in wrk(url, seconds=2, cpus=CLIENT_CPU, show_failures=True, **load).failures:
+                print(f"    non-2xx answer: {failure}", flush=True)
         return result
 
     def tools_call(self, label: str, live: LiveServer, token: str) -> float:
-        """tools/call echo on one Streamable HTTP session (2025-11-25), checked once, then under load."""
+        """tools/call echo on one Streamable HTTP session (2025-11-25), checked once, then under load: the rate of
+        2xx answers."""
         with httpx.Client(timeout=30) as http:
             headers = open_session(http, live.mcp_url, token)
             check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check"), headers=headers)), "check")
-        return self.wrk(label, live.mcp_url, echo_call(), headers).rps
+        return self.wrk(label, live.mcp_url, echo_call(), headers).ok_rps
 
     def stateless_call(self, label: str, live: LiveServer, token: str) -> float | None:
         """tools/call echo as a 2026-07-28 request (no session); None if the server does not answer it."""
@@ -160,7 +165,7 @@ class Bench:
             self.details.append(f"{label:58s} not answered: HTTP {response.status_code} {response.text[:100]!r}")
             print(self.details[-1], flush=True)
             return None
-        return self.wrk(label, live.mcp_url, echo_call(meta=meta), headers).rps
+        return self.wrk(label, live.mcp_url, echo_call(meta=meta), headers).ok_rps
 
     def sse_round_trips(self, label: str, live: LiveServer, path: str, token: str) -> float:
         measured = run(
@@ -259,7 +264,7 @@ def compare(bench: Bench, parts: set[str]) -> list[Row]:
         bare = {}
         for server in ("daphne", "uvicorn"):
             with bench.serve(f"bare {server}", server, BARE) as live:
-                bare[server] = bench.wrk(f"bare ASGI app, {server} (the ceiling)", live.mcp_url, echo_call(), HEADERS).rps
+                bare[server] = bench.wrk(f"bare ASGI app, {server} (the ceiling)", live.mcp_url, echo_call(), HEADERS).ok_rps
         rows += [
             Row("tools/call, Streamable HTTP, uvicorn: vs the SDK's stateful server", ours_uvicorn, sdk_stateful, "req/s"),
             Row("tools/call, Streamable HTTP, uvicorn: vs the SDK stateful with JSON answers", ours_uvicorn, sdk_json, "req/s"),

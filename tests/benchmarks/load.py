@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,38 @@ def echo_call(request_id: int = 1, text: str = "hello", *, meta: dict[str, Any] 
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
+#: wrk script lines printing the first non-2xx answers of each thread ("FAILED <status> <body>").
+FAILURES_LUA = """
+shown = 0
+response = function(status, headers, body)
+  if status >= 300 and shown < 3 then
+    shown = shown + 1
+    io.write("FAILED " .. status .. " " .. string.gsub(string.sub(body, 1, 200), "\\n", " ") .. "\\n")
+  end
+end
+"""
+
+
 @dataclass
 class WrkResult:
     """One wrk run: requests per second, latency percentiles as wrk prints them, and the non-2xx count."""
 
     rps: float
+    requests: int
     p50: str
     p99: str
     non2xx: int
     errors: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok_rps(self) -> float:
+        """Requests per second answered 2xx (wrk's rate counts every answer)."""
+        return self.rps * (self.requests - self.non2xx) / self.requests if self.requests else 0.0
 
     def row(self) -> str:
         """The figures as one line of the printed table."""
-        bad = f"   non-2xx {self.non2xx}" if self.non2xx else ""
+        bad = f"   non-2xx {self.non2xx} (2xx: {self.ok_rps:.0f} req/s)" if self.non2xx else ""
         bad += f"   socket errors {self.errors}" if self.errors else ""
         return f"{self.rps:9.0f} req/s   p50 {self.p50:>8}   p99 {self.p99:>8}{bad}"
 
@@ -65,11 +84,14 @@ def wrk(
     headers: dict[str, str] | None = None,
     threads: int = 2,
     cpus: str | None = None,
+    show_failures: bool = False,
 ) -> WrkResult:
     """Run wrk against ``url``: a POST of ``body`` (JSON) with ``headers``, or a plain GET when ``body`` is None.
 
     ``cpus``: run wrk under ``taskset -c cpus``, away from a server pinned elsewhere. wrk's own counts of
     non-2xx answers and socket errors are returned with the rate: a run that errs measures nothing.
+    ``show_failures``: also collect the status and the start of the body of the first non-2xx answers
+    (:attr:`WrkResult.failures`); this hands every answer to Lua, which slows wrk: for diagnosis, not figures.
     """
     command = ["wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{seconds}s", "--latency"]
     if cpus is not None:
@@ -79,6 +101,8 @@ def wrk(
         if body is not None:
             lines += ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
         lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
+        if show_failures:
+            lines += [FAILURES_LUA]
         script = workdir / "wrk.lua"
         script.write_text("\n".join(lines) + "\n")
         command += ["-s", str(script)]
@@ -88,8 +112,11 @@ def wrk(
     p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failures = [line.removeprefix("FAILED ") for line in out.splitlines() if line.startswith("FAILED ")]
     return WrkResult(
+        failures=failures,
         rps=rps,
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),
         p50=p50,
         p99=p99,
         non2xx=int(non2xx.group(1)) if non2xx else 0,
