@@ -28,7 +28,7 @@ from ..conf import mcp_settings
 from ..headers import header
 from ..limits import Limited, count_requests
 from ..protocol import jsonrpc
-from ..protocol.context import RequestContext, Send, SessionState
+from ..protocol.context import CloseStream, RequestContext, Send, SessionState
 from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, McpError, ParseError
 from ..runtime import get_server
 from ..workers import maintenance
@@ -269,7 +269,9 @@ class MCPConsumer(AsyncConsumer):
         """Release what the request held; runs however the request ended (nothing here: see subclasses)."""
 
     # -- the request's messages -----------------------------------------------------------------------
-    def context(self, session: SessionState, request: jsonrpc.Request, send: Send, *, close_stream: Any = None) -> RequestContext:
+    def context(
+        self, session: SessionState, request: jsonrpc.Request, send: Send, *, close_stream: CloseStream | None = None
+    ) -> RequestContext:
         """The context of one of this request's MCP requests, built by the dispatcher; ``extra`` carries the
         ASGI scope, the Django user and :attr:`via`."""
         return get_server().dispatcher.context(
