@@ -22,7 +22,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from django.db import close_old_connections
 
-from ..auth import AuthenticationFailed, authenticate, www_authenticate
+from .. import auth
 from ..availability import RETRY_AFTER, UNAVAILABLE, Unavailable, database_unavailable, is_outage
 from ..conf import mcp_settings
 from ..headers import header
@@ -318,12 +318,15 @@ class MCPConsumer(AsyncConsumer):
 
     # -- who is calling, and from where ---------------------------------------------------------------
     async def authenticate(self) -> None:
-        """Set ``self.principal`` and ``scope["user"]``; raise 401/403 when refused."""
+        """Set ``self.principal`` and ``scope["user"]``; raise 401/403 when refused.
+
+        Looked up on :mod:`mcp_app.auth` at each call (not bound at import), so that tests can replace it.
+        """
         try:
-            self.principal = await authenticate(self.scope)
-        except AuthenticationFailed as exc:
+            self.principal = await auth.authenticate(self.scope)
+        except auth.AuthenticationFailed as exc:
             raise HTTPError(
-                exc.status, exc.message, headers=[(b"www-authenticate", www_authenticate(self.scope, exc).encode())]
+                exc.status, exc.message, headers=[(b"www-authenticate", auth.www_authenticate(self.scope, exc).encode())]
             ) from None
         self.scope["user"] = self.principal.user
 
