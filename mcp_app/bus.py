@@ -24,7 +24,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from .transports.layerops import layer_op
+from .layerops import layer_op
 
 logger = logging.getLogger("mcp_app.bus")
 

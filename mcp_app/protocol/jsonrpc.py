@@ -15,9 +15,6 @@ from .errors import InvalidRequest, ParseError
 
 JSONRPC_VERSION = "2.0"
 
-RequestId: TypeAlias = "str | int"
-JSON: TypeAlias = "dict[str, Any]"
-
 
 @dataclass(frozen=True, slots=True)
 class Request:

@@ -13,10 +13,6 @@ V2025_11_25 = "2025-11-25"
 SUPPORTED_VERSIONS: tuple[str, ...] = (V2024_11_05, V2025_03_26, V2025_06_18, V2025_11_25)
 LATEST_VERSION = V2025_11_25
 
-# Streamable HTTP: "If the server does not receive an MCP-Protocol-Version header ... the server SHOULD
-# assume protocol version 2025-03-26" (the first version that had this transport).
-DEFAULT_HTTP_VERSION = V2025_03_26
-
 
 def is_supported(version: str) -> bool:
     return version in SUPPORTED_VERSIONS

@@ -34,9 +34,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from ..bus import GROUP as BUS_GROUP
+from ..layerops import layer_op
 from ..protocol.messages import is_list_changed
 from . import fanout
-from .layerops import layer_op
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -50,7 +50,7 @@ async def send_to_stream(channel: str, message: dict[str, Any], *, ack: tuple[st
 
     With ``ack`` (reply channel, ack id), the stream's reader confirms to that channel once the message is in
     the stream's buffer (see :class:`Acks`). A full channel (its worker is behind) or a connection error is
-    retried for a few seconds (:func:`~mcp_app.transports.layerops.layer_op`) before :class:`DeliveryError`
+    retried for a few seconds (:func:`~mcp_app.layerops.layer_op`) before :class:`DeliveryError`
     is raised."""
     event: dict[str, Any] = {"type": "mcp.message", "message": message}
     if ack is not None:

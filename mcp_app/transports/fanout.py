@@ -164,11 +164,6 @@ def unregister(stream: LocalStream) -> None:
             del _streams[stream.session_id]
 
 
-def open_count() -> int:
-    """Open streams in this process."""
-    return sum(len(s) for s in _streams.values())
-
-
 def deliver(event: dict[str, Any]) -> None:
     """Hand an event to this process's streams: those of ``event["session"]``, or all when it names none."""
     session_id = event.get("session")

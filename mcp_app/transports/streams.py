@@ -17,6 +17,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from ..conf import mcp_settings
+from ..layerops import layer_op
 from ..limits import Limited, close_stream, limit_key, open_stream
 from ..notifications import StreamAudience
 from ..protocol import jsonrpc
@@ -25,7 +26,6 @@ from ..runtime import get_server
 from . import fanout
 from .consumer import MCPConsumer, too_many
 from .events import acknowledge
-from .layerops import layer_op
 
 logger = logging.getLogger("mcp_app.transports")
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from channels.exceptions import ChannelFull
 
+# The logger it had as part of the transports (log configurations name it).
 logger = logging.getLogger("mcp_app.transports")
 
 T = TypeVar("T")
