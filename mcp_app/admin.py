@@ -31,7 +31,7 @@ from .models import (
     Worker,
 )
 from .protocol.context import MemorySession
-from .protocol.errors import McpError
+from .protocol.errors import InvalidParams, McpError
 from .providers.code import default_registry
 from .providers.exposures.credentials import SENSITIVE_FIELD_RE, is_credential_model, is_password_field
 from .providers.exposures.fields import convert_value
@@ -48,8 +48,6 @@ class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
     OverflowError (a 500). A key the column cannot hold is no valid choice: a form error, before any query."""
 
     def _check_values(self, value: Any) -> Any:
-        from .protocol.errors import InvalidParams
-
         model = self.queryset.model
         field = model._meta.pk if (self.to_field_name or "pk") == "pk" else model._meta.get_field(self.to_field_name)
         for key in value or ():

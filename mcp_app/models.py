@@ -14,6 +14,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .prompt_templates import PromptTemplateError, compile_prompt_template
+
 # -- what the provider layer tells the models ----------------------------------------------------------------
 # The providers (mcp_app.providers) build on these models, so the models cannot import them: what a row
 # needs from that layer (validation of exposures and query tools, the names registered in code) is
@@ -317,8 +319,6 @@ class PromptMessage(models.Model):
         return f"{self.role}: {self.template[:40]}"
 
     def clean(self) -> None:
-        from .prompt_templates import PromptTemplateError, compile_prompt_template
-
         # The engine prompts render with: a tag it lacks ({% debug %}, {% include %}, ...) is refused here.
         try:
             compile_prompt_template(self.template)

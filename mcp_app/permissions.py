@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .conf import mcp_settings
+
 
 class BasePermission:
     """Override :meth:`has_permission`; it runs in a thread where the ORM may be used."""
@@ -87,6 +89,4 @@ def default_classes(classes: list[type[BasePermission]] | None) -> list[type[Bas
     """``classes``, or the site's ``DEFAULT_PERMISSION_CLASSES`` when None."""
     if classes is not None:
         return classes
-    from .conf import mcp_settings
-
     return list(mcp_settings.DEFAULT_PERMISSION_CLASSES)
