@@ -208,10 +208,6 @@ class ModelResource:
             return []
         return [str(f.source) for f in declared.values() if getattr(f, "source", None) not in (None, "*")]
 
-    @property
-    def is_public(self) -> bool:
-        return any(issubclass(cls, AllowAny) for cls in self.permission_classes)
-
     # -- rows ---------------------------------------------------------------------------------------
     def get_queryset(self, user: Any) -> models.QuerySet[Any]:
         """The rows ``user`` may read (None: anonymous). Override for row-level rules."""
@@ -279,9 +275,6 @@ class ModelResource:
             row = {"uri": self.uri_for(obj), **dict(row)}
             out.append(row)
         return out if many else out[0]
-
-    def related_models(self) -> list[type[models.Model]]:
-        return [f.related_model for f in self.model_fields.values() if f.is_relation and f.related_model is not None]
 
     def prefetch(self, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
         """Load what serialization needs in bulk: many-to-many relations, and related rows whose

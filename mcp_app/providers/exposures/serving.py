@@ -30,8 +30,7 @@ logger = logging.getLogger("mcp_app")
 #: Most items a list tool returns at once (and its default), so an answer stays readable for a model.
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
-#: Tools each exposure offers (when its ``data_tools`` is on), by name suffix.
-DATA_OPERATIONS = ("list", "search", "get")
+#: The annotations of every data tool: they only read.
 _READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 
 
