@@ -4,11 +4,15 @@ audit log of tool calls."""
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_permission_codename
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -353,16 +357,12 @@ SENSITIVE_PERMISSION = "mcp_app.allow_sensitive_modelexposure"
 def may_view_model(user: Any, model: type) -> bool:
     """Whether ``user`` may view ``model``'s rows in the admin (view or change permission, as Django's admin
     decides): a staff user can only expose what they could read themselves."""
-    from django.contrib.auth import get_permission_codename
-
     opts = model._meta
     return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}") for action in ("view", "change"))
 
 
 def exposable_models(user: Any) -> Any:
     """The content types ``user`` may choose for an exposure: models they may view that hold no credentials."""
-    from django.contrib.contenttypes.models import ContentType
-
     ids = []
     for content_type in ContentType.objects.exclude(app_label__in=_NEVER_OFFERED_APPS):
         model = content_type.model_class()
@@ -536,8 +536,6 @@ class ModelExposureAdmin(admin.ModelAdmin):
         notes = publication_notes(form.instance, form.changed_data, form.cleaned_data)
         if not notes:
             return message
-        from django.contrib.admin.models import LogEntry
-
         # A plain-text message (not the JSON list) is shown as written on the object's history page.
         standard = LogEntry(change_message=json.dumps(message)).get_change_message() if message else ""
         return " ".join(part for part in (standard, *notes) if part)
@@ -671,8 +669,6 @@ class TokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        import secrets
-
         key = Token.PREFIX + secrets.token_urlsafe(32)
         obj.key_prefix, obj.key_hash = key[:12], Token.hash(key)
         super().save_model(request, obj, form, change)

@@ -3,9 +3,13 @@ exposures and query tools, and the audit log of tool calls."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 from collections.abc import Callable, Container
 from typing import Any
 
+import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
@@ -187,8 +191,6 @@ class AccessRule(models.Model):
 
 def validate_input_schema(value: Any) -> None:
     """An admin-edited input schema must stay a valid JSON Schema 2020-12 object schema."""
-    import jsonschema
-
     if value in (None, ""):
         return
     if not isinstance(value, dict):
@@ -273,8 +275,6 @@ class Prompt(AccessRule):
         return self.name
 
     def clean(self) -> None:
-        import re
-
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.name or ""):
             raise ValidationError({"name": _("Use 1 to 128 letters, digits, '_', '-' or '.'.")})
 
@@ -554,8 +554,6 @@ class Token(models.Model):
 
     @staticmethod
     def hash(key: str) -> str:
-        import hashlib
-
         return hashlib.sha256(key.encode()).hexdigest()
 
     @classmethod
@@ -569,8 +567,6 @@ class Token(models.Model):
         key: str | None = None,
     ) -> tuple[Token, str]:
         """Create a token; returns the row and the token itself (shown once, never stored)."""
-        import secrets
-
         key = key or cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
             user=user, name=name, scopes=scopes, expires=expires, key_prefix=key[:12], key_hash=cls.hash(key)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
+
 from .conf import mcp_settings
 
 
@@ -80,8 +82,6 @@ async def aallows(permission_classes: list[type[BasePermission]], user: Any, tar
     """:func:`allows` from async code: in the event loop when no class needs the database."""
     if not any(cls.needs_db_for(user) if hasattr(cls, "needs_db_for") else True for cls in permission_classes):
         return allows(permission_classes, user, target)
-    from channels.db import database_sync_to_async
-
     return await database_sync_to_async(allows)(permission_classes, user, target)
 
 

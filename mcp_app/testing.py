@@ -153,10 +153,10 @@ class MCPTestClient:
     def app(self) -> Any:
         """The ASGI application requests go to (built from the site's settings on first use)."""
         if self._app is None:
+            # Imported here, not at the top: Django's ASGI handler sets Django up, and routing imports the
+            # transports and models, which need the app registry ready; importing mcp_app.testing must not.
             from django.core.asgi import get_asgi_application
 
-            # Imported here, not at the top: routing imports the transports and models, which need the
-            # app registry ready, and importing mcp_app.testing must not.
             from .routing import mcp_application
 
             self._app = mcp_application(get_asgi_application())
