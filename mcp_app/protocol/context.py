@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import jsonrpc
-from .errors import ClientRequestError, RequestCancelled
+from .errors import ClientRequestError, MissingRequiredClientCapability, RequestCancelled
 from .pagination import CursorCodec
+from .versions import Era
 
 # RFC 5424 severities as MCP names them, least to most severe.
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -148,6 +149,19 @@ class RequestContext:
         self.extra: dict[str, Any] = extra or {}
         self._close_stream = close_stream
 
+    # -- the era ---------------------------------------------------------------------------------
+    @property
+    def era(self) -> Era:
+        """The request's era: :attr:`Era.MODERN` when it carried its own envelope (protocol 2026-07-28 on;
+        ``session`` is then the :class:`~mcp_app.protocol.envelope.Envelope`, with an empty id), else
+        :attr:`Era.HANDSHAKE` (``session`` is the session ``initialize`` opened)."""
+        return getattr(self.session, "era", Era.HANDSHAKE)
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        """What the client declared: in this request's ``_meta`` (modern) or at ``initialize`` (handshake)."""
+        return self.session.client_capabilities or {}
+
     # -- cancellation ---------------------------------------------------------------------------
     @property
     def cancelled(self) -> bool:
@@ -185,9 +199,12 @@ class RequestContext:
         await self.send_notification("notifications/progress", params)
 
     def wants_log(self, level: str) -> bool:
+        """Whether a log message of ``level`` goes out: at or above the minimum level; without one, always
+        in a handshake session (``logging/setLevel`` is optional there) and never in the modern era (a
+        request opts in with ``_meta["io.modelcontextprotocol/logLevel"]``)."""
         minimum = self.session.log_level
         if minimum is None:
-            return True
+            return self.era is Era.HANDSHAKE
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(minimum)
 
     async def log(self, level: str, data: Any, logger: str | None = None) -> None:
@@ -247,8 +264,16 @@ class RequestContext:
             self._pending.discard(self.session.id, request_id)
 
     def _require_capability(self, name: str, what: str) -> None:
-        if name not in (self.session.client_capabilities or {}):
-            raise ClientRequestError(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
+        if name in self.client_capabilities:
+            return
+        if self.era is Era.MODERN:
+            # The revision's own error (-32021, HTTP 400), not a tool result: the client must fix its request.
+            raise MissingRequiredClientCapability(
+                f"Missing required client capability: the server needs '{name}' to {what}; declare it in "
+                "params._meta['io.modelcontextprotocol/clientCapabilities'].",
+                required={name: {}},
+            )
+        raise ClientRequestError(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
 
     async def sample(self, messages: list[dict[str, Any]], *, max_tokens: int, **params: Any) -> dict[str, Any]:
         """Ask the client's LLM for a message (``sampling/createMessage``)."""

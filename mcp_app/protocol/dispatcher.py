@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 from . import jsonrpc, versions
 from .context import LOG_LEVELS, CloseStream, PendingClientRequests, RequestContext, Send, SessionState
-from .errors import InvalidParams, McpError, MethodNotFound, RequestCancelled
+from .envelope import META_SERVER_INFO, check_param_headers
+from .errors import INVALID_PARAMS, RESOURCE_NOT_FOUND, InvalidParams, McpError, MethodNotFound, RequestCancelled
 from .messages import INITIALIZE
 from .pagination import CursorCodec
-from .provider import Provider
+from .provider import CacheHint, Provider
+from .versions import Era
 
 logger = logging.getLogger("mcp_app.protocol")
 
@@ -39,6 +41,14 @@ _RENAMED_METHODS = {
 
 Handler = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
 CANCELLED = "notifications/cancelled"
+DISCOVER = "server/discover"
+# Handshake-era methods the 2026-07-28 revision removed (Streamable HTTP › Protocol Version Header): the
+# modern table lacks them, so they answer -32601 (HTTP 404) there.
+_REMOVED_IN_MODERN = frozenset({INITIALIZE, "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+# Results that carry caching hints in the modern era (Server › Utilities › Caching).
+CACHEABLE_METHODS = frozenset(
+    {DISCOVER, "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
+)
 
 
 class Relay(Protocol):
@@ -116,6 +126,17 @@ class Dispatcher:
             "completion/complete": self._complete,
             "logging/setLevel": self._set_level,
         }
+        #: The modern era's method table (2026-07-28 on): the handshake table without the removed methods,
+        #: plus ``server/discover``. Other layers add methods here (``subscriptions/listen``); a method absent
+        #: from it answers -32601 with HTTP 404 in the modern era.
+        self.modern_methods: dict[str, Handler] = {
+            name: handler for name, handler in self._methods.items() if name not in _REMOVED_IN_MODERN
+        }
+        self.modern_methods[DISCOVER] = self._discover
+
+    def methods_for(self, era: Era) -> dict[str, Handler]:
+        """The method table of ``era`` (the modern one is :attr:`modern_methods`)."""
+        return self.modern_methods if era is Era.MODERN else self._methods
 
     # -- initialize ---------------------------------------------------------------------------------
     def capabilities(self, version: str) -> dict[str, Any]:
@@ -152,6 +173,21 @@ class Dispatcher:
         if self.instructions:
             result["instructions"] = self.instructions
         return result
+
+    def discover_result(self) -> dict[str, Any]:
+        """The DiscoverResult body (modern era): every version served, newest first (auto clients pick the
+        newest modern one and fall back to ``initialize`` when none is listed), capabilities, instructions.
+        ``resultType``, ``serverInfo`` and the caching hints are added with every modern result's."""
+        result: dict[str, Any] = {
+            "supportedVersions": list(versions.ALL_VERSIONS),
+            "capabilities": self.capabilities(versions.MODERN_VERSIONS[-1]),
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    async def _discover(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return self.discover_result()
 
     async def _initialize(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         # Recorded before answering: a session whose negotiated version could not be kept is not answered
@@ -223,18 +259,23 @@ class Dispatcher:
         Returns None when the client cancelled the request (the protocol says not to answer it).
         Never raises for a handler's failure: errors become JSON-RPC errors here and only here.
         """
-        handler = self._methods.get(request.method)
+        era = ctx.era
+        handler = self.methods_for(era).get(request.method)
         if handler is None:
             return jsonrpc.error_response(request.id, self._unknown_method(request.method).to_error())
         if ctx.cursors is None:
             ctx.cursors = self.cursors
         key = (ctx.session.id, request.id)
         task = asyncio.current_task()
-        entry = (task, ctx) if task is not None else None
+        # Modern requests have no session, and are cancelled by closing their stream, never by
+        # notifications/cancelled: nothing to find them by.
+        entry = (task, ctx) if task is not None and era is Era.HANDSHAKE else None
         if entry is not None:
             self._in_flight.setdefault(key, []).append(entry)
         try:
             result = await handler(request.params, ctx)
+            if era is Era.MODERN:
+                result = await self._finish_modern(request.method, request.params, result, ctx)
             return jsonrpc.response(request.id, result)
         except asyncio.CancelledError:
             if ctx.cancelled:
@@ -243,7 +284,7 @@ class Dispatcher:
         except RequestCancelled:
             return None
         except McpError as exc:
-            return jsonrpc.error_response(request.id, exc.to_error())
+            return jsonrpc.error_response(request.id, self._error_for(exc, era))
         except Exception:
             logger.exception("MCP request %s failed", request.method)
             return jsonrpc.error_response(
@@ -257,6 +298,39 @@ class Dispatcher:
                     entries.remove(entry)
                 if not entries:
                     self._in_flight.pop(key, None)
+
+    async def _finish_modern(
+        self, method: str, params: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """What every modern result carries: ``resultType``, ``serverInfo`` in ``_meta`` and, on the
+        cacheable methods' complete results, ``ttlMs``/``cacheScope`` (asked of the provider)."""
+        result = dict(result)
+        result.setdefault("resultType", "complete")
+        meta = dict(result.get("_meta") or {})
+        meta.setdefault(META_SERVER_INFO, self.server_info)
+        result["_meta"] = meta
+        if method in CACHEABLE_METHODS and result["resultType"] == "complete":
+            hint = await self.cache_hint(method, params, ctx)
+            result.setdefault("ttlMs", hint.ttl_ms)
+            result.setdefault("cacheScope", hint.scope)
+        return result
+
+    async def cache_hint(self, method: str, params: dict[str, Any], ctx: RequestContext) -> CacheHint:
+        """The caching hint of a cacheable result: ``server/discover`` is the same for every caller (public,
+        TTL 0); the rest are the provider's to say (it knows whether its lists vary by caller)."""
+        if method == DISCOVER:
+            return CacheHint(0, "public")
+        uri = params.get("uri") if method == "resources/read" else None
+        return await self.provider.cache_hint(method, ctx, uri=uri if isinstance(uri, str) else None)
+
+    @staticmethod
+    def _error_for(exc: McpError, era: Era) -> dict[str, Any]:
+        """The JSON-RPC error of ``exc`` in ``era``: an unknown resource is -32002 in the handshake era and
+        -32602 (with ``data.uri``) in the modern one (Resources › Error Handling, 2026-07-28)."""
+        error = exc.to_error()
+        if era is Era.MODERN and error["code"] == RESOURCE_NOT_FOUND:
+            error["code"] = INVALID_PARAMS
+        return error
 
     def _unknown_method(self, method: str) -> MethodNotFound:
         if method in _RENAMED_METHODS:
@@ -304,6 +378,13 @@ class Dispatcher:
     async def _tools_call(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         name = _string_param(params, "name", "tools/call")
         arguments = _object_param(params, "arguments", "tools/call")
+        headers = getattr(ctx.session, "headers", None) if ctx.era is Era.MODERN else None
+        if headers is not None:
+            # Rung 6: arguments the tool mirrors into Mcp-Param-* headers must agree with them (-32020, 400),
+            # before anything runs. An unknown tool has no schema: call_tool refuses it below.
+            schema = await self.provider.tool_input_schema(name, ctx)
+            if schema:
+                check_param_headers(schema, arguments, headers)
         result = await self.provider.call_tool(name, arguments, ctx)
         version = ctx.session.protocol_version
         result = versions.adapt("tool_result", result, version)

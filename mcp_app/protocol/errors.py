@@ -14,8 +14,13 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-# MCP: "Resource not found" (spec, server/resources, error handling).
+# MCP: "Resource not found" (spec, server/resources, error handling); handshake era only: the modern era
+# answers an unknown resource with INVALID_PARAMS (Resources › Error Handling, 2026-07-28).
 RESOURCE_NOT_FOUND = -32002
+# MCP 2026-07-28 (Basic › Error Codes): -32020..-32099 are reserved for the specification.
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 
 class McpError(Exception):
@@ -65,6 +70,39 @@ class ResourceNotFound(McpError):
     code = RESOURCE_NOT_FOUND
 
 
+class HeaderMismatch(McpError):
+    """An HTTP header disagrees with the body, is missing, or cannot be decoded (HTTP 400)."""
+
+    code = HEADER_MISMATCH
+
+
+class MissingRequiredClientCapability(McpError):
+    """The request needs a capability the client did not declare in this request (modern era, HTTP 400).
+
+    ``required`` is a ClientCapabilities object naming what is missing, e.g. ``{"sampling": {}}``; it becomes
+    ``data.requiredCapabilities``.
+    """
+
+    code = MISSING_CLIENT_CAPABILITY
+
+    def __init__(self, message: str, *, required: dict[str, Any]) -> None:
+        super().__init__(message, data={"requiredCapabilities": required})
+        self.required = required
+
+
+class UnsupportedProtocolVersion(McpError):
+    """The request's protocol version is not one this server serves in the modern era (HTTP 400);
+    ``data`` says which are (``supported``) and echoes what was asked (``requested``)."""
+
+    code = UNSUPPORTED_PROTOCOL_VERSION
+
+    def __init__(self, requested: Any, supported: tuple[str, ...] | list[str]) -> None:
+        super().__init__(
+            f"Unsupported protocol version {str(requested)[:40]!r}; this server supports {', '.join(supported)}.",
+            data={"supported": list(supported), "requested": requested},
+        )
+
+
 class RequestCancelled(Exception):
     """Raised inside a handler's context when the client cancelled the request."""
 
@@ -77,3 +115,18 @@ class ClientRequestError(Exception):
         super().__init__(message)
         self.message = message
         self.error = error
+
+
+class InputRequired(BaseException):
+    """Raised by ``ctx.elicit()``, ``ctx.sample()`` and ``ctx.list_roots()`` in the modern era when the client
+    has not answered yet: the dispatcher ends the request with an ``InputRequiredResult`` carrying
+    ``input_requests`` (key -> ``{"method", "params"}``, every input asked so far in this run).
+
+    A ``BaseException``, as :class:`asyncio.CancelledError` is, so that a handler's own ``except Exception``
+    around the call does not swallow it; providers let it through untouched. It still propagates through
+    ``asyncio.gather`` (the other inputs of the same gather are recorded before the handler sees it).
+    """
+
+    def __init__(self, input_requests: dict[str, dict[str, Any]]) -> None:
+        super().__init__("input required")
+        self.input_requests = input_requests

@@ -9,10 +9,22 @@ can filter by the caller and report progress; what a provider needs from the lay
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from .context import RequestContext
 from .errors import InvalidParams
+
+CacheScope = Literal["public", "private"]
+
+
+@dataclass(frozen=True)
+class CacheHint:
+    """A cacheable result's ``ttlMs`` (freshness in milliseconds, 0: stale at once) and ``cacheScope``
+    (``public``: identical for every caller; ``private``: reusable only by the same authorization context)."""
+
+    ttl_ms: int = 0
+    scope: CacheScope = "private"
 
 
 class Provider:
@@ -62,6 +74,25 @@ class Provider:
     async def get_prompt(self, name: str, arguments: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
         """Return a GetPromptResult; unknown prompts and missing required arguments raise ``InvalidParams``."""
         raise NotImplementedError
+
+    async def cache_hint(self, method: str, ctx: RequestContext, *, uri: str | None = None) -> CacheHint:
+        """The caching hint of a complete result of ``method`` (``tools/list``, ``prompts/list``,
+        ``resources/list``, ``resources/templates/list``, or ``resources/read`` of ``uri``) for this caller.
+
+        Decided from the list's definition, never from one page's items: every page of a list carries the
+        same scope. The default is the safe one: TTL 0, ``private``.
+        """
+        return CacheHint()
+
+    async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
+        """The ``inputSchema`` of the tool ``name`` as this caller sees it, or None when it has none (the
+        dispatcher checks ``Mcp-Param-*`` headers against its ``x-mcp-header`` properties). The default
+        looks the tool up in :meth:`list_tools`."""
+        for tool in await self.list_tools(ctx):
+            if tool.get("name") == name:
+                schema = tool.get("inputSchema")
+                return schema if isinstance(schema, dict) else None
+        return None
 
     async def complete(
         self, ref: dict[str, Any], argument: dict[str, Any], context: dict[str, Any], ctx: RequestContext

@@ -5,17 +5,48 @@ Versions are ISO dates, so plain string comparison orders them.
 
 from __future__ import annotations
 
+import enum
+
 V2024_11_05 = "2024-11-05"
 V2025_03_26 = "2025-03-26"
 V2025_06_18 = "2025-06-18"
 V2025_11_25 = "2025-11-25"
 
+V2026_07_28 = "2026-07-28"
+
+#: The handshake era: ``initialize`` opens a session whose version it negotiates.
 SUPPORTED_VERSIONS: tuple[str, ...] = (V2024_11_05, V2025_03_26, V2025_06_18, V2025_11_25)
+HANDSHAKE_VERSIONS = SUPPORTED_VERSIONS
+#: The handshake era's newest version (what ``initialize`` answers a version it does not know with).
 LATEST_VERSION = V2025_11_25
+#: The modern era (2026-07-28 on): every request carries its version in ``_meta``; no session.
+MODERN_VERSIONS: tuple[str, ...] = (V2026_07_28,)
+#: Every version this endpoint serves, newest first (``server/discover``'s ``supportedVersions``, and
+#: ``data.supported`` of an UnsupportedProtocolVersion error: the suite checks the second is within the first).
+ALL_VERSIONS: tuple[str, ...] = tuple(sorted(HANDSHAKE_VERSIONS + MODERN_VERSIONS, reverse=True))
+
+
+class Era(enum.Enum):
+    """How a request is served: in a session opened by ``initialize``, or self-contained (2026-07-28 on)."""
+
+    HANDSHAKE = "handshake"
+    MODERN = "modern"
 
 
 def is_supported(version: str) -> bool:
+    """Whether ``version`` is a handshake-era version (the ones ``initialize`` can negotiate)."""
     return version in SUPPORTED_VERSIONS
+
+
+def is_handshake(version: str) -> bool:
+    """Same as :func:`is_supported`, named for the era rule (an ``MCP-Protocol-Version`` header naming one
+    of these keeps the request in the handshake era)."""
+    return version in HANDSHAKE_VERSIONS
+
+
+def is_modern(version: str) -> bool:
+    """Whether ``version`` is a modern version this server serves."""
+    return version in MODERN_VERSIONS
 
 
 def negotiate(requested: object) -> str:
@@ -60,9 +91,18 @@ _CONTENT_TYPES = {
 }
 
 
+# Fields that a later version removed from objects we send; clients of that version on get them stripped.
+_REMOVED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    # kind -> ((field, version that removed it), ...): tasks moved to an extension at 2026-07-28.
+    "tool": (("execution", V2026_07_28),),
+}
+
+
 def adapt(kind: str, obj: dict, version: str) -> dict:
-    """Return ``obj`` without the fields ``version`` does not know (a copy only when needed)."""
+    """Return ``obj`` without the fields ``version`` does not know (a copy only when needed): fields added
+    after it, and fields removed at or before it."""
     drop = [name for name, added in _ADDED_FIELDS[kind] if name in obj and version < added]
+    drop += [name for name, removed in _REMOVED_FIELDS.get(kind, ()) if name in obj and version >= removed]
     if not drop:
         return obj
     return {k: v for k, v in obj.items() if k not in drop}

@@ -504,6 +504,10 @@ class Registry(Provider):
             raise unknown_tool(name)
         return await spec.call(arguments, ctx)
 
+    async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
+        spec = self.tools.get(name)
+        return spec.input_schema if spec is not None else None
+
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return [spec.definition() for spec in self.resources.values() if not spec.is_template]
 

@@ -37,7 +37,7 @@ from ..models import ModelExposure, Prompt, QueryTool, Tool
 from ..permissions import aallows, default_classes
 from ..prompt_templates import PromptTemplateError, render_prompt_template
 from ..protocol.context import MemorySession, RequestContext
-from ..protocol.errors import InternalError, InvalidParams, McpError, RequestCancelled
+from ..protocol.errors import InputRequired, InternalError, InvalidParams, McpError, RequestCancelled
 from ..protocol.provider import Provider
 from .code import Registry, ToolSpec, complete_from, default_registry, error_result, unknown_prompt, unknown_tool
 from .exposures.resource import ExposureRegistry, ModelResource, default_exposures
@@ -277,6 +277,15 @@ class ManagedProvider(Provider):
         tools = [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
         return tools + [tool.definition() for tool in await self._data_tools(ctx)]
 
+    async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
+        """The schema of the one tool ``name`` as this caller sees it (its row's schema wins), looked up by
+        name only: None when the caller may not use it (``call_tool`` then refuses it)."""
+        usable = await self._usable_tools(caller(ctx), name)
+        if name in usable:
+            return self._definition(self.registry.tools[name], usable[name]).get("inputSchema")
+        data_tools = await self._data_tools(ctx, name)
+        return data_tools[0].definition().get("inputSchema") if data_tools else None
+
     async def _data_tools(self, ctx: RequestContext, name: str | None = None) -> list[DataTool]:
         """Data tools over the exposures the caller may read (code tools win a name clash)."""
         catalog = await self.catalog()
@@ -300,8 +309,9 @@ class ManagedProvider(Provider):
         <mcp_app.audit.AuditWriter.begin>`); if it cannot be, the call raises
         :class:`~mcp_app.availability.Unavailable` and nothing runs. Afterwards the row gets the outcome
         the client got: ``ok``, ``tool_error`` (an ``isError`` result), ``refused`` (unknown, hidden or
-        disabled) or ``failed`` (a JSON-RPC error, an unexpected exception, or a cancellation). Recording
-        the outcome never changes the answer: a failure there is logged and retried in the background.
+        disabled), ``failed`` (a JSON-RPC error, an unexpected exception, or a cancellation) or
+        ``needs_input`` (modern era: it ended asking the client for input; each retry is a call of its own).
+        Recording the outcome never changes the answer: a failure there is logged and retried in the background.
         """
         user = caller(ctx)
         entry = await self._begin_audit(ctx, user, name, arguments)
@@ -317,6 +327,12 @@ class ManagedProvider(Provider):
             raise
         except (asyncio.CancelledError, RequestCancelled):
             record.outcome, record.message = "failed", "cancelled by the client before it finished"
+            await self._finish_audit(entry, record, started)
+            raise
+        except InputRequired as exc:
+            # MCP 2026-07-28: the tool asked the client for input and will run again when the client retries
+            # with the answers (a row of its own): neither failed nor done.
+            record.outcome, record.message = "needs_input", f"asked the client for: {', '.join(exc.input_requests)}"
             await self._finish_audit(entry, record, started)
             raise
         except Exception as exc:
@@ -367,8 +383,8 @@ class ManagedProvider(Provider):
             arguments=arguments,
             user=user,
             # Only the session store's sessions have a row to refer to; a MemorySession (the admin's
-            # "try a tool" page, tests) is not one.
-            session_id=None if isinstance(session, MemorySession) else session.id,
+            # "try a tool" page, tests) is not one, and a modern request (2026-07-28 on) has none (empty id).
+            session_id=None if isinstance(session, MemorySession) or not session.id else session.id,
             request_id=ctx.request_id,
             via=str(ctx.extra.get("via", "")),
         )

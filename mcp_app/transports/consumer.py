@@ -29,7 +29,10 @@ from ..headers import header
 from ..limits import Limited, count_requests
 from ..protocol import jsonrpc
 from ..protocol.context import CloseStream, RequestContext, Send, SessionState
+from ..protocol.envelope import Headers, era_of
+from ..protocol.envelope import error_response as modern_error_response
 from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, McpError, ParseError
+from ..protocol.versions import Era
 from ..runtime import get_server
 from ..workers import maintenance
 from . import security
@@ -80,11 +83,14 @@ class HTTPError(Exception):
         """``exc`` (its code, message and data) as the body of an HTTP error answer."""
         return cls(status, exc.message, code=exc.code, request_id=request_id, data=exc.data)
 
-    def to_response(self) -> dict[str, Any]:
-        """The JSON-RPC error response sent as the body."""
+    def to_response(self, *, modern: bool = False) -> dict[str, Any]:
+        """The JSON-RPC error response sent as the body; for a ``modern`` request (2026-07-28 on) an
+        unknown id is omitted rather than sent as null (the revision's schema does not allow null)."""
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
+        if modern:
+            return modern_error_response(self.request_id, error)
         return jsonrpc.error_response(self.request_id, error)
 
 
@@ -130,12 +136,19 @@ class MCPConsumer(AsyncConsumer):
     started = False
     #: What the request contexts of this endpoint say they came through (``ctx.extra["via"]``, audited).
     via = ""
+    #: Whether this endpoint serves the modern era (2026-07-28 on) beside the handshake era.
+    serves_modern = False
+    #: Whether this request is of the modern era (decided from its headers; endpoints may decide later
+    #: from the body too). Its error bodies then omit an unknown id instead of sending null.
+    modern = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
         self.scope = scope
         self.base_send = send
         self.channel_layer = None
         self.channel_name = None
+        self.request_headers = Headers.from_pairs(scope.get("headers", []))
+        self.modern = self.serves_modern and era_of(self.request_headers) is Era.MODERN
         try:
             # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.
             self.check_origin_and_host()
@@ -192,7 +205,7 @@ class MCPConsumer(AsyncConsumer):
             exc = HTTPError(500, "Internal error; the server logged the details.", code=INTERNAL_ERROR)
         if isinstance(exc, HTTPError):
             if not self.started:
-                await self.json(exc.status, exc.to_response(), exc.headers)
+                await self.json(exc.status, exc.to_response(modern=self.modern), exc.headers)
             return
         unavailable = exc if isinstance(exc, Unavailable) else database_unavailable()
         logger.warning(
@@ -209,7 +222,8 @@ class MCPConsumer(AsyncConsumer):
         except Exception as cleanup_error:  # closing a dead connection may itself fail: the next use retries
             logger.debug("closing broken database connections failed: %s", cleanup_error)
         if not self.started:
-            await self.json(503, jsonrpc.error_response(None, unavailable.to_error()))
+            error = unavailable.to_error()
+            await self.json(503, modern_error_response(None, error) if self.modern else jsonrpc.error_response(None, error))
 
     async def _watch_disconnect(self, receive: Any, handler: asyncio.Task[Any] | None) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -273,13 +287,14 @@ class MCPConsumer(AsyncConsumer):
         self, session: SessionState, request: jsonrpc.Request, send: Send, *, close_stream: CloseStream | None = None
     ) -> RequestContext:
         """The context of one of this request's MCP requests, built by the dispatcher; ``extra`` carries the
-        ASGI scope, the Django user and :attr:`via`."""
+        ASGI scope, the Django user, the principal's key and :attr:`via`."""
         return get_server().dispatcher.context(
             session,
             request.id,
             meta=request.meta,
             send=send,
-            extra={"scope": self.scope, "user": self.scope.get("user"), "via": self.via},
+            # principal: the credential's key, which binds what outlives the request (MRTR requestState).
+            extra={"scope": self.scope, "user": self.scope.get("user"), "via": self.via, "principal": self.principal.key},
             close_stream=close_stream,
         )
 

@@ -1,4 +1,11 @@
-"""The Streamable HTTP transport (MCP 2025-03-26 .. 2025-11-25) at one endpoint, ``/mcp`` by default.
+"""The Streamable HTTP transport at one endpoint, ``/mcp`` by default, serving both eras of MCP.
+
+Each request's era is decided from its headers (and, without any, the body's ``_meta``) by
+:func:`~mcp_app.protocol.envelope.era_of`. The modern era (2026-07-28 on) is one POST per request or
+notification, self-contained: no session is read or written, the body passes the envelope ladder
+(:mod:`mcp_app.protocol.envelope`), the answer is JSON or, when the handler emits first, an SSE stream
+without event ids; closing it cancels the request; GET and DELETE are 405. The handshake era
+(2024-11-05 .. 2025-11-25) works as follows:
 
 - POST carries one JSON-RPC message (or, in 2025-03-26 only, a batch). Requests are answered with
   ``application/json``, or with ``text/event-stream`` as soon as a handler emits a notification or a
@@ -23,9 +30,11 @@ from ..conf import mcp_settings
 from ..headers import header
 from ..limits import session_owner_filter
 from ..models import Session
-from ..protocol import jsonrpc, versions
+from ..protocol import envelope, jsonrpc, versions
+from ..protocol.context import SessionState
 from ..protocol.errors import INTERNAL_ERROR, McpError
 from ..protocol.messages import opening_request, opens_session
+from ..protocol.versions import Era
 from ..runtime import Server, get_server, run_each
 from ..sessions import SessionRecord
 from . import resume
@@ -54,6 +63,7 @@ class StreamableHTTPConsumer(StreamConsumer):
     """The ``/mcp`` endpoint."""
 
     via = "streamable_http"
+    serves_modern = True
     server: Server
     #: Numbers and keeps the GET stream's events (resumable sessions only).
     event_writer: resume.EventWriter | None = None
@@ -61,6 +71,14 @@ class StreamableHTTPConsumer(StreamConsumer):
     async def handle(self, body: bytes) -> None:
         self.server = get_server()
         method = self.scope.get("method", "GET")
+        if self.modern and method in ("GET", "DELETE"):
+            # The revision has no GET stream and no session to delete (use subscriptions/listen).
+            raise HTTPError(
+                405,
+                f"Method {method} is not allowed for protocol 2026-07-28: send each request as a POST "
+                "(subscriptions/listen replaces the GET stream; there is no session to delete).",
+                headers=[(b"allow", b"POST")],
+            )
         if method == "POST":
             await self.post(body)
         elif method == "GET":
@@ -108,8 +126,20 @@ class StreamableHTTPConsumer(StreamConsumer):
         accept = self._header(b"accept")
         if not (accepts(accept, "application/json") and accepts(accept, "text/event-stream")):
             raise HTTPError(406, "Not Acceptable: the Accept header must include both application/json and text/event-stream.")
+        if self.modern:
+            await self.post_modern(body)
+            return
+        parsed = None
+        if self._header(VERSION_HEADER) is None and self._header(SESSION_HEADER) is None:
+            # No header says the era: a body carrying the modern _meta is a modern request that forgot the
+            # MCP-Protocol-Version header (the ladder says so), anything else is the handshake era.
+            parsed = self.parse_messages(body)
+            if not parsed[1] and envelope.era_of(self.request_headers, parsed[0][0]) is Era.MODERN:
+                self.modern = True
+                await self.post_modern(body)
+                return
         self._check_version()
-        items, is_batch = self.parse_messages(body)
+        items, is_batch = parsed if parsed is not None else self.parse_messages(body)
         if any(opens_session(item) for item in items):
             if is_batch:
                 raise HTTPError(400, "Invalid Request: initialize must be sent alone, not in a batch.")
@@ -123,6 +153,32 @@ class StreamableHTTPConsumer(StreamConsumer):
                 f"{session.protocol_version}; send one message per POST.",
             )
         await self.process(session, items, is_batch)
+
+    async def post_modern(self, body: bytes) -> None:
+        """A modern POST: one request or notification, no session. A notification gets 202; a request passes
+        the envelope ladder (its refusals answered with their own status), is charged against the caller's
+        budgets, and runs tied to this connection (the client closing it cancels the request)."""
+        try:
+            payload = jsonrpc.loads(body)
+        except McpError as exc:
+            raise HTTPError.from_mcp(400, exc) from None
+        dispatcher = self.server.dispatcher
+        try:
+            message = envelope.read_message(payload)
+            if isinstance(message, jsonrpc.Notification):
+                await self.empty(202)  # no client notification means anything over HTTP in this era
+                return
+            request_envelope = envelope.read_envelope(message, self.request_headers, dispatcher.methods_for(Era.MODERN))
+        except envelope.EnvelopeError as exc:
+            await self.json(exc.status, exc.to_response())
+            return
+        await self.charge_requests([message])
+        response = _PostResponse(self, request_envelope, False, [], json_status=envelope.answer_status)
+        ctx = self.context(request_envelope, message, response.send)
+        answer = await dispatcher.handle_request(message, ctx)
+        if answer is not None:
+            await response.answer(answer)
+        await response.finish()
 
     async def open_session(self, item: Any) -> None:
         """A POST that opens a session: the dispatcher answers it (validating, negotiating the version, and
@@ -423,15 +479,25 @@ class _PostResponse:
     """
 
     def __init__(
-        self, consumer: StreamableHTTPConsumer, session: SessionRecord, is_batch: bool, answers: list[dict[str, Any]]
+        self,
+        consumer: StreamableHTTPConsumer,
+        session: SessionState,
+        is_batch: bool,
+        answers: list[dict[str, Any]],
+        *,
+        json_status: Any = None,
     ) -> None:
         self.consumer = consumer
         self.session_id = session.id
         self.is_batch = is_batch
         #: Answers ready while the response is still JSON (a batch's; upgrading writes them as events).
         self.answers = answers
-        self.resumable = resume.resumable(session.protocol_version)
-        self.primes = resume.primes(session.protocol_version)
+        # Modern requests (no session) are neither resumable nor primed: their streams carry no event ids.
+        handshake = getattr(session, "era", Era.HANDSHAKE) is Era.HANDSHAKE
+        self.resumable = handshake and resume.resumable(session.protocol_version)
+        self.primes = handshake and resume.primes(session.protocol_version)
+        #: The HTTP status of a single JSON answer (None: 200); the modern era sends some errors with 400/404.
+        self.json_status = json_status
         self.lock = asyncio.Lock()
         self.streaming = False
         #: Whether the client still reads this response (False once it left or the stream was closed).
@@ -532,5 +598,8 @@ class _PostResponse:
                 return
             if not self.answers:
                 await self.consumer.empty(202)  # every request was cancelled by the client
+            elif self.is_batch:
+                await self.consumer.json(200, self.answers)
             else:
-                await self.consumer.json(200, self.answers if self.is_batch else self.answers[0])
+                status = self.json_status(self.answers[0]) if self.json_status is not None else 200
+                await self.consumer.json(status, self.answers[0])

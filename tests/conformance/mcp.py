@@ -191,12 +191,35 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     input_schema={
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
-        "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+        "$defs": {
+            "address": {
+                "$anchor": "addressDef",
+                "type": "object",
+                "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+            }
+        },
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"$ref": "#/$defs/address"},
+            "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+            "phone": {"type": "string"},
+            "email": {"type": "string"},
+        },
+        # SEP-2106: composition, conditional and anchor keywords reach the client as written.
+        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
         "additionalProperties": False,
     },
 )
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 - the suite's argument name
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
     return f"name={name}, address={json.dumps(address)}"
 
 
@@ -302,3 +325,30 @@ async def slow_steps(steps: int, delay: float, ctx: Context) -> str:
         await asyncio.sleep(delay)
         await ctx.report_progress(step, steps, message=f"step {step}")
     return f"{steps} steps on worker {os.getpid()}"
+
+
+# -- MCP 2026-07-28 diagnostics (the server-stateless and http-custom-header scenarios) ----------------------
+@tool()
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs sampling: a modern request whose client did not declare it is refused with -32021 (HTTP 400)."""
+    result = await ctx.sample([{"role": "user", "content": {"type": "text", "text": "Say hi."}}], max_tokens=10)
+    content = result.get("content") or {}
+    return content.get("text", "") if isinstance(content, dict) else ""
+
+
+@tool()
+async def test_logging_tool(ctx: Context) -> str:
+    """Logs one message: it goes out only when the request asked for a log level (modern era)."""
+    await ctx.info("test_logging_tool ran")
+    return "logged"
+
+
+@tool()
+def test_header_param(
+    region: Annotated[
+        str, Field(description="Mirrored into the Mcp-Param-Region header", json_schema_extra={"x-mcp-header": "Region"})
+    ],
+    count: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Count"})] = 1,
+) -> str:
+    """A tool whose arguments travel in HTTP headers too (x-mcp-header): the server checks they agree."""
+    return f"region={region}, count={count}"
