@@ -8,6 +8,9 @@ from pathlib import Path
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 BIN = NODE_DIR / "node_modules" / ".bin"
+#: The conformance suite 0.2.0-alpha.12 (npm alias ``conformance-next``), run by path with ``node``: the
+#: ``conformance`` bin stays 0.1.16, since both packages declare it and npm links the first.
+CONFORMANCE_NEXT = NODE_DIR / "node_modules" / "conformance-next" / "dist" / "index.js"
 
 
 def node_env(tmp: Path) -> dict[str, str]:
