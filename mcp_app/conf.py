@@ -36,8 +36,17 @@ DEFAULTS: dict[str, Any] = {
     "BODY_TIMEOUT": 30,
     # Items per page of every list method.
     "PAGE_SIZE": 100,
+    # MCP 2026-07-28 caching hints per cacheable method ("tools/list", "prompts/list", "resources/list",
+    # "resources/templates/list", "resources/read", "server/discover"): {"ttl_ms": int, "scope": "public" |
+    # "private"}. Unset: TTL 0 (the SDK's Client caches by default, so a positive TTL hides changes from
+    # clients that do not listen) and the scope the result's audience allows; "public" is never granted to a
+    # result that varies by caller.
+    "CACHE_HINTS": {},
     # Seconds a handler waits for the client to answer sampling / elicitation / roots requests.
     "CLIENT_REQUEST_TIMEOUT": 300,
+    # MCP 2026-07-28 (multi round-trip requests): seconds a requestState stays valid, i.e. how long the client
+    # may take to answer the questions of one round and retry (signed with a key derived from SECRET_KEY).
+    "REQUEST_STATE_TTL": 600,
     # Seconds a worker keeps a session in its memory (mcp_app.sessions); the database row stays the source of truth.
     "SESSION_CACHE_TIMEOUT": 300,
     # last_seen is written at most this often (seconds), so a message rarely costs a DB write.

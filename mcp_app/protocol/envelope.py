@@ -360,6 +360,65 @@ def param_headers(input_schema: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+# RFC 9110 token characters: what a header name may consist of.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HEADER_TYPES = frozenset({"string", "integer", "boolean"})
+
+
+def _primitive_types(schema: dict[str, Any]) -> set[str] | None:
+    """The JSON types a property schema allows, when it says so plainly (``type``, or ``anyOf`` of plain
+    types, as pydantic writes ``Optional``); None when it does not."""
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list) and all(isinstance(t, str) for t in declared):
+        return set(declared)
+    arms = schema.get("anyOf")
+    if isinstance(arms, list) and arms and all(isinstance(arm, dict) and isinstance(arm.get("type"), str) for arm in arms):
+        return {arm["type"] for arm in arms}
+    return None
+
+
+def _count_annotations(node: Any) -> int:
+    if isinstance(node, dict):
+        return ("x-mcp-header" in node) + sum(_count_annotations(value) for value in node.values())
+    if isinstance(node, list):
+        return sum(_count_annotations(item) for item in node)
+    return 0
+
+
+def param_header_problems(input_schema: dict[str, Any]) -> list[str]:
+    """What is wrong with a tool's ``x-mcp-header`` annotations (empty means nothing): each must sit on a
+    top-level property, name a non-empty RFC 9110 token unique case-insensitively within the tool, and
+    annotate a string, integer or boolean (optionally nullable). Clients drop tools whose annotations are
+    invalid (*Streamable HTTP › Custom Headers from Tool Parameters*), so registration refuses them."""
+    problems: list[str] = []
+    properties = input_schema.get("properties") if isinstance(input_schema, dict) else None
+    top = 0
+    seen: dict[str, str] = {}
+    for prop, schema in (properties or {}).items() if isinstance(properties, dict) else ():
+        if not isinstance(schema, dict) or "x-mcp-header" not in schema:
+            continue
+        top += 1
+        name = schema["x-mcp-header"]
+        if not isinstance(name, str) or not name:
+            problems.append(f"{prop}: x-mcp-header must be a non-empty header name")
+            continue
+        if not set(name) <= _TOKEN_CHARS:
+            problems.append(f"{prop}: x-mcp-header {name!r} is not a valid header name (RFC 9110 token)")
+        if name.lower() in seen:
+            problems.append(
+                f"{prop}: x-mcp-header {name!r} is already used by {seen[name.lower()]!r} (names are case-insensitive)"
+            )
+        seen.setdefault(name.lower(), prop)
+        types = _primitive_types(schema)
+        if types is None or not (types - {"null"}) or not (types - {"null"}) <= _HEADER_TYPES:
+            problems.append(f"{prop}: x-mcp-header may only annotate a string, integer or boolean property")
+    if _count_annotations(input_schema) > top:
+        problems.append("x-mcp-header is only allowed on the input schema's top-level properties")
+    return problems
+
+
 def _matches(decoded: str, value: Any) -> bool:
     if isinstance(value, bool):
         return decoded == ("true" if value else "false")

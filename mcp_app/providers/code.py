@@ -32,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from ..content import Content, ToolResult, content_dict, resource_contents, to_jsonable, tool_result
 from ..protocol.context import RequestContext
+from ..protocol.envelope import param_header_problems
 from ..protocol.errors import ClientRequestError, InvalidParams, McpError, RequestCancelled, ResourceNotFound
-from ..protocol.provider import Provider
+from ..protocol.provider import CacheHint, Provider
+from .caching import SCOPES, all_open, open_to_all, resolve
 
 logger = logging.getLogger("mcp_app")
 
@@ -152,6 +154,9 @@ class ToolSpec:
         if input_schema is not None:
             jsonschema.Draft202012Validator.check_schema(input_schema)
         schema = input_schema or signature.model.model_json_schema()
+        problems = param_header_problems(schema)
+        if problems:
+            raise ValueError(f"tool {name!r}: invalid x-mcp-header annotations: {'; '.join(problems)}")
         return cls(
             explicit_schema=input_schema is not None,
             name=name,
@@ -261,6 +266,9 @@ class ResourceSpec:
     signature: _Signature | None = None
     regex: re.Pattern[str] | None = None
     permission_classes: list[type] | None = None
+    #: Caching hints of its resources/read results (MCP 2026-07-28); None: the site's (providers.caching).
+    cache_ttl_ms: int | None = None
+    cache_scope: str | None = None
 
     @property
     def is_template(self) -> bool:
@@ -425,8 +433,19 @@ class Registry(Provider):
         mime_type: str | None = None,
         completions: dict[str, Completer] | None = None,
         permission_classes: list[type] | None = None,
+        cache_ttl_ms: int | None = None,
+        cache_scope: str | None = None,
     ) -> Callable[[F], F]:
-        """Decorator: register a resource; a URI with ``{var}`` placeholders makes a template."""
+        """Decorator: register a resource; a URI with ``{var}`` placeholders makes a template.
+
+        ``cache_ttl_ms`` and ``cache_scope`` ("public" or "private") are the caching hints of its reads in
+        MCP 2026-07-28 (default: TTL 0, private). "public" says the content is the same for every caller;
+        it is granted only when ``permission_classes`` open the resource to all (``AllowAny``).
+        """
+        if cache_scope not in (None, *SCOPES):
+            raise ValueError(f"resource {uri!r}: cache_scope must be 'public' or 'private', not {cache_scope!r}")
+        if cache_ttl_ms is not None and (isinstance(cache_ttl_ms, bool) or not isinstance(cache_ttl_ms, int) or cache_ttl_ms < 0):
+            raise ValueError(f"resource {uri!r}: cache_ttl_ms must be an integer >= 0")
 
         def decorator(fn: F) -> F:
             is_template = bool(_TEMPLATE_VAR.search(uri))
@@ -441,6 +460,8 @@ class Registry(Provider):
                 signature=_Signature.of(fn, f"{fn.__name__}Variables"),
                 regex=_template_regex(uri) if is_template else None,
                 permission_classes=permission_classes,
+                cache_ttl_ms=cache_ttl_ms,
+                cache_scope=cache_scope,
             )
             self.resources[uri] = spec
             return fn
@@ -507,6 +528,32 @@ class Registry(Provider):
     async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
         spec = self.tools.get(name)
         return spec.input_schema if spec is not None else None
+
+    async def cache_hint(self, method: str, ctx: RequestContext, *, uri: str | None = None) -> CacheHint:
+        """Lists are the same for every caller when every item in them is open to all; a read takes its
+        resource's own hint (default private)."""
+        return self.code_cache_hint(method, uri)
+
+    def code_cache_hint(self, method: str, uri: str | None = None) -> CacheHint:
+        """:meth:`cache_hint` for the code registry's items alone (the managed provider builds on it)."""
+        if method == "resources/read":
+            try:
+                spec, _ = self.find_resource(uri or "")
+            except ResourceNotFound:
+                return resolve(method, same_for_all=False)
+            return resolve(
+                method,
+                same_for_all=open_to_all(spec.permission_classes),
+                ttl_ms=spec.cache_ttl_ms,
+                scope=spec.cache_scope or "private",
+            )
+        items: dict[str, Iterable[Any]] = {
+            "tools/list": self.tools.values(),
+            "prompts/list": self.prompts.values(),
+            "resources/list": [spec for spec in self.resources.values() if not spec.is_template],
+            "resources/templates/list": [spec for spec in self.resources.values() if spec.is_template],
+        }
+        return resolve(method, same_for_all=method in items and all_open(items[method]))
 
     async def list_resources(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return [spec.definition() for spec in self.resources.values() if not spec.is_template]

@@ -38,7 +38,8 @@ from ..permissions import aallows, default_classes
 from ..prompt_templates import PromptTemplateError, render_prompt_template
 from ..protocol.context import MemorySession, RequestContext
 from ..protocol.errors import InputRequired, InternalError, InvalidParams, McpError, RequestCancelled
-from ..protocol.provider import Provider
+from ..protocol.provider import CacheHint, Provider
+from .caching import open_to_all, resolve
 from .code import Registry, ToolSpec, complete_from, default_registry, error_result, unknown_prompt, unknown_tool
 from .exposures.resource import ExposureRegistry, ModelResource, default_exposures
 from .exposures.serving import DataTool, DataView, generated_tools, query_tool
@@ -285,6 +286,35 @@ class ManagedProvider(Provider):
             return self._definition(self.registry.tools[name], usable[name]).get("inputSchema")
         data_tools = await self._data_tools(ctx, name)
         return data_tools[0].definition().get("inputSchema") if data_tools else None
+
+    async def cache_hint(self, method: str, ctx: RequestContext, *, uri: str | None = None) -> CacheHint:
+        """The code registry's hint, narrowed by the admin's rows and the exposures: a list is the same for
+        every caller only when no row restricts an item (permissions, groups) and no exposure's rows are
+        listed (they are filtered per user); a read of an exposure's object takes the exposure's hint."""
+        catalog = await self.catalog()
+        if method == "resources/read" and uri is not None:
+            for exposure in catalog.exposures.values():
+                if exposure.parse_uri(uri) is not None:
+                    return resolve(
+                        method,
+                        same_for_all=exposure.same_for_all,
+                        ttl_ms=exposure.cache_ttl_ms,
+                        scope=exposure.cache_scope or "private",
+                    )
+            return self.registry.code_cache_hint(method, uri)
+        hint = self.registry.code_cache_hint(method, uri)
+        if hint.scope == "private":
+            return hint
+        if method == "tools/list":
+            varies = bool(catalog.data_tools) or any(perms or groups for _row, perms, groups in catalog.tools.values())
+        elif method == "prompts/list":
+            varies = any(
+                perms or groups or (not row.from_code and not open_to_all(None))
+                for row, perms, groups in catalog.prompts.values()
+            )
+        else:  # resources/list, resources/templates/list: the exposures' objects and templates depend on the caller
+            varies = bool(catalog.exposures)
+        return resolve(method, same_for_all=not varies, ttl_ms=hint.ttl_ms)
 
     async def _data_tools(self, ctx: RequestContext, name: str | None = None) -> list[DataTool]:
         """Data tools over the exposures the caller may read (code tools win a name clash)."""

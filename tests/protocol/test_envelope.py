@@ -22,6 +22,7 @@ from mcp_app.protocol.envelope import (
     decode_header_value,
     era_of,
     error_response,
+    param_header_problems,
     read_envelope,
     read_message,
 )
@@ -251,3 +252,35 @@ def test_param_headers_mismatch(arguments: dict[str, Any], hdrs: dict[str, Any])
     with pytest.raises(HeaderMismatch) as caught:
         check_param_headers(SCHEMA, arguments, headers(**hdrs))
     assert caught.value.code == -32020
+
+
+# -- x-mcp-header annotations at registration -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("properties", "problem"),
+    [
+        ({"a": {"type": "string", "x-mcp-header": ""}}, "non-empty"),
+        ({"a": {"type": "string", "x-mcp-header": "Bad Name"}}, "RFC 9110"),
+        ({"a": {"type": "string", "x-mcp-header": "Région"}}, "RFC 9110"),
+        ({"a": {"type": "string", "x-mcp-header": "X"}, "b": {"type": "string", "x-mcp-header": "x"}}, "already used"),
+        ({"a": {"type": "object", "x-mcp-header": "A"}}, "string, integer or boolean"),
+        ({"a": {"type": "number", "x-mcp-header": "A"}}, "string, integer or boolean"),
+        ({"a": {"type": "array", "items": {"type": "string"}, "x-mcp-header": "A"}}, "string, integer or boolean"),
+        ({"a": {"type": "object", "properties": {"b": {"type": "string", "x-mcp-header": "B"}}}}, "top-level"),
+    ],
+)
+def test_invalid_param_header_annotations(properties: dict[str, Any], problem: str) -> None:
+    problems = param_header_problems({"type": "object", "properties": properties})
+    assert any(problem in p for p in problems), problems
+
+
+def test_valid_param_header_annotations() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "count": {"anyOf": [{"type": "integer"}, {"type": "null"}], "x-mcp-header": "Count"},
+            "dry": {"type": ["boolean", "null"], "x-mcp-header": "Dry-Run"},
+            "note": {"type": "object"},
+        },
+    }
+    assert param_header_problems(schema) == []

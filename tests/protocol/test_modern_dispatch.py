@@ -224,3 +224,15 @@ async def test_param_headers_are_checked_before_the_tool_runs() -> None:
         jsonrpc.Request(1, "tools/call", {"name": "regional", "arguments": {"region": "x"}}), ctx
     )
     assert legacy is not None and legacy["result"]["content"][0]["text"] == "x"
+
+
+def test_tools_with_invalid_param_header_annotations_are_refused() -> None:
+    registry = make_registry()
+    with pytest.raises(ValueError, match="x-mcp-header"):
+
+        @registry.tool()
+        def bad(where: Annotated[dict, Field(json_schema_extra={"x-mcp-header": "Where"})]) -> str:
+            """An object cannot travel in a header."""
+            return "x"
+
+    assert "bad" not in registry.tools

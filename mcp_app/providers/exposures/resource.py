@@ -70,6 +70,8 @@ class ModelResource:
         data_tools: bool = True,
         allow_sensitive_fields: bool = False,
         label: Callable[[Any], str] | None = None,
+        cache_ttl_ms: int | None = None,
+        cache_scope: str | None = None,
     ) -> None:
         if isinstance(fields, str):
             raise ImproperlyConfigured(f"expose({model.__name__}): fields must be a list of field names, not a string.")
@@ -90,6 +92,14 @@ class ModelResource:
         self.data_tools = data_tools
         self.allow_sensitive_fields = allow_sensitive_fields
         self._label = label
+        if cache_scope not in (None, "public", "private"):
+            raise ImproperlyConfigured(f"expose({model.__name__}): cache_scope must be 'public' or 'private'.")
+        if cache_ttl_ms is not None and (isinstance(cache_ttl_ms, bool) or not isinstance(cache_ttl_ms, int) or cache_ttl_ms < 0):
+            raise ImproperlyConfigured(f"expose({model.__name__}): cache_ttl_ms must be an integer >= 0.")
+        #: Caching hints of its objects' resources/read results (MCP 2026-07-28); None: the site's.
+        #: "public" is granted only when :attr:`same_for_all` holds.
+        self.cache_ttl_ms = cache_ttl_ms
+        self.cache_scope = cache_scope
         opts = model._meta
         self.key = f"{opts.app_label}.{opts.model_name}"
         self.uri_prefix = f"{URI_SCHEME}://{opts.app_label}/{opts.model_name}/"
@@ -209,6 +219,18 @@ class ModelResource:
         return [str(f.source) for f in declared.values() if getattr(f, "source", None) not in (None, "*")]
 
     # -- rows ---------------------------------------------------------------------------------------
+    @property
+    def same_for_all(self) -> bool:
+        """Whether every caller sees the same rows: open to all (``AllowAny`` alone), with no per-user
+        queryset (a callable ``queryset`` or an overridden :meth:`get_queryset` may filter by user)."""
+        classes = self.permission_classes
+        return (
+            bool(classes)
+            and all(cls is AllowAny for cls in classes)
+            and not callable(self._queryset)
+            and type(self).get_queryset is ModelResource.get_queryset
+        )
+
     def get_queryset(self, user: Any) -> models.QuerySet[Any]:
         """The rows ``user`` may read (None: anonymous). Override for row-level rules."""
         source = self._queryset
