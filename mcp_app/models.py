@@ -339,6 +339,8 @@ class ToolCall(models.Model):
         TOOL_ERROR = "tool_error", _("tool error (isError)")
         REFUSED = "refused", _("refused (unknown, hidden or disabled)")
         FAILED = "failed", _("failed (protocol error)")
+        # MCP 2026-07-28: the tool asked the client for input (InputRequiredResult); the retry is a new row.
+        NEEDS_INPUT = "needs_input", _("needs input (the client answers and calls again)")
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="tool_calls")

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import jsonrpc
-from .errors import ClientRequestError, MissingRequiredClientCapability, RequestCancelled
+from .errors import ClientRequestError, InputRequired, MissingRequiredClientCapability, RequestCancelled
 from .pagination import CursorCodec
+from .request_state import InputRound
 from .versions import Era
 
 # RFC 5424 severities as MCP names them, least to most severe.
@@ -148,6 +149,9 @@ class RequestContext:
         #: Transport- or site-specific data (the Django user, the HTTP scope, ...).
         self.extra: dict[str, Any] = extra or {}
         self._close_stream = close_stream
+        #: Modern era: this run's inputs of a multi round-trip request (the answers the client gave, the
+        #: questions asked); set by the dispatcher on ``tools/call``, ``prompts/get`` and ``resources/read``.
+        self.input_round: InputRound | None = None
 
     # -- the era ---------------------------------------------------------------------------------
     @property
@@ -275,17 +279,82 @@ class RequestContext:
             )
         raise ClientRequestError(f"The client did not declare the '{name}' capability, so the server cannot {what}.")
 
-    async def sample(self, messages: list[dict[str, Any]], *, max_tokens: int, **params: Any) -> dict[str, Any]:
-        """Ask the client's LLM for a message (``sampling/createMessage``)."""
+    def _require_sub_capability(self, name: str, sub: str, what: str) -> None:
+        # Modern era only (the handshake era checks the top-level capability, as it always did): URL-mode
+        # elicitation needs elicitation.url, tool-enabled sampling sampling.tools, and a client that lists
+        # elicitation modes without "form" cannot show forms (an empty elicitation object means form only).
+        declared = self.client_capabilities.get(name)
+        declared = declared if isinstance(declared, dict) else {}
+        if sub in declared or (sub == "form" and "url" not in declared):
+            return
+        raise MissingRequiredClientCapability(
+            f"Missing required client capability: the server needs '{name}.{sub}' to {what}; declare it in "
+            "params._meta['io.modelcontextprotocol/clientCapabilities'].",
+            required={name: {sub: {}}},
+        )
+
+    def _ask(self, method: str, params: dict[str, Any], key: str | None) -> dict[str, Any]:
+        """Modern era: the client's answer to this input request, or the request recorded and
+        :class:`InputRequired` raised (the dispatcher answers an ``InputRequiredResult`` with every input
+        recorded, and the client retries with the answers; the handler then runs again from the top)."""
+        if self.input_round is None:
+            # A request that cannot take input (only tools/call, prompts/get and resources/read can): the
+            # dispatcher answers an internal error.
+            self.input_round = InputRound()
+        round_ = self.input_round
+        key = key if key is not None else round_.next_key(method)
+        answer = round_.answer(key, method)
+        if answer is not None:
+            return answer
+        round_.ask(key, method, params)
+        raise InputRequired(round_.asked)
+
+    async def sample(
+        self, messages: list[dict[str, Any]], *, max_tokens: int, key: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Ask the client's LLM for a message (``sampling/createMessage``) and return its
+        CreateMessageResult.
+
+        Handshake era: a request to the client, awaited. Modern era (2026-07-28): the answer from the
+        client's retry, asked for with an ``InputRequiredResult`` (see :meth:`elicit`); ``key`` names the
+        input (default ``sampling-1``, ``sampling-2``, ... in call order).
+        """
         self._require_capability("sampling", "request sampling")
-        return await self.send_request("sampling/createMessage", {"messages": messages, "maxTokens": max_tokens, **params})
+        request = {"messages": messages, "maxTokens": max_tokens, **params}
+        if self.era is Era.MODERN:
+            if "tools" in params:
+                self._require_sub_capability("sampling", "tools", "request sampling with tools")
+            return self._ask("sampling/createMessage", request, key)
+        return await self.send_request("sampling/createMessage", request)
 
-    async def elicit(self, message: str, requested_schema: dict[str, Any], **params: Any) -> dict[str, Any]:
-        """Ask the user for structured input (``elicitation/create``)."""
+    async def elicit(
+        self, message: str, requested_schema: dict[str, Any], *, key: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Ask the user for structured input (``elicitation/create``) and return the ElicitResult
+        (``action``, and ``content`` when accepted).
+
+        Handshake era: a request to the client, awaited. Modern era (2026-07-28): the server sends no
+        requests; the first call ends the request with an ``InputRequiredResult`` asking for it, and when
+        the client retries with the answer the handler runs again from the top and this call returns the
+        answer. So code before the last question runs once per round: ask first, then act. ``key`` names
+        the input (default ``elicitation-1``, ``elicitation-2``, ... in call order); several questions
+        awaited together (``asyncio.gather``) are asked in one round.
+        """
         self._require_capability("elicitation", "ask the user for input")
-        return await self.send_request("elicitation/create", {"message": message, "requestedSchema": requested_schema, **params})
+        request = {"message": message, "requestedSchema": requested_schema, **params}
+        if self.era is Era.MODERN:
+            mode = params.get("mode", "form")
+            self._require_sub_capability("elicitation", mode if mode in ("form", "url") else "form", "ask the user for input")
+            return self._ask("elicitation/create", request, key)
+        return await self.send_request("elicitation/create", request)
 
-    async def list_roots(self) -> dict[str, Any]:
-        """Ask the client for its roots (``roots/list``)."""
+    async def list_roots(self, *, key: str | None = None) -> dict[str, Any]:
+        """Ask the client for its roots (``roots/list``) and return the ListRootsResult.
+
+        Handshake era: a request to the client. Modern era: asked with an ``InputRequiredResult`` (see
+        :meth:`elicit`); ``key`` names the input (default ``roots-1``, ...).
+        """
         self._require_capability("roots", "list roots")
+        if self.era is Era.MODERN:
+            return self._ask("roots/list", {}, key)
         return await self.send_request("roots/list", {})

@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from . import jsonrpc, versions
 from .context import LOG_LEVELS, CloseStream, PendingClientRequests, RequestContext, Send, SessionState
 from .envelope import META_SERVER_INFO, check_param_headers
-from .errors import INVALID_PARAMS, RESOURCE_NOT_FOUND, InvalidParams, McpError, MethodNotFound, RequestCancelled
+from .errors import (
+    INVALID_PARAMS,
+    RESOURCE_NOT_FOUND,
+    InputRequired,
+    InternalError,
+    InvalidParams,
+    McpError,
+    MethodNotFound,
+    RequestCancelled,
+)
 from .messages import INITIALIZE
 from .pagination import CursorCodec
 from .provider import CacheHint, Provider
+from .request_state import MRTR_METHODS, InputRound, RequestStateCodec, StateBinding, read_input_responses
 from .versions import Era
 
 logger = logging.getLogger("mcp_app.protocol")
@@ -100,8 +111,12 @@ class Dispatcher:
         pending: PendingClientRequests | None = None,
         client_request_timeout: float = 300.0,
         relay: Relay | None = None,
+        request_state: RequestStateCodec | None = None,
     ) -> None:
         self.provider = provider
+        #: Seals and opens the ``requestState`` of multi round-trip requests (modern era). Every worker must
+        #: share its key (the runtime derives one from SECRET_KEY); the default, a random key, suits one process.
+        self.request_state = request_state if request_state is not None else RequestStateCodec(secrets.token_bytes(32))
         self.server_info = server_info
         self.instructions = instructions
         self.page_size = page_size
@@ -273,9 +288,11 @@ class Dispatcher:
         if entry is not None:
             self._in_flight.setdefault(key, []).append(entry)
         try:
-            result = await handler(request.params, ctx)
             if era is Era.MODERN:
+                result = await self._run_round(request, handler, ctx)
                 result = await self._finish_modern(request.method, request.params, result, ctx)
+            else:
+                result = await handler(request.params, ctx)
             return jsonrpc.response(request.id, result)
         except asyncio.CancelledError:
             if ctx.cancelled:
@@ -298,6 +315,38 @@ class Dispatcher:
                     entries.remove(entry)
                 if not entries:
                     self._in_flight.pop(key, None)
+
+    async def _run_round(self, request: jsonrpc.Request, handler: Handler, ctx: RequestContext) -> dict[str, Any]:
+        """Run a modern request's handler as one round of a multi round-trip request (MCP 2026-07-28,
+        *Basic › Patterns › Multi Round-Trip Requests*).
+
+        On ``tools/call``, ``prompts/get`` and ``resources/read``: a ``requestState`` is verified before the
+        handler runs (a bad one is -32602 with ``data.reason``, and nothing runs), and ``inputResponses`` is
+        checked to be an object of objects; the handler's ``ctx.elicit()``/``sample()``/``list_roots()`` find
+        the answers there. When it still needs input, the answer is an ``InputRequiredResult`` with every
+        input it asked for and a new state carrying the answers so far, bound to the caller
+        (``ctx.extra["principal"]``), this method and these params. On any other method asking for input
+        is a server bug: an internal error.
+        """
+        if request.method not in MRTR_METHODS:
+            try:
+                return await handler(request.params, ctx)
+            except InputRequired:
+                logger.error("MCP request %s asked the client for input, which only %s can", request.method, MRTR_METHODS)
+                raise InternalError(
+                    f"Internal error while handling {request.method}: it cannot ask the client for input."
+                ) from None
+        binding = StateBinding.of(str(ctx.extra.get("principal", "")), request.method, request.params)
+        known = self.request_state.open(request.params["requestState"], binding) if "requestState" in request.params else {}
+        ctx.input_round = InputRound(known, read_input_responses(request.params))
+        try:
+            return await handler(request.params, ctx)
+        except InputRequired as exc:
+            return {
+                "resultType": "input_required",
+                "inputRequests": exc.input_requests,
+                "requestState": self.request_state.seal(binding, ctx.input_round.answers_to_keep()),
+            }
 
     async def _finish_modern(
         self, method: str, params: dict[str, Any], result: dict[str, Any], ctx: RequestContext

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from mcp_app import Audio, Context, EmbeddedResource, Image, Text, ToolError, prompt, resource, tool
+from mcp_app.models import Prompt, Tool
 
 # A 1x1 PNG and a tiny WAV file, base64-encoded.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -352,3 +353,121 @@ def test_header_param(
 ) -> str:
     """A tool whose arguments travel in HTTP headers too (x-mcp-header): the server checks they agree."""
     return f"region={region}, count={count}"
+
+
+# -- MCP 2026-07-28: multi round-trip requests (the input-required-result-* scenarios, and server-stateless's
+# capability checks). The same code serves the handshake era, where each question is a request to the client.
+_NAME_FORM = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+def _sampled_text(result: dict[str, Any]) -> str:
+    content = result.get("content") or {}
+    blocks = content if isinstance(content, list) else [content]
+    return " ".join(block.get("text", "") for block in blocks if isinstance(block, dict))
+
+
+@tool()
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Asks the user a question: in the modern era an InputRequiredResult, never a request on the stream."""
+    result = await ctx.elicit("What is your name?", _NAME_FORM, key="user_name")
+    return f"Hello, {(result.get('content') or {}).get('name', 'stranger')}!"
+
+
+@tool()
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """One elicitation (key user_name), then a greeting."""
+    result = await ctx.elicit("What is your name?", _NAME_FORM, key="user_name")
+    if result.get("action") != "accept":
+        return f"No name given ({result.get('action')})."
+    return f"Hello, {(result.get('content') or {}).get('name')}!"
+
+
+@tool()
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """One sampling request (key capital_question), then the sampled text."""
+    question = [{"role": "user", "content": {"type": "text", "text": "What is the capital of France?"}}]
+    result = await ctx.sample(question, max_tokens=100, key="capital_question")
+    return f"The model said: {_sampled_text(result)}"
+
+
+@tool()
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """One roots/list request (key client_roots), then the roots it got."""
+    result = await ctx.list_roots(key="client_roots")
+    return "Client roots: " + ", ".join(root.get("uri", "?") for root in result.get("roots", []))
+
+
+@tool()
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """One confirmation (key confirm) with a requestState; the retry's state is verified before the tool runs
+    again (a bad one is refused without running it)."""
+    form = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    result = await ctx.elicit("Please confirm", form, key="confirm")
+    return f"state-ok: confirmed={(result.get('content') or {}).get('ok')}"
+
+
+@tool()
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """Three inputs asked in one round (asyncio.gather): elicitation, sampling and roots."""
+    name, greeting, roots = await asyncio.gather(
+        ctx.elicit("What is your name?", _NAME_FORM, key="user_name"),
+        ctx.sample([{"role": "user", "content": {"type": "text", "text": "Generate a greeting"}}], max_tokens=50, key="greeting"),
+        ctx.list_roots(key="client_roots"),
+    )
+    uris = ", ".join(root.get("uri", "?") for root in roots.get("roots", []))
+    return f"{_sampled_text(greeting)} {(name.get('content') or {}).get('name')} (roots: {uris})"
+
+
+@tool()
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Two questions, one round each: the second is asked once the first is answered."""
+    first = await ctx.elicit("Step 1: What is your name?", _NAME_FORM, key="step1")
+    color_form = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+    second = await ctx.elicit("Step 2: What is your favorite color?", color_form, key="step2")
+    name, color = (first.get("content") or {}).get("name"), (second.get("content") or {}).get("color")
+    return f"{name} likes {color}."
+
+
+@tool()
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """One confirmation; a retry with a tampered requestState is refused before the tool runs again."""
+    form = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    result = await ctx.elicit("Please confirm", form, key="confirm")
+    return f"confirmed={(result.get('content') or {}).get('ok')}"
+
+
+@tool()
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Asks only for what the client declared: elicitation if it can, else sampling, else nothing."""
+    if "elicitation" in ctx.client_capabilities:
+        result = await ctx.elicit("What is your name?", _NAME_FORM, key="user_name")
+        return f"Hello, {(result.get('content') or {}).get('name')}!"
+    if "sampling" in ctx.client_capabilities:
+        result = await ctx.sample([{"role": "user", "content": {"type": "text", "text": "Pick a name."}}], max_tokens=20)
+        return f"Hello, {_sampled_text(result)}!"
+    return "Hello, stranger (the client can neither elicit nor sample)."
+
+
+@prompt()
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that asks the user for its context first (key user_context)."""
+    form = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
+    result = await ctx.elicit("What context should the prompt use?", form, key="user_context")
+    return f"Answer with this context in mind: {(result.get('content') or {}).get('context')}"
+
+
+# -- subscriptions/listen (2026-07-28): the suite calls these while a listen stream is open ------------------
+@tool()
+def test_trigger_tool_change() -> str:
+    """Saves this tool's row, as an admin's edit would: every worker drops its cached tool rows and every
+    stream that opted in gets notifications/tools/list_changed (the real path: signal, commit, bus)."""
+    Tool.objects.get_or_create(name="test_trigger_tool_change")[0].save()
+    return "The tool list changed."
+
+
+@tool()
+def test_trigger_prompt_change() -> str:
+    """Saves the row of the prompt test_simple_prompt, as an admin's edit would: streams that opted in get
+    notifications/prompts/list_changed."""
+    Prompt.objects.get_or_create(name="test_simple_prompt", defaults={"from_code": True})[0].save()
+    return "The prompt list changed."
