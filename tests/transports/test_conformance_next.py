@@ -10,12 +10,14 @@ so the file is the exact list of what is still missing, with the reason for each
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.live import LiveServer
+from tests.live import LiveServer, shell, start_daphne
 from tests.node_peers import CONFORMANCE_NEXT, node_env
 from tests.transports.test_conformance import SUMMARIES
 
@@ -118,3 +120,47 @@ def test_modern_requirement_set(daphne_server: LiveServer, tmp_path: Path) -> No
         assert mark == "✓" and fails == 0 and passed > 0, f"{name}: {passed} passed, {fails} failed\n{summary}"
     # No failure outside the baseline, and no baseline entry that passes now.
     assert "Baseline check passed" in summary and run.returncode == 0, summary
+
+
+# -- the MCP Inspector CLI in its modern-only mode, with credentials ------------------------------------------
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str, Path]]:
+    """A daphne with the settings a real site gets (credentials required), and a bearer token of a new user."""
+    workdir = tmp_path_factory.mktemp("modern-auth")
+    database = workdir / "db.sqlite3"
+    server = start_daphne(workdir, settings="tests.auth_settings", db_path=database)
+    code = """
+import secrets
+from django.contrib.auth.models import User
+from mcp_app.models import Token
+user = User.objects.create_user("modern-" + secrets.token_hex(4))
+print(Token.create_for(user, name="inspector")[1])
+"""
+    token = shell("tests.auth_settings", {"MCP_TEST_DB": str(database)}, code)
+    yield server, token, database
+    server.stop()
+    server.assert_no_traceback()
+
+
+def test_inspector_cli_modern_era_with_a_bearer_token(auth_server: tuple[LiveServer, str, Path], tmp_path: Path) -> None:
+    server, token, database = auth_server
+    env = node_env(tmp_path)
+    base = ["mcp-inspector", "--cli", server.mcp_url, "--transport", "http", "--protocol-era", "modern"]
+    credentials = ["--header", f"Authorization: Bearer {token}"]
+    listed = subprocess.run([*base, *credentials, "--method", "tools/list"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert '"name": "uppercase_text"' in listed.stdout
+    args = ["--method", "tools/call", "--tool-name", "uppercase_text", "--tool-arg", "text=modern era"]
+    called = subprocess.run([*base, *credentials, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert called.returncode == 0, called.stdout + called.stderr
+    assert '"text": "MODERN ERA"' in called.stdout
+    # Credentials are checked on every request: without them, nothing is discovered or listed.
+    refused = subprocess.run([*base, "--method", "tools/list"], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "uppercase_text" not in refused.stdout
+    # The call is audited with its user and without a session (modern requests have none).
+    with sqlite3.connect(database, timeout=20) as db:
+        rows = db.execute(
+            "SELECT c.session_id, c.outcome, u.username FROM mcp_app_toolcall c JOIN auth_user u ON u.id = c.user_id "
+            "WHERE c.tool = 'uppercase_text'"
+        ).fetchall()
+    assert len(rows) == 1 and rows[0][:2] == (None, "ok") and rows[0][2].startswith("modern-"), rows
