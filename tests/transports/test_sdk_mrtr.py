@@ -14,6 +14,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.live import LiveServer
+from tests.transports.cluster import Workers, workers_fixture  # noqa: F401 - the fixture, by name
 
 MODERN = "2026-07-28"
 
@@ -204,3 +205,39 @@ def test_a_state_is_bound_to_its_request(daphne_server: LiveServer) -> None:
         request_id=9,
     ).json()
     assert same["result"]["content"][0]["text"].startswith("state-ok")
+
+
+def test_each_round_may_reach_another_worker(workers: Workers) -> None:
+    """A retry is an independent request: rounds 1 and 3 on one worker, round 2 on another (PostgreSQL and
+    Redis, as in production), with the state each worker signs and verifies under the same derived key."""
+    a, b = workers.start(), workers.start()
+    tool = "test_input_required_result_multi_round"
+    first = _first_round(a)
+    second = _post(
+        b,
+        "tools/call",
+        {
+            "name": tool,
+            "arguments": {},
+            "inputResponses": {"step1": {"action": "accept", "content": {"name": "Ada"}}},
+            "requestState": first["requestState"],
+        },
+        request_id=2,
+    ).json()["result"]
+    assert list(second["inputRequests"]) == ["step2"]
+    third = _post(
+        a,
+        "tools/call",
+        {
+            "name": tool,
+            "arguments": {},
+            "inputResponses": {"step2": {"action": "accept", "content": {"color": "green"}}},
+            "requestState": second["requestState"],
+        },
+        request_id=3,
+    ).json()["result"]
+    assert third["content"][0]["text"] == "Ada likes green."
+    # No session was created for any of it, and each round left its own audit row.
+    assert workers.query("SELECT count(*) FROM mcp_app_session")[0][0] == 0
+    rows = workers.query("SELECT outcome, session_id FROM mcp_app_toolcall WHERE tool = %s ORDER BY id", (tool,))
+    assert rows == [("needs_input", None), ("needs_input", None), ("ok", None)]
