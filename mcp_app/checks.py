@@ -12,6 +12,8 @@ from django.core.checks import Error, Tags, Warning, register
 from .conf import DEFAULTS, mcp_settings
 from .limits import ATOMIC_CACHE_BACKENDS
 from .permissions import AllowAny
+from .providers.caching import open_to_all
+from .providers.code import default_registry
 from .providers.exposures.resource import default_exposures
 
 
@@ -104,6 +106,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     hint=f"The default is {DEFAULTS[name]}: {DEFAULTS[name][0]} every {DEFAULTS[name][1]} s.",
                     id="mcp_app.E003",
                 )
+            )
+    messages += _check_cache_hints(user.get("CACHE_HINTS", DEFAULTS["CACHE_HINTS"]))
+    return messages
+
+
+def _check_cache_hints(value: Any) -> list[Any]:
+    """``MCP_APP["CACHE_HINTS"]``: cacheable method -> {"ttl_ms": int >= 0, "scope": "public" | "private"}."""
+    cacheable = ("server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read")
+    hint = f'For example {{"tools/list": {{"ttl_ms": 60000, "scope": "private"}}}}; methods: {", ".join(cacheable)}.'
+    if not isinstance(value, dict):
+        return [Error("MCP_APP['CACHE_HINTS'] must be a dict of method -> hint.", hint=hint, id="mcp_app.E003")]
+    messages = []
+    for method, entry in value.items():
+        ttl = entry.get("ttl_ms", 0) if isinstance(entry, dict) else None
+        if (
+            method not in cacheable
+            or not isinstance(entry, dict)
+            or set(entry) - {"ttl_ms", "scope"}
+            or isinstance(ttl, bool)
+            or not isinstance(ttl, int)
+            or ttl < 0
+            or entry.get("scope", "private") not in ("public", "private")
+        ):
+            messages.append(
+                Error(f"MCP_APP['CACHE_HINTS'][{method!r}] is not a valid caching hint.", hint=hint, id="mcp_app.E003")
             )
     return messages
 
@@ -202,6 +229,35 @@ def check_exposures(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     "really are safe to show to every caller with read access.",
                     obj=exposure.model,
                     id="mcp_app.E004",
+                )
+            )
+    return messages
+
+
+@register(Tags.security)
+def check_cache_scopes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """A resource or exposure asking for ``cache_scope="public"`` whose content varies by caller is served
+    ``private`` (MCP 2026-07-28 caching hints): say so, since the setting does not do what it says."""
+    messages: list[Any] = []
+    for uri, spec in sorted(default_registry.resources.items()):
+        if spec.cache_scope == "public" and not open_to_all(spec.permission_classes):
+            messages.append(
+                Warning(
+                    f"The MCP resource {uri} asks for cache_scope='public' but is not open to every caller; it is "
+                    "served with cacheScope 'private'.",
+                    hint="Use permission_classes=[AllowAny] if its content is the same for everyone, or drop cache_scope.",
+                    id="mcp_app.W007",
+                )
+            )
+    for key, exposure in sorted(default_exposures.exposures.items()):
+        if exposure.cache_scope == "public" and not exposure.same_for_all:
+            messages.append(
+                Warning(
+                    f"The MCP exposure of {key} asks for cache_scope='public' but its rows depend on the caller "
+                    "(permission classes or a per-user queryset); it is served with cacheScope 'private'.",
+                    hint="Drop cache_scope, or expose rows that are the same for every caller with AllowAny.",
+                    obj=exposure.model,
+                    id="mcp_app.W007",
                 )
             )
     return messages

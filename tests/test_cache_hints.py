@@ -12,13 +12,14 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from mcp_app.checks import check_cache_scopes, check_settings
 from mcp_app.permissions import AllowAny, IsAuthenticated
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import PendingClientRequests, RequestContext
 from mcp_app.protocol.envelope import Envelope
 from mcp_app.protocol.provider import CacheHint
-from mcp_app.providers.code import Registry
-from mcp_app.providers.exposures.resource import ModelResource
+from mcp_app.providers.code import Registry, default_registry
+from mcp_app.providers.exposures.resource import ModelResource, default_exposures
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author
 
@@ -133,3 +134,30 @@ def test_served_lists_with_exposures_are_private_on_every_page() -> None:
     assert modern("resources/templates/list", {})["cacheScope"] == "private"
     assert modern("tools/list", {})["cacheScope"] == "private"  # the exposures' data tools are listed
     assert modern("server/discover", {})["cacheScope"] == "public"
+
+
+def test_cache_hints_setting_is_checked() -> None:
+    good = {"tools/list": {"ttl_ms": 60000, "scope": "private"}, "resources/read": {"ttl_ms": 0}}
+    with override_settings(MCP_APP={**settings.MCP_APP, "CACHE_HINTS": good}):
+        assert [m.id for m in check_settings()] == []
+    for bad in (
+        [],
+        {"tools/call": {}},
+        {"tools/list": {"ttl_ms": -1}},
+        {"tools/list": {"scope": "shared"}},
+        {"tools/list": {"ttl": 5}},
+    ):
+        with override_settings(MCP_APP={**settings.MCP_APP, "CACHE_HINTS": bad}):
+            assert [m.id for m in check_settings()] == ["mcp_app.E003"], bad
+
+
+def test_public_scope_that_cannot_be_granted_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_cache_scopes() == []
+    registry = open_registry()
+    monkeypatch.setitem(default_registry.resources, "demo://mine", registry.resources["demo://mine"])
+    monkeypatch.setitem(default_registry.resources, "demo://news", registry.resources["demo://news"])  # open: fine
+    exposure = ModelResource(Author, fields=["name"], cache_scope="public")
+    monkeypatch.setitem(default_exposures.exposures, "tests.per_user_author", exposure)
+    messages = check_cache_scopes()
+    assert [m.id for m in messages] == ["mcp_app.W007", "mcp_app.W007"]
+    assert "demo://mine" in messages[0].msg and "tests.per_user_author" in messages[1].msg
