@@ -17,13 +17,26 @@ no test framework: use it from pytest (with pytest-django) or from Django's ``Tr
 
 Sessions are database rows and tools may run in other threads, so tests need real transactions
 (``transaction=True``, or ``TransactionTestCase``), as for any Channels consumer test.
+
+With ``protocol_version="2026-07-28"`` the client speaks the modern era instead: no session, every request
+carries its version and the client's capabilities (``_meta`` and headers), and the questions a tool asks
+(``InputRequiredResult``) are answered by ``answer=`` and the call retried::
+
+    async def answer(method, params):  # elicitation/create, sampling/createMessage or roots/list
+        return {"action": "accept", "content": {"name": "Ada"}}
+
+    async with MCPTestClient(protocol_version="2026-07-28", capabilities={"elicitation": {}}, answer=answer) as client:
+        result = await client.call_tool("greet", {})
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import inspect
 import itertools
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -35,8 +48,12 @@ from .protocol import versions
 
 __all__ = ["MCPResponse", "MCPResponseError", "MCPTestClient"]
 
-#: What :class:`MCPTestClient` sends as ``clientInfo`` in ``initialize``.
+#: What :class:`MCPTestClient` sends as ``clientInfo`` in ``initialize`` (modern era: in every request's ``_meta``).
 CLIENT_INFO = {"name": "mcp_app.testing", "version": "1"}
+#: Rounds of one multi round-trip request before :class:`MCPTestClient` gives up (as the official SDK's client).
+MAX_INPUT_ROUNDS = 10
+#: Answers an input request of the modern era: ``(method, params) -> result`` (plain or awaitable).
+Answer = Callable[[str, dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 
 
 class MCPResponseError(Exception):
@@ -104,6 +121,15 @@ class MCPTestClient:
     :attr:`protocol_version` and sent as ``MCP-Protocol-Version`` on later requests. ``session_id``
     attaches the client to an existing session instead of calling :meth:`initialize`.
 
+    A modern ``protocol_version`` (2026-07-28) selects the modern era: no ``initialize``, no session and no
+    ``DELETE``; every request carries ``_meta`` (version, ``capabilities``, client info) and the headers the
+    revision asks for (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``; pass ``Mcp-Param-*`` for
+    ``x-mcp-header`` arguments in ``headers``). :meth:`call_tool`, :meth:`get_prompt` and
+    :meth:`read_resource` answer an ``InputRequiredResult`` with ``answer(method, params)`` for each input
+    request and retry with the answers and the ``requestState``, up to :data:`MAX_INPUT_ROUNDS` rounds;
+    without ``answer`` they return the ``InputRequiredResult`` itself. ``capabilities`` are also what
+    ``initialize`` declares in the handshake era.
+
     ``app`` is the ASGI application to call (default: ``mcp_application(get_asgi_application())``, built
     when first needed); ``path`` the endpoint (default: ``MCP_APP["PATH"]``); ``host`` the Host header
     (``testserver``, which Django's test set-up adds to ``ALLOWED_HOSTS``); ``headers`` extra request
@@ -128,6 +154,8 @@ class MCPTestClient:
         host: str = "testserver",
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
+        capabilities: dict[str, Any] | None = None,
+        answer: Answer | None = None,
     ) -> None:
         if token is not None and user is not None:
             raise ValueError("MCPTestClient takes token= or user=, not both: a user's token is created for them.")
@@ -139,14 +167,22 @@ class MCPTestClient:
         self.host = host
         self.extra_headers = dict(headers or {})
         self.timeout = timeout
+        #: The client capabilities declared (``initialize``, or every modern request's ``_meta``).
+        self.capabilities: dict[str, Any] = dict(capabilities or {})
+        self.answer = answer
         self._app = app
         self._ids = itertools.count(1)
         #: Notifications received on SSE answers, oldest first (tests may clear it).
         self.notifications: list[dict[str, Any]] = []
         #: Requests the server sent to this client on SSE answers (never answered).
         self.server_requests: list[dict[str, Any]] = []
-        #: The ``initialize`` result, once :meth:`initialize` has run.
+        #: The ``initialize`` result, once :meth:`initialize` has run (modern era: ``server/discover``'s).
         self.server_info: dict[str, Any] | None = None
+
+    @property
+    def modern(self) -> bool:
+        """Whether this client speaks the modern era (protocol 2026-07-28 on: no session)."""
+        return versions.is_modern(self.protocol_version)
 
     # -- the ASGI exchange -----------------------------------------------------------------------------
     @property
@@ -250,13 +286,14 @@ class MCPTestClient:
             response.messages = payload if isinstance(payload, list) else [payload]
         return response
 
-    async def send(self, message: Any) -> MCPResponse:
+    async def send(self, message: Any, *, headers: dict[str, str] | None = None) -> MCPResponse:
         """POST one JSON-RPC message (or a batch, or any JSON to test bad input) and return the answer.
 
         Notifications and requests the server sent on an SSE answer are recorded in :attr:`notifications`
-        and :attr:`server_requests`; the answer's ``messages`` still hold every message received.
+        and :attr:`server_requests`; the answer's ``messages`` still hold every message received. ``headers``
+        as for :meth:`http`.
         """
-        response = await self.http("POST", json.dumps(message).encode())
+        response = await self.http("POST", json.dumps(message).encode(), headers)
         for item in response.messages:
             if "method" in item and "id" in item:
                 self.server_requests.append(item)
@@ -273,9 +310,13 @@ class MCPTestClient:
         """
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        headers: dict[str, str] = {}
+        if self.modern:
+            params = {**(params or {}), "_meta": {**self._modern_meta(), **((params or {}).get("_meta") or {})}}
+            headers = self._modern_headers(method, params)
         if params is not None:
             message["params"] = params
-        response = await self.send(message)
+        response = await self.send(message, headers=headers)
         for item in response.messages:
             if "method" in item or item.get("id") not in (request_id, None):
                 continue
@@ -290,6 +331,37 @@ class MCPTestClient:
             f"no answer to {method} (id {request_id}) in the response: {response.body[:300]!r}",
             response=response,
         )
+
+    def _modern_meta(self) -> dict[str, Any]:
+        return {
+            "io.modelcontextprotocol/protocolVersion": self.protocol_version,
+            "io.modelcontextprotocol/clientCapabilities": self.capabilities,
+            "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+        }
+
+    def _modern_headers(self, method: str, params: dict[str, Any]) -> dict[str, str]:
+        headers = {"mcp-protocol-version": self.protocol_version, "mcp-method": method}
+        name = params.get("uri") if method == "resources/read" else params.get("name")
+        if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
+            headers["mcp-name"] = _header_value(name)
+        return headers
+
+    async def _with_input(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``method`` (tools/call, prompts/get, resources/read); in the modern era an ``InputRequiredResult`` is
+        answered with :attr:`answer` and the request retried, until a complete result."""
+        result = await self.request(method, params)
+        for _ in range(MAX_INPUT_ROUNDS):
+            if not (self.modern and self.answer is not None and result.get("resultType") == "input_required"):
+                return result
+            responses = {}
+            for key, asked in (result.get("inputRequests") or {}).items():
+                answer = self.answer(asked["method"], asked.get("params") or {})
+                responses[key] = await answer if inspect.isawaitable(answer) else answer
+            retry = {**params, "inputResponses": responses}
+            if "requestState" in result:
+                retry["requestState"] = result["requestState"]
+            result = await self.request(method, retry)
+        raise MCPResponseError(200, None, f"{method}: still asking for input after {MAX_INPUT_ROUNDS} rounds")
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification; raises :class:`MCPResponseError` unless it is accepted (202)."""
@@ -310,8 +382,14 @@ class MCPTestClient:
     async def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start a session: ``initialize``, then ``notifications/initialized``; returns the initialize result.
 
-        Keeps the ``Mcp-Session-Id`` and the negotiated protocol version for the following requests.
+        Keeps the ``Mcp-Session-Id`` and the negotiated protocol version for the following requests. In the
+        modern era there is no session: this sends ``server/discover`` and returns its result.
         """
+        if capabilities is not None:
+            self.capabilities = dict(capabilities)
+        if self.modern:
+            self.server_info = await self.request("server/discover")
+            return self.server_info
         self.session_id = None
         response = await self.send(
             {
@@ -320,7 +398,7 @@ class MCPTestClient:
                 "method": "initialize",
                 "params": {
                     "protocolVersion": self.protocol_version,
-                    "capabilities": capabilities or {},
+                    "capabilities": self.capabilities,
                     "clientInfo": CLIENT_INFO,
                 },
             }
@@ -350,8 +428,8 @@ class MCPTestClient:
         return response.status
 
     async def __aenter__(self) -> MCPTestClient:
-        """Initialize a session (unless one was given as ``session_id``)."""
-        if self.session_id is None:
+        """Initialize a session (unless one was given as ``session_id``; modern era: ``server/discover``)."""
+        if self.session_id is None or self.modern:
             await self.initialize()
         return self
 
@@ -372,7 +450,7 @@ class MCPTestClient:
         params: dict[str, Any] = {"name": name, "arguments": arguments or {}}
         if progress_token is not None:
             params["_meta"] = {"progressToken": progress_token}
-        return await self.request("tools/call", params)
+        return await self._with_input("tools/call", params)
 
     async def list_resources(self, cursor: str | None = None) -> dict[str, Any]:
         """``resources/list``: the result (``resources``, maybe ``nextCursor``)."""
@@ -380,7 +458,7 @@ class MCPTestClient:
 
     async def read_resource(self, uri: str) -> dict[str, Any]:
         """``resources/read``: the result (``contents``)."""
-        return await self.request("resources/read", {"uri": uri})
+        return await self._with_input("resources/read", {"uri": uri})
 
     async def list_prompts(self, cursor: str | None = None) -> dict[str, Any]:
         """``prompts/list``: the result (``prompts``, maybe ``nextCursor``)."""
@@ -388,4 +466,12 @@ class MCPTestClient:
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None = None) -> dict[str, Any]:
         """``prompts/get``: the result (``messages``, maybe ``description``)."""
-        return await self.request("prompts/get", {"name": name, "arguments": arguments or {}})
+        return await self._with_input("prompts/get", {"name": name, "arguments": arguments or {}})
+
+
+def _header_value(value: str) -> str:
+    """A header value as the 2026-07-28 revision encodes it: as is when it is visible ASCII without leading or
+    trailing spaces, else ``=?base64?<Base64 of UTF-8>?=``."""
+    if value and value.isascii() and value.isprintable() and value == value.strip():
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
