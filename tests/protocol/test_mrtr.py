@@ -429,6 +429,17 @@ async def test_a_refused_state_is_invalid_params_and_the_tool_does_not_run(chang
     assert RAN == []
 
 
+async def test_a_stale_state_is_expired_invalid_params() -> None:
+    clock = Clock()
+    dispatcher = make_dispatcher()
+    dispatcher.request_state = RequestStateCodec(KEY, 60, clock=clock)
+    first = (await modern(dispatcher, "tools/call", {"name": "greet"}))["result"]
+    clock.now += 61
+    retry = {"name": "greet", "inputResponses": {"elicitation-1": ACCEPT_ADA}, "requestState": first["requestState"]}
+    response = await modern(dispatcher, "tools/call", retry)
+    assert response["error"]["code"] == INVALID_PARAMS and response["error"]["data"] == {"reason": "expired"}
+
+
 @pytest.mark.parametrize("responses", [None, 5, {"elicitation-1": 12345}, {"elicitation-1": {"action": "maybe"}}])
 async def test_malformed_input_responses_are_a_json_rpc_error(responses: Any) -> None:
     response = await modern(make_dispatcher(), "tools/call", {"name": "greet", "inputResponses": responses})

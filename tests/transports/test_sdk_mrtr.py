@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.live import LiveServer
+from tests.live import LiveServer, shell, start_daphne
 from tests.transports.cluster import Workers, workers_fixture  # noqa: F401 - the fixture, by name
 
 MODERN = "2026-07-28"
@@ -241,3 +241,33 @@ def test_each_round_may_reach_another_worker(workers: Workers) -> None:
     assert workers.query("SELECT count(*) FROM mcp_app_session")[0][0] == 0
     rows = workers.query("SELECT outcome, session_id FROM mcp_app_toolcall WHERE tool = %s ORDER BY id", (tool,))
     assert rows == [("needs_input", None), ("needs_input", None), ("ok", None)]
+
+
+def test_a_state_is_bound_to_the_principal_and_credentials_are_checked_every_round(tmp_path: Any) -> None:
+    """On a site that requires credentials: another user's token cannot use Alice's state (refused as if
+    forged, so it does not learn the state is genuine), no token is 401, and Alice's own retry completes."""
+    settings, env = "tests.auth_settings", {"MCP_TEST_DB": str(tmp_path / "db.sqlite3")}
+    server = start_daphne(tmp_path, settings=settings, extra_env=env)
+    try:
+        alice, bob = shell(
+            settings,
+            env,
+            "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+            "print(*(Token.create_for(User.objects.create_user(n), name=n)[1] for n in ('alice', 'bob')))",
+        ).split()
+        tool = "test_input_required_result_request_state"
+        first = _first_round(server, tool, token=alice)
+        retry = {
+            "name": tool,
+            "arguments": {},
+            "inputResponses": {"confirm": {"action": "accept", "content": {"ok": True}}},
+            "requestState": first["requestState"],
+        }
+        stolen = _post(server, "tools/call", retry, request_id=2, token=bob).json()
+        assert stolen["error"]["code"] == -32602 and stolen["error"]["data"] == {"reason": "invalid"}
+        assert _post(server, "tools/call", retry, request_id=3).status_code == 401
+        done = _post(server, "tools/call", retry, request_id=4, token=alice).json()
+        assert done["result"]["content"][0]["text"].startswith("state-ok")
+    finally:
+        server.stop()
+    server.assert_no_traceback()
