@@ -1,8 +1,8 @@
 """Model signals -> what every worker must hear, once the transaction commits.
 
 - A saved or deleted object of an exposed model sends ``notifications/resources/updated`` to the sessions
-  subscribed to its URI (:class:`~mcp_app.models.Subscription` rows), through each session's channel-layer
-  group.
+  subscribed to its URI (:class:`~mcp_app.models.Subscription` rows), and to the ``subscriptions/listen``
+  streams that name it (one bus event per transaction, matched in each worker).
 - A created or deleted object of an exposed model sends ``notifications/resources/list_changed`` to the open
   streams whose caller may read the object's exposure (:class:`StreamAudience`), coalesced: once per
   transaction here, and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream there
@@ -30,17 +30,17 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from .auth import forget_credentials, user_generation
+# Re-exported: StreamAudience lived here, and the streams and tests import it from here.
+from .audience import StreamAudience as StreamAudience
+from .auth import forget_credentials
 from .conf import mcp_settings
 from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Subscription, Token, Tool
-from .permissions import aallows
 from .protocol import jsonrpc
 from .providers.managed import ManagedProvider
 from .runtime import end_sessions_of, get_server
@@ -115,6 +115,13 @@ def _tables_ready() -> bool:
 
 
 def _send_updated(uris: list[str]) -> None:
+    """``resources/updated`` for a transaction's changed objects: to the sessions subscribed to each URI
+    (handshake era: ``Subscription`` rows), and one bus event with every URI for the listen streams (2026-07-28:
+    each worker matches it against its streams' ``resourceSubscriptions``)."""
+    try:
+        async_to_sync(events.resources_updated)(uris)
+    except Exception as exc:  # advisory: never fail the save for it
+        logger.warning("could not send %s to listen streams (%s: %s)", RESOURCE_UPDATED, type(exc).__name__, exc)
     for uri in uris:
         try:
             sessions = set(Subscription.objects.filter(uri=uri, session__ended__isnull=True).values_list("session_id", flat=True))
@@ -146,65 +153,6 @@ def object_changed(instance: Any, *, membership_changed: bool, using: str = DEFA
         _once_per_transaction("resources.updated", uris, _send_updated, using)
     if exposures and membership_changed:
         _once_per_transaction("resources.list_changed", [e.key for e in exposures], _send_rows_list_changed, using)
-
-
-class StreamAudience:
-    """Which model exposures the caller of one event stream may read: a list_changed about rows of
-    exposures (an ``mcp.coalesced`` event naming them) goes out on the stream only when the caller may
-    read at least one of them, so that nobody learns when rows they cannot see come and go.
-
-    The set is worked out on the first such event (the exposures' permission classes, as
-    resources/list applies them) and kept until the catalog of exposures is reloaded (a row changed on
-    any worker, or its age) or the user's groups or permissions change (then the user is read afresh):
-    no query per notification per stream.
-    """
-
-    def __init__(self, user: Any) -> None:
-        """``user``: the stream's caller (None: anonymous)."""
-        self._user = user if user is not None and getattr(user, "is_authenticated", False) else None
-        self._generation = user_generation(self._user)  # changes after this make the user be read again
-        self._catalog: Any = None
-        self._readable: frozenset[str] = frozenset()
-
-    async def admits(self, event: dict[str, Any]) -> bool:
-        """Whether the stream may send ``event``'s message: yes unless it names exposures, none of which
-        the caller may read. When that cannot be worked out (the database is down), no: it is advisory."""
-        keys = event.get("exposures")
-        if keys is None:
-            return True
-        try:
-            readable = await self.readable()
-        except Exception as exc:
-            logger.warning("could not check who may read %s (%s: %s); not sent", keys, type(exc).__name__, exc)
-            return False
-        return not readable.isdisjoint(keys)
-
-    async def readable(self) -> frozenset[str]:
-        """The keys of the exposures the caller may read now."""
-        provider = mcp_settings.PROVIDER
-        if not isinstance(provider, ManagedProvider):
-            return frozenset()
-        catalog = await provider.catalog()
-        generation = user_generation(self._user)
-        if catalog is self._catalog and generation == self._generation:
-            return self._readable
-        if generation != self._generation and self._user is not None:
-            self._user = await database_sync_to_async(_fresh_user)(self._user.pk)  # its permissions changed
-        self._generation = generation
-        self._readable = frozenset(
-            [
-                key
-                for key, exposure in catalog.exposures.items()
-                if await aallows(exposure.permission_classes, self._user, exposure)
-            ]
-        )
-        self._catalog = catalog
-        return self._readable
-
-
-def _fresh_user(pk: Any) -> Any:
-    """The user as stored now (permissions not yet loaded), None when gone or inactive."""
-    return get_user_model()._default_manager.filter(pk=pk, is_active=True).first()
 
 
 @receiver(post_save)

@@ -293,8 +293,15 @@ class MCPConsumer(AsyncConsumer):
             request.id,
             meta=request.meta,
             send=send,
-            # principal: the credential's key, which binds what outlives the request (MRTR requestState).
-            extra={"scope": self.scope, "user": self.scope.get("user"), "via": self.via, "principal": self.principal.key},
+            # principal: the credential's key, which binds what outlives the request (MRTR requestState);
+            # credential: the auth.Principal (a listen stream counts against its cap and ends at its expiry).
+            extra={
+                "scope": self.scope,
+                "user": self.scope.get("user"),
+                "via": self.via,
+                "principal": self.principal.key,
+                "credential": self.principal,
+            },
             close_stream=close_stream,
         )
 

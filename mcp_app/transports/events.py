@@ -11,7 +11,9 @@ hands it to its own streams (:mod:`mcp_app.transports.fanout`):
   :func:`broadcast_coalesced` does so only to the streams whose caller may read the exposures concerned;
   both send a list_changed at most once per ``LIST_CHANGED_COALESCE_SECONDS`` from each process, plus one at
   the end of the window when more came in it (the latest state is never lost, a burst is never a flood);
-- :func:`close_session_streams` ends them (session ended).
+- :func:`close_session_streams` ends them (session ended);
+- :func:`resources_updated` reaches the ``subscriptions/listen`` streams subscribed to the URIs, and
+  :func:`close_listen_streams` ends a caller's listen streams (they have no session).
 
 Delivery acknowledgements (legacy streams): a message for one stream may carry a reply address (the sending
 process's bus channel, :meth:`mcp_app.bus.Bus.reply_channel`) and an ack id; the stream's reader confirms it
@@ -174,6 +176,26 @@ async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
 async def close_session_streams(session_id: str) -> None:
     """Make every open stream of the session end its response, on every worker."""
     await _to_workers({"type": "mcp.close", "session": session_id})
+
+
+async def resources_updated(uris: list[str]) -> None:
+    """Tell the listen streams of every worker that these resources changed: one bus message for all of them,
+    matched against each stream's ``resourceSubscriptions`` in its own process (no rows, no message per
+    subscriber)."""
+    if uris:
+        await _to_workers({"type": fanout.UPDATED, "uris": list(uris)})
+
+
+async def close_listen_streams(*, principal: str | None = None, user_id: Any = None) -> None:
+    """End the listen streams of a principal (its key) or of every principal of a user, on every worker
+    (access withdrawn); each ends gracefully, with its final result."""
+    who: dict[str, Any] = {}
+    if principal is not None:
+        who["principal"] = principal
+    if user_id is not None:
+        who["user"] = str(user_id)
+    if who:
+        await _to_workers({"type": "mcp.close", "listeners": who})
 
 
 async def broadcast(message: dict[str, Any]) -> None:

@@ -26,11 +26,14 @@ from typing import Any
 
 from ..protocol import jsonrpc
 from ..protocol.messages import is_list_changed
+from ..protocol.subscriptions import resource_updated
 
 logger = logging.getLogger("mcp_app.transports")
 
 #: The bus event kind that carries stream events to every worker.
 KIND = "streams.event"
+#: A stream event naming updated resource URIs (``uris``), for the listen streams subscribed to them.
+UPDATED = "mcp.updated"
 
 
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
@@ -146,10 +149,33 @@ class LocalStream:
             pass
 
 
+class ListenStream(LocalStream):
+    """The events waiting for one ``subscriptions/listen`` stream of this process (MCP 2026-07-28).
+
+    It belongs to no session: it receives what is sent to every stream (list_changed), the
+    ``resources/updated`` of its own URIs (:data:`UPDATED` events, matched here, in each process: the saving
+    process sends one event per transaction whatever the number of subscribers), and the close of its
+    caller's streams (access withdrawn: ``mcp.close`` naming the principal or the user).
+    """
+
+    def __init__(self, limit: int, *, uris: frozenset[str], principal: str | None, user_id: str | None) -> None:
+        super().__init__("", limit)
+        self.uris = uris
+        self.principal = principal
+        self.user_id = user_id
+
+    def concerns(self, who: dict[str, Any]) -> bool:
+        """Whether a close naming ``who`` (``principal`` or ``user``) is for this stream's caller."""
+        principal, user = who.get("principal"), who.get("user")
+        return (principal is not None and principal == self.principal) or (user is not None and str(user) == self.user_id)
+
+
 # Open streams of this process by session id. Streams live on the server's event loop, and so do the bus
 # listener and every caller of register/deliver: no lock needed.
 _streams: dict[str, set[LocalStream]] = {}
 _wired: weakref.WeakSet[Any] = weakref.WeakSet()
+# Open listen streams of this process (they have no session).
+_listeners: set[ListenStream] = set()
 
 
 def register(stream: LocalStream) -> None:
@@ -164,13 +190,42 @@ def unregister(stream: LocalStream) -> None:
             del _streams[stream.session_id]
 
 
+def register_listener(stream: ListenStream) -> None:
+    _listeners.add(stream)
+
+
+def unregister_listener(stream: ListenStream) -> None:
+    _listeners.discard(stream)
+
+
+def listener_count() -> int:
+    """How many listen streams are open in this process."""
+    return len(_listeners)
+
+
 def deliver(event: dict[str, Any]) -> None:
-    """Hand an event to this process's streams: those of ``event["session"]``, or all when it names none."""
+    """Hand an event to this process's streams: those of ``event["session"]``; the listen streams of the URIs
+    of an :data:`UPDATED` event, or of the caller named by a close's ``listeners``; otherwise every stream."""
     session_id = event.get("session")
-    if session_id is None:
-        targets = [s for streams in _streams.values() for s in streams]
-    else:
-        targets = list(_streams.get(session_id, ()))
+    if session_id is not None:
+        for stream in list(_streams.get(session_id, ())):
+            stream.put(event)
+        return
+    if event.get("type") == UPDATED:
+        uris = [uri for uri in event.get("uris") or () if isinstance(uri, str)]
+        for listener in list(_listeners):
+            for uri in uris:
+                if uri in listener.uris:
+                    listener.put({"type": "mcp.message", "message": resource_updated(uri)})
+        return
+    who = event.get("listeners")
+    if isinstance(who, dict):
+        for listener in list(_listeners):
+            if listener.concerns(who):
+                listener.put(event)
+        return
+    targets: list[LocalStream] = [s for streams in _streams.values() for s in streams]
+    targets.extend(_listeners)
     for stream in targets:
         stream.put(event)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..auth import Principal
@@ -175,10 +176,13 @@ class StreamableHTTPConsumer(StreamConsumer):
         await self.charge_requests([message])
         response = _PostResponse(self, request_envelope, False, [], json_status=envelope.answer_status)
         ctx = self.context(request_envelope, message, response.send)
-        answer = await dispatcher.handle_request(message, ctx)
-        if answer is not None:
-            await response.answer(answer)
-        await response.finish()
+        try:
+            answer = await dispatcher.handle_request(message, ctx)
+            if answer is not None:
+                await response.answer(answer)
+            await response.finish()
+        finally:
+            response.stop_keepalive()
 
     async def open_session(self, item: Any) -> None:
         """A POST that opens a session: the dispatcher answers it (validating, negotiating the version, and
@@ -485,7 +489,7 @@ class _PostResponse:
         is_batch: bool,
         answers: list[dict[str, Any]],
         *,
-        json_status: Any = None,
+        json_status: Callable[[dict[str, Any]], int] | None = None,
     ) -> None:
         self.consumer = consumer
         self.session_id = session.id
@@ -505,6 +509,11 @@ class _PostResponse:
         #: Set when a handler closed the connection (:meth:`close`): the consumer stops waiting.
         self.closed = asyncio.Event()
         self.writer: resume.EventWriter | None = None
+        # Modern SSE answers may stay open long (subscriptions/listen): a comment line after
+        # SSE_KEEPALIVE_INTERVAL seconds of silence keeps proxies and clients from timing them out.
+        self.keeps_alive = not handshake
+        self._keepalive: asyncio.Task[None] | None = None
+        self._last_write = 0.0
 
     async def run(self, work: Any) -> None:
         """Await the requests (detached from the connection), then end the response."""
@@ -514,6 +523,7 @@ class _PostResponse:
     async def _write(self, data: bytes) -> None:
         if not self.connected:
             return
+        self._last_write = asyncio.get_running_loop().time()
         try:
             await self.consumer.body(data, more=True)
         except Exception as exc:  # the connection broke under us: the events are kept all the same
@@ -529,6 +539,9 @@ class _PostResponse:
         if self.resumable:
             self.writer = resume.EventWriter(self.session_id, resume.new_stream_id(resume.POST_STREAM))
         await self.consumer.start(200, SSE_HEADERS)
+        self._last_write = asyncio.get_running_loop().time()
+        if self.keeps_alive:
+            self._keepalive = asyncio.ensure_future(self._keep_alive())
         if self.primes and self.writer is not None:
             # The priming event: an id the client can resume from before any message, and how long to
             # wait before reconnecting (SEP-1699).
@@ -539,6 +552,23 @@ class _PostResponse:
         self.answers.clear()
         for answer in ready:
             await self._emit(answer)
+
+    async def _keep_alive(self) -> None:
+        """Write an SSE comment whenever the stream was silent for ``SSE_KEEPALIVE_INTERVAL`` seconds, until
+        it ends (:meth:`stop_keepalive`) or its client leaves."""
+        interval = mcp_settings.SSE_KEEPALIVE_INTERVAL
+        loop = asyncio.get_running_loop()
+        while self.connected:
+            await asyncio.sleep(max(0.0, self._last_write + interval - loop.time()))
+            async with self.lock:
+                if self.connected and loop.time() - self._last_write >= interval:
+                    await self._write(b": keepalive\n\n")
+
+    def stop_keepalive(self) -> None:
+        """Stop the keep-alive comments (the request ended, or was cancelled with its connection)."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
 
     async def _emit(self, message: dict[str, Any], *, final: bool = False) -> None:
         if self.writer is None and not self.connected:
