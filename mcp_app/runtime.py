@@ -30,8 +30,10 @@ from .protocol.context import PendingClientRequests
 from .protocol.dispatcher import Dispatcher
 from .protocol.pagination import CursorCodec
 from .protocol.request_state import RequestStateCodec
+from .protocol.subscriptions import register as register_listen
 from .sessions import SessionStore, end_rows, idle_session_ids, open_session_ids
-from .transports.events import close_session_streams
+from .transports.events import close_listen_streams, close_session_streams
+from .transports.listen import ListenSource
 
 T = TypeVar("T")
 
@@ -153,6 +155,8 @@ def _build() -> Server:
         relay=BusRelay(bus),
         request_state=RequestStateCodec(_request_state_key(), mcp_settings.REQUEST_STATE_TTL),
     )
+    # subscriptions/listen (2026-07-28): its streams are fed by this process's share of the bus.
+    register_listen(dispatcher, ListenSource(bus))
     server = Server(dispatcher=dispatcher, sessions=SessionStore(bus, close_session_streams), pending=pending, bus=bus)
     bus.on(
         "client.response", lambda m: pending.resolve(m["session_id"], jsonrpc.Response(m["id"], m.get("result"), m.get("error")))
@@ -228,8 +232,10 @@ def reap_idle_sessions() -> int:
 
 def end_sessions_of(*, principal: str | None = None, user_id: Any = None) -> int:
     """End the open sessions of a principal or of every principal of a user (access was withdrawn);
-    returns how many. Every worker also forgets the credentials it had validated."""
+    returns how many. Every worker also forgets the credentials it had validated, and ends the caller's
+    ``subscriptions/listen`` streams (they have no session; each gets its final result)."""
     ids = open_session_ids(principal=principal, user_id=user_id)
     async_to_sync(get_server().bus.publish)("credentials.changed")
     end_sessions_now(ids)
+    async_to_sync(close_listen_streams)(principal=principal, user_id=user_id)
     return len(ids)
