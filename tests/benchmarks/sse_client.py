@@ -40,6 +40,8 @@ class ProtocolError(Exception):
 
 @dataclass
 class Event:
+    """One server-sent event: its type (``message`` when unnamed) and its data lines joined."""
+
     event: str
     data: str
 
@@ -153,6 +155,7 @@ class LegacySession:
                     return answer
 
     async def notify(self, message: dict[str, Any]) -> None:
+        """POST ``message`` (a notification): 202, nothing on the stream."""
         status, body = await self.post.request("POST", self.messages_url, self.headers, json.dumps(message).encode())
         if status != 202:
             raise ProtocolError(f"notification POST answered {status}: {body[:300]!r}")
