@@ -140,6 +140,20 @@ class SessionAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Clients of protocol 2026-07-28 open no session: say where their calls are, rather than let an empty
+        # list suggest that nobody is connected.
+        audit = reverse("admin:mcp_app_toolcall_changelist") + "?session__isempty=1"
+        self.message_user(
+            request,
+            format_html(
+                _('Clients of MCP 2026-07-28 have no session: their calls are in the <a href="{}">audit log</a> (no session).'),
+                audit,
+            ),
+            messages.INFO,
+        )
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description=_("id"))
     def id_short(self, obj: Session) -> str:
         return f"{obj.id[:12]}…"
@@ -695,7 +709,8 @@ class TokenAdmin(admin.ModelAdmin):
 @admin.register(ToolCall)
 class ToolCallAdmin(admin.ModelAdmin):
     list_display = ("created", "tool", "outcome", "user", "session_short", "duration_ms", "via")
-    list_filter = ("outcome", "tool", "via", ("user", admin.RelatedOnlyFieldListFilter))
+    # "session: empty" is every call made without a session: MCP 2026-07-28 requests and the try-it page.
+    list_filter = ("outcome", "tool", "via", ("session", admin.EmptyFieldListFilter), ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("tool", "error_message", "session__id", "user__username")
     date_hierarchy = "created"
     fields = ("created", "tool", "outcome", "error_message", "arguments_pretty", "user", "session", "duration_ms", "via")
