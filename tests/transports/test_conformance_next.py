@@ -65,6 +65,7 @@ MODERN_SCENARIOS = [
     "json-schema-2020-12",
     "http-header-validation",
     "http-custom-header-server-validation",
+    "server-stateless",
 ]
 
 
