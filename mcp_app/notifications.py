@@ -11,7 +11,7 @@
   who may use one, changes what tools/list, prompts/list and resources/list answer: every worker drops its
   cached rows and every open stream gets the ``list_changed`` notifications concerned.
 - Withdrawn access (a token revoked, expired or deleted; a user deactivated) ends the sessions opened with it
-  and closes their streams at once, on every worker.
+  and closes their streams at once, on every worker, and ends the caller's ``subscriptions/listen`` streams.
 - Changed permissions (a user's groups, permissions or flags; a group's permissions) make every worker drop
   its cached copies of the users concerned, so that their very next request sees the new permissions.
 
