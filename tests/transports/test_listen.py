@@ -214,6 +214,48 @@ async def test_streams_count_against_the_cap_and_closing_frees_them(auth_server:
                 assert ack.get("method") == "notifications/subscriptions/acknowledged"
 
 
+async def test_rows_list_changed_reaches_only_the_streams_that_may_read_the_exposure(
+    auth_server: tuple[LiveServer, str, dict[str, str]],
+) -> None:
+    """Library members are for librarians only: a reader's listen stream is not told when they come and go."""
+    server, _, env = auth_server
+    code = """
+import json, secrets
+from django.contrib.auth.models import Group, Permission, User
+from mcp_app.models import Token
+librarians, _ = Group.objects.get_or_create(name="librarians")
+librarians.permissions.add(*Permission.objects.filter(codename__in=["view_member", "view_loan"]))
+librarian = User.objects.create_user("librarian-" + secrets.token_hex(3))
+librarian.groups.add(librarians)
+reader = User.objects.create_user("reader-" + secrets.token_hex(3))
+print(json.dumps([Token.create_for(librarian, name="l")[1], Token.create_for(reader, name="r")[1]]))
+"""
+    librarian_token, reader_token = json.loads(await asyncio.to_thread(shell, "tests.auth_settings", env, code))
+    create = (
+        "from datetime import date; from mcpsite.library.models import Author, Member; tag = __import__('secrets').token_hex(4); "
+        "{row}; print('ok')"
+    )
+    member = "Member.objects.create(name='M ' + tag, email='m@example.com', card_number=tag, joined=date(2020, 1, 1))"
+    author = "Author.objects.create(name='A ' + tag)"
+    changed = "notifications/resources/list_changed"
+    flags = {"resourcesListChanged": True}
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with (
+            listening(client, server.mcp_url, flags, request_id="l", token=librarian_token) as librarian,
+            listening(client, server.mcp_url, flags, request_id="r", token=reader_token) as reader,
+        ):
+            await librarian.wait_for(lambda m: True)
+            await reader.wait_for(lambda m: True)
+            await asyncio.to_thread(shell, "tests.auth_settings", env, create.format(row=member))
+            told = await librarian.wait_for(lambda m: m.get("method") == changed)
+            assert told["params"]["_meta"] == {SUBSCRIPTION_ID: "l"}
+            await asyncio.sleep(1.0)
+            assert changed not in reader.methods(), "the reader was told a member row was created"
+            await asyncio.to_thread(shell, "tests.auth_settings", env, create.format(row=author))  # public
+            told = await reader.wait_for(lambda m: m.get("method") == changed)
+            assert told["params"]["_meta"] == {SUBSCRIPTION_ID: "r"}
+
+
 async def test_revoking_the_token_elsewhere_ends_its_streams_gracefully(
     auth_server: tuple[LiveServer, str, dict[str, str]],
 ) -> None:
