@@ -369,6 +369,10 @@ class Dispatcher:
         TTL 0); the rest are the provider's to say (it knows whether its lists vary by caller)."""
         if method == DISCOVER:
             return CacheHint(0, "public")
+        if "requestState" in params or "inputResponses" in params:
+            # The final result of a multi round-trip request depends on this caller's answers: stale at once,
+            # for this caller only (the fields stay: ReadResourceResult requires them).
+            return CacheHint(0, "private")
         uri = params.get("uri") if method == "resources/read" else None
         return await self.provider.cache_hint(method, ctx, uri=uri if isinstance(uri, str) else None)
 

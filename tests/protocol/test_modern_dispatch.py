@@ -12,6 +12,7 @@ import pytest
 from pydantic import Field
 
 from mcp_app import Context
+from mcp_app.permissions import AllowAny
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.dispatcher import Dispatcher
@@ -236,3 +237,17 @@ def test_tools_with_invalid_param_header_annotations_are_refused() -> None:
             return "x"
 
     assert "bad" not in registry.tools
+
+
+async def test_a_retried_requests_result_is_never_cached() -> None:
+    registry = make_registry()
+
+    @registry.resource("demo://public", cache_ttl_ms=9000, cache_scope="public", permission_classes=[AllowAny])
+    def public() -> str:
+        return "for everyone"
+
+    dispatcher = make_dispatcher(registry)
+    first = (await call(dispatcher, "resources/read", {"uri": "demo://public"}))["result"]
+    assert (first["ttlMs"], first["cacheScope"]) == (9000, "public")
+    retried = (await call(dispatcher, "resources/read", {"uri": "demo://public", "inputResponses": {}}))["result"]
+    assert (retried["ttlMs"], retried["cacheScope"]) == (0, "private")
