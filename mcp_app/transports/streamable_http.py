@@ -42,7 +42,7 @@ from . import resume
 from .consumer import HTTPError
 from .events import close_session_streams
 from .negotiation import accepts
-from .streams import SSE_HEADERS, StreamConsumer, sse_event
+from .streams import SSE_HEADERS, TRANSPORT_HIGH_WATER, StreamConsumer, abort_connection, sse_event, transport_buffered
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -523,6 +523,16 @@ class _PostResponse:
     async def _write(self, data: bytes) -> None:
         if not self.connected:
             return
+        if self.keeps_alive and not await self._drained():
+            # Modern answers are not resumable: a client that stopped reading loses nothing it could get back,
+            # and a listen stream would otherwise grow daphne's write buffer without bound.
+            self.connected = False
+            logger.warning(
+                "dropping the connection of a 2026-07-28 event stream: its client took nothing for %gs",
+                2 * mcp_settings.SSE_KEEPALIVE_INTERVAL,
+            )
+            abort_connection(self.consumer.base_send)  # the client's leaving then cancels the request
+            return
         self._last_write = asyncio.get_running_loop().time()
         try:
             await self.consumer.body(data, more=True)
@@ -563,6 +573,20 @@ class _PostResponse:
             async with self.lock:
                 if self.connected and loop.time() - self._last_write >= interval:
                     await self._write(b": keepalive\n\n")
+
+    async def _drained(self) -> bool:
+        """Wait while the connection's write buffer holds over :data:`TRANSPORT_HIGH_WATER` bytes (servers whose
+        ``send`` never waits: daphne; elsewhere ``send`` itself waits); False when the client took nothing for
+        two keep-alive intervals (it is gone, or does not read: its connection is dropped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * mcp_settings.SSE_KEEPALIVE_INTERVAL
+        while True:
+            buffered = transport_buffered(self.consumer.base_send)
+            if buffered is None or buffered <= TRANSPORT_HIGH_WATER:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
 
     def stop_keepalive(self) -> None:
         """Stop the keep-alive comments (the request ended, or was cancelled with its connection)."""

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.live import LiveServer, shell, start_daphne
+from tests.live import REPO, LiveServer, shell, start_daphne
+from tests.transports.test_backpressure import RSS_BOUND, rss
 from tests.wire import assert_valid
 
 V = "2026-07-28"
@@ -279,3 +285,109 @@ async def test_revoking_the_token_elsewhere_ends_its_streams_gracefully(
         message = {"jsonrpc": "2.0", "id": 22, "method": "subscriptions/listen", "params": {"notifications": {}, "_meta": META}}
         response = await client.post(server.mcp_url, json=message, headers=headers("subscriptions/listen", token=token))
         assert response.status_code == 401
+
+
+# -- a client that never reads ---------------------------------------------------------------------------------
+FLOOD = """
+import asyncio
+from mcp_app.transports.events import resources_updated
+
+async def flood():
+    for _ in range({count}):
+        await resources_updated([{uri!r}])
+
+asyncio.run(flood())
+print("flooded")
+"""
+
+
+def ended_or_dropped(sock: socket.socket, timeout: float = 10) -> str:
+    """Read what the server sent: "ended" when the response ended with the listen request's final result,
+    "dropped" when the server closed the connection first, "open" when neither happened within ``timeout``."""
+    sock.settimeout(timeout)
+    deadline, seen = time.monotonic() + timeout, b""
+    try:
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return "dropped"
+            seen = (seen + chunk)[-4096:]
+            if b'"resultType":"complete"' in seen and seen.endswith(b"0\r\n\r\n"):
+                return "ended"
+    except ConnectionResetError:
+        return "dropped"
+    except TimeoutError:
+        pass
+    return "open"
+
+
+def test_a_listen_stream_that_never_reads_is_ended_with_bounded_memory(
+    auth_server: tuple[LiveServer, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """3,000 resources/updated of 16 kB each for a client that reads nothing after the acknowledgement: the
+    worker (daphne, whose send never waits) holds a bounded amount and ends the stream."""
+    _, _, redis_env = auth_server  # only for its Redis check
+    env = {
+        **redis_env,
+        "MCP_TEST_REDIS_PREFIX": redis_env["MCP_TEST_REDIS_PREFIX"] + "flood",  # removed with the fixture's keys
+        "MCP_TEST_DB": str(tmp_path / "db.sqlite3"),
+        "MCP_TEST_KEEPALIVE": "1",
+    }
+    server = start_daphne(tmp_path, extra_env=env)
+    try:
+        uri = f"test://template/{'x' * 16_000}/data"
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "subscriptions/listen",
+                "params": {"notifications": {"resourceSubscriptions": [uri]}, "_meta": META},
+            }
+        ).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers("subscriptions/listen").items())
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        request = f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+        sock.sendall(request.encode() + body)
+        seen = b""
+        while b"subscriptions/acknowledged" not in seen:
+            chunk = sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+        time.sleep(0.5)
+        before = rss(server.process.pid)
+        flooding = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", FLOOD.format(count=3000, uri=uri)],
+            cwd=REPO,
+            text=True,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        peak = before
+        try:
+            while flooding.poll() is None:
+                peak = max(peak, rss(server.process.pid))
+                time.sleep(0.05)
+            output = flooding.stdout.read() if flooding.stdout else ""
+            assert flooding.returncode == 0 and "flooded" in output, output
+            time.sleep(1)
+            peak = max(peak, rss(server.process.pid))
+            ended = ended_or_dropped(sock)
+        finally:
+            sock.close()
+            if flooding.poll() is None:
+                flooding.kill()
+        growth = peak - before
+        print(f"\nlisten stream not reading, 3000 x 16 kB: RSS +{growth / 2**20:.1f} MB, {ended}")
+        # Ended with its final result (what waited for it overflowed STREAM_BUFFER_BYTES), or dropped (it took
+        # nothing for two keep-alive intervals): either way, never held open with an unbounded buffer.
+        assert ended in ("ended", "dropped"), "the listen stream of a client that never reads was kept open"
+        assert "ending a listen stream: the client is not reading" in server.log() or (
+            "dropping the connection of a 2026-07-28 event stream" in server.log()
+        )
+        assert growth < RSS_BOUND, f"the worker grew by {growth / 2**20:.1f} MB for one client that does not read"
+    finally:
+        server.stop()
+    server.assert_no_traceback()
