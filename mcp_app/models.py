@@ -242,6 +242,12 @@ class Tool(AccessRule):
     def orphaned(self) -> bool:
         return self.name not in _code_names("tools")
 
+    def clean(self) -> None:
+        """The provider layer's checks of an edited input schema (its ``x-mcp-header`` annotations, which
+        clients of MCP 2026-07-28 refuse when invalid), run through :data:`clean_hooks`."""
+        super().clean()
+        run_clean_hooks(self)
+
     def annotations(self) -> dict[str, bool]:
         """The hints set here (None fields leave the code's value)."""
         pairs = (

@@ -1,12 +1,13 @@
-"""The admin and MCP 2026-07-28 clients, which have no session: the session list says where their calls
-are, and the audit log filters on calls without a session."""
+"""The admin and MCP 2026-07-28: clients have no session (the session list says where their calls are, the
+audit log filters on calls without a session), and an edited input schema keeps valid x-mcp-header annotations."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 
-from mcp_app.models import Session, ToolCall
+from mcp_app.models import Session, Tool, ToolCall
 
 pytestmark = pytest.mark.django_db
 
@@ -28,3 +29,13 @@ def test_audit_log_filters_calls_without_a_session(admin_client) -> None:
     assert [(call.tool, call.user) for call in listed] == [("stateless_call", user)]
     listed = admin_client.get("/admin/mcp_app/toolcall/?session__isempty=0").context["cl"].result_list
     assert [call.tool for call in listed] == ["in_a_session"]
+
+
+def test_an_edited_input_schema_with_invalid_param_headers_is_refused() -> None:
+    row = Tool(name="uppercase_text")
+    row.input_schema = {"type": "object", "properties": {"text": {"type": "object", "x-mcp-header": "Text"}}}
+    with pytest.raises(ValidationError) as refused:
+        row.full_clean(validate_unique=False)
+    assert "x-mcp-header" in str(refused.value.message_dict["input_schema"])
+    row.input_schema = {"type": "object", "properties": {"text": {"type": "string", "x-mcp-header": "Text"}}}
+    row.full_clean(validate_unique=False)
