@@ -58,7 +58,8 @@ class Listening:
         user = ctx.extra.get("user")
         user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
         self._limit_key: str | None = None
-        if credential is not None and credential.user is not None:
+        if credential is not None:
+            # Anonymous callers too (by address): without a session, nothing else bounds their streams.
             key = limit_key(credential, ctx.extra.get("scope") or {})
             try:
                 open_stream(key)
