@@ -13,8 +13,16 @@ The contract (:class:`AuditWriter`):
 
 Both writes run on the writer's own thread, not on Django's single thread for synchronous code, which
 every request's ORM work shares: the write-ahead adds no round trip there. One thread means one database
-connection (closed per ``CONN_MAX_AGE`` by channels' ``DatabaseSyncToAsync``, as for a request), and one
-place where a later group commit can batch rows behind the same ``begin``/``finish``.
+connection (closed per ``CONN_MAX_AGE`` around each group, as for a request).
+
+Group commit: calls queue their rows (and outcomes) to that thread, which writes whatever queued while it
+wrote the previous group in one transaction: one multi-row INSERT returning the new pks where the backend
+can (PostgreSQL, SQLite 3.35+), one ``UPDATE ... CASE`` for outcomes. Nothing waits to fill a group, so a
+lone call pays no extra latency; under load many calls share one commit. Each caller still waits for its
+own group's commit, so the contract above holds per call: a group the database refuses refuses every call
+in it (none of their tools runs), and a failed group of outcomes is retried row by row in the background.
+At interpreter exit (:meth:`AuditWriter.drain`, registered with :mod:`atexit`) whatever is queued is
+written before the process goes, so a worker stopped gracefully loses no row.
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import DatabaseSyncToAsync
-from django.db import close_old_connections
+from django.db import close_old_connections, connections, router, transaction
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
@@ -168,8 +176,24 @@ class AuditEntry:
 
 
 def _insert(fields: dict[str, Any], arguments: Any) -> int:
-    # Here, in the writer's thread: redacting and measuring megabytes of arguments stays off the event loop.
+    # A lone row: one INSERT. Redacting and measuring megabytes of arguments happens here, in the writer's
+    # thread, off the event loop.
     return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED, **fields).pk
+
+
+def _insert_rows(rows: list[ToolCall]) -> list[int]:
+    """Write ``rows`` (unsaved, arguments already stored as the log keeps them) in one transaction; their pks.
+
+    One multi-row INSERT where the backend returns the new pks from it (PostgreSQL, SQLite 3.35+, MariaDB
+    10.5+); otherwise one INSERT per row, still one commit. All or nothing: a failure writes none of them.
+    """
+    with transaction.atomic(using=router.db_for_write(ToolCall)):
+        if connections[router.db_for_write(ToolCall)].features.can_return_rows_from_bulk_insert:
+            ToolCall.objects.bulk_create(rows)
+        else:
+            for row in rows:
+                row.save(force_insert=True)
+    return [row.pk for row in rows]
 
 
 def _update(pk: int, fields: dict[str, Any]) -> None:
@@ -178,8 +202,194 @@ def _update(pk: int, fields: dict[str, Any]) -> None:
         logger.warning("audit log: tool call row %s is gone; its outcome (%s) was not recorded", pk, fields.get("outcome"))
 
 
+#: The columns an outcome sets (what :meth:`AuditWriter.finish` passes).
+_OUTCOME_FIELDS = ("outcome", "error_message", "duration_ms")
+
+
+def _update_rows(items: list[tuple[int, dict[str, Any]]]) -> None:
+    """Record several outcomes in one transaction: one ``UPDATE ... CASE`` for the rows still there."""
+    with transaction.atomic(using=router.db_for_write(ToolCall)):
+        present = set(ToolCall.objects.filter(pk__in=[pk for pk, _ in items]).values_list("pk", flat=True))
+        rows = [ToolCall(pk=pk, **fields) for pk, fields in items if pk in present]
+        ToolCall.objects.bulk_update(rows, _OUTCOME_FIELDS)
+    for pk, fields in items:
+        if pk not in present:  # as in _update: pruned meanwhile, nothing to complete
+            logger.warning("audit log: tool call row %s is gone; its outcome (%s) was not recorded", pk, fields.get("outcome"))
+
+
 def _describe(entry: AuditEntry) -> str:
     return f"tools/call {entry.tool!r} (session {entry.session_id or '-'}, request id {entry.request_id!r}, row {entry.pk})"
+
+
+#: Seconds :meth:`AuditWriter.drain` waits at exit for queued rows to be written.
+DRAIN_SECONDS = 30.0
+
+#: At most this many rows go in one group (one statement's worth); more wait for the next group.
+GROUP_CAP = 500
+
+
+@dataclass
+class _Begin:
+    fields: dict[str, Any]
+    arguments: Any
+    done: Future[int]
+
+
+@dataclass
+class _Finish:
+    pk: int
+    fields: dict[str, Any]
+    done: Future[None]
+
+
+class _GroupWriter:
+    """The writer's one thread: it writes whatever was queued while it wrote the previous group (group
+    commit without waiting: a lone row is written at once, a burst in a few transactions).
+
+    Rows to insert (begins) go first, then outcomes (finishes), each kind at most :data:`GROUP_CAP` a group.
+    Each queued item carries a :class:`concurrent.futures.Future` resolved once its group is committed (with
+    the pk for a begin), or failed with the group's exception: nothing queued is ever dropped silently.
+    """
+
+    def __init__(self, cap: int = GROUP_CAP) -> None:
+        self.cap = cap
+        # Groups written (or tried), rows and outcomes apart: how well writes are batched (tests, benchmarks).
+        self.row_groups = 0
+        self.outcome_groups = 0
+        self._begins: deque[_Begin] = deque()
+        self._finishes: deque[_Finish] = deque()
+        self._busy = 0  # items taken and being written
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit_begin(self, fields: dict[str, Any], arguments: Any) -> Future[int]:
+        done: Future[int] = Future()
+        self._submit(self._begins, _Begin(fields, arguments, done))
+        return done
+
+    def submit_finish(self, pk: int, fields: dict[str, Any]) -> Future[None]:
+        done: Future[None] = Future()
+        self._submit(self._finishes, _Finish(pk, fields, done))
+        return done
+
+    def _submit(self, queue: deque[Any], item: Any) -> None:
+        with self._cond:
+            queue.append(item)
+            if self._thread is None or not self._thread.is_alive():
+                # A daemon thread, so a hung database cannot hold the process up at exit; the writer's
+                # atexit hook drains the queue first (see AuditWriter.drain).
+                self._thread = threading.Thread(target=self._run, name="mcp_app-audit", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Rows and outcomes queued or being written."""
+        with self._cond:
+            return len(self._begins) + len(self._finishes) + self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued is written (or has failed); False when ``timeout`` s pass first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._begins or self._finishes or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _take(self, queue: deque[Any]) -> list[Any]:
+        taken: list[Any] = []
+        while queue and len(taken) < self.cap:
+            item = queue.popleft()
+            if item.done.set_running_or_notify_cancel():  # a cancelled future is nobody's to resolve
+                taken.append(item)
+        return taken
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._begins and not self._finishes:
+                    self._cond.wait()
+                begins, finishes = self._take(self._begins), self._take(self._finishes)
+                self._busy = len(begins) + len(finishes)
+            try:
+                # As DatabaseSyncToAsync does around a call: a connection past CONN_MAX_AGE or broken by an
+                # outage is replaced, not reused.
+                close_old_connections()
+                if begins:
+                    self._write_begins(begins)
+                if finishes:
+                    self._write_finishes(finishes)
+            except Exception as exc:
+                # Not a failed write (those resolve their futures): a bug or a connection that would not
+                # even open or close. Whoever waits is told, never left waiting, and this thread goes on.
+                logger.error("audit log: the writer failed", exc_info=exc)
+                for item in [*begins, *finishes]:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+            finally:
+                try:
+                    close_old_connections()
+                except Exception as exc:
+                    logger.warning("audit log: could not close the writer's connection (%s: %s)", type(exc).__name__, exc)
+                with self._cond:
+                    self._busy = 0
+                    self._cond.notify_all()
+
+    def _write_begins(self, items: list[_Begin]) -> None:
+        self.row_groups += 1
+        if len(items) == 1:  # a lone row: one plain INSERT
+            self._insert_each(items)
+            return
+        rows: list[ToolCall] = []
+        ready: list[_Begin] = []
+        for item in items:
+            try:  # redaction is built not to raise; should it, only that call is refused
+                arguments = audit_arguments(item.arguments)
+            except Exception as exc:
+                item.done.set_exception(exc)
+                continue
+            rows.append(ToolCall(arguments=arguments, outcome=ToolCall.Outcome.STARTED, **item.fields))
+            ready.append(item)
+        if not ready:
+            return
+        try:
+            pks = _insert_rows(rows)
+        except Exception as exc:
+            if is_outage(exc):
+                for item in ready:  # the database is down: every call of the group is refused, none runs
+                    item.done.set_exception(exc)
+                return
+            # Not an outage, so perhaps one row's value that a column refuses: write the rows one by one,
+            # so that only that call is refused.
+            close_old_connections()
+            self._insert_each(ready)
+            return
+        for item, pk in zip(ready, pks, strict=True):
+            item.done.set_result(pk)
+
+    @staticmethod
+    def _insert_each(items: list[_Begin]) -> None:
+        for item in items:
+            try:
+                item.done.set_result(_insert(item.fields, item.arguments))
+            except Exception as exc:
+                item.done.set_exception(exc)
+
+    def _write_finishes(self, items: list[_Finish]) -> None:
+        self.outcome_groups += 1
+        try:
+            if len(items) == 1:
+                _update(items[0].pk, items[0].fields)
+            else:
+                _update_rows([(item.pk, item.fields) for item in items])
+        except Exception as exc:
+            for item in items:  # each is retried in the background by its caller (AuditWriter._defer)
+                item.done.set_exception(exc)
+            return
+        for item in items:
+            item.done.set_result(None)
 
 
 class _Retrier:
@@ -284,15 +494,21 @@ class AuditWriter:
     def __init__(self, *, retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
         if not retry_delays:
             raise ValueError("retry_delays needs at least one delay")
-        # One thread: its own database connection, away from Django's shared sync thread.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp_app-audit")
+        # One thread with its own database connection, away from Django's shared sync thread, writing rows
+        # and outcomes in groups.
+        self._group = _GroupWriter()
         self._retrier = _Retrier(retry_delays)
-        atexit.register(self._retrier.report_pending)
+        atexit.register(self.drain)
 
-    def _in_thread(self, fn: Any) -> Any:
-        # thread_sensitive=False is safe here: the functions touch only the ORM, in autocommit, and
-        # DatabaseSyncToAsync closes the thread's connection per CONN_MAX_AGE (and when an error broke it).
-        return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=self._executor)
+    @property
+    def row_groups(self) -> int:
+        """Groups of rows written (or tried) so far: fewer than the calls when calls come together."""
+        return self._group.row_groups
+
+    @property
+    def outcome_groups(self) -> int:
+        """Groups of outcomes written (or tried) so far."""
+        return self._group.outcome_groups
 
     async def begin(
         self, *, tool: str, arguments: Any, user: Any = None, session_id: str | None = None, request_id: Any = None, via: str = ""
@@ -304,10 +520,12 @@ class AuditWriter:
         """
         tool = _clean_text(tool[:128])
         fields = {"session_id": session_id, "user": user, "tool": tool, "via": str(via)[:20]}
-        write = asyncio.ensure_future(self._in_thread(_insert)(fields, arguments))
+        write = self._group.submit_begin(fields, arguments)
         try:
-            pk = await asyncio.shield(write)
+            # Shielded: a cancelled caller leaves its row to be written (and then marked cancelled).
+            pk = await asyncio.shield(asyncio.wrap_future(write))
         except asyncio.CancelledError:
+            # On the concurrent future, so it runs (in the writer's thread) even if this loop is closed by then.
             write.add_done_callback(lambda done: self._cancelled_before_start(done, tool, session_id, request_id))
             raise
         except Exception as exc:
@@ -344,9 +562,9 @@ class AuditWriter:
             "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
             "duration_ms": round(seconds * 1000, 3),
         }
-        write = asyncio.ensure_future(self._in_thread(_update)(entry.pk, fields))
+        write = self._group.submit_finish(entry.pk, fields)
         try:
-            await asyncio.shield(write)
+            await asyncio.shield(asyncio.wrap_future(write))
         except asyncio.CancelledError:
             write.add_done_callback(
                 lambda done: done.cancelled() or done.exception() is None or self._defer(entry, fields, done.exception())
@@ -368,7 +586,7 @@ class AuditWriter:
         )
         self._retrier.submit(entry, fields)
 
-    def _cancelled_before_start(self, write: asyncio.Future[int], tool: str, session_id: str | None, request_id: Any) -> None:
+    def _cancelled_before_start(self, write: Future[int], tool: str, session_id: str | None, request_id: Any) -> None:
         if write.cancelled() or write.exception() is not None:
             return  # no row, and no tool ran
         entry = AuditEntry(write.result(), tool, session_id, request_id)
@@ -379,12 +597,28 @@ class AuditWriter:
         )
 
     def pending(self) -> int:
-        """Outcome updates waiting for a background retry."""
-        return self._retrier.pending()
+        """Rows and outcomes queued for the writer or waiting for a background retry."""
+        return self._group.pending() + self._retrier.pending()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until no outcome update is pending (tests, graceful shutdown); False after ``timeout`` s."""
-        return self._retrier.wait_idle(timeout)
+        """Wait until everything queued is written and no outcome update is pending (tests, graceful
+        shutdown); False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        return self._group.wait_idle(timeout) and self._retrier.wait_idle(max(deadline - time.monotonic(), 0))
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """At interpreter exit (registered with :mod:`atexit`): write everything still queued, so a worker
+        stopped gracefully loses no row; then log an ERROR for each outcome still unrecorded. False when
+        ``timeout`` s pass with rows still queued (an ERROR says how many)."""
+        written = self._group.wait_idle(timeout)
+        if not written:
+            logger.error(
+                "audit log: %d rows or outcomes were still queued after %.0f s at exit (the database is not answering)",
+                self._group.pending(),
+                timeout,
+            )
+        self._retrier.report_pending()
+        return written
 
 
 #: The writer the default provider uses.

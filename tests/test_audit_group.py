@@ -1,0 +1,263 @@
+"""The audit log's group commit: rows and outcomes queued by concurrent calls are written together, and the
+log stays complete.
+
+N concurrent tools/calls leave exactly N rows with their outcomes, in fewer groups than calls; a database
+failure under a group refuses every call of that group (-32003, 503) and runs none of their tools; and what
+is queued when the process exits is written before it goes (the writer's :mod:`atexit` drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import OperationalError, connection
+from django.db.backends import utils as db_utils
+
+from mcp_app import audit
+from mcp_app.audit import AuditWriter
+from mcp_app.availability import UNAVAILABLE, Unavailable
+from mcp_app.models import ToolCall
+from mcp_app.permissions import AllowAny
+from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
+from mcp_app.providers.code import Registry
+from mcp_app.providers.exposures.resource import ExposureRegistry
+from mcp_app.providers.managed import ManagedProvider
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the writer's thread has its own connection, as in a server
+
+registry = Registry()
+runs: list[str] = []
+
+
+@registry.tool(permission_classes=[AllowAny])
+async def note(text: str) -> str:
+    """Record that it ran (a side effect the test can count) and return the text."""
+    runs.append(text)
+    return text
+
+
+def ctx_for(request_id: int) -> RequestContext:
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    return RequestContext(
+        session=MemorySession(),
+        request_id=request_id,
+        meta={},
+        send=send,
+        pending=PendingClientRequests(),
+        extra={"user": None, "via": "test"},
+    )
+
+
+async def call_many(provider: ManagedProvider, count: int) -> list[Any]:
+    """``count`` concurrent calls of ``note``; each one's result, or the exception it raised."""
+    calls = [provider.call_tool("note", {"text": f"call-{i}"}, ctx_for(i)) for i in range(count)]
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+@pytest.fixture
+def held_writer(monkeypatch: pytest.MonkeyPatch) -> tuple[AuditWriter, threading.Event, threading.Event]:
+    """A writer whose first lone row waits for ``release`` (``entered`` is set once it waits), so that every
+    call made meanwhile queues behind it and is written as one group."""
+    entered, release = threading.Event(), threading.Event()
+    real_insert = audit._insert
+
+    def held_insert(fields: dict[str, Any], arguments: Any) -> int:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        return real_insert(fields, arguments)
+
+    monkeypatch.setattr(audit, "_insert", held_insert)
+    return AuditWriter(retry_delays=(0.05,)), entered, release
+
+
+def test_concurrent_calls_leave_one_row_each_written_in_fewer_groups_than_calls() -> None:
+    writer = AuditWriter()
+    provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
+    runs.clear()
+    results = async_to_sync(call_many)(provider, 200)
+    assert [r["content"][0]["text"] for r in results] == [f"call-{i}" for i in range(200)]
+    assert writer.wait_idle(10)
+    rows = list(ToolCall.objects.values_list("arguments", "outcome", "tool", "via"))
+    assert sorted(args["text"] for args, *_ in rows) == sorted(f"call-{i}" for i in range(200))
+    assert {(outcome, tool, via) for _, outcome, tool, via in rows} == {("ok", "note", "test")}
+    # One by one, 200 rows would be 200 INSERTs: the rows queued while a group was written go together. (The
+    # outcomes come back one at a time, as each tool ends, so they are grouped only when they pile up.)
+    assert writer.row_groups < 100, writer.row_groups
+    assert writer.row_groups + writer.outcome_groups <= 400
+
+
+def test_rows_queued_behind_a_write_go_in_one_statement(held_writer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer, entered, release = held_writer
+    provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
+    groups: list[int] = []
+    real_rows = audit._insert_rows
+    monkeypatch.setattr(audit, "_insert_rows", lambda rows: groups.append(len(rows)) or real_rows(rows))
+    inserts: list[str] = []
+    real_execute = db_utils.CursorWrapper._execute
+
+    def counting_execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if sql.startswith("INSERT") and ToolCall._meta.db_table in sql:
+            inserts.append(sql)
+        return real_execute(self, sql, params, *rest)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", counting_execute)
+
+    async def scenario() -> list[Any]:
+        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(0)))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        rest = asyncio.ensure_future(call_many(provider, 50))
+        while writer.pending() < 51:  # the held row and the 50 queued behind it
+            await asyncio.sleep(0.01)
+        release.set()
+        return [await first, *await rest]
+
+    runs.clear()
+    assert len(async_to_sync(scenario)()) == 51
+    assert writer.wait_idle(10)
+    assert groups == [50]  # the 50 queued rows went together
+    if connection.features.can_return_rows_from_bulk_insert:
+        assert len(inserts) == 2  # the held row's INSERT and one INSERT of 50 rows
+    assert ToolCall.objects.filter(outcome="ok").count() == 51 and len(runs) == 51
+
+
+def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none(
+    held_writer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, entered, release = held_writer
+    provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
+    down = {"now": False}
+    real_execute = db_utils.CursorWrapper._execute
+
+    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if down["now"] and ToolCall._meta.db_table in sql:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_execute(self, sql, params, *rest)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
+
+    async def scenario() -> list[Any]:
+        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(0)))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        rest = asyncio.ensure_future(call_many(provider, 30))
+        while writer.pending() < 31:
+            await asyncio.sleep(0.01)
+        down["now"] = True  # the database goes away while the group waits
+        release.set()
+        return [*await asyncio.gather(first, return_exceptions=True), *await rest]
+
+    runs.clear()
+    outcomes = async_to_sync(scenario)()
+    down["now"] = False
+    assert writer.wait_idle(10)
+    refused = [o for o in outcomes if isinstance(o, Unavailable)]
+    assert len(refused) == 31, outcomes
+    assert {o.to_error()["code"] for o in refused} == {UNAVAILABLE}
+    assert {o.retry_after for o in refused} == {5}  # the transports answer it 503 with Retry-After
+    assert runs == []  # no tool ran
+    assert ToolCall.objects.count() == 0  # and no row was half written
+
+
+def test_a_failed_group_of_outcomes_delivers_every_result_and_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    entered, release = threading.Event(), threading.Event()
+    real_update = audit._update
+
+    def held_update(pk: int, fields: dict[str, Any]) -> None:  # the first lone outcome waits: the rest pile up
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        real_update(pk, fields)
+
+    failures = {"left": 1}
+    real_rows = audit._update_rows
+
+    def flaky_rows(items: list[Any]) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        real_rows(items)
+
+    monkeypatch.setattr(audit, "_update", held_update)
+    monkeypatch.setattr(audit, "_update_rows", flaky_rows)
+    writer = AuditWriter(retry_delays=(0.05, 0.05))
+    provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
+
+    async def scenario() -> list[Any]:
+        calls = asyncio.ensure_future(call_many(provider, 20))
+        while not entered.is_set() or writer.pending() < 20:  # the held outcome and the 19 queued behind it
+            await asyncio.sleep(0.01)
+        release.set()
+        return await calls
+
+    results = async_to_sync(scenario)()
+    assert [r["content"][0]["text"] for r in results] == [f"call-{i}" for i in range(20)]  # all delivered
+    assert writer.wait_idle(10)
+    assert failures["left"] == 0  # the group of 19 failed once, and each of its outcomes was retried
+    assert ToolCall.objects.count() == 20 and not ToolCall.objects.exclude(outcome="ok").exists()
+
+
+DRAIN_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, threading
+    import django
+    import tests.settings as settings
+    settings.DATABASES["default"]["NAME"] = sys.argv[1]
+    django.setup()
+    from mcp_app import audit
+
+    entered, release = threading.Event(), threading.Event()
+    real_insert = audit._insert
+    def held_insert(fields, arguments):  # the first row waits for release: the others queue behind it
+        entered.set()
+        release.wait(30)
+        return real_insert(fields, arguments)
+    audit._insert = held_insert
+
+    writer = audit.AuditWriter()
+    async def begin_all():
+        first = asyncio.ensure_future(writer.begin(tool="drained", arguments={"i": -1}))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, *(writer.begin(tool="drained", arguments={"i": i}) for i in range(40)))
+    threading.Thread(target=asyncio.run, args=(begin_all(),), daemon=True).start()
+    while writer.pending() < 41:
+        threading.Event().wait(0.01)
+    print("exiting with", writer.pending(), "queued", flush=True)
+    # The database answers again half a second after the interpreter began to exit (a daemon timer, so
+    # that exiting does not wait for it): the writer's atexit drain is what writes the queued rows.
+    timer = threading.Timer(0.5, release.set)
+    timer.daemon = True
+    timer.start()
+    """
+)
+
+
+def test_rows_queued_at_exit_are_written_before_the_process_ends(tmp_path: Path) -> None:
+    script = tmp_path / "drain.py"
+    script.write_text(DRAIN_SCRIPT)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, str(script), connection.settings_dict["NAME"]],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exiting with 41 queued" in done.stdout
+    assert ToolCall.objects.filter(tool="drained").count() == 41
