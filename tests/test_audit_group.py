@@ -211,10 +211,10 @@ def test_a_failed_group_of_outcomes_delivers_every_result_and_is_retried(monkeyp
 
 DRAIN_SCRIPT = textwrap.dedent(
     """
-    import asyncio, sys, threading
+    import asyncio, importlib, os, sys, threading
     import django
-    import tests.settings as settings
-    settings.DATABASES["default"]["NAME"] = sys.argv[1]
+    settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+    settings.DATABASES["default"]["NAME"] = sys.argv[1]  # the test database
     django.setup()
     from mcp_app import audit
 
@@ -249,7 +249,9 @@ def test_rows_queued_at_exit_are_written_before_the_process_ends(tmp_path: Path)
     script = tmp_path / "drain.py"
     script.write_text(DRAIN_SCRIPT)
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(root)}
+    # The settings of this run (SQLite, or PostgreSQL with --ds tests.pg_settings), on its test database.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings")}
+    env["PYTHONPATH"] = str(root)
     done = subprocess.run(
         [sys.executable, str(script), connection.settings_dict["NAME"]],
         cwd=root,
