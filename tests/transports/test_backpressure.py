@@ -92,6 +92,32 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def peak_rss_while_flooding(server: LiveServer, env: dict[str, str], code: str) -> tuple[int, int]:
+    """Run ``code`` (which must print "flooded") in ``manage.py shell`` while sampling the server's memory;
+    returns its resident memory before and at the peak (a second after the flood, too)."""
+    before = rss(server.process.pid)
+    flooding = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    peak = before
+    try:
+        while flooding.poll() is None:
+            peak = max(peak, rss(server.process.pid))
+            time.sleep(0.05)
+        output = flooding.stdout.read() if flooding.stdout else ""
+        assert flooding.returncode == 0 and "flooded" in output, output
+        time.sleep(1)
+        return before, max(peak, rss(server.process.pid))
+    finally:
+        if flooding.poll() is None:
+            flooding.kill()
+
+
 @pytest.fixture(params=["daphne", "uvicorn"])
 def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     """One worker (daphne or uvicorn) on SQLite and a private prefix of the shared Redis."""
@@ -224,31 +250,12 @@ def test_get_stream_that_never_reads_under_a_notification_flood_is_cut_off(
         session = answer.headers["mcp-session-id"]
     sock, _ = silent_stream(server, "/mcp", f"Mcp-Session-Id: {session}\r\n")
     time.sleep(0.5)
-    before = rss(server.process.pid)
     count, size = 3000, 16_000
-    code = FLOOD.format(count=count, session=session, size=size)
-    flooding = subprocess.Popen(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=REPO,
-        text=True,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    peak = before
     try:
-        while flooding.poll() is None:
-            peak = max(peak, rss(server.process.pid))
-            time.sleep(0.05)
-        output = flooding.stdout.read() if flooding.stdout else ""
-        assert flooding.returncode == 0 and "flooded" in output, output
-        time.sleep(1)
-        peak = max(peak, rss(server.process.pid))
+        before, peak = peak_rss_while_flooding(server, env, FLOOD.format(count=count, session=session, size=size))
         closed = closed_by_server(sock)
     finally:
         sock.close()
-        if flooding.poll() is None:
-            flooding.kill()
     growth = peak - before
     print(
         f"\n{server.process.args[2]}: GET stream not reading, {count} notifications of {size} bytes: RSS "

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import REPO, LiveServer, shell, start_daphne
-from tests.transports.test_backpressure import RSS_BOUND, rss
+from tests.live import LiveServer, shell, start_daphne
+from tests.transports.test_backpressure import RSS_BOUND, peak_rss_while_flooding
 from tests.wire import assert_valid
 
 V = "2026-07-28"
@@ -356,29 +353,11 @@ def test_a_listen_stream_that_never_reads_is_ended_with_bounded_memory(
             assert chunk, seen
             seen += chunk
         time.sleep(0.5)
-        before = rss(server.process.pid)
-        flooding = subprocess.Popen(
-            [sys.executable, "manage.py", "shell", "-c", FLOOD.format(count=3000, uri=uri)],
-            cwd=REPO,
-            text=True,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        peak = before
         try:
-            while flooding.poll() is None:
-                peak = max(peak, rss(server.process.pid))
-                time.sleep(0.05)
-            output = flooding.stdout.read() if flooding.stdout else ""
-            assert flooding.returncode == 0 and "flooded" in output, output
-            time.sleep(1)
-            peak = max(peak, rss(server.process.pid))
+            before, peak = peak_rss_while_flooding(server, env, FLOOD.format(count=3000, uri=uri))
             ended = ended_or_dropped(sock)
         finally:
             sock.close()
-            if flooding.poll() is None:
-                flooding.kill()
         growth = peak - before
         print(f"\nlisten stream not reading, 3000 x 16 kB: RSS +{growth / 2**20:.1f} MB, {ended}")
         # Ended with its final result (what waited for it overflowed STREAM_BUFFER_BYTES), or dropped (it took
