@@ -163,3 +163,27 @@ def test_purge_command_refuses_a_negative_age() -> None:
 
     with pytest.raises(CommandError, match="--hours"):
         call_command("purge_unused_clients", "--hours", "-1")
+
+
+@demo
+@override_settings(DEBUG=True)  # the demo's default (DJANGO_DEBUG=1), where the toolkit's OIDC views raised
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/o/.well-known/openid-configuration",
+        "/o/.well-known/openid-configuration/",
+        "/.well-known/openid-configuration/o",
+        "/o/.well-known/jwks.json",
+        "/o/userinfo/",
+        "/o/logout/",
+    ],
+)
+def test_openid_connect_is_not_offered_and_its_urls_are_a_json_404(url: str) -> None:
+    response = Client(raise_request_exception=False).get(url)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "not_found"
+    # ...and nothing advertises it: the RFC 8414 metadata names no OIDC endpoint.
+    metadata = Client().get("/.well-known/oauth-authorization-server/o").json()
+    assert not {"jwks_uri", "userinfo_endpoint", "end_session_endpoint"} & metadata.keys()
+    assert metadata["authorization_endpoint"].endswith("/o/authorize/")

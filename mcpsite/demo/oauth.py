@@ -182,3 +182,20 @@ def redirect_consent(redirect_uri: str) -> dict[str, Any]:
     if port and port != {"http": 80, "https": 443}.get(parts.scheme):
         shown = f"{shown}:{port}"
     return {"redirect_uri": redirect_uri, "redirect_host": shown, "redirect_is_local": host in _LOOPBACK}
+
+
+def openid_connect_not_offered(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """The OpenID Connect endpoints (discovery, JWKS, userinfo, logout): a JSON 404.
+
+    The demo is an OAuth 2.1 authorization server only (OIDC is off: no signing key to manage, and MCP needs
+    none of it), and its RFC 8414 metadata advertises no OIDC endpoint. django-oauth-toolkit still routes
+    them and, with DEBUG on, answers ImproperlyConfigured (a 500) where a client probing for OIDC discovery
+    (the MCP SDK's fallback) must simply learn that there is none.
+    """
+    return JsonResponse(
+        {
+            "error": "not_found",
+            "error_description": "This server does not offer OpenID Connect; see /.well-known/oauth-authorization-server/o.",
+        },
+        status=404,
+    )
