@@ -129,6 +129,20 @@ def test_bad_token_exits_2_with_a_message(stdio_env: dict[str, str]) -> None:
     assert "The token is refused" in done.stderr
 
 
+def test_a_token_serves_as_its_owner(stdio_env: dict[str, str]) -> None:
+    code = (
+        "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+        "print(Token.create_for(User.objects.get(username='alice'), name='stdio', scopes='mcp')[1])"
+    )
+    key = shell(SETTINGS, stdio_env, code)
+    call = {"name": "uppercase_text", "arguments": {"text": "token"}}
+    done = run_command(
+        stdio_env, "--token", key, lines=(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}),)
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"]["content"] == [{"type": "text", "text": "TOKEN"}]
+
+
 def test_inspector_cli_over_stdio(stdio_env: dict[str, str], tmp_path: Path) -> None:
     env = node_env(tmp_path)
     # The Inspector starts the server with an environment of its own: the database is passed with -e.
