@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "PATH": "/mcp",
     # URL path of the legacy HTTP+SSE stream; its messages endpoint is SSE_PATH + "/messages".
     "SSE_PATH": "/sse",
+    # URL path of the health endpoint for load balancers (mcp_app.transports.health): unauthenticated, 200 when
+    # the database and the channel layer are reachable, else 503; None: not served.
+    "HEALTH_PATH": "/mcp/health",
     # Origins allowed besides the request's own host (browser clients); "*" allows any.
     "ALLOWED_ORIGINS": [],
     # Largest request body accepted, in bytes: bigger bodies get 413 before they are read whole.

@@ -20,6 +20,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path, re_path
 
 from .conf import mcp_settings
+from .transports.health import HealthConsumer
 from .transports.metadata import ProtectedResourceMetadataConsumer
 from .transports.sse import SSEMessagesConsumer, SSEStreamConsumer
 from .transports.streamable_http import StreamableHTTPConsumer
@@ -29,7 +30,7 @@ def http_urlpatterns() -> list[Any]:
     """URL patterns of the MCP HTTP endpoints (for a site that builds its own URLRouter)."""
     mcp_path = mcp_settings.PATH.strip("/")
     sse_path = mcp_settings.SSE_PATH.strip("/")
-    return [
+    patterns = [
         path(mcp_path, StreamableHTTPConsumer.as_asgi()),
         path(f"{mcp_path}/", StreamableHTTPConsumer.as_asgi()),
         path(sse_path, SSEStreamConsumer.as_asgi()),
@@ -38,6 +39,9 @@ def http_urlpatterns() -> list[Any]:
         path(".well-known/oauth-protected-resource", ProtectedResourceMetadataConsumer.as_asgi()),
         path(f".well-known/oauth-protected-resource/{mcp_path}", ProtectedResourceMetadataConsumer.as_asgi()),
     ]
+    if mcp_settings.HEALTH_PATH is not None:
+        patterns.append(path(mcp_settings.HEALTH_PATH.strip("/"), HealthConsumer.as_asgi()))
+    return patterns
 
 
 def mcp_application(django_asgi_app: Any, *, websocket: Any = None) -> ProtocolTypeRouter:
