@@ -5,15 +5,21 @@ In process, through the ASGI application: 200 ``{"status": "ok"}`` and nothing e
 error's text (host names, versions) never in the answer; Host checked; no session, no audit row, no rate
 budget spent; ``HEALTH_PATH = None`` serves nothing.
 
-Live, under daphne: 200.
+Live, under daphne: 200; PostgreSQL stopped for real -> 503 within a few seconds, and 200 again once it is
+back (same process); Redis (the channel layer) stopped -> 503, and 200 again once it is back. PostgreSQL and
+Redis are stopped and started the way tests/transports/test_db_outage.py and test_redis_restart.py do, and
+always started again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +32,9 @@ from django.test import override_settings
 from mcp_app.models import Session, ToolCall
 from mcp_app.routing import mcp_application
 from mcp_app.transports import health
-from tests.live import LiveServer
+from tests.live import LiveServer, start_daphne
+from tests.transports.test_db_outage import _cluster, _pg_connect, _pg_ctl, _start_pg, _wait_for_pg
+from tests.transports.test_redis_restart import REDIS_START, redis_ping
 
 OK = {"status": "ok"}
 UNAVAILABLE = {"status": "unavailable"}
@@ -182,3 +190,80 @@ def test_live_daphne_answers_200(daphne_server: LiveServer) -> None:
     response = httpx.get(f"{daphne_server.url}/mcp/health", timeout=10)
     assert response.status_code == 200
     assert response.json() == OK
+
+
+@pytest.fixture
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A daphne worker on a fresh PostgreSQL database."""
+    if _cluster() is None:
+        pytest.skip("PostgreSQL is not installed (no pg_ctlcluster or /etc/postgresql)")
+    _start_pg()
+    from psycopg import sql  # imported here: psycopg is needed (and installed) only where PostgreSQL is
+
+    database = f"mcp_app_health_{secrets.token_hex(6)}"
+    with _pg_connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    server = None
+    try:
+        server = start_daphne(tmp_path_factory.mktemp("health_pg"), extra_env={"MCP_TEST_POSTGRES_DB": database})
+        yield server
+    finally:
+        _start_pg()  # whatever happened, leave PostgreSQL running
+        if server is not None:
+            server.stop()
+        with _pg_connect() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+
+
+def test_postgresql_stopped_is_503_within_seconds_and_back_to_200(pg_server: LiveServer) -> None:
+    assert poll(pg_server, 200, WITHIN)[1].json() == OK
+    try:
+        _wait_for_pg(False, _pg_ctl("stop"))
+        elapsed, response = poll(pg_server, 503, WITHIN)
+        assert response.status_code == 503, f"still {response.status_code} {elapsed:.1f} s after PostgreSQL stopped"
+        assert response.json() == UNAVAILABLE
+        assert int(response.headers["retry-after"]) > 0
+    finally:
+        _start_pg()
+    elapsed, response = poll(pg_server, 200, WITHIN)
+    assert response.status_code == 200, f"still {response.status_code} {elapsed:.1f} s after PostgreSQL was back"
+    assert response.json() == OK
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A daphne worker whose channel layer is Redis."""
+    if not redis_ping():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    extra = {"MCP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_TEST_REDIS_PREFIX": f"health{os.getpid()}"}
+    server = start_daphne(tmp_path_factory.mktemp("health_redis"), extra_env=extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_stopped_is_503_and_back_to_200(redis_server: LiveServer) -> None:
+    assert poll(redis_server, 200, WITHIN)[1].json() == OK
+    try:
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while redis_ping() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        elapsed, response = poll(redis_server, 503, WITHIN)
+        assert response.status_code == 503, f"still {response.status_code} {elapsed:.1f} s after Redis stopped"
+        assert response.json() == UNAVAILABLE
+        assert "redis" not in response.text.lower()
+    finally:
+        if not redis_ping():
+            subprocess.run(REDIS_START, check=True, timeout=10)
+        deadline = time.monotonic() + 20
+        while not redis_ping():
+            assert time.monotonic() < deadline, "Redis did not answer PONG within 20 s of being started"
+            time.sleep(0.05)
+    elapsed, response = poll(redis_server, 200, WITHIN)
+    assert response.status_code == 200, f"still {response.status_code} {elapsed:.1f} s after Redis was back"
