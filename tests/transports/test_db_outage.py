@@ -98,6 +98,18 @@ def _start_pg() -> None:
         _wait_for_pg(True, _pg_ctl("start"))
 
 
+def drop_database(database: str) -> None:
+    """Drop a scratch database, ending whatever connections a stopped worker left to it."""
+    from psycopg import sql  # imported here, as in _pg_connect: psycopg is only needed where PostgreSQL is
+
+    with _pg_connect() as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+
+
 # -- the live worker --------------------------------------------------------------------------------------------------
 class Outage:
     """One daphne worker on a fresh PostgreSQL database, with two users' bearer tokens."""
@@ -158,12 +170,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
         _start_pg()  # whatever happened, leave PostgreSQL running
         if server is not None:
             server.stop()
-        with _pg_connect() as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+        drop_database(database)
     server.assert_no_traceback()
 
 

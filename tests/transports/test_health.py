@@ -33,8 +33,8 @@ from mcp_app.models import Session, ToolCall
 from mcp_app.routing import mcp_application
 from mcp_app.transports import health
 from tests.live import LiveServer, start_daphne
-from tests.transports.test_db_outage import _cluster, _pg_connect, _pg_ctl, _start_pg, _wait_for_pg
-from tests.transports.test_redis_restart import REDIS_START, redis_ping
+from tests.transports.test_db_outage import _cluster, _pg_connect, _pg_ctl, _start_pg, _wait_for_pg, drop_database
+from tests.transports.test_redis_restart import ensure_redis_running, redis_ping
 
 OK = {"status": "ok"}
 UNAVAILABLE = {"status": "unavailable"}
@@ -211,12 +211,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         _start_pg()  # whatever happened, leave PostgreSQL running
         if server is not None:
             server.stop()
-        with _pg_connect() as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+        drop_database(database)
 
 
 def test_postgresql_stopped_is_503_within_seconds_and_back_to_200(pg_server: LiveServer) -> None:
@@ -259,11 +254,6 @@ def test_redis_stopped_is_503_and_back_to_200(redis_server: LiveServer) -> None:
         assert response.json() == UNAVAILABLE
         assert "redis" not in response.text.lower()
     finally:
-        if not redis_ping():
-            subprocess.run(REDIS_START, check=True, timeout=10)
-        deadline = time.monotonic() + 20
-        while not redis_ping():
-            assert time.monotonic() < deadline, "Redis did not answer PONG within 20 s of being started"
-            time.sleep(0.05)
+        ensure_redis_running()
     elapsed, response = poll(redis_server, 200, WITHIN)
     assert response.status_code == 200, f"still {response.status_code} {elapsed:.1f} s after Redis was back"

@@ -59,6 +59,16 @@ def redis_ping() -> bool:
     return result.stdout.strip() == "PONG"
 
 
+def ensure_redis_running() -> None:
+    """Start Redis if it does not answer (with the machine's start command) and wait for PONG."""
+    if not redis_ping():
+        subprocess.run(REDIS_START, check=True, timeout=10)
+    deadline = time.monotonic() + 20
+    while not redis_ping():
+        assert time.monotonic() < deadline, "Redis did not answer PONG within 20 s of being started"
+        time.sleep(0.05)
+
+
 def restart_redis(downtime: float) -> None:
     """Stop Redis, wait ``downtime`` seconds, start it again (however this goes) and wait for PONG."""
     try:
@@ -68,12 +78,7 @@ def restart_redis(downtime: float) -> None:
             time.sleep(0.05)
         time.sleep(downtime)
     finally:
-        if not redis_ping():
-            subprocess.run(REDIS_START, check=True, timeout=10)
-        deadline = time.monotonic() + 20
-        while not redis_ping():
-            assert time.monotonic() < deadline, "Redis did not answer PONG within 20 s of being started"
-            time.sleep(0.05)
+        ensure_redis_running()
 
 
 def rpc(request_id: int | None, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
