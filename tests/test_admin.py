@@ -14,24 +14,10 @@ from django.utils import timezone
 
 from mcp_app.conf import mcp_settings
 from mcp_app.models import Prompt, PromptArgument, PromptMessage, Session, Tool, ToolCall
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider closes connections between calls, as in a server
-
-
-def ctx_for(user: Any = None) -> RequestContext:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    return RequestContext(
-        session=MemorySession(),
-        request_id=1,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": user, "via": "test"},
-    )
 
 
 def tool_names(user: Any = None) -> list[str]:

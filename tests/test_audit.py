@@ -21,11 +21,11 @@ from mcp_app.audit import REDACTED, AuditWriter, audit_arguments, cap_text, reda
 from mcp_app.availability import RETRY_AFTER, UNAVAILABLE, Unavailable
 from mcp_app.models import QueryTool, ToolCall
 from mcp_app.permissions import AllowAny
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams, McpError
 from mcp_app.providers.code import Registry
 from mcp_app.providers.exposures.resource import ExposureRegistry, ModelResource
 from mcp_app.providers.managed import ManagedProvider
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider closes connections between calls, as in a server
 
@@ -102,20 +102,6 @@ class BrokenGroups(ModelResource):
 exposures = ExposureRegistry()
 exposures.register(BrokenGroups(Group, fields=["name"], permission_classes=[AllowAny]))
 provider = ManagedProvider(registry, exposures)
-
-
-def ctx_for(user: Any = None) -> RequestContext:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    return RequestContext(
-        session=MemorySession(),
-        request_id=1,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": user, "via": "test"},
-    )
 
 
 def call(name: str, arguments: dict[str, Any], user: Any = None, through: ManagedProvider = provider) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from mcp_app.audit import AuditWriter
 from mcp_app.availability import UNAVAILABLE, Unavailable
 from mcp_app.models import ToolCall
 from mcp_app.permissions import AllowAny
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.providers.code import Registry
 from mcp_app.providers.exposures.resource import ExposureRegistry
 from mcp_app.providers.managed import ManagedProvider
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer's thread has its own connection, as in a server
 
@@ -45,23 +45,9 @@ async def note(text: str) -> str:
     return text
 
 
-def ctx_for(request_id: int) -> RequestContext:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    return RequestContext(
-        session=MemorySession(),
-        request_id=request_id,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": None, "via": "test"},
-    )
-
-
 async def call_many(provider: ManagedProvider, count: int) -> list[Any]:
     """``count`` concurrent calls of ``note``; each one's result, or the exception it raised."""
-    calls = [provider.call_tool("note", {"text": f"call-{i}"}, ctx_for(i)) for i in range(count)]
+    calls = [provider.call_tool("note", {"text": f"call-{i}"}, ctx_for(request_id=i)) for i in range(count)]
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
@@ -115,7 +101,7 @@ def test_rows_queued_behind_a_write_go_in_one_statement(held_writer: Any, monkey
     monkeypatch.setattr(db_utils.CursorWrapper, "_execute", counting_execute)
 
     async def scenario() -> list[Any]:
-        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(0)))
+        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(request_id=0)))
         while not entered.is_set():
             await asyncio.sleep(0.01)
         rest = asyncio.ensure_future(call_many(provider, 50))
@@ -149,7 +135,7 @@ def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none
     monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
 
     async def scenario() -> list[Any]:
-        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(0)))
+        first = asyncio.ensure_future(provider.call_tool("note", {"text": "first"}, ctx_for(request_id=0)))
         while not entered.is_set():
             await asyncio.sleep(0.01)
         rest = asyncio.ensure_future(call_many(provider, 30))

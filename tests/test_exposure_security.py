@@ -47,7 +47,6 @@ from mcp_app.conf import mcp_settings
 from mcp_app.models import ModelExposure, Subscription, Token, ToolCall
 from mcp_app.models import Session as McpSession
 from mcp_app.protocol import jsonrpc
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import InvalidParams
 from mcp_app.providers.exposures.credentials import credential_problem
 from mcp_app.providers.exposures.fields import convert_value, integer_range
@@ -55,6 +54,7 @@ from mcp_app.providers.exposures.resource import ModelResource, default_exposure
 from mcp_app.providers.exposures.serving import DataView, generated_tools
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Member
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider works in its own DB thread, as in a server
 
@@ -62,17 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def request(method: str, params: dict[str, Any] | None = None, user: Any = None) -> dict[str, Any]:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    ctx = RequestContext(
-        session=MemorySession(),
-        request_id=1,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": user, "via": "test"},
-    )
+    ctx = ctx_for(user)
     return async_to_sync(get_server().dispatcher.handle_request)(jsonrpc.Request(1, method, params or {}), ctx)
 
 

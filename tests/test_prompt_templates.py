@@ -16,8 +16,8 @@ from django.test import override_settings
 from mcp_app.conf import mcp_settings
 from mcp_app.models import Prompt, PromptArgument, PromptMessage
 from mcp_app.prompt_templates import ALLOWED_TAGS, PromptTemplateError, compile_prompt_template, render_prompt_template
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.protocol.errors import INTERNAL_ERROR, McpError
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,20 +35,6 @@ FORBIDDEN = [
     ("Hi {% if topic %}{% debug %}{% endif %}", "debug"),
     ("{% for c in topic %}{% include 'x.html' %}{% endfor %}", "include"),
 ]
-
-
-def ctx_for(user: Any = None) -> RequestContext:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    return RequestContext(
-        session=MemorySession(),
-        request_id=1,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": user, "via": "test"},
-    )
 
 
 def get_prompt(name: str, arguments: dict[str, str]) -> dict[str, Any]:

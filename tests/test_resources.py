@@ -23,26 +23,16 @@ from django.test import override_settings
 from mcp_app.conf import mcp_settings
 from mcp_app.models import ModelExposure, QueryTool, Subscription
 from mcp_app.protocol import jsonrpc
-from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
 from mcp_app.providers.exposures.resource import ModelResource, default_exposures
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Loan, Member
+from tests.contexts import ctx_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider works in its own DB thread, as in a server
 
 
 def request(method: str, params: dict[str, Any] | None = None, user: Any = None, session: Any = None) -> dict[str, Any]:
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    ctx = RequestContext(
-        session=session or MemorySession(),
-        request_id=1,
-        meta={},
-        send=send,
-        pending=PendingClientRequests(),
-        extra={"user": user, "via": "test"},
-    )
+    ctx = ctx_for(user, session=session)
     return async_to_sync(get_server().dispatcher.handle_request)(jsonrpc.Request(1, method, params or {}), ctx)
 
 
