@@ -20,21 +20,13 @@ from mcp_app.protocol.envelope import META_SERVER_INFO, Envelope, Headers
 from mcp_app.protocol.pagination import CursorCodec
 from mcp_app.protocol.provider import Provider
 from mcp_app.protocol.versions import ALL_VERSIONS, Era
+from tests.protocol.test_dispatcher import RESULT_DEFS as HANDSHAKE_RESULT_DEFS
 from tests.protocol.test_dispatcher import make_registry
 from tests.wire import assert_valid
 
 V = "2026-07-28"
-RESULT_DEFS = {
-    "server/discover": "DiscoverResult",
-    "tools/list": "ListToolsResult",
-    "tools/call": "CallToolResult",
-    "resources/list": "ListResourcesResult",
-    "resources/templates/list": "ListResourceTemplatesResult",
-    "resources/read": "ReadResourceResult",
-    "prompts/list": "ListPromptsResult",
-    "prompts/get": "GetPromptResult",
-    "completion/complete": "CompleteResult",
-}
+# The handshake era's result types, without initialize (gone in 2026-07-28), plus server/discover.
+RESULT_DEFS = {**{m: d for m, d in HANDSHAKE_RESULT_DEFS.items() if m != "initialize"}, "server/discover": "DiscoverResult"}
 CACHEABLE = {"server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
 SERVER_INFO = {"name": "test", "version": "1", "title": "Test"}
 
