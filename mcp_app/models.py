@@ -419,6 +419,14 @@ class ModelExposure(models.Model):
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True, help_text=_("What clients (and their models) are told about the data."))
     data_tools = models.BooleanField(default=True, help_text=_("Also offer list, search and get tools."))
+    listed = models.BooleanField(
+        default=True,
+        verbose_name=_("listed in resources/list"),
+        help_text=_(
+            "Off: rows stay out of resources/list (useful for large tables); they are still read through the "
+            "resource template and the data tools."
+        ),
+    )
     public = models.BooleanField(
         default=False,
         help_text=_("Anyone who can reach the MCP endpoint may read it. Off: the model's view permission is required."),
