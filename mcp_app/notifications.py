@@ -30,6 +30,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -96,6 +97,11 @@ def _exposures_of(model: type) -> list[Any]:
         return []
     if model._meta.app_label == "mcp_app":
         return []  # our own bookkeeping rows (sessions, audit) are never exposed; skip the catalog entirely
+    if model._meta.apps is not django_apps:
+        # A model of another registry: the migration recorder's rows and the historical models of data
+        # migrations. Never exposed, and loading the catalog while migrations run would query columns that
+        # later migrations have not added yet.
+        return []
     if provider.cached_catalog is None and not _tables_ready():
         # Before mcp_app's tables exist (migrate): only code exposures, and no query that would fail and,
         # on PostgreSQL, abort the migration's transaction.
