@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,11 @@ class Workers:
             return conn.execute(sql, params).fetchall()
 
 
-@pytest.fixture(name="workers")
-def workers_fixture(tmp_path: Path) -> Iterator[Workers]:
-    """A fresh database and Redis prefix; every worker started is stopped, and both are removed, at the end.
-    Skips, saying what to start, when PostgreSQL or Redis is not running."""
+@contextmanager
+def running_workers(workdir: Path) -> Iterator[Workers]:
+    """A fresh database and Redis prefix for workers started with ``start()``; every worker started is stopped,
+    and both are removed, on leaving. Skips, saying what to start, when PostgreSQL or Redis is not running.
+    (Also for the benchmarks, which run outside pytest.)"""
     _check_services()
     from psycopg import sql
 
@@ -61,7 +63,7 @@ def workers_fixture(tmp_path: Path) -> Iterator[Workers]:
         "MCP_TEST_REDIS_PREFIX": prefix,
         "MCP_TEST_HEARTBEAT": str(HEARTBEAT),
     }
-    cluster = Workers(database, env, tmp_path)
+    cluster = Workers(database, env, workdir)
     try:
         yield cluster
     finally:
@@ -69,3 +71,10 @@ def workers_fixture(tmp_path: Path) -> Iterator[Workers]:
             server.stop()
         _drop_database(database)
         _delete_redis_keys(prefix)
+
+
+@pytest.fixture(name="workers")
+def workers_fixture(tmp_path: Path) -> Iterator[Workers]:
+    """:func:`running_workers` in the test's temporary directory."""
+    with running_workers(tmp_path) as cluster:
+        yield cluster

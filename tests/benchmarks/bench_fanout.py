@@ -1,0 +1,181 @@
+"""A model save reaching 1,000 subscribed streams on two workers: latency from commit to each stream.
+
+    .venv/bin/python -m tests.benchmarks.bench_fanout [--streams 1000] [--saves 5] [--gap 2]
+
+Two daphne workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
+channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (2025-11-25, so each GET
+stream is resumable and numbers and keeps its events, as deployed), half on each worker. Every session
+subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
+
+Another process (``manage.py shell``, as the admin or a cron job would be) then saves the book ``--saves``
+times, ``--gap`` seconds apart, after one save that is not counted (a warm process, as a web worker is). Each
+save records the wall clock of its commit (its first ``on_commit`` callback, registered before the save, so
+it runs before the notification's); each stream records the wall clock at which it read
+``notifications/resources/updated``. Printed: p50, p99 and max of (read - commit) over every stream and save,
+and how many streams missed a save. Not part of the test suite: figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.benchmarks.sse_client import Connection
+from tests.live import HEADERS, LATEST, REPO, LiveServer, initialize_message
+from tests.transports.cluster import SETTINGS, Workers, running_workers
+
+UPDATED = "notifications/resources/updated"
+
+
+def shell(cluster: Workers, code: str, timeout: float = 300) -> str:
+    """Run ``code`` in ``manage.py shell`` against the workers' database and channel layer; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **cluster.env},
+    )
+    if done.returncode:
+        raise RuntimeError(f"manage.py shell failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+CREATE_BOOK = (
+    "from datetime import date; from mcpsite.library.models import Author, Book; "
+    "a = Author.objects.create(name='Ada Costa'); "
+    "b = Book.objects.create(title='The Silent River', isbn='9780001000001', author=a, genre='novel', "
+    "published=date(2001, 5, 4), pages=321); print(b.pk)"
+)
+
+SAVES = """
+import json, time
+from django.db import transaction
+from mcpsite.library.models import Book
+commits = []
+book = Book.objects.get(pk={pk})
+for n in range({saves} + 1):
+    time.sleep({gap})
+    with transaction.atomic():
+        transaction.on_commit(lambda: commits.append(time.time()))
+        book.pages += 1
+        book.save()
+print(json.dumps(commits[1:]))
+"""
+
+
+async def open_session(http: httpx.AsyncClient, server: LiveServer, uri: str) -> dict[str, str]:
+    """Initialize a session on ``server``, subscribe it to ``uri``; the headers its requests carry."""
+    answer = await http.post(server.mcp_url, json=initialize_message(LATEST, client="bench_fanout"), headers=HEADERS)
+    answer.raise_for_status()
+    headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+    (
+        await http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    ).raise_for_status()
+    subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}
+    answer = await http.post(server.mcp_url, json=subscribe, headers=headers)
+    answer.raise_for_status()
+    body = answer.text
+    if '"result"' not in body:
+        raise RuntimeError(f"resources/subscribe failed: {body[:300]}")
+    return headers
+
+
+class Reader:
+    """One open GET stream, recording when each resources/updated arrives."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.arrivals: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            event = await self.connection.event()
+            if not event.data:
+                continue  # the priming event
+            message = json.loads(event.data)
+            if message.get("method") == UPDATED:
+                self.arrivals.append(time.time())
+
+
+async def open_stream(server: LiveServer, headers: dict[str, str]) -> Reader:
+    connection = await Connection.open("127.0.0.1", server.port)
+    stream_headers = {k: v for k, v in headers.items() if k not in ("content-type", "accept")}
+    status = await connection.start_stream("/mcp", stream_headers)
+    if status != 200:
+        raise RuntimeError(f"GET /mcp answered {status}")
+    return Reader(connection)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def measure(cluster: Workers, streams: int, saves: int, gap: float) -> None:
+    servers = [cluster.start(), cluster.start()]
+    pk = int(shell(cluster, CREATE_BOOK).split()[-1])
+    uri = f"django://library/book/{pk}"
+    gate = asyncio.Semaphore(32)
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as http:
+
+        async def one(i: int) -> Reader:
+            server = servers[i % 2]
+            async with gate:
+                headers = await open_session(http, server, uri)
+                return await open_stream(server, headers)
+
+        readers = await asyncio.gather(*(one(i) for i in range(streams)))
+    print(f"{streams} sessions subscribed to {uri} with their GET streams open, in {time.monotonic() - started:.1f} s")
+    tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
+    await asyncio.sleep(1)
+    code = SAVES.format(pk=pk, saves=saves, gap=gap)
+    out = await asyncio.to_thread(shell, cluster, code)
+    commits = json.loads(out.strip().splitlines()[-1])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(len(r.arrivals) < saves + 1 for r in readers):
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+    for reader in readers:
+        reader.connection.close()
+    latencies: list[float] = []
+    missed = 0
+    for reader in readers:
+        arrivals = reader.arrivals[1:]  # the first save warms the saving process and is not counted
+        missed += max(0, saves - len(arrivals))
+        latencies.extend(arrival - commit for arrival, commit in zip(arrivals, commits, strict=False))
+    print(
+        f"commit -> resources/updated on each of {streams} streams (2 workers, PostgreSQL, Redis), {saves} saves: "
+        f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms; {len(latencies)} deliveries, {missed} missed"
+    )
+    for server in servers:
+        log = server.log()
+        if "Traceback" in log:
+            print(f"worker {server.port} logged a traceback:\n{log[log.find('Traceback') : log.find('Traceback') + 3000]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--saves", type=int, default=5)
+    parser.add_argument("--gap", type=float, default=2.0, help="seconds between saves")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir, running_workers(Path(workdir)) as cluster:
+        asyncio.run(measure(cluster, args.streams, args.saves, args.gap))
+
+
+if __name__ == "__main__":
+    main()
