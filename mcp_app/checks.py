@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.apps import apps
 from django.conf import settings
+from django.core.asgi import ASGIHandler
 from django.core.checks import Error, Tags, Warning, register
+from django.core.management import get_commands
+from django.db import DatabaseError, router
+from django.db.models.functions import Now
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, mcp_settings
 from .limits import ATOMIC_CACHE_BACKENDS
+from .models import Worker
 from .permissions import AllowAny
 from .providers.caching import open_to_all
 from .providers.code import default_registry
 from .providers.exposures.resource import default_exposures
+from .transports.streamable_http import StreamableHTTPConsumer
+
+#: The channel layer that lives in one process's memory: fine for one worker, wrong for several.
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+#: The apps whose runserver serves WSGI only (Django's, and staticfiles' which adds static files to it).
+WSGI_RUNSERVERS = ("django.core", "django.contrib.staticfiles")
 
 
 @register(Tags.compatibility)
@@ -193,7 +208,10 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.compatibility)
 def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    if not getattr(settings, "ASGI_APPLICATION", None):
+    """ASGI_APPLICATION is set (W002) and sends ``MCP_APP["PATH"]`` to mcp_app (W009): an asgi.py left as
+    ``startproject`` wrote it hands /mcp to Django, which answers 404."""
+    target = getattr(settings, "ASGI_APPLICATION", None)
+    if not target:
         return [
             Warning(
                 "ASGI_APPLICATION is not set; the MCP endpoints are ASGI consumers and need an ASGI server.",
@@ -201,7 +219,119 @@ def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="mcp_app.W002",
             )
         ]
+    hint = (
+        "In asgi.py: django_asgi_app = get_asgi_application(), then (after it) from mcp_app.routing import "
+        "mcp_application; application = mcp_application(django_asgi_app). See the README, 'Adding mcp_app to your site'."
+    )
+    try:
+        application = import_string(target)
+    except Exception as exc:  # whatever the site's module raises: report it rather than crash every command
+        return [
+            Warning(
+                f"ASGI_APPLICATION {target!r} cannot be imported ({type(exc).__name__}: {exc}), so the MCP endpoints "
+                "cannot be served.",
+                hint=hint,
+                id="mcp_app.W009",
+            )
+        ]
+    if routes_to_mcp(application, mcp_settings.PATH) is False:
+        return [
+            Warning(
+                f"ASGI_APPLICATION {target!r} does not route {mcp_settings.PATH} to mcp_app: requests for it reach "
+                "Django's own handler (or no route), which answers 404.",
+                hint=hint,
+                id="mcp_app.W009",
+            )
+        ]
     return []
+
+
+def routes_to_mcp(application: Any, path: str, *, depth: int = 0) -> bool | None:
+    """Whether an HTTP request for ``path`` reaches mcp_app's Streamable HTTP consumer in ``application``: True,
+    False (it reaches Django's handler, or a router without a matching route), or None (an application this
+    cannot see through: no warning then). Follows ProtocolTypeRouter, URLRouter (as it matches paths) and
+    wrappers that keep the application they wrap in ``inner``, ``application`` or ``app``."""
+    if depth > 30:
+        return None
+    consumer = getattr(application, "consumer_class", None)  # what Channels' as_asgi() records
+    if isinstance(consumer, type):
+        return True if issubclass(consumer, StreamableHTTPConsumer) else None
+    if isinstance(application, ProtocolTypeRouter):
+        inner = application.application_mapping.get("http")
+        return False if inner is None else routes_to_mcp(inner, path, depth=depth + 1)
+    if isinstance(application, URLRouter):
+        remaining = path.lstrip("/")
+        for route in application.routes:
+            match = route.pattern.match(remaining)
+            if match:
+                return routes_to_mcp(route.callback, match[0], depth=depth + 1)
+        return False
+    for name in ("inner", "application", "app"):  # middleware (Channels' BaseMiddleware, staticfiles' handler...)
+        inner = getattr(application, name, None)
+        if inner is not None and inner is not application and callable(inner):
+            return routes_to_mcp(inner, path, depth=depth + 1)
+    if isinstance(application, ASGIHandler):
+        return False
+    return None
+
+
+@register(Tags.compatibility)
+def check_runserver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``manage.py runserver`` serves ASGI only when it is daphne's command. Django's own serves WSGI, where /mcp
+    is a 404. Checked only while runserver runs, since sites served by daphne or uvicorn directly need no daphne
+    app. (daphne listed after django.contrib.staticfiles is daphne's own check, daphne.E001.)"""
+    if sys.argv[1:2] != ["runserver"] or apps.is_installed("daphne"):
+        return []
+    provider = get_commands().get("runserver")
+    if provider not in WSGI_RUNSERVERS:  # another app's runserver (an ASGI one, we trust)
+        return []
+    return [
+        Warning(
+            f'"daphne" is not in INSTALLED_APPS, so runserver is Django\'s WSGI server: {mcp_settings.PATH} and '
+            f"{mcp_settings.SSE_PATH} answer 404 (the MCP endpoints are ASGI consumers).",
+            hint='Put "daphne" first in INSTALLED_APPS: its runserver serves ASGI_APPLICATION (static files '
+            "included), MCP endpoints and all.",
+            id="mcp_app.W008",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_workers_share_a_layer(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """The in-memory channel layer is one process's: with several workers, a legacy stream's answers, session
+    ends and clients' answers never reach the other workers. Several workers are recognised by
+    ``WEB_CONCURRENCY`` above 1 (the worker count gunicorn and uvicorn read) or, when the check is given
+    databases (``migrate``, ``check --database default``), by more than one live lease in the Worker table
+    (workers that have served requests within the last three heartbeats)."""
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
+    if layer.get("BACKEND") != IN_MEMORY_LAYER:
+        return []
+    evidence = None
+    try:
+        concurrency = int(os.environ.get("WEB_CONCURRENCY", "1"))
+    except ValueError:
+        concurrency = 1
+    if concurrency > 1:
+        evidence = f"WEB_CONCURRENCY is {concurrency}"
+    elif databases and router.db_for_read(Worker) in databases:
+        try:
+            live = Worker.objects.filter(expires__gte=Now()).count()
+        except DatabaseError:  # not migrated yet, or unreachable (Django's own checks say so): nothing to tell
+            live = 0
+        if live > 1:
+            evidence = f"{live} worker processes hold a live lease in the Worker table"
+    if evidence is None:
+        return []
+    return [
+        Warning(
+            f"{evidence}, but the channel layer is the in-memory one, which each process has for itself: legacy "
+            "streams miss answers handled by another worker, and session ends and clients' answers do not reach "
+            "the other workers.",
+            hint="Use a shared layer: pip install 'mcp_app[redis]' and CHANNEL_LAYERS with channels_redis (README, "
+            "'Many workers and hosts'), or run one worker.",
+            id="mcp_app.W010",
+        )
+    ]
 
 
 @register(Tags.security)

@@ -9,14 +9,19 @@ In a site's ``asgi.py``::
     application = mcp_application(django_asgi_app)
 
 MCP requests never go through Django's middleware and URL resolver (that costs ~2 ms a request);
-everything else reaches ``django_asgi_app`` unchanged.
+everything else reaches ``django_asgi_app`` unchanged, except that with ``DEBUG`` on static files are served
+as ``manage.py runserver`` serves them (so the admin has its CSS under ``daphne mysite.asgi:application`` or
+uvicorn too). In production, collect them (``collectstatic``) and serve them with whitenoise or the web server.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.routing import ProtocolTypeRouter, URLRouter
+from django.apps import apps
+from django.conf import settings
 from django.urls import path, re_path
 
 from .conf import mcp_settings
@@ -44,10 +49,30 @@ def http_urlpatterns() -> list[Any]:
     return patterns
 
 
+def with_static_files(django_asgi_app: Any) -> Any:
+    """``django_asgi_app``, serving ``STATIC_URL`` from the staticfiles finders first when ``DEBUG`` is on and
+    ``django.contrib.staticfiles`` is installed: what ``manage.py runserver`` does, for any ASGI server. Unchanged
+    otherwise (production: ``collectstatic``, then whitenoise or the web server), and when ``STATIC_URL`` is
+    unset or on another host (a CDN), which Django's handler would refuse to serve."""
+    if not settings.DEBUG or not apps.is_installed("django.contrib.staticfiles"):
+        return django_asgi_app
+    static_url = getattr(settings, "STATIC_URL", None)
+    if not static_url or urlsplit(static_url).netloc:
+        return django_asgi_app
+    # imported here: only sites with staticfiles installed may import it (its finders read that app's settings)
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    if isinstance(django_asgi_app, ASGIStaticFilesHandler):  # already wrapped by the site itself
+        return django_asgi_app
+    return ASGIStaticFilesHandler(django_asgi_app)
+
+
 def mcp_application(django_asgi_app: Any, *, websocket: Any = None) -> ProtocolTypeRouter:
-    """An ASGI application serving MCP and handing every other HTTP request to ``django_asgi_app``."""
+    """An ASGI application serving MCP and handing every other HTTP request to ``django_asgi_app`` (with static
+    files in ``DEBUG``, see :func:`with_static_files`). Read once, when called: settings changed later (tests'
+    ``override_settings``) do not re-route it."""
     routes: dict[str, Any] = {
-        "http": URLRouter([*http_urlpatterns(), re_path(r"", django_asgi_app)]),
+        "http": URLRouter([*http_urlpatterns(), re_path(r"", with_static_files(django_asgi_app))]),
     }
     if websocket is not None:
         routes["websocket"] = websocket
