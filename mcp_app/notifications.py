@@ -2,7 +2,8 @@
 
 - A saved or deleted object of an exposed model sends ``notifications/resources/updated`` to the sessions
   subscribed to its URI (:class:`~mcp_app.models.Subscription` rows), and to the ``subscriptions/listen``
-  streams that name it (one bus event per transaction, matched in each worker).
+  streams that name it: one bus event per transaction for all of them, whatever the number of subscribers
+  (it names the subscribed sessions; each worker delivers to the streams it holds).
 - A created or deleted object of an exposed model sends ``notifications/resources/list_changed`` to the open
   streams whose caller may read the object's exposure (:class:`StreamAudience`), coalesced: once per
   transaction here, and at most once per ``LIST_CHANGED_COALESCE_SECONDS`` per stream there
@@ -120,21 +121,37 @@ def _tables_ready() -> bool:
     return _ready
 
 
+# URIs per query for their subscribers: a transaction may change thousands of rows, and SQLite refuses more than
+# 999 parameters per statement before 3.32.
+_URIS_PER_QUERY = 500
+
+
+def subscribers_of(uris: list[str]) -> dict[str, list[str]]:
+    """The open sessions subscribed to each of ``uris`` (handshake era: ``Subscription`` rows, created only for
+    URIs the session's caller could read, and deleted when its access is withdrawn): one query for all of them."""
+    found: dict[str, list[str]] = {}
+    for at in range(0, len(uris), _URIS_PER_QUERY):
+        rows = Subscription.objects.filter(uri__in=uris[at : at + _URIS_PER_QUERY], session__ended__isnull=True)
+        for uri, session_id in rows.values_list("uri", "session_id").order_by("uri", "session_id").iterator(chunk_size=2000):
+            found.setdefault(uri, []).append(session_id)
+    return found
+
+
 def _send_updated(uris: list[str]) -> None:
-    """``resources/updated`` for a transaction's changed objects: to the sessions subscribed to each URI
-    (handshake era: ``Subscription`` rows), and one bus event with every URI for the listen streams (2026-07-28:
-    each worker matches it against its streams' ``resourceSubscriptions``)."""
+    """``resources/updated`` for a transaction's changed objects, fanned out per worker, not per subscriber:
+    one query for the sessions subscribed to them, then one bus event (a few for very many subscribers) to
+    every worker, naming the URIs (each worker matches them against its listen streams'
+    ``resourceSubscriptions``, 2026-07-28) and the subscribed sessions per URI (each worker hands the
+    notification to the open streams of those sessions it holds)."""
     try:
-        async_to_sync(events.resources_updated)(uris)
+        sessions = subscribers_of(uris)
+    except Exception as exc:  # advisory: never fail the save for it; the listen streams are still told
+        logger.warning("could not read the subscribers of %s (%s: %s)", ", ".join(uris[:5]), type(exc).__name__, exc)
+        sessions = {}
+    try:
+        async_to_sync(events.resources_updated)(uris, sessions)
     except Exception as exc:  # advisory: never fail the save for it
-        logger.warning("could not send %s to listen streams (%s: %s)", RESOURCE_UPDATED, type(exc).__name__, exc)
-    for uri in uris:
-        try:
-            sessions = set(Subscription.objects.filter(uri=uri, session__ended__isnull=True).values_list("session_id", flat=True))
-            for session_id in sessions:
-                async_to_sync(events.send_to_session)(session_id, jsonrpc.notification(RESOURCE_UPDATED, {"uri": uri}))
-        except Exception as exc:  # advisory: never fail the save for it
-            logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, uri, type(exc).__name__, exc)
+        logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, ", ".join(uris[:5]), type(exc).__name__, exc)
 
 
 def _send_rows_list_changed(exposure_keys: list[str]) -> None:

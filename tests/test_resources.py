@@ -536,8 +536,9 @@ def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dic
 
     sent: list[tuple[str, dict[str, Any]]] = []
 
-    async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
-        sent.append((session_id, message))
+    async def resources_updated(uris: list[str], sessions: dict[str, list[str]] | None = None) -> None:
+        for uri, ids in (sessions or {}).items():  # one bus event names every subscribed session
+            sent.extend((session_id, jsonrpc.notification(notifications.RESOURCE_UPDATED, {"uri": uri})) for session_id in ids)
 
     broadcasts: list[dict[str, Any]] = []
     audiences: list[list[str] | None] = []
@@ -546,7 +547,7 @@ def test_saves_notify_subscribers_once_per_transaction_after_commit(library: dic
         broadcasts.append(message)
         audiences.append(exposures)
 
-    monkeypatch.setattr("mcp_app.transports.events.send_to_session", send_to_session)
+    monkeypatch.setattr("mcp_app.transports.events.resources_updated", resources_updated)
     monkeypatch.setattr("mcp_app.transports.events.broadcast_coalesced", broadcast_coalesced)
     record = async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25")
     book = library["books"][0]

@@ -178,12 +178,15 @@ async def close_session_streams(session_id: str) -> None:
     await _to_workers({"type": "mcp.close", "session": session_id})
 
 
-async def resources_updated(uris: list[str]) -> None:
-    """Tell the listen streams of every worker that these resources changed: one bus message for all of them,
-    matched against each stream's ``resourceSubscriptions`` in its own process (no rows, no message per
-    subscriber)."""
-    if uris:
-        await _to_workers({"type": fanout.UPDATED, "uris": list(uris)})
+async def resources_updated(uris: list[str], sessions: dict[str, list[str]] | None = None) -> None:
+    """Tell every worker that these resources changed: one bus message for all of their streams (a few for
+    very many subscribers), never one per subscriber. Each worker matches ``uris`` against its listen streams'
+    ``resourceSubscriptions`` and hands ``resources/updated`` for a URI to its open streams of the sessions
+    ``sessions`` names for it (the handshake era's subscribed sessions, looked up once by the sender)."""
+    if not uris:
+        return
+    for part in fanout.updated_events(list(uris), sessions or {}):
+        await _to_workers(part)
 
 
 async def close_listen_streams(*, principal: str | None = None, user_id: Any = None) -> None:

@@ -32,8 +32,27 @@ logger = logging.getLogger("mcp_app.transports")
 
 #: The bus event kind that carries stream events to every worker.
 KIND = "streams.event"
-#: A stream event naming updated resource URIs (``uris``), for the listen streams subscribed to them.
+#: A stream event naming updated resource URIs (``uris``), for the listen streams subscribed to them, and the
+#: sessions subscribed to each (``sessions``: {uri: [session id, ...]}), for those sessions' open streams.
 UPDATED = "mcp.updated"
+#: The most session ids one :data:`UPDATED` event names (about 40 bytes each): more subscribers are split over
+#: several events, so that no single channel-layer message grows without bound.
+MAX_SESSIONS_PER_EVENT = 5000
+
+
+def updated_events(uris: list[str], sessions: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The :data:`UPDATED` events that tell every worker of changed ``uris``: one, unless ``sessions`` names
+    more than :data:`MAX_SESSIONS_PER_EVENT` subscribed sessions (then the first names the URIs for the listen
+    streams, and each names its share of the sessions)."""
+    pairs = [(uri, session_id) for uri, ids in sessions.items() for session_id in ids]
+    events: list[dict[str, Any]] = []
+    for at in range(0, max(len(pairs), 1), MAX_SESSIONS_PER_EVENT):
+        part: dict[str, list[str]] = {}
+        for uri, session_id in pairs[at : at + MAX_SESSIONS_PER_EVENT]:
+            part.setdefault(uri, []).append(session_id)
+        events.append({"type": UPDATED, "uris": [], "sessions": part})
+    events[0]["uris"] = list(uris)
+    return events
 
 
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
@@ -217,6 +236,15 @@ def deliver(event: dict[str, Any]) -> None:
             for uri in uris:
                 if uri in listener.uris:
                     listener.put({"type": "mcp.message", "message": resource_updated(uri)})
+        sessions = event.get("sessions")
+        for uri, ids in sessions.items() if isinstance(sessions, dict) else ():
+            if not isinstance(uri, str) or not isinstance(ids, list):
+                continue
+            # One event for every stream it reaches (LocalStream.put keeps it as is; only list_changed is merged).
+            updated = {"type": "mcp.message", "message": resource_updated(uri)}
+            for session_id in ids:
+                for stream in list(_streams.get(session_id, ())) if isinstance(session_id, str) else ():
+                    stream.put(updated)
         return
     who = event.get("listeners")
     if isinstance(who, dict):

@@ -1,0 +1,116 @@
+"""resources/updated fans out per worker, not per subscriber.
+
+The saving process looks up the sessions subscribed to a transaction's changed URIs once and sends one bus
+event naming them (:func:`mcp_app.transports.fanout.updated_events`); each worker hands the notification to
+the open streams of those sessions that it holds (:func:`mcp_app.transports.fanout.deliver`). Kept: once per
+transaction and only after commit, only sessions with a subscription row (rows exist only for URIs the
+caller could read), never ended sessions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+from mcp_app.models import Subscription
+from mcp_app.protocol.subscriptions import resource_updated
+from mcp_app.runtime import get_server
+from mcp_app.transports import fanout
+from mcpsite.library.models import Author, Book
+
+# The session store works in its own database thread, as in a server: its rows must be committed to be seen.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def new_session() -> str:
+    return async_to_sync(get_server().sessions.create)(transport="streamable_http", protocol_version="2025-11-25").id
+
+
+@pytest.fixture
+def book() -> Book:
+    author = Author.objects.create(name="Ada Costa")
+    return Book.objects.create(
+        title="The Silent River", isbn="9780001000001", author=author, genre="novel", published=date(2001, 5, 4), pages=1
+    )
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the process hands the channel layer for every worker (each call is one group_send)."""
+    events: list[dict[str, Any]] = []
+
+    async def to_workers(event: dict[str, Any]) -> None:
+        events.append(event)
+
+    monkeypatch.setattr("mcp_app.transports.events._to_workers", to_workers)
+    return events
+
+
+def test_a_save_sends_one_event_for_every_subscriber(book: Book, sent: list[dict[str, Any]]) -> None:
+    uri = f"django://library/book/{book.pk}"
+    subscribed = [new_session() for _ in range(40)]
+    for session_id in subscribed:
+        Subscription.objects.create(session_id=session_id, uri=uri)
+    elsewhere = new_session()
+    Subscription.objects.create(session_id=elsewhere, uri="django://library/book/999999")
+    ended = new_session()
+    Subscription.objects.create(session_id=ended, uri=uri)
+    async_to_sync(get_server().sessions.end)(ended)
+    Subscription.objects.create(session_id=ended, uri=uri)  # a row left behind: its session is over all the same
+    sent.clear()
+    with transaction.atomic():
+        book.pages += 1
+        book.save()
+        book.save()
+        assert sent == []  # nothing before the commit
+    updated = [event for event in sent if event.get("type") == fanout.UPDATED]
+    assert len(updated) == 1 and len(sent) == 1, sent  # one message for 40 subscribers, not 40
+    assert updated[0]["uris"] == [uri]
+    assert sorted(updated[0]["sessions"][uri]) == sorted(subscribed)
+    assert set(updated[0]["sessions"]) == {uri}
+    try:
+        with transaction.atomic():
+            book.save()
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert len(sent) == 1  # rolled back: nobody is told
+
+
+def test_a_worker_delivers_to_its_streams_of_the_named_sessions() -> None:
+    uri, other = "django://library/book/1", "django://library/book/2"
+    first, second = fanout.LocalStream("s-1", 0), fanout.LocalStream("s-1", 0)  # two streams of one session
+    unnamed = fanout.LocalStream("s-2", 0)
+    of_other = fanout.LocalStream("s-3", 0)
+    listener = fanout.ListenStream(0, uris=frozenset({uri}), principal=None, user_id=None)
+    streams = [first, second, unnamed, of_other]
+    for stream in streams:
+        fanout.register(stream)
+    fanout.register_listener(listener)
+    try:
+        (event,) = fanout.updated_events([uri, other], {uri: ["s-1", "s-9"], other: ["s-3"]})
+        fanout.deliver(event)
+    finally:
+        for stream in streams:
+            fanout.unregister(stream)
+        fanout.unregister_listener(listener)
+    for stream in (first, second):
+        assert stream.pop() == {"type": "mcp.message", "message": resource_updated(uri)} and stream.pop() is None
+    assert of_other.pop()["message"] == resource_updated(other) and of_other.pop() is None
+    assert unnamed.pop() is None
+    assert listener.pop()["message"] == resource_updated(uri) and listener.pop() is None
+
+
+def test_very_many_subscribers_are_split_over_bounded_events() -> None:
+    sessions = {"a://1": [f"s{i}" for i in range(7000)], "a://2": [f"t{i}" for i in range(4000)]}
+    events = fanout.updated_events(["a://1", "a://2"], sessions)
+    assert len(events) == 3
+    assert events[0]["uris"] == ["a://1", "a://2"] and all(e["uris"] == [] for e in events[1:])  # listen streams: once
+    assert all(sum(map(len, e["sessions"].values())) <= fanout.MAX_SESSIONS_PER_EVENT for e in events)
+    named = [(uri, s) for e in events for uri, ids in e["sessions"].items() for s in ids]
+    assert sorted(named) == sorted((uri, s) for uri, ids in sessions.items() for s in ids)  # each exactly once
+    assert fanout.updated_events(["a://1"], {}) == [{"type": fanout.UPDATED, "uris": ["a://1"], "sessions": {}}]
