@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from .connect import check_token_owner, connect_view, may_pick_any_user, user_picker, users_to_pick
+from .dashboard import dashboard_view
 from .models import (
     ModelExposure,
     Prompt,
@@ -659,15 +661,55 @@ class TokenStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class TokenForm(forms.ModelForm):
+    """``request_user`` is set by :meth:`TokenAdmin.get_form`: who may own the token depends on who asks."""
+
+    request_user: Any = None
+
+    def clean_user(self) -> Any:
+        return check_token_owner(self.request_user, self.cleaned_data["user"])
+
+
 @admin.register(Token)
 class TokenAdmin(admin.ModelAdmin):
-    """Tokens are shown once, on the page after they are created; only their hash is stored."""
+    """Tokens are shown once, on the page after they are created; only their hash is stored.
 
+    The "connect a client" page (``connect/``, :mod:`mcp_app.connect`) creates one with ready client
+    configurations. The owner is picked by searching users (the user admin's search) when the site's user
+    admin can search, else by id; staff who may not view users can only make tokens for themselves."""
+
+    form = TokenForm
     list_display = ("name", "user", "key_prefix", "scopes", "created", "expires", "last_used", "revoked")
     list_filter = (TokenStateFilter, ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "key_prefix", "user__username")
-    raw_id_fields = ("user",)
+    raw_id_fields = ("user",)  # when the user admin cannot search (see formfield_for_foreignkey)
     actions = ["revoke"]
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request_user": request.user})
+
+    def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["queryset"] = users_to_pick(request.user)
+            # The search box of the user admin (it has search_fields), rather than a raw id to look up;
+            # chosen here rather than in autocomplete_fields, which fails the system checks of a site whose
+            # user admin is not registered.
+            if not may_pick_any_user(request.user):
+                return db_field.formfield(**kwargs)  # a select holding only themselves
+            picker = user_picker(self.admin_site)
+            if picker is not None:
+                return db_field.formfield(widget=picker, **kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_urls(self) -> list[Any]:
+        return [path("connect/", self.admin_site.admin_view(self.connect), name="mcp_app_token_connect"), *super().get_urls()]
+
+    def connect(self, request: HttpRequest) -> HttpResponse:
+        """The "connect a client" page: for staff who may add tokens."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return connect_view(self, request)
 
     def get_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
         if obj is None:
@@ -715,6 +757,16 @@ class ToolCallAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     fields = ("created", "tool", "outcome", "error_message", "arguments_pretty", "user", "session", "duration_ms", "via")
     readonly_fields = fields
+
+    def get_urls(self) -> list[Any]:
+        dashboard = path("dashboard/", self.admin_site.admin_view(self.dashboard), name="mcp_app_toolcall_dashboard")
+        return [dashboard, *super().get_urls()]
+
+    def dashboard(self, request: HttpRequest) -> HttpResponse:
+        """The MCP dashboard (:mod:`mcp_app.dashboard`): for staff who may view the audit log."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return dashboard_view(self, request)
 
     @admin.display(description=_("session"))
     def session_short(self, obj: ToolCall) -> str:

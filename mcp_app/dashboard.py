@@ -1,0 +1,332 @@
+"""The MCP dashboard of the admin: calls over time, per tool counts, error rates, latency percentiles, active
+sessions by transport and client, and the recent failures, over a chosen window.
+
+Every figure is an aggregate query (``GROUP BY``, ``COUNT``, an ``ORDER BY ... OFFSET`` per percentile): the
+work in Python is bounded by the number of buckets, tools and clients shown, never by the number of calls, so
+the page costs the same handful of queries on an audit log of ten rows or ten million. The same queries run on
+SQLite and PostgreSQL (no percentile aggregate, which SQLite lacks).
+
+Charts are SVG rendered here on the server: nothing to load, readable without JavaScript, and each bar carries
+a ``<title>`` with its exact figures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _
+
+from .models import Session, ToolCall
+
+#: Outcomes a client saw as an error: the tool's own isError, a protocol failure, a refusal.
+ERROR_OUTCOMES = (ToolCall.Outcome.TOOL_ERROR, ToolCall.Outcome.FAILED, ToolCall.Outcome.REFUSED)
+#: Outcomes whose duration is the tool's running time (a refusal or a call still running has none).
+TIMED_OUTCOMES = (ToolCall.Outcome.OK, ToolCall.Outcome.TOOL_ERROR, ToolCall.Outcome.FAILED)
+PERCENTILES = (50, 95, 99)
+#: How many rows of the per-tool table, the client table and the failures list are shown.
+TOP = 15
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time window of the dashboard: its length and the width of one bar of the chart."""
+
+    key: str
+    label: str
+    length: timedelta
+    bucket: timedelta
+    trunc: Any  # the database function that truncates ``created`` to a bucket
+
+    def buckets(self, now: datetime) -> list[datetime]:
+        """The start of every bucket from ``now - length`` to ``now``, in the current time zone, oldest first."""
+        end = self._floor(timezone.localtime(now))
+        count = int(self.length / self.bucket) + 1  # the window's first, partly covered bucket too
+        return [end - self.bucket * i for i in range(count - 1, -1, -1)]
+
+    def _floor(self, moment: datetime) -> datetime:
+        if self.bucket >= timedelta(days=1):
+            return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.bucket >= timedelta(hours=1):
+            return moment.replace(minute=0, second=0, microsecond=0)
+        return moment.replace(second=0, microsecond=0)
+
+
+WINDOWS: dict[str, Window] = {
+    w.key: w
+    for w in (
+        Window("hour", "Last hour", timedelta(hours=1), timedelta(minutes=1), TruncMinute),
+        Window("day", "Last 24 hours", timedelta(days=1), timedelta(hours=1), TruncHour),
+        Window("week", "Last 7 days", timedelta(days=7), timedelta(days=1), TruncDay),
+    )
+}
+DEFAULT_WINDOW = "day"
+
+
+class UnknownWindow(ValueError):
+    """The ``window`` asked for is none of :data:`WINDOWS`; the message names the valid ones."""
+
+
+def get_window(key: str | None) -> Window:
+    """The window named ``key`` (None or empty: the default); :class:`UnknownWindow` for any other value."""
+    if not key:
+        return WINDOWS[DEFAULT_WINDOW]
+    try:
+        return WINDOWS[key]
+    except KeyError:
+        raise UnknownWindow(f"Unknown window {key[:40]!r}: choose one of {', '.join(WINDOWS)}.") from None
+
+
+@dataclass
+class Bucket:
+    start: datetime
+    calls: int = 0
+    errors: int = 0
+    avg_ms: float | None = None
+
+
+@dataclass
+class Dashboard:
+    """Everything the dashboard page shows for one window."""
+
+    window: Window
+    since: datetime
+    calls: int
+    errors: int
+    outcomes: dict[str, int]
+    percentiles: dict[int, float | None]
+    buckets: list[Bucket]
+    tools: list[dict[str, Any]]
+    transports: list[dict[str, Any]]
+    active_sessions: list[dict[str, Any]]
+    active_total: int
+    failures: list[ToolCall] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+
+def percentiles(durations: QuerySet, count: int) -> dict[int, float | None]:
+    """Nearest-rank percentiles of ``durations`` (a queryset of ``duration_ms`` values, ``count`` long):
+    one ``ORDER BY duration_ms LIMIT 1 OFFSET k`` query each, so the database sorts and Python reads one value."""
+    found: dict[int, float | None] = {}
+    ordered = durations.order_by("duration_ms").values_list("duration_ms", flat=True)
+    for p in PERCENTILES:
+        found[p] = ordered[max(0, math.ceil(p / 100 * count) - 1)] if count else None
+    return found
+
+
+def build(window: Window, *, now: datetime | None = None) -> Dashboard:
+    """The dashboard of the calls made within ``window`` before ``now``, and the sessions active now."""
+    now = now or timezone.now()
+    since = now - window.length
+    calls = ToolCall.objects.filter(created__gte=since, created__lte=now)
+    is_error = Q(outcome__in=ERROR_OUTCOMES)
+
+    outcomes = dict(calls.order_by().values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
+    total = sum(outcomes.values())
+    errors = sum(n for outcome, n in outcomes.items() if outcome in ERROR_OUTCOMES)
+    timed = calls.filter(outcome__in=TIMED_OUTCOMES)
+
+    per_bucket = {
+        row["bucket"]: row
+        for row in calls.annotate(bucket=window.trunc("created"))
+        .order_by()
+        .values("bucket")
+        .annotate(
+            calls=Count("id"),
+            errors=Count("id", filter=is_error),
+            avg_ms=Avg("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
+        )
+    }
+    buckets = []
+    for start in window.buckets(now):
+        row = per_bucket.get(start, {})
+        buckets.append(Bucket(start, row.get("calls", 0), row.get("errors", 0), row.get("avg_ms")))
+
+    tools = list(
+        calls.order_by()
+        .values("tool")
+        .annotate(
+            calls=Count("id"),
+            errors=Count("id", filter=is_error),
+            avg_ms=Avg("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
+            max_ms=Max("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
+        )
+        .order_by("-calls", "tool")[:TOP]
+    )
+    for row in tools:
+        row["error_rate"] = row["errors"] / row["calls"]
+    transports = list(
+        calls.order_by().values("via").annotate(calls=Count("id"), errors=Count("id", filter=is_error)).order_by("-calls", "via")
+    )
+
+    active = Session.objects.filter(ended__isnull=True)
+    active_sessions = list(
+        active.order_by()
+        .values("transport", "client_name")
+        .annotate(n=Count("id"))
+        .order_by("-n", "transport", "client_name")[:TOP]
+    )
+    labels = dict(Session.Transport.choices)
+    for row in active_sessions:
+        row["transport_label"] = labels.get(row["transport"], row["transport"])
+    return Dashboard(
+        window=window,
+        since=since,
+        calls=total,
+        errors=errors,
+        outcomes=outcomes,
+        percentiles=percentiles(timed, sum(n for outcome, n in outcomes.items() if outcome in TIMED_OUTCOMES)),
+        buckets=buckets,
+        tools=tools,
+        transports=transports,
+        active_sessions=active_sessions,
+        active_total=active.count(),
+        failures=list(calls.filter(is_error).select_related("user").order_by("-created")[:TOP]),
+    )
+
+
+# -- SVG -------------------------------------------------------------------------------------------------------
+CHART_WIDTH = 720
+CHART_HEIGHT = 180
+_LEFT, _BOTTOM, _TOP = 44, 22, 10  # room for the axis labels
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 x 10^n at or above ``value``: round figures on the axis."""
+    if value <= 0:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+
+
+def _label(start: datetime, window: Window) -> str:
+    local = timezone.localtime(start)
+    return f"{local:%a %d}" if window.bucket >= timedelta(days=1) else f"{local:%H:%M}"
+
+
+def calls_chart(dashboard: Dashboard) -> SafeString:
+    """Bars of calls per bucket, the errors in red at the foot of each bar; a ``<title>`` per bar."""
+    buckets = dashboard.buckets
+    top = _nice_ceiling(max((b.calls for b in buckets), default=0))
+    plot_w, plot_h = CHART_WIDTH - _LEFT - 6, CHART_HEIGHT - _BOTTOM - _TOP
+    step = plot_w / max(1, len(buckets))
+    gap = 1 if step > 3 else 0
+    parts = []
+    for i, b in enumerate(buckets):
+        x = _LEFT + i * step
+        h = plot_h * b.calls / top
+        eh = plot_h * b.errors / top
+        tip = f"{_label(b.start, dashboard.window)}: {b.calls} call(s), {b.errors} error(s)"
+        if b.avg_ms is not None:
+            tip += f", {b.avg_ms:.1f} ms on average"
+        parts.append(
+            format_html(
+                '<g><title>{}</title><rect x="{}" y="{}" width="{}" height="{}" fill="#79aec8"/>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="#ba2121"/>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="transparent"/></g>',
+                tip,
+                f"{x:.1f}",
+                f"{_TOP + plot_h - h:.1f}",
+                f"{max(0.5, step - gap):.1f}",
+                f"{h:.1f}",
+                f"{x:.1f}",
+                f"{_TOP + plot_h - eh:.1f}",
+                f"{max(0.5, step - gap):.1f}",
+                f"{eh:.1f}",
+                f"{x:.1f}",
+                _TOP,
+                f"{max(0.5, step - gap):.1f}",
+                plot_h,
+            )
+        )
+    # About six time labels under the axis, whatever the number of buckets.
+    every = max(1, math.ceil(len(buckets) / 6))
+    ticks = format_html_join(
+        "",
+        '<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="#666">{}</text>',
+        (
+            (f"{_LEFT + (i + 0.5) * step:.1f}", CHART_HEIGHT - 6, _label(b.start, dashboard.window))
+            for i, b in enumerate(buckets)
+            if i % every == 0
+        ),
+    )
+    axis = format_html(
+        '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{l}" y1="{t}" x2="{r}" y2="{t}" stroke="#eee"/>'
+        '<text x="{lx}" y="{ty}" font-size="11" text-anchor="end" fill="#666">{top}</text>'
+        '<text x="{lx}" y="{b}" font-size="11" text-anchor="end" fill="#666">0</text>',
+        l=_LEFT,
+        r=CHART_WIDTH - 6,
+        b=_TOP + plot_h,
+        t=_TOP,
+        lx=_LEFT - 6,
+        ty=_TOP + 4,
+        top=f"{top:g}",
+    )
+    return format_html(
+        '<svg class="mcp-chart" role="img" aria-label="{}" viewBox="0 0 {} {}" preserveAspectRatio="none" '
+        'xmlns="http://www.w3.org/2000/svg">{}{}{}</svg>',
+        f"Calls over {dashboard.window.label.lower()}: {dashboard.calls} call(s), {dashboard.errors} error(s)",
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        axis,
+        mark_safe("".join(parts)),  # each part was built by format_html
+        ticks,
+    )
+
+
+def share_bar(value: int, total: int, *, color: str = "#79aec8", width: int = 120) -> SafeString:
+    """A small horizontal bar: ``value`` as a share of ``total``, for the table rows."""
+    w = width * value / total if total else 0
+    return format_html(
+        '<svg class="mcp-bar" width="{}" height="10" viewBox="0 0 {} 10" xmlns="http://www.w3.org/2000/svg">'
+        '<rect width="{}" height="10" fill="#eee"/><rect width="{}" height="10" fill="{}"/></svg>',
+        width,
+        width,
+        width,
+        f"{w:.1f}",
+        color,
+    )
+
+
+# -- the page --------------------------------------------------------------------------------------------------
+def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """The dashboard page for ``?window=hour|day|week`` (default: day); 400 naming the valid windows for any
+    other. ``model_admin`` is the audit log's admin; the caller has checked the permission to view it."""
+    try:
+        window = get_window(request.GET.get("window"))
+    except UnknownWindow as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+    data = build(window)
+    tool_max = max((row["calls"] for row in data.tools), default=0)
+    for row in data.tools:
+        row["bar"] = share_bar(row["calls"], tool_max)
+        row["changelist"] = reverse("admin:mcp_app_toolcall_changelist") + "?" + urlencode({"tool": row["tool"]})
+    for row in data.active_sessions:
+        row["bar"] = share_bar(row["n"], data.active_total)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": ToolCall._meta,
+        "title": _("MCP dashboard"),
+        "dashboard": data,
+        "chart": calls_chart(data),
+        "windows": list(WINDOWS.values()),
+        "percentiles": [(p, data.percentiles[p]) for p in PERCENTILES],
+        "error_outcomes": ",".join(ERROR_OUTCOMES),
+        "audit_url": reverse("admin:mcp_app_toolcall_changelist"),
+        "sessions_url": reverse("admin:mcp_app_session_changelist"),
+    }
+    return TemplateResponse(request, "admin/mcp_app/dashboard.html", context)

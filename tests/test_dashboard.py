@@ -1,0 +1,152 @@
+"""The MCP dashboard of the admin (mcp_app.dashboard): its figures from the audit log and the session rows,
+its windows, its permission, and that its cost does not grow with the audit log. Runs on SQLite and, with
+``--ds tests.pg_settings``, on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from mcp_app.dashboard import WINDOWS, build, calls_chart, get_window
+from mcp_app.models import Session, ToolCall
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/mcp_app/toolcall/dashboard/"
+
+
+def make_calls(now, *, user=None) -> None:
+    """Six calls in the last hour (3 errors), one two days ago."""
+    rows = [
+        ("alpha", "ok", 10, 1),
+        ("alpha", "ok", 20, 2),
+        ("alpha", "ok", 30, 3),
+        ("alpha", "tool_error", 40, 4),
+        ("beta", "failed", 100, 5),
+        ("beta", "refused", 0, 6),
+        ("gamma", "ok", 5, 60 * 48),
+    ]
+    ToolCall.objects.bulk_create(
+        ToolCall(tool=tool, outcome=outcome, duration_ms=ms, created=now - timedelta(minutes=ago), via="http", user=user)
+        for tool, outcome, ms, ago in rows
+    )
+
+
+def make_sessions() -> None:
+    now = timezone.now()
+    Session.objects.create(id="s1", client_name="Claude", transport="streamable_http", protocol_version="2025-11-25")
+    Session.objects.create(id="s2", client_name="Claude", transport="streamable_http", protocol_version="2025-11-25")
+    Session.objects.create(id="s3", client_name="curl", transport="sse", protocol_version="2024-11-05")
+    Session.objects.create(id="s4", client_name="gone", transport="sse", protocol_version="2024-11-05", ended=now)
+
+
+def test_figures_of_a_window() -> None:
+    now = timezone.now()
+    make_calls(now)
+    make_sessions()
+    day = build(get_window("day"), now=now)
+    assert (day.calls, day.errors) == (6, 3)
+    assert day.error_rate == 0.5
+    assert day.outcomes == {"ok": 3, "tool_error": 1, "failed": 1, "refused": 1}
+    # Nearest rank over the timed calls (10, 20, 30, 40, 100 ms): refusals have no running time.
+    assert day.percentiles == {50: 30, 95: 100, 99: 100}
+    assert [(t["tool"], t["calls"], t["errors"]) for t in day.tools] == [("alpha", 4, 1), ("beta", 2, 2)]
+    assert day.tools[0]["avg_ms"] == pytest.approx(25) and day.tools[0]["max_ms"] == 40
+    assert [(t["via"], t["calls"]) for t in day.transports] == [("http", 6)]
+    assert [(s["transport"], s["client_name"], s["n"]) for s in day.active_sessions] == [
+        ("streamable_http", "Claude", 2),
+        ("sse", "curl", 1),
+    ]
+    assert day.active_total == 3
+    assert [(c.tool, c.outcome) for c in day.failures] == [("alpha", "tool_error"), ("beta", "failed"), ("beta", "refused")]
+    assert sum(b.calls for b in day.buckets) == 6 and sum(b.errors for b in day.buckets) == 3
+    assert len(day.buckets) == 25  # hours, the partly covered first one included
+
+    week = build(get_window("week"), now=now)
+    assert week.calls == 7 and [t["tool"] for t in week.tools] == ["alpha", "beta", "gamma"]
+    assert sum(b.calls for b in week.buckets) == 7
+    hour = build(get_window("hour"), now=now)
+    assert hour.calls == 6 and len(hour.buckets) == 61
+
+
+def test_calls_land_in_their_own_bucket() -> None:
+    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    ToolCall.objects.create(tool="t", outcome="ok", duration_ms=8, created=now - timedelta(hours=3, minutes=10))
+    ToolCall.objects.create(tool="t", outcome="failed", duration_ms=2, created=now - timedelta(hours=3, minutes=20))
+    ToolCall.objects.create(tool="t", outcome="ok", duration_ms=1, created=now)
+    day = build(get_window("day"), now=now)
+    by_start = {timezone.localtime(b.start).hour: b for b in day.buckets if b.calls}
+    assert set(by_start) == {timezone.localtime(now).hour, timezone.localtime(now - timedelta(hours=3)).hour}
+    three_ago = by_start[timezone.localtime(now - timedelta(hours=3)).hour]
+    assert (three_ago.calls, three_ago.errors, three_ago.avg_ms) == (2, 1, pytest.approx(5))
+    assert day.buckets[-1].calls == 1  # the newest bucket is last
+
+
+def test_an_empty_log_has_no_percentiles_and_no_rate() -> None:
+    empty = build(get_window("hour"))
+    assert empty.calls == 0 and empty.error_rate is None
+    assert empty.percentiles == {50: None, 95: None, 99: None}
+    assert "0 call(s)" in calls_chart(empty)
+
+
+def test_the_cost_does_not_grow_with_the_log() -> None:
+    now = timezone.now()
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            build(get_window("day"), now=now)
+        return [q["sql"] for q in captured.captured_queries]
+
+    make_calls(now)
+    few = queries()
+    ToolCall.objects.bulk_create(
+        ToolCall(tool=f"tool{i % 40}", outcome="ok" if i % 7 else "failed", duration_ms=i, created=now - timedelta(seconds=i))
+        for i in range(2000)
+    )
+    many = queries()
+    assert len(few) == len(many) <= 10
+
+
+def test_the_page_shows_the_figures_and_links_failures_to_their_audit_rows(admin_client, admin_user) -> None:
+    make_calls(timezone.now(), user=admin_user)
+    make_sessions()
+    page = admin_client.get(URL + "?window=hour")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<svg" in html and 'id="mcp-calls">6<' in html and 'id="mcp-errors">3<' in html and 'id="mcp-error-rate">50%<' in html
+    assert 'id="mcp-p95">100.0' in html
+    failed = ToolCall.objects.get(outcome="failed")
+    assert f'href="/admin/mcp_app/toolcall/{failed.pk}/change/"' in html
+    assert "/admin/mcp_app/toolcall/?tool=alpha" in html
+    assert "Claude" in html and "gamma" not in html  # gamma's call is older than the hour
+    assert "gamma" in admin_client.get(URL + "?window=week").content.decode()
+    for key in WINDOWS:
+        assert f'href="?window={key}"' in html or key == "hour"
+
+
+def test_an_unknown_window_is_a_400_naming_the_valid_ones(admin_client) -> None:
+    answer = admin_client.get(URL + "?window=fortnight")
+    assert answer.status_code == 400
+    assert answer.content.decode() == "Unknown window 'fortnight': choose one of hour, day, week."
+
+
+def test_only_staff_who_may_view_the_audit_log(client) -> None:
+    user = User.objects.create_user("ops", password="pw", is_staff=True)
+    client.force_login(user)
+    assert client.get(URL).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_toolcall"))
+    assert client.get(URL).status_code == 200
+    outsider = User.objects.create_user("outsider", password="pw")
+    client.force_login(outsider)
+    answer = client.get(URL)
+    assert answer.status_code == 302 and "/admin/login/" in answer["Location"]
+
+
+def test_the_app_index_and_the_audit_log_link_to_the_dashboard(admin_client) -> None:
+    assert URL.encode() in admin_client.get("/admin/mcp_app/").content
+    assert URL.encode() in admin_client.get("/admin/mcp_app/toolcall/").content
