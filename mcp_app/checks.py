@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.asgi import ASGIHandler
 from django.core.checks import Error, Tags, Warning, register
 from django.core.management import get_commands
-from django.db import DatabaseError, router
+from django.db import DatabaseError, connections, router
 from django.db.models.functions import Now
 from django.utils.module_loading import import_string
 
@@ -313,10 +313,12 @@ def check_workers_share_a_layer(app_configs: Any = None, databases: Any = None, 
         concurrency = 1
     if concurrency > 1:
         evidence = f"WEB_CONCURRENCY is {concurrency}"
-    elif databases and router.db_for_read(Worker) in databases:
+    elif databases and (alias := router.db_for_read(Worker)) in databases:
         try:
-            live = Worker.objects.filter(expires__gte=Now()).count()
-        except DatabaseError:  # not migrated yet, or unreachable (Django's own checks say so): nothing to tell
+            # Looked up first rather than caught: a failed query would abort an enclosing transaction.
+            migrated = Worker._meta.db_table in connections[alias].introspection.table_names()
+            live = Worker.objects.using(alias).filter(expires__gte=Now()).count() if migrated else 0
+        except DatabaseError:  # unreachable (Django's own checks say so): nothing to tell
             live = 0
         if live > 1:
             evidence = f"{live} worker processes hold a live lease in the Worker table"
