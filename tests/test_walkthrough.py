@@ -118,7 +118,8 @@ class Walkthrough:
 
 
 def follow_the_readme(tmp_path: Path) -> Walkthrough:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MCP_TEST"))}
+    # A terminal of its own: none of the suite's settings, and one worker (WEB_CONCURRENCY would rightly warn).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MCP_TEST", "WEB_CONCURRENCY"))}
     env["PYTHONUNBUFFERED"] = "1"
     subprocess.run([sys.executable, "-m", "django", "startproject", PROJECT], cwd=tmp_path, env=env, check=True)
     walk = Walkthrough(tmp_path / PROJECT, env)
