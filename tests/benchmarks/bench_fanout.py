@@ -3,8 +3,8 @@
     .venv/bin/python -m tests.benchmarks.bench_fanout [--streams 1000] [--saves 5] [--gap 2]
 
 Two daphne workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
-channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (2025-11-25, so each GET
-stream is resumable and numbers and keeps its events, as deployed), half on each worker. Every session
+channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (``--version``, by default
+2025-11-25: each GET stream is resumable and numbers and keeps its events, as deployed), half on each worker. Every session
 subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
 
 Another process (``manage.py shell``, as the admin or a cron job would be) then saves the book ``--saves``
@@ -62,7 +62,7 @@ SAVES = """
 import json, time
 from django.db import transaction
 from mcpsite.library.models import Book
-commits = []
+commits, sent = [], []
 book = Book.objects.get(pk={pk})
 for n in range({saves} + 1):
     time.sleep({gap})
@@ -70,15 +70,16 @@ for n in range({saves} + 1):
         transaction.on_commit(lambda: commits.append(time.time()))
         book.pages += 1
         book.save()
-print(json.dumps(commits[1:]))
+    sent.append(time.time())  # the notifications' on_commit callbacks have run
+print(json.dumps([commits[1:], sent[1:]]))
 """
 
 
-async def open_session(http: httpx.AsyncClient, server: LiveServer, uri: str) -> dict[str, str]:
+async def open_session(http: httpx.AsyncClient, server: LiveServer, uri: str, version: str) -> dict[str, str]:
     """Initialize a session on ``server``, subscribe it to ``uri``; the headers its requests carry."""
-    answer = await http.post(server.mcp_url, json=initialize_message(LATEST, client="bench_fanout"), headers=HEADERS)
+    answer = await http.post(server.mcp_url, json=initialize_message(version, client="bench_fanout"), headers=HEADERS)
     answer.raise_for_status()
-    headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+    headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": version}
     (
         await http.post(server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     ).raise_for_status()
@@ -122,7 +123,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def measure(cluster: Workers, streams: int, saves: int, gap: float) -> None:
+async def measure(cluster: Workers, streams: int, saves: int, gap: float, version: str) -> None:
     servers = [cluster.start(), cluster.start()]
     pk = int(shell(cluster, CREATE_BOOK).split()[-1])
     uri = f"django://library/book/{pk}"
@@ -133,16 +134,19 @@ async def measure(cluster: Workers, streams: int, saves: int, gap: float) -> Non
         async def one(i: int) -> Reader:
             server = servers[i % 2]
             async with gate:
-                headers = await open_session(http, server, uri)
+                headers = await open_session(http, server, uri, version)
                 return await open_stream(server, headers)
 
         readers = await asyncio.gather(*(one(i) for i in range(streams)))
-    print(f"{streams} sessions subscribed to {uri} with their GET streams open, in {time.monotonic() - started:.1f} s")
+    print(
+        f"{streams} sessions ({version}) subscribed to {uri} with their GET streams open, in {time.monotonic() - started:.1f} s"
+    )
     tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
     await asyncio.sleep(1)
     code = SAVES.format(pk=pk, saves=saves, gap=gap)
     out = await asyncio.to_thread(shell, cluster, code)
-    commits = json.loads(out.strip().splitlines()[-1])
+    commits, sent = json.loads(out.strip().splitlines()[-1])
+    sending = [done - commit for commit, done in zip(commits, sent, strict=True)]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(len(r.arrivals) < saves + 1 for r in readers):
         await asyncio.sleep(0.1)
@@ -159,8 +163,9 @@ async def measure(cluster: Workers, streams: int, saves: int, gap: float) -> Non
     print(
         f"commit -> resources/updated on each of {streams} streams (2 workers, PostgreSQL, Redis), {saves} saves: "
         f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
-        f"max {max(latencies) * 1000:.0f} ms; {len(latencies)} deliveries, {missed} missed"
+        f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; {len(latencies)} deliveries, {missed} missed"
     )
+    print(f"  of which the saving process's sending (commit -> its on_commit callbacks done): max {max(sending) * 1000:.0f} ms")
     for server in servers:
         log = server.log()
         if "Traceback" in log:
@@ -172,9 +177,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--saves", type=int, default=5)
     parser.add_argument("--gap", type=float, default=2.0, help="seconds between saves")
+    parser.add_argument(
+        "--version", default=LATEST, help="the sessions' protocol version (2024-11-05: GET streams keep no events)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, running_workers(Path(workdir)) as cluster:
-        asyncio.run(measure(cluster, args.streams, args.saves, args.gap))
+        asyncio.run(measure(cluster, args.streams, args.saves, args.gap, args.version))
 
 
 if __name__ == "__main__":
