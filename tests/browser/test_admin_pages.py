@@ -1,0 +1,145 @@
+"""The admin in a real browser (Chromium through Playwright) against a live daphne: sign in, the dashboard after
+real MCP calls, the try-it page, the "connect a client" page whose token and configuration the official SDK
+client then uses, and every page of the app fitting a 1366x768 screen."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import VIEWPORT, run_async, server_db
+from tests.live import HEADERS, LiveServer, initialize_message, shell
+
+
+def make_token(live: LiveServer, username: str = "admin") -> str:
+    return shell(
+        "tests.browser.settings",
+        server_db(live),
+        "from django.contrib.auth.models import User; from mcp_app.models import Token; "
+        f"print(Token.create_for(User.objects.get(username={username!r}), name='browser test')[1])",
+    )
+
+
+async def sdk_calls(url: str, authorization: str, calls: list[tuple[str, dict]]) -> tuple[list[str], list[tuple[bool, str]]]:
+    """The official SDK client at ``url`` with ``authorization``: the tools it lists and each call's
+    (isError, first text)."""
+    async with (
+        create_mcp_http_client(headers={"Authorization": authorization}) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=20) as session,
+    ):
+        await session.initialize()
+        tools = [t.name for t in (await session.list_tools()).tools]
+        results = []
+        for name, arguments in calls:
+            result = await session.call_tool(name, arguments)
+            results.append((bool(result.is_error), result.content[0].text if result.content else ""))
+        return tools, results
+
+
+def figure(page: Page, selector: str) -> int:
+    return int(page.inner_text(selector).strip())
+
+
+def test_sign_in_is_required_and_works(page: Page, live: LiveServer) -> None:
+    expect(page.locator("#site-name")).to_be_visible()
+    expect(page.locator("#user-tools")).to_contain_text("admin")
+    anonymous = page.context.browser.new_page()  # type: ignore[union-attr]
+    anonymous.goto(f"{live.url}/admin/mcp_app/toolcall/dashboard/")
+    assert "/admin/login/" in anonymous.url
+    anonymous.close()
+
+
+def test_the_dashboard_shows_real_calls(page: Page, live: LiveServer, screenshots: Path) -> None:
+    token = make_token(live)
+    calls = [("uppercase_text", {"text": f"call {i}"}) for i in range(5)] + [("uppercase_text", {})]
+    _, results = run_async(lambda: sdk_calls(live.mcp_url, f"Bearer {token}", calls))
+    assert [error for error, _ in results] == [False] * 5 + [True]
+
+    page.goto(f"{live.url}/admin/")
+    page.click("text=MCP tool calls")
+    page.click("ul.object-tools >> text=Dashboard")
+    page.click(".mcp-windows >> text=Last hour")
+    deadline = time.monotonic() + 15  # outcomes are written by the audit log's writer after the answer
+    while figure(page, "#mcp-errors") < 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        page.reload()
+    assert figure(page, "#mcp-calls") >= 6 and figure(page, "#mcp-errors") >= 1
+    expect(page.locator("#mcp-tools")).to_contain_text("uppercase_text")
+    assert page.locator("svg.mcp-chart rect[fill='#79aec8'][height]:not([height='0.0'])").count() >= 1
+    expect(page.locator("#mcp-p50")).to_contain_text("ms")
+    # A failure links to its audit row.
+    page.click("#mcp-failures a >> nth=0")
+    expect(page.locator("#content")).to_contain_text("uppercase_text")
+    page.go_back()
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
+
+
+def test_try_it_runs_a_tool(page: Page, live: LiveServer) -> None:
+    page.goto(f"{live.url}/admin/mcp_app/tool/")
+    page.click("#result_list >> text=uppercase_text")
+    page.click("text=Run this tool as yourself")
+    page.fill("textarea[name=arguments]", '{"text": "from the browser"}')
+    page.click("input[type=submit][value=Run]")
+    expect(page.locator("#tool-result")).to_contain_text("FROM THE BROWSER")
+    page.fill("textarea[name=arguments]", "[1, 2]")
+    page.click("input[type=submit][value=Run]")
+    expect(page.locator(".errorlist")).to_contain_text("must be a JSON object")
+
+
+def test_the_connect_page_makes_a_token_the_sdk_client_uses(page: Page, live: LiveServer, screenshots: Path) -> None:
+    page.goto(f"{live.url}/admin/mcp_app/token/")
+    page.click("ul.object-tools >> text=Connect a client")
+    # The owner is picked with the user admin's search.
+    page.click("#connect-form .select2-selection")
+    page.keyboard.type("read")
+    page.click(".select2-results__option >> text=reader")
+    page.fill("#id_name", "VS Code on my laptop")
+    page.select_option("#id_expires", "30")
+    page.click("input[type=submit][value='Create token']")
+
+    token = page.inner_text("#mcp-token").strip()
+    assert token.startswith("mcp_")
+    expect(page.locator("#mcp-connect h2 >> nth=0")).to_contain_text("for reader")
+    config = json.loads(page.inner_text("#text-vs-code-remote"))["servers"]["mcp_app-conformance"]
+    assert config["url"] == live.mcp_url and config["headers"] == {"Authorization": f"Bearer {token}"}
+    for slug in ("claude-desktop-remote", "claude-desktop-local", "cursor-remote", "cursor-local", "vs-code-local"):
+        assert token in page.inner_text(f"#text-{slug}")
+    assert live.mcp_url in page.inner_text("#text-mcp-inspector-remote")
+    page.screenshot(path=str(screenshots / "connect.png"))
+
+    # The official SDK client, with exactly the URL and header of the configuration.
+    tools, results = run_async(
+        lambda: sdk_calls(config["url"], config["headers"]["Authorization"], [("uppercase_text", {"text": "connected"})])
+    )
+    assert "uppercase_text" in tools and results == [(False, "CONNECTED")]
+    # Without it the server refuses: the token is what let the client in.
+    refused = httpx.post(live.mcp_url, json=initialize_message(), headers=HEADERS, timeout=20)
+    assert refused.status_code == 401
+
+    # Shown once: the token list shows its prefix only.
+    page.goto(f"{live.url}/admin/mcp_app/token/")
+    listing = page.content()
+    assert token not in listing and token[:12] in listing
+
+
+def test_every_page_of_the_app_fits_the_screen(page: Page, live: LiveServer) -> None:
+    page.goto(f"{live.url}/admin/mcp_app/")
+    links = page.eval_on_selector_all("#content-main table a[href$='/']", "links => links.map(a => a.getAttribute('href'))")
+    changelists = sorted({href for href in links if re.fullmatch(r"/admin/mcp_app/[a-z]+/", href)})
+    assert {"/admin/mcp_app/tool/", "/admin/mcp_app/toolcall/", "/admin/mcp_app/token/"} <= set(changelists)
+    pages = [*changelists, "/admin/mcp_app/", "/admin/mcp_app/toolcall/dashboard/", "/admin/mcp_app/token/connect/"]
+    too_wide = {}
+    for path in pages:
+        page.goto(live.url + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > VIEWPORT["width"]:
+            too_wide[path] = width
+    assert too_wide == {}
