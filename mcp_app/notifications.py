@@ -174,8 +174,9 @@ def object_changed(instance: Any, *, membership_changed: bool, using: str = DEFA
             continue
     if uris:
         _once_per_transaction("resources.updated", uris, _send_updated, using)
-    if exposures and membership_changed:
-        _once_per_transaction("resources.list_changed", [e.key for e in exposures], _send_rows_list_changed, using)
+    listed = [e.key for e in exposures if e.listed]  # the rows of listed=False exposures are not in resources/list
+    if listed and membership_changed:
+        _once_per_transaction("resources.list_changed", listed, _send_rows_list_changed, using)
 
 
 @receiver(post_save)

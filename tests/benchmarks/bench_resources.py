@@ -120,10 +120,13 @@ def run(args: argparse.Namespace) -> None:
 
     from mcp_app.protocol import jsonrpc
     from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
+    from mcp_app.providers.exposures.resource import default_exposures
     from mcp_app.runtime import get_server
     from mcpsite.library.models import Book
 
     fill(args.rows)
+    # The demo keeps its books out of resources/list (listed=False); this measures paging a big listed table.
+    default_exposures.exposures["library.book"].listed = True
     dispatcher = get_server().dispatcher
 
     def call(method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -80,8 +80,30 @@ LOOKUPS_BY_KIND = {
     "boolean": ("exact",),
     "relation": ("exact", "in"),
 }
+#: The lookups on a field with ``choices``: its values are codes from a closed list, so a client picks
+#: one or several of them. Ranges (``genre__gt``) would compare the codes alphabetically, which means
+#: nothing, and ``icontains`` on a code is better said with ``in``.
+CHOICE_LOOKUPS = ("exact", "in")
 #: Kinds of fields a client may order by.
 ORDERABLE_KINDS = {"string", "integer", "number", "decimal", "date", "datetime", "time", "uuid", "boolean"}
+
+
+def field_lookups(field: models.Field) -> tuple[str, ...]:
+    """The lookups a client may use on ``field`` in a data tool's filters: those of its kind
+    (:data:`LOOKUPS_BY_KIND`), :data:`CHOICE_LOOKUPS` when it has choices, plus ``isnull`` when it is
+    nullable. Empty: it cannot be filtered on."""
+    kind = field_kind(field)
+    lookups = LOOKUPS_BY_KIND.get(kind, ())
+    if lookups and getattr(field, "choices", None):
+        lookups = tuple(lookup for lookup in lookups if lookup in CHOICE_LOOKUPS)
+    if lookups and field.null:
+        lookups = (*lookups, "isnull")
+    return lookups
+
+
+def value_schema(field: models.Field) -> dict[str, Any]:
+    """The JSON Schema of one value of ``field`` as a filter takes it (a relation: its target's key)."""
+    return _value_schema(field_kind(field), field)
 
 
 def _value_schema(kind: str, field: models.Field) -> dict[str, Any]:
@@ -99,7 +121,7 @@ def _value_schema(kind: str, field: models.Field) -> dict[str, Any]:
         "uuid": {"type": "string", "format": "uuid"},
     }.get(kind, {"type": "string"})
     if kind == "string" and getattr(field, "choices", None):
-        schema = {"type": "string", "enum": [str(value) for value, _label in field.flatchoices]}
+        schema = {"enum": [str(value) for value, _label in field.flatchoices]}  # (strings: "type" adds nothing)
     return dict(schema)
 
 
@@ -282,7 +304,7 @@ def check_fixed_filters(model: type[models.Model], filters: Any, *, where: str) 
             )
         spec = FilterSpec(str(key), field, lookup)  # type: ignore[arg-type]
         if spec.kind not in LOOKUPS_BY_KIND:
-            raise InvalidParams(f"{where}: {name!r} cannot be filtered on (a {field.get_internal_type()}).")
+            raise InvalidParams(f"{where}: {name!r} cannot be filtered on (its type is {field.get_internal_type()}).")
         out[name if lookup == "exact" else f"{name}__{lookup}"] = spec.convert(value)
     return out
 

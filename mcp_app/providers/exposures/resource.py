@@ -4,9 +4,9 @@ An exposure, from code or from a ``ModelExposure`` row in the admin, gives:
 
 - a resource template ``django://<app_label>/<model_name>/{<lookup_field>}`` whose objects are read as
   JSON through a DRF serializer limited to the allowed fields; related objects appear as resource URIs;
-- its objects in ``resources/list``, walked by primary key (keyset pagination);
-- data tools ``<app>_<model>_list``, ``_search`` and ``_get`` (:mod:`.serving`), whose arguments name only
-  allowed fields and the lookups in :data:`~.fields.SAFE_LOOKUPS`.
+- its objects in ``resources/list``, walked by primary key (keyset pagination), unless ``listed=False``;
+- data tools ``<app>_<model>_list`` (filters, ordering, text search) and ``_get`` (:mod:`.serving`), whose
+  arguments name only allowed fields and the lookups of :func:`~.fields.field_lookups`.
 
 Who may read what is decided by the exposure's permission classes (default: the model's Django
 ``view`` permission) and, row by row, by its queryset hook ``get_queryset(user)``.
@@ -29,7 +29,7 @@ from ...permissions import AllowAny, BasePermission, DjangoModelViewPermission
 from ...protocol.errors import InvalidParams
 from .credentials import SENSITIVE_FIELD_RE, credential_problem
 from .fields import (
-    LOOKUPS_BY_KIND,
+    MAX_IN_VALUES,
     MAX_ORDERING,
     MAX_VALUE_LENGTH,
     ORDERABLE_KINDS,
@@ -37,8 +37,10 @@ from .fields import (
     check_fixed_filters,
     convert_value,
     field_kind,
+    field_lookups,
     split_terms,
     text_problem,
+    value_schema,
 )
 from .serializers import build_serializer
 
@@ -51,6 +53,8 @@ class ModelResource:
     Subclass and override :meth:`get_queryset` for row-level rules, or pass ``queryset`` (a QuerySet,
     or a callable taking the user and returning one). ``fields`` is required: nothing is shown that
     is not listed. ``permission_classes`` default to the model's Django view permission.
+    ``listed=False`` keeps the objects out of ``resources/list`` (for tables too big to page through):
+    the template, ``resources/read``, subscriptions and the data tools serve them as before.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ModelResource:
         description: str = "",
         permission_classes: list[type[BasePermission]] | None = None,
         data_tools: bool = True,
+        listed: bool = True,
         allow_sensitive_fields: bool = False,
         label: Callable[[Any], str] | None = None,
         cache_ttl_ms: int | None = None,
@@ -90,6 +95,9 @@ class ModelResource:
         self.description = description
         self.permission_classes = list(permission_classes) if permission_classes is not None else [DjangoModelViewPermission]
         self.data_tools = data_tools
+        #: False: the objects stay out of resources/list (a table too big to page through usefully); they
+        #: are still reached through the template (resources/read, subscriptions, completion) and the data tools.
+        self.listed = listed
         self.allow_sensitive_fields = allow_sensitive_fields
         self._label = label
         if cache_scope not in (None, "public", "private"):
@@ -122,6 +130,7 @@ class ModelResource:
             if term not in self.orderings and term.lstrip("-") not in ("pk", opts.pk.name):
                 raise ImproperlyConfigured(f"expose({model.__name__}): ordering {term!r} is not an allowed field.")
         self._serializer: type | None = None
+        self._filter_patterns: dict[str, Any] | None = None
         problem = self.credential_problem()  # now the serializer's sources too (a custom one may show anything)
         if problem is not None:
             raise ImproperlyConfigured(f"expose({model.__name__}): {problem}")
@@ -144,6 +153,7 @@ class ModelResource:
             title=row.title or None,
             description=row.description,
             data_tools=row.data_tools,
+            listed=row.listed,
             permission_classes=[AllowAny] if row.public else [DjangoModelViewPermission],
             allow_sensitive_fields=row.allow_sensitive_fields,
         )
@@ -169,15 +179,16 @@ class ModelResource:
             raise ImproperlyConfigured(f"expose({self.model.__name__}): lookup_field {self.lookup_field!r} must be unique.")
         return field
 
-    def _filter_specs(self) -> dict[str, FilterSpec]:
-        specs: dict[str, FilterSpec] = {}
+    def _filter_fields(self) -> dict[str, models.Field]:
+        """The fields a client may filter on: the allowed ones and the primary key."""
         candidates = dict(self.model_fields)
         candidates.setdefault(self.model._meta.pk.name, self.model._meta.pk)  # type: ignore[arg-type]
-        for name, field in candidates.items():
-            lookups = list(LOOKUPS_BY_KIND.get(field_kind(field), ()))
-            if lookups and field.null:
-                lookups.append("isnull")
-            for lookup in lookups:
+        return {name: field for name, field in candidates.items() if field_lookups(field)}
+
+    def _filter_specs(self) -> dict[str, FilterSpec]:
+        specs: dict[str, FilterSpec] = {}
+        for name, field in self._filter_fields().items():
+            for lookup in field_lookups(field):
                 key = name if lookup == "exact" else f"{name}__{lookup}"
                 specs[key] = FilterSpec(key, field, lookup)
         return specs
@@ -360,12 +371,38 @@ class ModelResource:
         return list(order_by)
 
     def filter_schema(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
-        keys = list(keys) if keys is not None else list(self.filter_specs)
+        """The JSON Schema of a data tool's ``filters`` argument.
+
+        ``keys`` (a query tool's filters, chosen in the admin): each key is a property of its own. None
+        (every filter of the exposure): one ``patternProperties`` entry per kind of value, whose pattern
+        names the fields and lookups that take it, e.g. ``^(pages|id)(__(gt|gte|lt|lte))?$`` for integers;
+        with ``additionalProperties: false`` the schema accepts exactly the keys of :attr:`filter_specs`
+        with values of the right type, in a fraction of the bytes of one property per key (tools/list is
+        read by every client on every conversation). The server checks every call against
+        :attr:`filter_specs` in any case (:meth:`apply_filters`)."""
+        schema: dict[str, Any] = {"type": "object", "additionalProperties": False}
+        if keys is not None:
+            schema["properties"] = {key: self.filter_specs[key].schema() for key in keys}
+            schema["description"] = "Conditions that must all hold."
+            return schema
+        schema["patternProperties"] = self._cached_filter_patterns()
+        schema["description"] = FILTERS_DESCRIPTION
+        return schema
+
+    def _cached_filter_patterns(self) -> dict[str, Any]:
+        if getattr(self, "_filter_patterns", None) is None:
+            self._filter_patterns = filter_patterns(self._filter_fields())
+        return self._filter_patterns
+
+    def ordering_schema(self) -> dict[str, Any]:
+        """The JSON Schema of ``order_by``: up to :data:`MAX_ORDERING` of :attr:`orderings` (a field,
+        '-' in front for descending), as one pattern rather than an enum of every term twice."""
+        names = [term for term in self.orderings if not term.startswith("-")]
         return {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {key: self.filter_specs[key].schema() for key in keys},
-            "description": "Conditions that must all hold: <field> (equals) or <field>__<lookup>.",
+            "type": "array",
+            "items": {"type": "string", "pattern": f"^-?{_alternation(names)}$"},
+            "maxItems": MAX_ORDERING,
+            "description": "-field: descending.",
         }
 
     def describe_fields(self) -> str:
@@ -375,6 +412,48 @@ class ModelResource:
         """Changes when what the exposure shows changes (cursors of an older configuration are refused)."""
         state = json.dumps([self.key, self.fields, self.lookup_field, self.ordering], sort_keys=True, default=str)
         return hashlib.sha256(state.encode()).hexdigest()[:12]
+
+
+#: What the keys of a data tool's ``filters`` mean (the patterns say which fields take which lookups).
+FILTERS_DESCRIPTION = "All must hold."
+
+
+def filter_patterns(fields: dict[str, models.Field]) -> dict[str, Any]:
+    """``patternProperties`` accepting exactly ``<name>`` and ``<name>__<lookup>`` for the lookups of
+    :func:`~.fields.field_lookups`, each with the schema of its value: fields whose values have the same
+    schema share an entry, and an entry lists its fields by the lookups they take."""
+    scalar: dict[str, dict[tuple[str, ...], list[str]]] = {}  # value schema -> lookups -> field names
+    listed: dict[str, list[str]] = {}  # value schema -> the fields that take ``__in``
+    nullable: list[str] = []
+    schemas: dict[str, dict[str, Any]] = {}
+    for name, field in fields.items():
+        value = value_schema(field)
+        key = json.dumps(value, sort_keys=True)
+        schemas[key] = value
+        lookups = field_lookups(field)
+        others = tuple(lookup for lookup in lookups if lookup not in ("exact", "in", "isnull"))
+        scalar.setdefault(key, {}).setdefault(others, []).append(name)
+        if "in" in lookups:
+            listed.setdefault(key, []).append(name)
+        if "isnull" in lookups:
+            nullable.append(name)
+    out: dict[str, Any] = {}
+    for key, by_lookups in scalar.items():
+        alternatives = [
+            f"^{_alternation(names)}" + (f"(__{_alternation(list(lookups))})?$" if lookups else "$")
+            for lookups, names in by_lookups.items()
+        ]
+        out["|".join(alternatives)] = schemas[key]
+        if key in listed:
+            out[f"^{_alternation(listed[key])}__in$"] = {"type": "array", "items": schemas[key], "maxItems": MAX_IN_VALUES}
+    if nullable:
+        out[f"^{_alternation(nullable)}__isnull$"] = {"type": "boolean"}
+    return out
+
+
+def _alternation(names: list[str]) -> str:
+    """``a`` or ``(a|b)``: names are identifiers, nothing to escape."""
+    return names[0] if len(names) == 1 else f"({'|'.join(names)})"
 
 
 # -- code registration ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from ...protocol.errors import InvalidParams, ResourceNotFound
 from ...protocol.pagination import CursorCodec
-from .fields import FilterSpec, check_fixed_filters, split_terms, text_problem
+from .fields import MAX_VALUE_LENGTH, FilterSpec, check_fixed_filters, split_terms, text_problem
 from .paging import keyset_after, keyset_decode, keyset_order, keyset_values
 from .resource import ModelResource
 
@@ -31,7 +31,8 @@ logger = logging.getLogger("mcp_app")
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 #: The annotations of every data tool: they only read.
-_READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
+#: (destructiveHint and idempotentHint are left out: the spec gives them meaning only when readOnlyHint is false.)
+_READ_ONLY = {"readOnlyHint": True, "openWorldHint": False}
 
 
 def dumps(data: Any) -> str:
@@ -52,6 +53,7 @@ class DataTool:
     fixed_filters: dict[str, Any] | None = None
     ordering: list[str] | None = None
     max_limit: int = MAX_LIMIT
+    generated: bool = False  # an exposure's own tool (not an admin's query tool)
     _definition: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def definition(self) -> dict[str, Any]:
@@ -61,39 +63,38 @@ class DataTool:
         return self._definition
 
     def _build_definition(self) -> dict[str, Any]:
+        # Every client reads tools/list on every conversation, so each byte here is paid for over and over:
+        # schemas say exactly what is accepted, in patterns rather than one property per key, and descriptions stay short.
         exposure = self.exposure
         props: dict[str, Any] = {}
         required: list[str] = []
         if self.operation == "get":
-            props[exposure.variable] = {**_lookup_schema(exposure), "description": f"The {exposure.variable} of the object."}
+            props[exposure.variable] = _lookup_schema(exposure)
             required.append(exposure.variable)
-        if self.operation == "search":
+        if self.operation == "search" or self.operation == "list" and self.generated and exposure.search_fields:
             props["query"] = {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": 1000,
-                "description": f"Text to find in {', '.join(exposure.search_fields)}.",
+                "maxLength": MAX_VALUE_LENGTH,
+                "description": f"Text to find in {' or '.join(exposure.search_fields)}.",
             }
-            required.append("query")
+            if self.operation == "search":
+                required.append("query")
         if self.operation in ("list", "search", "count"):
-            keys = self.caller_filters if self.caller_filters is not None else list(exposure.filter_specs)
-            if keys:
-                props["filters"] = exposure.filter_schema(keys)
+            if self.caller_filters is None and exposure.filter_specs:
+                props["filters"] = exposure.filter_schema()
+            elif self.caller_filters:
+                props["filters"] = exposure.filter_schema(self.caller_filters)
         if self.operation in ("list", "search"):
             if self.ordering is None:
-                props["order_by"] = {
-                    "type": "array",
-                    "items": {"type": "string", "enum": exposure.orderings},
-                    "maxItems": 3,
-                    "description": "Fields to order by; '-' in front for descending.",
-                }
+                props["order_by"] = exposure.ordering_schema()
             props["limit"] = {
                 "type": "integer",
                 "minimum": 1,
                 "maximum": self.max_limit,
                 "default": min(DEFAULT_LIMIT, self.max_limit),
             }
-            props["cursor"] = {"type": "string", "description": "nextCursor of the previous answer, for the next page."}
+            props["cursor"] = {"type": "string", "description": "From nextCursor."}
         schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
         if required:
             schema["required"] = required
@@ -120,42 +121,35 @@ def _lookup_schema(exposure: ModelResource) -> dict[str, Any]:
 
 
 def generated_tools(exposure: ModelResource) -> list[DataTool]:
-    """The list / search / get tools of an exposure."""
+    """The data tools of an exposure: ``<app>_<model>_list`` (filters, ordering, pages, and a text
+    ``query`` over the search fields when it has any) and ``<app>_<model>_get`` (one object by its key).
+
+    Searching is an argument of the list tool rather than a tool of its own: one tool that filters,
+    searches and orders at once, and one schema fewer in every client's context."""
     if not exposure.data_tools:
         return []
-    plural, noun = exposure.title, str(exposure.model._meta.verbose_name)
+    plural, noun = exposure.title.lower(), str(exposure.model._meta.verbose_name)
     about = f" {exposure.description}" if exposure.description else ""
     fields = exposure.describe_fields()
-    tools = [
+    return [
         DataTool(
             f"{exposure.tool_prefix}_list",
             exposure,
             "list",
-            f"List {plural.lower()}",
-            f"List {plural.lower()} (fields: {fields}), with optional filters and ordering; each item has "
-            f"its resource URI. Pass nextCursor back as cursor for more.{about}",
-        )
-    ]
-    if exposure.search_fields:
-        tools.append(
-            DataTool(
-                f"{exposure.tool_prefix}_search",
-                exposure,
-                "search",
-                f"Search {plural.lower()}",
-                f"Find {plural.lower()} whose {', '.join(exposure.search_fields)} contain a text.{about}",
-            )
-        )
-    tools.append(
+            f"List {plural}",
+            f"{exposure.title} ({fields}) with their URIs.{about}",
+            generated=True,
+        ),
         DataTool(
             f"{exposure.tool_prefix}_get",
             exposure,
             "get",
-            f"Get a {noun}",
-            f"One {noun} by its {exposure.variable}, with all its allowed fields ({fields}).{about}",
-        )
-    )
-    return tools
+            # "one", not "a": names come from verbose names, and "a author" is what an article rule gets wrong.
+            f"Get one {noun}",
+            f"One {noun} by its {exposure.variable}, with its fields.",
+            generated=True,
+        ),
+    ]
 
 
 def query_tool(row: Any, exposure: ModelResource) -> DataTool:
@@ -244,8 +238,9 @@ class DataView:
     def resources_page(self, position: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:
         """Up to ``limit`` objects of every readable exposure, by key then primary key (keyset: no
         OFFSET, so a deep page costs what the first does). ``position`` is what the previous page
-        returned (None: start); returns the items and the next position (None: the end)."""
-        keys = sorted(self.readable)
+        returned (None: start); returns the items and the next position (None: the end). Exposures with
+        ``listed=False`` are left out: their objects are read through the template and the data tools."""
+        keys = sorted(key for key, exposure in self.readable.items() if exposure.listed)
         start, after = keys[0] if keys else None, None
         if position is not None:
             if not isinstance(position, dict) or position.get("e") not in keys:
@@ -306,9 +301,9 @@ class DataView:
         if tool.fixed_filters:
             queryset = queryset.filter(**tool.fixed_filters)
         queryset = exposure.apply_filters(queryset, arguments.get("filters"), allowed=tool.caller_filters)
-        if tool.operation == "search":
-            if "query" not in arguments:
-                raise InvalidParams(f"{tool.name}: query is required.")
+        if tool.operation == "search" and "query" not in arguments:
+            raise InvalidParams(f"{tool.name}: query is required.")
+        if "query" in arguments:  # only search tools and searchable list tools accept it (checked above)
             queryset = exposure.search(queryset, arguments["query"])
         if tool.operation == "count":
             count = queryset.count()
