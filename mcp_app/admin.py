@@ -1,5 +1,9 @@
 """Admin screens: sessions, tools (with a try-it page), prompts, model exposures and query tools, and the
-audit log of tool calls."""
+audit log of tool calls.
+
+The tool, prompt and exposure lists show everything clients can see, whatever its source (code, the admin's
+rows, the exposures' data tools, query tools): each with where it comes from, who may use it and a switch.
+Items defined in code show the code's values and have no Delete; read-only pages have no Save."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_permission_codename
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -22,6 +27,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from .conf import mcp_settings
 from .connect import check_token_owner, connect_view, may_pick_any_user, user_picker, users_to_pick
 from .dashboard import dashboard_view
 from .models import (
@@ -36,12 +42,15 @@ from .models import (
     ToolCall,
     Worker,
 )
+from .permissions import AllowAny, DjangoModelViewPermission, IsAuthenticated, default_classes
 from .protocol.context import MemorySession
 from .protocol.errors import InvalidParams, McpError
 from .providers.code import default_registry
 from .providers.exposures.credentials import SENSITIVE_FIELD_RE, is_credential_model, is_password_field
 from .providers.exposures.fields import convert_value
 from .providers.exposures.resource import default_exposures, find_exposure
+from .providers.exposures.serving import DataTool, generated_tools
+from .providers.managed import ManagedProvider
 from .runtime import end_sessions_now, get_server
 
 
@@ -74,6 +83,111 @@ class SafeChoicesMixin:
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
 
+# -- what clients see, described for the admin --------------------------------------------------------------
+def managed_provider() -> ManagedProvider | None:
+    """The site's provider when it is the managed one (the rows below configure only that one)."""
+    provider = mcp_settings.PROVIDER
+    return provider if isinstance(provider, ManagedProvider) else None
+
+
+def sync_rows() -> None:
+    """Give everything clients can see its row (:meth:`ManagedProvider.sync`, code exposures included), so
+    that a list shows it all."""
+    provider = managed_provider()
+    if provider is not None:
+        provider.sync(exposures=True)
+
+
+def served_data_tools() -> dict[str, DataTool]:
+    """The data and query tools in force now, by name (the provider's catalog, as this worker holds it)."""
+    provider = managed_provider()
+    return dict(provider.catalog_sync().data_tools) if provider is not None else {}
+
+
+def describe_classes(classes: list[type] | None, *, model: type | None = None) -> str:
+    """Permission classes in words, for the "who may use it" columns."""
+    words = []
+    for cls in default_classes(classes):
+        if cls is AllowAny:
+            words.append(str(_("anyone")))
+        elif cls is IsAuthenticated:
+            words.append(str(_("signed-in users")))
+        elif cls is DjangoModelViewPermission:
+            label = str(_("view permission"))
+            if model is not None:
+                label += f" ({model._meta.app_label}.view_{model._meta.model_name})"
+            words.append(label)
+        else:
+            words.append(cls.__name__)
+    return " + ".join(words) or str(_("anyone"))
+
+
+def describe_rule(row: Any) -> str:
+    """A row's own access rule (permissions, groups) in words; empty when it has none. Uses the prefetched
+    relations when the changelist prefetched them."""
+    if row is None or row.pk is None:
+        return ""
+    perms = [f"{p.content_type.app_label}.{p.codename}" for p in row.required_permissions.all()]
+    groups = [g.name for g in row.allowed_groups.all()]
+    parts = []
+    if perms:
+        parts.append(str(_("needs %(perms)s")) % {"perms": ", ".join(perms)})
+    if groups:
+        parts.append(str(_("in group %(groups)s")) % {"groups": " or ".join(groups)})
+    return "; ".join(parts)
+
+
+def _badge(text: Any, color: str, *, title: Any = "") -> str:
+    """White text on ``color``: what a list must not let pass unnoticed (public data, credential-like fields)."""
+    return format_html(
+        '<strong style="color: #fff; background: {}; padding: 1px 6px; border-radius: 3px" title="{}">{}</strong>',
+        color,
+        title,
+        text,
+    )
+
+
+def _truncated(text: str, length: int = 48) -> str:
+    """Long text cut for a changelist column (the full text in its tooltip), so the list fits 1366 px."""
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: length - 1])
+
+
+class SourceMixin:
+    """Code items come back from code: they have no Delete (the change page's link, the bulk action), unless
+    they are orphaned (their code is gone), when deleting the row is the clean-up."""
+
+    def is_code_item(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        if obj is not None and self.is_code_item(obj):
+            return False
+        return super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def get_deleted_objects(self, objs: Any, request: Any) -> Any:
+        # The bulk action asks here: code items among the chosen rows refuse the whole deletion, saying why.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        kept = [str(obj) for obj in objs if self.is_code_item(obj)]
+        if kept:
+            perms_needed = {*perms_needed, str(_("items defined in code (%(names)s)")) % {"names": ", ".join(kept)}}
+        return deleted, counts, perms_needed, protected
+
+
+class ReadOnlyPageMixin:
+    """A page that only shows a row: no Save buttons (a POST is refused by has_change_permission)."""
+
+    def change_view(self, request: Any, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+
 # -- sessions ------------------------------------------------------------------------------------------------
 class ActiveFilter(admin.SimpleListFilter):
     title = _("state")
@@ -91,7 +205,7 @@ class ActiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
     """The worker processes' leases (read-only: the workers keep them; a lapsed one ends its sessions)."""
 
     list_display = ("id", "host", "pid", "started", "heartbeat", "expires")
@@ -108,7 +222,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
     list_display = (
         "id_short",
         "client_name",
@@ -191,14 +305,14 @@ class SessionAdmin(admin.ModelAdmin):
 
 # -- tools ---------------------------------------------------------------------------------------------------
 class OrphanedFilter(admin.SimpleListFilter):
-    title = _("handler")
+    title = _("served")
     parameter_name = "handler"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("present", _("In code")), ("orphaned", _("Orphaned (no handler)"))]
+        return [("present", _("Served (its code, exposure or query tool exists)")), ("orphaned", _("Orphaned (gone)"))]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
-        names = list(default_registry.tools)
+        names = [*default_registry.tools, *served_data_tools()]
         if self.value() == "present":
             return queryset.filter(name__in=names)
         if self.value() == "orphaned":
@@ -221,50 +335,212 @@ class TryItForm(forms.Form):
         return value
 
 
+class PrettyJSONField(forms.JSONField):
+    """A JSON box that shows its value indented, as people read JSON."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
+class HintSelect(forms.NullBooleanSelect):
+    """An annotation hint: "Not set" rather than Django's "Unknown" (the hint is simply absent)."""
+
+    def __init__(self, attrs: Any = None) -> None:
+        super().__init__(attrs)
+        self.choices = [("unknown", _("Not set")), ("true", _("Yes")), ("false", _("No"))]
+
+
+#: The row's override fields and the keys of the code's definition they override.
+_HINTS = {
+    "read_only_hint": "readOnlyHint",
+    "destructive_hint": "destructiveHint",
+    "idempotent_hint": "idempotentHint",
+    "open_world_hint": "openWorldHint",
+}
+
+
+class ToolForm(forms.ModelForm):
+    """A tool's overrides, shown with the code's values as defaults.
+
+    Blank fields of the row follow the code; the form fills them with the code's title, description, input
+    schema and annotations so that the page shows what clients get. A value saved equal to the code's is
+    stored blank (or None), so that the row keeps following the code when the code changes."""
+
+    class Meta:
+        model = Tool
+        fields = (
+            "enabled",
+            "title",
+            "description",
+            "input_schema",
+            *_HINTS,
+            "required_permissions",
+            "allowed_groups",
+        )
+        field_classes = {"input_schema": PrettyJSONField}
+        widgets = {
+            "input_schema": forms.Textarea(attrs={"rows": 14, "cols": 90, "style": "font-family: monospace"}),
+            **{name: HintSelect for name in _HINTS},
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.code = self._code_definition()
+        if not self.code:
+            return
+        annotations = self.code.get("annotations") or {}
+        defaults = {
+            "title": self.code.get("title", ""),
+            "description": self.code.get("description", ""),
+            "input_schema": self.code.get("inputSchema"),
+            **{name: annotations.get(key) for name, key in _HINTS.items()},
+        }
+        for name, value in defaults.items():
+            if name in self.fields and self.instance.pk is not None and getattr(self.instance, name) in (None, ""):
+                self.initial[name] = value
+
+    def _code_definition(self) -> dict[str, Any]:
+        """What the tool's source defines (empty for an orphaned row)."""
+        row = self.instance
+        if row.source == Tool.Source.CODE:
+            spec = default_registry.tools.get(row.name)
+            return spec.definition() if spec is not None else {}
+        tool = served_data_tools().get(row.name)
+        return tool.definition() if tool is not None else {}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.code:
+            return cleaned
+        annotations = self.code.get("annotations") or {}
+        code_values = {
+            "title": self.code.get("title", ""),
+            "description": self.code.get("description", ""),
+            "input_schema": self.code.get("inputSchema"),
+            **{name: annotations.get(key) for name, key in _HINTS.items()},
+        }
+        for name, value in code_values.items():
+            if name in cleaned and cleaned[name] == value and value not in (None, ""):
+                cleaned[name] = None if name == "input_schema" or name in _HINTS else ""
+        return cleaned
+
+
 @admin.register(Tool)
-class ToolAdmin(SafeChoicesMixin, admin.ModelAdmin):
-    list_display = ("name", "display_title", "enabled", "restricted", "handler_present", "updated")
-    list_filter = ("enabled", OrphanedFilter)
-    search_fields = ("name", "title", "description")
+class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
+    """Every tool clients can see: code tools, each exposure's data tools and the query tools, each with its
+    source, who may use it and its switch (``enabled``, also editable in the list and as bulk actions)."""
+
+    form = ToolForm
+    list_display = ("name", "where_from", "enabled", "who", "display_title")
+    list_editable = ("enabled",)
+    list_filter = ("enabled", "source", OrphanedFilter)
+    search_fields = ("name", "title", "description", "source", "exposure")
     actions = ["enable", "disable"]
     filter_horizontal = ("required_permissions", "allowed_groups")
-    readonly_fields = ("name", "code_definition", "try_link")
-    fieldsets = (
-        (None, {"fields": ("name", "enabled", "try_link")}),
-        (_("What clients see"), {"fields": ("title", "description", "input_schema", "code_definition")}),
-        (
-            _("Annotations (blank: as in code)"),
-            {"fields": ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")},
-        ),
-        (_("Who may use it"), {"fields": ("required_permissions", "allowed_groups")}),
-    )
+    readonly_fields = ("name", "where_from", "code_definition", "try_link", "who")
+
+    def is_code_item(self, obj: Tool) -> bool:
+        # Code and data tools come back from their source; a query tool is deleted with its query tool.
+        return obj.source != Tool.Source.QUERY and not self.orphaned(obj)
+
+    @staticmethod
+    def orphaned(obj: Tool) -> bool:
+        if obj.source == Tool.Source.CODE:
+            return obj.orphaned
+        return obj.name not in served_data_tools() and not (
+            obj.source == Tool.Source.QUERY and QueryTool.objects.filter(name=obj.name).exists()
+        )
 
     def has_add_permission(self, request: Any) -> bool:
-        return False  # rows come from code-registered tools
+        return False  # rows come from the tools' sources (code, exposures, query tools)
+
+    def get_actions(self, request: Any) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # code and data tools come back from their source
+        return actions
+
+    def get_queryset(self, request: Any) -> Any:
+        return super().get_queryset(request).prefetch_related("required_permissions__content_type", "allowed_groups")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        sync_rows()  # a tool added in code or by an exposure since is listed at once
+        return super().changelist_view(request, extra_context)
+
+    def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        rule = (_("Who may use it"), {"fields": ("who", "required_permissions", "allowed_groups")})
+        if obj is not None and obj.source != Tool.Source.CODE:
+            what = ("title", "description", "code_definition") if obj.source == Tool.Source.DATA else ("code_definition",)
+            return (
+                (None, {"fields": ("name", "where_from", "enabled", "try_link")}),
+                (_("What clients see"), {"fields": what}),
+                rule,
+            )
+        return (
+            (None, {"fields": ("name", "where_from", "enabled", "try_link")}),
+            (_("What clients see (blank or as shown: the code's values)"), {"fields": ("title", "description", "input_schema")}),
+            (_("Annotations (as the code sets them unless changed)"), {"fields": tuple(_HINTS)}),
+            (_("Definition in code"), {"fields": ("code_definition",), "classes": ("collapse",)}),
+            rule,
+        )
+
+    @admin.display(description=_("where it comes from"), ordering="source")
+    def where_from(self, obj: Tool) -> str:
+        if obj.source == Tool.Source.DATA:
+            text = str(_("data tool of %(exposure)s")) % {"exposure": obj.exposure}
+        elif obj.source == Tool.Source.QUERY:
+            query = QueryTool.objects.filter(name=obj.name).first()
+            text = str(_("query tool on %(exposure)s")) % {"exposure": obj.exposure}
+            if query is not None:
+                return format_html('<a href="{}">{}</a>', reverse("admin:mcp_app_querytool_change", args=[query.pk]), text)
+        else:
+            text = str(_("code"))
+        if self.orphaned(obj):
+            text += " " + str(_("(gone: never listed)"))
+        return text
+
+    @admin.display(description=_("who may use it"))
+    def who(self, obj: Tool) -> str:
+        if obj.source == Tool.Source.CODE:
+            spec = default_registry.tools.get(obj.name)
+            base = describe_classes(spec.permission_classes if spec is not None else None)
+        else:
+            tool = served_data_tools().get(obj.name)
+            exposure = tool.exposure if tool is not None else find_exposure(obj.exposure)
+            base = (
+                describe_classes(exposure.permission_classes, model=exposure.model)
+                if exposure is not None
+                else str(_("nobody (its exposure is off)"))
+            )
+        rule = describe_rule(obj)
+        return f"{base}; {rule}" if rule else base
 
     @admin.display(description=_("title"))
     def display_title(self, obj: Tool) -> str:
-        spec = default_registry.tools.get(obj.name)
-        return obj.title or (spec.title if spec and spec.title else "")
+        if obj.title:
+            return _truncated(obj.title)
+        if obj.source == Tool.Source.CODE:
+            spec = default_registry.tools.get(obj.name)
+            return _truncated(spec.title or "") if spec is not None else ""
+        tool = served_data_tools().get(obj.name)
+        return _truncated(tool.title) if tool is not None else ""
 
-    @admin.display(boolean=True, description=_("handler in code"))
-    def handler_present(self, obj: Tool) -> bool:
-        return not obj.orphaned
-
-    @admin.display(boolean=True, description=_("restricted"))
-    def restricted(self, obj: Tool) -> bool:
-        return obj.required_permissions.exists() or obj.allowed_groups.exists()
-
-    @admin.display(description=_("definition in code"))
+    @admin.display(description=_("definition clients get from its source"))
     def code_definition(self, obj: Tool) -> str:
-        spec = default_registry.tools.get(obj.name)
-        if spec is None:
-            return _("Orphaned: no handler is registered under this name, so clients never see it.")
-        return _pretty(spec.definition())
+        if obj.source == Tool.Source.CODE:
+            spec = default_registry.tools.get(obj.name)
+            if spec is None:
+                return _("Orphaned: no handler is registered under this name, so clients never see it.")
+            return _pretty(spec.definition())
+        tool = served_data_tools().get(obj.name)
+        if tool is None:
+            return _("Not served: its exposure or query tool is off or gone, so clients never see it.")
+        return _pretty(tool.definition())
 
     @admin.display(description=_("try it"))
     def try_link(self, obj: Tool) -> str:
-        if obj.pk is None or obj.orphaned:
+        if obj.pk is None or self.orphaned(obj):
             return "—"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:mcp_app_tool_try", args=[obj.pk]), _("Run this tool as yourself")
@@ -340,26 +616,132 @@ class PromptMessageInline(admin.StackedInline):
     extra = 0
     fields = ("position", "role", "template")
 
+    def get_extra(self, request: Any, obj: Any = None, **kwargs: Any) -> int:
+        return 1 if obj is None else 0  # a new prompt starts with a message to write
+
+
+class PromptForm(forms.ModelForm):
+    """A code prompt's title and description shown with the code's values as defaults (a value saved equal to
+    the code's is stored blank, so the row keeps following the code)."""
+
+    class Meta:
+        model = Prompt
+        fields = ("name", "enabled", "title", "description", "required_permissions", "allowed_groups")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spec = default_registry.prompts.get(self.instance.name) if self.instance.from_code else None
+        self.code = spec.definition() if spec is not None else {}
+        for name in ("title", "description"):
+            if self.code.get(name) and name in self.fields and not getattr(self.instance, name):
+                self.initial[name] = self.code[name]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in ("title", "description"):
+            if self.code.get(name) and cleaned.get(name) == self.code[name]:
+                cleaned[name] = ""
+        return cleaned
+
 
 @admin.register(Prompt)
-class PromptAdmin(SafeChoicesMixin, admin.ModelAdmin):
-    list_display = ("name", "title", "enabled", "from_code", "updated")
+class PromptAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
+    """Every prompt clients can see: written here (arguments and message templates) or registered in code."""
+
+    form = PromptForm
+    list_display = ("name", "where_from", "enabled", "who", "display_title")
+    list_editable = ("enabled",)
     list_filter = ("enabled", "from_code")
     search_fields = ("name", "title", "description")
+    actions = ["enable", "disable"]
     filter_horizontal = ("required_permissions", "allowed_groups")
     inlines = [PromptArgumentInline, PromptMessageInline]
+    # The arguments and messages come right after the name and description; who may use it last, folded
+    # (admin/mcp_app/prompt/change_form.html puts the fieldsets marked "mcp-after-inlines" after the inlines).
     fieldsets = (
-        (None, {"fields": ("name", "enabled", "from_code")}),
+        (None, {"fields": ("name", "where_from", "enabled")}),
         (_("What clients see"), {"fields": ("title", "description")}),
-        (_("Who may use it"), {"fields": ("required_permissions", "allowed_groups")}),
+        (
+            _("Who may use it"),
+            {"fields": ("who", "required_permissions", "allowed_groups"), "classes": ("collapse", "mcp-after-inlines")},
+        ),
     )
 
+    def is_code_item(self, obj: Prompt) -> bool:
+        return obj.from_code and not obj.orphaned
+
+    def get_queryset(self, request: Any) -> Any:
+        return super().get_queryset(request).prefetch_related("required_permissions__content_type", "allowed_groups")
+
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        # "code" or "admin" finds the prompts of that source too (the source is a flag, not text).
+        results, duplicates = super().get_search_results(request, queryset, search_term)
+        words = {word.lower() for word in search_term.split()}
+        if "code" in words:
+            results |= queryset.filter(from_code=True)
+        if "admin" in words:
+            results |= queryset.filter(from_code=False)
+        return results, duplicates
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        sync_rows()
+        return super().changelist_view(request, extra_context)
+
+    def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        if obj is not None and obj.from_code:
+            return (
+                (None, {"fields": ("name", "where_from", "enabled")}),
+                (_("What clients see (as shown: the code's values)"), {"fields": ("title", "description", "code_definition")}),
+                self.fieldsets[-1],
+            )
+        return self.fieldsets
+
     def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
-        return ("name", "from_code") if obj is not None and obj.from_code else ("from_code",)
+        shown = ("where_from", "who", "code_definition")
+        return ("name", *shown) if obj is not None and obj.from_code else shown
 
     def get_inlines(self, request: Any, obj: Any) -> list[Any]:
         # A code prompt's arguments and messages come from its function.
         return [] if obj is not None and obj.from_code else self.inlines
+
+    @admin.display(description=_("where it comes from"), ordering="from_code")
+    def where_from(self, obj: Prompt) -> str:
+        if not obj.from_code:
+            return str(_("admin"))
+        return str(_("code")) + (" " + str(_("(gone: never listed)")) if obj.orphaned else "")
+
+    @admin.display(description=_("who may use it"))
+    def who(self, obj: Prompt) -> str:
+        spec = default_registry.prompts.get(obj.name) if obj.from_code else None
+        base = describe_classes(spec.permission_classes if spec is not None else None)
+        rule = describe_rule(obj)
+        return f"{base}; {rule}" if rule else base
+
+    @admin.display(description=_("title"))
+    def display_title(self, obj: Prompt) -> str:
+        spec = default_registry.prompts.get(obj.name) if obj.from_code else None
+        return _truncated(obj.title or (spec.title if spec is not None and spec.title else ""))
+
+    @admin.display(description=_("definition in code"))
+    def code_definition(self, obj: Prompt) -> str:
+        spec = default_registry.prompts.get(obj.name)
+        if spec is None:
+            return _("Orphaned: no prompt is registered under this name, so clients never see it.")
+        return _pretty(spec.definition())
+
+    @admin.action(description=_("Enable selected prompts"))
+    def enable(self, request: Any, queryset: Any) -> None:
+        for prompt in queryset:  # save() per row: its signal tells connected clients
+            prompt.enabled = True
+            prompt.save(update_fields=["enabled", "updated"])
+        self.message_user(request, _("Enabled %(n)d prompt(s).") % {"n": queryset.count()}, messages.SUCCESS)
+
+    @admin.action(description=_("Disable selected prompts"))
+    def disable(self, request: Any, queryset: Any) -> None:
+        for prompt in queryset:
+            prompt.enabled = False
+            prompt.save(update_fields=["enabled", "updated"])
+        self.message_user(request, _("Disabled %(n)d prompt(s).") % {"n": queryset.count()}, messages.SUCCESS)
 
 
 # -- model exposures ------------------------------------------------------------------------------------------
@@ -435,6 +817,7 @@ class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
             "ordering",
             "base_filters",
             "data_tools",
+            "listed",
             "public",
         )
 
@@ -472,18 +855,45 @@ class ModelExposureForm(FormErrorsMixin, forms.ModelForm):
         return cleaned
 
 
+class CodeExposureForm(forms.ModelForm):
+    """A code exposure's row: only its switch can change (its options are the code's)."""
+
+    class Meta:
+        model = ModelExposure
+        fields = ("enabled",)
+
+
 @admin.register(ModelExposure)
-class ModelExposureAdmin(admin.ModelAdmin):
+class ModelExposureAdmin(SourceMixin, admin.ModelAdmin):
+    """Every model exposure clients can see: made in code with expose() (listed read-only, with a switch) or
+    defined here."""
+
     form = ModelExposureForm
-    list_display = ("__str__", "enabled", "audience", "sensitive", "data_tools", "field_list", "updated")
-    list_filter = ("enabled", "public", "allow_sensitive_fields", "data_tools")
+    list_display = ("__str__", "where_from", "enabled", "audience", "offers_data_tools", "field_list")
+    list_filter = ("enabled", "source", "public", "allow_sensitive_fields", "data_tools")
+    search_fields = ("content_type__app_label", "content_type__model", "title", "description", "source")
     actions = ["enable", "disable"]
 
+    def is_code_item(self, obj: ModelExposure) -> bool:
+        return obj.source == ModelExposure.Source.CODE and obj.key in default_exposures.exposures
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        sync_rows()  # exposures made in code are listed too
+        return super().changelist_view(request, extra_context)
+
     def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is not None and obj.source == ModelExposure.Source.CODE:
+            kwargs["form"] = CodeExposureForm
+            return super().get_form(request, obj, change=change, **kwargs)
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"user": request.user})
 
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        if obj is not None and obj.source == ModelExposure.Source.CODE:
+            return (
+                (None, {"fields": ("content_type", "where_from", "enabled")}),
+                (_("As the code exposes it (change it in code)"), {"fields": ("code_summary",)}),
+            )
         if obj is None:  # first the model; its fields can be chosen once it is saved
             return (
                 (
@@ -498,7 +908,16 @@ class ModelExposureAdmin(admin.ModelAdmin):
             (None, {"fields": ("content_type", "enabled", "title", "description")}),
             (
                 _("What is shown"),
-                {"fields": ("fields", "allow_sensitive_fields", "lookup_field", "ordering", "base_filters", "data_tools")},
+                {
+                    "fields": (
+                        "fields",
+                        "allow_sensitive_fields",
+                        "lookup_field",
+                        "ordering",
+                        "base_filters",
+                        ("data_tools", "listed"),
+                    )
+                },
             ),
             (
                 _("Who may read it"),
@@ -516,6 +935,8 @@ class ModelExposureAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
         if obj is None:
             return ()
+        if obj.source == ModelExposure.Source.CODE:
+            return ("content_type", "where_from", "code_summary")
         readonly = ["content_type"]
         # Without the dedicated permissions the flags are shown, never editable (a forged POST is ignored).
         if not request.user.has_perm(PUBLISH_PERMISSION):
@@ -524,26 +945,64 @@ class ModelExposureAdmin(admin.ModelAdmin):
             readonly.append("allow_sensitive_fields")
         return tuple(readonly)
 
+    @staticmethod
+    def code_exposure(obj: ModelExposure) -> Any:
+        return default_exposures.exposures.get(obj.key) if obj.source == ModelExposure.Source.CODE else None
+
+    @admin.display(description=_("where it comes from"), ordering="source")
+    def where_from(self, obj: ModelExposure) -> str:
+        if obj.source != ModelExposure.Source.CODE:
+            return str(_("admin"))
+        return str(_("code (expose())")) + ("" if self.code_exposure(obj) else " " + str(_("(gone: never served)")))
+
     @admin.display(description=_("who may read it"), ordering="public")
     def audience(self, obj: ModelExposure) -> str:
-        if obj.public:
-            return format_html(
-                '<strong style="color: #fff; background: #ba2121; padding: 1px 6px; border-radius: 3px">{}</strong>',
-                _("PUBLIC: every caller"),
-            )
-        return str(_("view permission"))
+        exposure = self.code_exposure(obj)
+        if exposure is not None:
+            public = AllowAny in exposure.permission_classes
+            label = describe_classes(exposure.permission_classes, model=exposure.model)
+            sensitive = exposure.allow_sensitive_fields
+        else:
+            public, label, sensitive = obj.public, str(_("view permission")), obj.allow_sensitive_fields
+        if public:
+            label = _badge(_("PUBLIC: every caller"), "#ba2121")
+        if sensitive:
+            label = format_html("{} {}", label, _badge(_("ALLOWED"), "#c77700", title=_("credential-like fields allowed")))
+        return label
 
-    @admin.display(description=_("credential-like fields"), ordering="allow_sensitive_fields")
-    def sensitive(self, obj: ModelExposure) -> str:
-        if obj.allow_sensitive_fields:
-            return format_html(
-                '<strong style="color: #fff; background: #c77700; padding: 1px 6px; border-radius: 3px">{}</strong>', _("ALLOWED")
-            )
-        return "—"
+    @admin.display(description=_("data tools"), boolean=True)
+    def offers_data_tools(self, obj: ModelExposure) -> bool:
+        exposure = self.code_exposure(obj)
+        return exposure.data_tools if exposure is not None else obj.data_tools
 
     @admin.display(description=_("fields"))
     def field_list(self, obj: ModelExposure) -> str:
-        return ", ".join(obj.fields or []) or "—"
+        exposure = self.code_exposure(obj)
+        fields = exposure.fields if exposure is not None else obj.fields or []
+        return _truncated(", ".join(fields) or "—")
+
+    @admin.display(description=_("options in code"))
+    def code_summary(self, obj: ModelExposure) -> str:
+        exposure = self.code_exposure(obj)
+        if exposure is None:
+            return _("Gone from code: nothing is served for this row (delete it).")
+        tools = [tool.name for tool in generated_tools(exposure)]
+        return _pretty(
+            {
+                "resource template": exposure.uri_template,
+                "fields": exposure.fields,
+                "lookup field": exposure.lookup_field,
+                "ordering": exposure.ordering,
+                "base filters": exposure.filters,
+                "search fields": exposure.search_fields,
+                "who may read it": describe_classes(exposure.permission_classes, model=exposure.model),
+                "resource class": f"{type(exposure).__module__}.{type(exposure).__qualname__}",
+                "data tools": tools,
+                "listed in resources/list": getattr(exposure, "listed", True),
+                "title": exposure.title,
+                "description": exposure.description,
+            }
+        )
 
     def construct_change_message(self, request: Any, form: Any, formsets: Any, add: bool = False) -> Any:
         """Django's message, plus a sentence naming the exposure when it was made public or allowed

@@ -207,13 +207,32 @@ def validate_input_schema(value: Any) -> None:
 
 
 class Tool(AccessRule):
-    """A code-registered tool as the site's admins configure it; the handler stays in code.
+    """A tool clients can see, whatever its source, as the site's admins configure it.
 
-    Rows are created for every registered tool on migrate and at start-up; a row whose handler is
-    gone is *orphaned* and never listed to clients.
+    Every tool has a row: tools registered in code (the handler stays in code), the data tools each model
+    exposure generates, and the admin's query tools (:class:`QueryTool`). The provider creates the missing
+    rows, idempotently, on migrate, at start-up and when the admin's tool list is shown; until a tool has a
+    row it is served with its source's defaults. On every source, ``enabled`` and the access rule (permissions,
+    groups) are honoured by tools/list and tools/call. A row whose tool is gone (no handler, exposure or query
+    tool of that name any more) is *orphaned* and never listed to clients.
     """
 
+    class Source(models.TextChoices):
+        CODE = "code", _("code")
+        DATA = "data", _("data tool")
+        QUERY = "query", _("query tool")
+
     name = models.CharField(max_length=128, unique=True, editable=False)
+    source = models.CharField(
+        max_length=8,
+        choices=Source.choices,
+        default=Source.CODE,
+        editable=False,
+        db_index=True,
+        help_text=_("Where the tool comes from: code, a model exposure's data tools, or a query tool."),
+    )
+    # The exposure (app_label.model_name) a data tool or query tool reads; blank for code tools.
+    exposure = models.CharField(max_length=200, blank=True, default="", editable=False, db_index=True)
     enabled = models.BooleanField(default=True, help_text=_("Disabled tools are not listed and cannot be called."))
     title = models.CharField(max_length=200, blank=True, help_text=_("Blank: the title given in code."))
     description = models.TextField(blank=True, help_text=_("Blank: the description from code (its docstring)."))
@@ -238,9 +257,18 @@ class Tool(AccessRule):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        if self.source == self.Source.QUERY:
+            # One switch, two rows: a query tool's own row holds its definition and ``enabled``; keep them equal
+            # (update() sends no signal: this row's save already tells connected clients).
+            QueryTool.objects.filter(name=self.name).exclude(enabled=self.enabled).update(enabled=self.enabled)
+
     @property
     def orphaned(self) -> bool:
-        return self.name not in _code_names("tools")
+        """A code tool whose handler is gone (whether a data or query tool is still served, the provider's
+        catalog says: see the admin's tool list)."""
+        return self.source == self.Source.CODE and self.name not in _code_names("tools")
 
     def clean(self) -> None:
         """The provider layer's checks of an edited input schema (its ``x-mcp-header`` annotations, which
@@ -394,7 +422,14 @@ class ModelExposure(models.Model):
     have a row. Exposures are created disabled, so that fields can be chosen before anything is shown.
     """
 
+    class Source(models.TextChoices):
+        ADMIN = "admin", _("admin")
+        CODE = "code", _("code (expose())")
+
     content_type = models.OneToOneField(ContentType, on_delete=models.CASCADE, related_name="+", verbose_name=_("model"))
+    # "code": the row stands for an exposure made in code (expose()), so that the admin lists it and can switch
+    # it off; its other fields are unused (the code's options apply). Created by the provider's sync.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.ADMIN, editable=False, db_index=True)
     enabled = models.BooleanField(default=False, help_text=_("Nothing is exposed until this is on."))
     fields = models.JSONField(
         default=list,
@@ -470,8 +505,10 @@ class ModelExposure(models.Model):
         """Validation: credential models and password fields are refused here (the admin form, and any code
         that calls ``full_clean()``); rows saved without it are refused again where exposures are served.
         The checks belong to the exposures (mcp_app.providers.exposures.validation), run through
-        :data:`clean_hooks`."""
+        :data:`clean_hooks`. A code exposure's row holds only its switch: nothing to check."""
         self._fill_empty_json()
+        if self.source == self.Source.CODE:
+            return
         run_clean_hooks(self)
 
 
@@ -520,6 +557,9 @@ class QueryTool(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self._fill_empty_json()  # an emptied JSON box is None, which the NOT NULL columns refuse
         super().save(*args, **kwargs)
+        # Its row in the tool list carries the same switch (see Tool.save); update() sends no signal, and this
+        # row's own save tells connected clients.
+        Tool.objects.filter(name=self.name, source=Tool.Source.QUERY).exclude(enabled=self.enabled).update(enabled=self.enabled)
 
     def _fill_empty_json(self) -> None:
         if self.fixed_filters is None:

@@ -1,12 +1,16 @@
 """The default provider: the code registry as the site's admins configure it in the ORM.
 
-- Tools come from code; their :class:`~mcp_app.models.Tool` rows enable or disable them, override
-  title, description, annotations and input schema, and restrict them to permissions or groups.
+- Tools come from code, from the model exposures (data tools) and from the admin's query tools. Every one
+  of them has a :class:`~mcp_app.models.Tool` row (:meth:`ManagedProvider.sync` creates the missing ones)
+  whose ``enabled`` switch and access rule (permissions, groups) apply to tools/list and tools/call whatever
+  the source; a code tool's row can also override title, description, annotations and input schema, and a
+  data tool's its title and description.
 - Prompts come from code or are authored in the admin (:class:`~mcp_app.models.Prompt` with its
   arguments and message templates).
 - Model exposures (:func:`mcp_app.providers.exposures.resource.expose` in code, :class:`~mcp_app.models.ModelExposure`
   rows) add resources, resource templates and data tools (:mod:`mcp_app.providers.exposures.serving`), plus the admin's
-  :class:`~mcp_app.models.QueryTool` rows.
+  :class:`~mcp_app.models.QueryTool` rows. A code exposure has a ``ModelExposure`` row of source ``code``
+  too, whose ``enabled`` switch serves or withdraws it (its other fields are unused).
 - Every tools/call is written to the audit log (:class:`~mcp_app.models.ToolCall`).
 
 Rows are cached per worker and dropped on every worker through the bus when one changes, before
@@ -27,6 +31,7 @@ from typing import Any
 
 import jsonschema
 from channels.db import database_sync_to_async
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
 
 from ..audit import AuditEntry, AuditWriter, default_writer
@@ -95,6 +100,8 @@ class Catalog:
     #: Model exposures in force (code and enabled admin rows), by key, and their data tools by name.
     exposures: dict[str, ModelResource] = field(default_factory=dict)
     data_tools: dict[str, DataTool] = field(default_factory=dict)
+    #: The names in ``data_tools`` that are the admin's query tools (the others are generated).
+    query_tools: frozenset[str] = frozenset()
     loaded: float = field(default_factory=time.monotonic)
 
     def exposures_of(self, model: type) -> list[ModelResource]:
@@ -123,16 +130,77 @@ class ManagedProvider(Provider):
         self._catalog: Catalog | None = None
 
     # -- rows ---------------------------------------------------------------------------------------
-    def sync(self) -> None:
-        """Create rows for code-registered tools and prompts that have none (admins' edits are kept)."""
-        # bulk_create sends no signals: new default rows change nothing clients see.
-        tools = set(Tool.objects.values_list("name", flat=True))
-        Tool.objects.bulk_create([Tool(name=n) for n in self.registry.tools if n not in tools], ignore_conflicts=True)
+    def sync(self, *, exposures: bool = False) -> None:
+        """Give everything clients can see a row in the admin, idempotently (admins' edits are kept): a
+        ``Tool`` row per code tool, data tool and query tool, a ``Prompt`` row per code prompt, and, with
+        ``exposures``, a ``ModelExposure`` row (source ``code``, enabled) per code exposure.
+
+        Run after migrate, by the first catalog load of each process and when the admin lists tools, prompts
+        or exposures. Code exposures get their rows only when the admin lists them (``exposures=True``): until
+        an admin switches one off it needs no row, and code that counts the admin's exposure rows keeps
+        counting those alone. Only rows are created (or relabelled with their current source): no tool,
+        prompt or exposure changes for clients, so nothing is notified (``bulk_create`` and ``update`` send
+        no signals)."""
+        self._sync_code_rows()
+        if exposures:
+            self._sync_code_exposure_rows()
+        _exposures, data_tools, query_tools = self._load_exposures()
+        self._sync_data_tool_rows(data_tools, query_tools)
+        self._synced = True
+
+    def _sync_code_rows(self) -> None:
+        rows = dict(Tool.objects.values_list("name", "source"))
+        Tool.objects.bulk_create([Tool(name=n) for n in self.registry.tools if n not in rows], ignore_conflicts=True)
+        # A code tool wins its name (see _data_tools): a row another source made first is the code tool's now.
+        taken = [n for n in self.registry.tools if rows.get(n, Tool.Source.CODE) != Tool.Source.CODE]
+        if taken:
+            Tool.objects.filter(name__in=taken).update(source=Tool.Source.CODE, exposure="")
         prompts = set(Prompt.objects.values_list("name", flat=True))
         Prompt.objects.bulk_create(
             [Prompt(name=n, from_code=True) for n in self.registry.prompts if n not in prompts], ignore_conflicts=True
         )
-        self._synced = True
+
+    def _sync_code_exposure_rows(self) -> None:
+        exposures = dict(ModelExposure.objects.values_list("content_type_id", "source"))
+        for exposure in self.exposures.exposures.values():
+            content_type = ContentType.objects.get_for_model(exposure.model, for_concrete_model=False)
+            source = exposures.get(content_type.pk)
+            if source is None:
+                # Enabled: the code exposes it; switching it off in the admin withdraws it.
+                ModelExposure.objects.bulk_create(
+                    [ModelExposure(content_type=content_type, source=ModelExposure.Source.CODE, enabled=True)],
+                    ignore_conflicts=True,
+                )
+            elif source != ModelExposure.Source.CODE:
+                # An admin row for a model exposed in code since: the code wins (it did before this row
+                # was relabelled too), so the row becomes the code exposure's switch, on.
+                ModelExposure.objects.filter(content_type=content_type).update(source=ModelExposure.Source.CODE, enabled=True)
+
+    def _sync_data_tool_rows(self, data_tools: dict[str, DataTool], query_tools: frozenset[str]) -> None:
+        rows = {name: (source, exposure) for name, source, exposure in Tool.objects.values_list("name", "source", "exposure")}
+        wanted: dict[str, tuple[str, str, bool]] = {}
+        for name, tool in data_tools.items():
+            if name not in self.registry.tools:  # a code tool wins a name clash
+                source = Tool.Source.QUERY if name in query_tools else Tool.Source.DATA
+                wanted[name] = (source, tool.exposure.key, True)
+        # Every query tool has a row, served or not: its switch mirrors the query tool's own (Tool.save).
+        for name, exposure, enabled in QueryTool.objects.values_list("name", "exposure", "enabled"):
+            if name not in self.registry.tools and wanted.get(name, (Tool.Source.QUERY,))[0] == Tool.Source.QUERY:
+                wanted[name] = (Tool.Source.QUERY, exposure, enabled)
+        Tool.objects.bulk_create(
+            [
+                Tool(name=name, source=source, exposure=exposure, enabled=enabled)
+                for name, (source, exposure, enabled) in wanted.items()
+                if name not in rows
+            ],
+            ignore_conflicts=True,
+        )
+        for name, (source, exposure, _enabled) in wanted.items():
+            if name in rows and rows[name] != (source, exposure):
+                Tool.objects.filter(name=name).update(source=source, exposure=exposure)
+        # A deleted (or renamed) query tool's row goes with it; a data tool's row stays (orphaned while its
+        # exposure is off or gone), so that its switch and access rule hold when the exposure comes back.
+        Tool.objects.filter(source=Tool.Source.QUERY).exclude(name__in=list(wanted)).delete()
 
     def invalidate(self, *args: Any) -> None:
         """Forget the cached rows (a row changed here or on another worker)."""
@@ -141,19 +209,27 @@ class ManagedProvider(Provider):
     def _load(self) -> Catalog:
         if not self._synced:
             self.sync()
+        exposures, data_tools, query_tools = self._load_exposures()
         tools = Tool.objects.prefetch_related("required_permissions__content_type", "allowed_groups")
         prompts = Prompt.objects.prefetch_related("arguments", "messages", "required_permissions__content_type", "allowed_groups")
-        exposures, data_tools = self._load_exposures()
         return Catalog(
             tools={row.name: (row, *_rule(row)) for row in tools},
             prompts={row.name: (row, *_rule(row)) for row in prompts},
             exposures=exposures,
             data_tools=data_tools,
+            query_tools=query_tools,
         )
 
-    def _load_exposures(self) -> tuple[dict[str, ModelResource], dict[str, DataTool]]:
+    def _load_exposures(self) -> tuple[dict[str, ModelResource], dict[str, DataTool], frozenset[str]]:
+        """The exposures in force (code ones not switched off, enabled admin rows), their data tools and the
+        query tools by name, and which of those names are query tools."""
         exposures = dict(self.exposures.exposures)
-        for row in ModelExposure.objects.filter(enabled=True).select_related("content_type"):
+        rows = ModelExposure.objects.filter(enabled=True) | ModelExposure.objects.filter(source=ModelExposure.Source.CODE)
+        for row in rows.select_related("content_type"):
+            if row.source == ModelExposure.Source.CODE:
+                if not row.enabled:
+                    exposures.pop(row.key, None)  # switched off in the admin
+                continue
             if row.key in exposures:
                 continue  # exposed in code: the code wins (the admin refuses such rows)
             try:
@@ -161,6 +237,7 @@ class ManagedProvider(Provider):
             except (ImproperlyConfigured, InvalidParams) as exc:  # a field was removed since: skip it, loudly
                 logger.warning("model exposure %s is not served: %s", row.key, getattr(exc, "message", exc))
         tools: dict[str, DataTool] = {}
+        query_tools: set[str] = set()
         for exposure in exposures.values():
             for tool in generated_tools(exposure):
                 tools[tool.name] = tool
@@ -173,9 +250,10 @@ class ManagedProvider(Provider):
                 continue
             try:
                 tools[row.name] = query_tool(row, exposure)
+                query_tools.add(row.name)
             except InvalidParams as exc:
                 logger.warning("query tool %s is not served: %s", row.name, exc.message)
-        return exposures, tools
+        return exposures, tools, frozenset(query_tools)
 
     async def catalog(self) -> Catalog:
         catalog = self._catalog
@@ -273,10 +351,26 @@ class ManagedProvider(Provider):
             tool["inputSchema"] = row.input_schema
         return tool
 
+    @staticmethod
+    def _data_definition(tool: DataTool, catalog: Catalog) -> dict[str, Any]:
+        """A data or query tool's definition with its row's title and description, when set."""
+        definition = tool.definition()
+        entry = catalog.tools.get(tool.name)
+        row = entry[0] if entry is not None else None
+        if row is None or not (row.title or row.description):
+            return definition
+        definition = dict(definition)  # the tool's own is shared: never mutated
+        if row.title:
+            definition["title"] = row.title
+        if row.description:
+            definition["description"] = row.description
+        return definition
+
     async def list_tools(self, ctx: RequestContext) -> list[dict[str, Any]]:
         usable = await self._usable_tools(caller(ctx))
         tools = [self._definition(self.registry.tools[name], row) for name, row in usable.items()]
-        return tools + [tool.definition() for tool in await self._data_tools(ctx)]
+        catalog = await self.catalog()
+        return tools + [self._data_definition(tool, catalog) for tool in await self._data_tools(ctx)]
 
     async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
         """The schema of the one tool ``name`` as this caller sees it (its row's schema wins), looked up by
@@ -317,7 +411,8 @@ class ManagedProvider(Provider):
         return resolve(method, same_for_all=not varies, ttl_ms=hint.ttl_ms)
 
     async def _data_tools(self, ctx: RequestContext, name: str | None = None) -> list[DataTool]:
-        """Data tools over the exposures the caller may read (code tools win a name clash)."""
+        """Data tools over the exposures the caller may read (code tools win a name clash), left out when
+        their row is disabled or its access rule refuses the caller."""
         catalog = await self.catalog()
         candidates = (
             list(catalog.data_tools.values())
@@ -327,6 +422,13 @@ class ManagedProvider(Provider):
             else []
         )
         candidates = [t for t in candidates if t.name not in self.registry.tools]
+        user = caller(ctx)
+        kept = []
+        for tool in candidates:
+            entry = catalog.tools.get(tool.name)  # None: no row yet, so the defaults (enabled, open) apply
+            if entry is None or (entry[0].enabled and await self._allowed(entry, user)):
+                kept.append(tool)
+        candidates = kept
         if not candidates:
             return []
         view = await self.data_view(ctx)
