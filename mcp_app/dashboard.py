@@ -35,8 +35,10 @@ ERROR_OUTCOMES = (ToolCall.Outcome.TOOL_ERROR, ToolCall.Outcome.FAILED, ToolCall
 #: Outcomes whose duration is the tool's running time (a refusal or a call still running has none).
 TIMED_OUTCOMES = (ToolCall.Outcome.OK, ToolCall.Outcome.TOOL_ERROR, ToolCall.Outcome.FAILED)
 PERCENTILES = (50, 95, 99)
-#: How many rows of the per-tool table, the client table and the failures list are shown.
+#: How many rows of the per-tool table and the client table are shown.
 TOP = 15
+#: How many of the latest failures are listed (the audit log, filtered, has them all).
+FAILURES = 10
 
 
 @dataclass(frozen=True)
@@ -195,14 +197,16 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
         transports=transports,
         active_sessions=active_sessions,
         active_total=active.count(),
-        failures=list(calls.filter(is_error).select_related("user").order_by("-created")[:TOP]),
+        failures=list(calls.filter(is_error).select_related("user").order_by("-created")[:FAILURES]),
     )
 
 
 # -- SVG -------------------------------------------------------------------------------------------------------
-CHART_WIDTH = 720
+CHART_WIDTH = 960
 CHART_HEIGHT = 180
-_LEFT, _BOTTOM, _TOP = 44, 22, 10  # room for the axis labels
+LATENCY_HEIGHT = 120
+_LEFT, _RIGHT, _BOTTOM, _TOP = 48, 6, 22, 10  # room for the axis labels
+_PLOT_W = CHART_WIDTH - _LEFT - _RIGHT
 
 
 def _nice_ceiling(value: float) -> float:
@@ -218,48 +222,18 @@ def _label(start: datetime, window: Window) -> str:
     return f"{local:%a %d}" if window.bucket >= timedelta(days=1) else f"{local:%H:%M}"
 
 
-def calls_chart(dashboard: Dashboard) -> SafeString:
-    """Bars of calls per bucket, the errors in red at the foot of each bar; a ``<title>`` per bar."""
+def _frame(dashboard: Dashboard, *, height: int, top: float, unit: str, label: str, body: SafeString) -> SafeString:
+    """An SVG chart over the dashboard's buckets: the axes (0 and ``top`` on the left, about six times below),
+    then ``body``; ``label`` is what a screen reader says of it."""
     buckets = dashboard.buckets
-    top = _nice_ceiling(max((b.calls for b in buckets), default=0))
-    plot_w, plot_h = CHART_WIDTH - _LEFT - 6, CHART_HEIGHT - _BOTTOM - _TOP
-    step = plot_w / max(1, len(buckets))
-    gap = 1 if step > 3 else 0
-    parts = []
-    for i, b in enumerate(buckets):
-        x = _LEFT + i * step
-        h = plot_h * b.calls / top
-        eh = plot_h * b.errors / top
-        tip = f"{_label(b.start, dashboard.window)}: {b.calls} call(s), {b.errors} error(s)"
-        if b.avg_ms is not None:
-            tip += f", {b.avg_ms:.1f} ms on average"
-        parts.append(
-            format_html(
-                '<g><title>{}</title><rect x="{}" y="{}" width="{}" height="{}" fill="#79aec8"/>'
-                '<rect x="{}" y="{}" width="{}" height="{}" fill="#ba2121"/>'
-                '<rect x="{}" y="{}" width="{}" height="{}" fill="transparent"/></g>',
-                tip,
-                f"{x:.1f}",
-                f"{_TOP + plot_h - h:.1f}",
-                f"{max(0.5, step - gap):.1f}",
-                f"{h:.1f}",
-                f"{x:.1f}",
-                f"{_TOP + plot_h - eh:.1f}",
-                f"{max(0.5, step - gap):.1f}",
-                f"{eh:.1f}",
-                f"{x:.1f}",
-                _TOP,
-                f"{max(0.5, step - gap):.1f}",
-                plot_h,
-            )
-        )
-    # About six time labels under the axis, whatever the number of buckets.
+    bottom = height - _BOTTOM
+    step = _PLOT_W / max(1, len(buckets))
     every = max(1, math.ceil(len(buckets) / 6))
     ticks = format_html_join(
         "",
         '<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="#666">{}</text>',
         (
-            (f"{_LEFT + (i + 0.5) * step:.1f}", CHART_HEIGHT - 6, _label(b.start, dashboard.window))
+            (f"{_LEFT + (i + 0.5) * step:.1f}", height - 6, _label(b.start, dashboard.window))
             for i, b in enumerate(buckets)
             if i % every == 0
         ),
@@ -269,23 +243,86 @@ def calls_chart(dashboard: Dashboard) -> SafeString:
         '<text x="{lx}" y="{ty}" font-size="11" text-anchor="end" fill="#666">{top}</text>'
         '<text x="{lx}" y="{b}" font-size="11" text-anchor="end" fill="#666">0</text>',
         l=_LEFT,
-        r=CHART_WIDTH - 6,
-        b=_TOP + plot_h,
+        r=CHART_WIDTH - _RIGHT,
+        b=bottom,
         t=_TOP,
         lx=_LEFT - 6,
         ty=_TOP + 4,
-        top=f"{top:g}",
+        top=f"{top:g}{unit}",
     )
     return format_html(
-        '<svg class="mcp-chart" role="img" aria-label="{}" viewBox="0 0 {} {}" preserveAspectRatio="none" '
-        'xmlns="http://www.w3.org/2000/svg">{}{}{}</svg>',
-        f"Calls over {dashboard.window.label.lower()}: {dashboard.calls} call(s), {dashboard.errors} error(s)",
+        '<svg class="mcp-chart" role="img" aria-label="{}" viewBox="0 0 {} {}" xmlns="http://www.w3.org/2000/svg">{}{}{}</svg>',
+        label,
         CHART_WIDTH,
-        CHART_HEIGHT,
+        height,
         axis,
-        mark_safe("".join(parts)),  # each part was built by format_html
+        body,
         ticks,
     )
+
+
+def calls_chart(dashboard: Dashboard) -> SafeString:
+    """Bars of calls per bucket, the errors in red at the foot of each bar; a ``<title>`` per bar."""
+    buckets = dashboard.buckets
+    top = _nice_ceiling(max((b.calls for b in buckets), default=0))
+    plot_h = CHART_HEIGHT - _BOTTOM - _TOP
+    step = _PLOT_W / max(1, len(buckets))
+    width = f"{max(0.5, step - (1 if step > 3 else 0)):.1f}"
+    parts = []
+    for i, b in enumerate(buckets):
+        x = f"{_LEFT + i * step:.1f}"
+        h, eh = plot_h * b.calls / top, plot_h * b.errors / top
+        tip = f"{_label(b.start, dashboard.window)}: {b.calls} call(s), {b.errors} error(s)"
+        if b.avg_ms is not None:
+            tip += f", {b.avg_ms:.1f} ms on average"
+        parts.append(
+            format_html(
+                # The transparent rectangle spans the whole height, so that the tooltip shows over empty bars too.
+                '<g><title>{tip}</title><rect x="{x}" y="{y}" width="{w}" height="{h}" fill="#79aec8"/>'
+                '<rect x="{x}" y="{ey}" width="{w}" height="{eh}" fill="#ba2121"/>'
+                '<rect x="{x}" y="{top}" width="{w}" height="{full}" fill="transparent"/></g>',
+                tip=tip,
+                x=x,
+                w=width,
+                y=f"{_TOP + plot_h - h:.1f}",
+                h=f"{h:.1f}",
+                ey=f"{_TOP + plot_h - eh:.1f}",
+                eh=f"{eh:.1f}",
+                top=_TOP,
+                full=plot_h,
+            )
+        )
+    label = f"Calls over {dashboard.window.label.lower()}: {dashboard.calls} call(s), {dashboard.errors} error(s)"
+    body = mark_safe("".join(parts))  # each part was built by format_html
+    return _frame(dashboard, height=CHART_HEIGHT, top=top, unit="", label=label, body=body)
+
+
+def latency_chart(dashboard: Dashboard) -> SafeString:
+    """The average duration of the timed calls per bucket, as a line broken where a bucket had none."""
+    buckets = dashboard.buckets
+    top = _nice_ceiling(max((b.avg_ms for b in buckets if b.avg_ms is not None), default=0))
+    plot_h = LATENCY_HEIGHT - _BOTTOM - _TOP
+    step = _PLOT_W / max(1, len(buckets))
+    lines: list[list[str]] = [[]]
+    dots = []
+    for i, b in enumerate(buckets):
+        if b.avg_ms is None:
+            lines.append([])
+            continue
+        x, y = f"{_LEFT + (i + 0.5) * step:.1f}", f"{_TOP + plot_h - plot_h * b.avg_ms / top:.1f}"
+        lines[-1].append(f"{x},{y}")
+        dots.append((x, y, f"{_label(b.start, dashboard.window)}: {b.avg_ms:.1f} ms on average"))
+    body = format_html(
+        "{}{}",
+        format_html_join(
+            "",
+            '<polyline points="{}" fill="none" stroke="#417690" stroke-width="1.5"/>',
+            ((" ".join(points),) for points in lines if points),
+        ),
+        format_html_join("", '<circle cx="{}" cy="{}" r="2.5" fill="#417690"><title>{}</title></circle>', dots),
+    )
+    label = f"Average latency over {dashboard.window.label.lower()}"
+    return _frame(dashboard, height=LATENCY_HEIGHT, top=top, unit=" ms", label=label, body=body)
 
 
 def share_bar(value: int, total: int, *, color: str = "#79aec8", width: int = 120) -> SafeString:
@@ -313,7 +350,7 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     data = build(window)
     tool_max = max((row["calls"] for row in data.tools), default=0)
     for row in data.tools:
-        row["bar"] = share_bar(row["calls"], tool_max)
+        row["bar"] = share_bar(row["calls"], tool_max, width=70)
         row["changelist"] = reverse("admin:mcp_app_toolcall_changelist") + "?" + urlencode({"tool": row["tool"]})
     for row in data.active_sessions:
         row["bar"] = share_bar(row["n"], data.active_total)
@@ -323,6 +360,7 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         "title": _("MCP dashboard"),
         "dashboard": data,
         "chart": calls_chart(data),
+        "latency_chart": latency_chart(data),
         "windows": list(WINDOWS.values()),
         "percentiles": [(p, data.percentiles[p]) for p in PERCENTILES],
         "error_outcomes": ",".join(ERROR_OUTCOMES),

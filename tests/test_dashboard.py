@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from mcp_app.dashboard import WINDOWS, build, calls_chart, get_window
+from mcp_app.dashboard import WINDOWS, build, calls_chart, get_window, latency_chart
 from mcp_app.models import Session, ToolCall
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,12 @@ def test_calls_land_in_their_own_bucket() -> None:
     three_ago = by_start[timezone.localtime(now - timedelta(hours=3)).hour]
     assert (three_ago.calls, three_ago.errors, three_ago.avg_ms) == (2, 1, pytest.approx(5))
     assert day.buckets[-1].calls == 1  # the newest bucket is last
+    # The latency line has a point per bucket with timed calls, and breaks across the empty hours between.
+    line = str(latency_chart(day))
+    assert line.count("<circle") == 2 and line.count("<polyline") == 2
+    assert "5.0 ms on average" in line and "1.0 ms on average" in line
+    bars = str(calls_chart(day))
+    assert "2 call(s), 1 error(s), 5.0 ms on average" in bars
 
 
 def test_an_empty_log_has_no_percentiles_and_no_rate() -> None:
