@@ -4,12 +4,18 @@ client then uses, and every page of the app fitting a 1366x768 screen."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
+import mcp.types as types
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 from playwright.sync_api import Page, expect
@@ -143,3 +149,45 @@ def test_every_page_of_the_app_fits_the_screen(page: Page, live: LiveServer) -> 
         if width > VIEWPORT["width"]:
             too_wide[path] = width
     assert too_wide == {}
+
+
+def test_disabling_a_data_tool_in_the_tools_list_removes_it_for_a_live_sdk_client(page: Page, live: LiveServer) -> None:
+    token = make_token(live)
+    listed, disabled = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    async def client() -> None:
+        changed = anyio.Event()
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, types.ToolListChangedNotification):
+                changed.set()
+
+        async with (
+            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
+            streamable_http_client(live.mcp_url, http_client=http) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=20, message_handler=on_message) as session,
+        ):
+            await session.initialize()
+            seen["before"] = {t.name for t in (await session.list_tools()).tools}
+            listed.set()
+            assert await anyio.to_thread.run_sync(disabled.wait, 60)
+            with anyio.fail_after(10):
+                await changed.wait()  # told while connected, as a client with the list on screen needs
+            seen["after"] = {t.name for t in (await session.list_tools()).tools}
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(lambda: asyncio.run(client()))
+        assert listed.wait(60), running.exception(timeout=0) if running.done() else "the SDK client did not connect"
+        page.goto(f"{live.url}/admin/mcp_app/tool/?q=library")
+        data_rows = page.locator("#result_list tbody tr", has_text="data tool of")
+        assert data_rows.count() >= 2  # the data tools of the demo library's exposures are listed with the code tools
+        name = data_rows.first.locator("th a, td a").first.inner_text().strip()
+        assert name in seen["before"]
+        data_rows.first.locator("th a, td a").first.click()
+        page.uncheck("#id_enabled")
+        page.click("input[name=_save]")
+        expect(page.locator(".messagelist")).to_contain_text(name)
+        disabled.set()
+        running.result(timeout=60)
+    assert name not in seen["after"] and seen["before"] - {name} == seen["after"]
