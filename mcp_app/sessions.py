@@ -31,12 +31,14 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from .auth import credential_expiry
-from .availability import OUTAGE_ERRORS, database_unavailable
+from .availability import OUTAGE_ERRORS, database_unavailable, is_outage
 from .bus import Bus
 from .conf import mcp_settings
+from .groupcommit import GroupWriter, Pending
 from .models import Session, Subscription
 from .protocol.errors import InvalidParams
 
@@ -131,11 +133,14 @@ class SessionStore:
     """Create, find, change and end sessions.
 
     ``bus`` tells every worker about ends and changes; ``close_streams(session_id)`` closes a session's open
-    streams on every worker once it has ended (the store never imports the transports that hold them).
+    streams on every worker once it has ended (the store never imports the transports that hold them);
+    ``writer`` writes new rows and ``last_seen`` touches in groups (the process's :data:`default_writer`).
     """
 
-    def __init__(self, bus: Bus, close_streams: CloseStreams) -> None:
+    def __init__(self, bus: Bus, close_streams: CloseStreams, *, writer: GroupWriter | None = None) -> None:
         self._bus = bus
+        #: Writes new rows and activity touches in groups, off Django's thread for sync code.
+        self.writer = writer or default_writer
         self._close_streams = close_streams
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
         #: One timer per session opened here with a credential that expires (see watch_expiry).
@@ -169,6 +174,12 @@ class SessionStore:
         if current is not None and not current.cancelled():
             return  # already watched here (the same principal: sessions are bound to it)
         self._schedule_expiry(session_id, principal, expires)
+
+    def unwatch_expiry(self, session_id: str) -> None:
+        """Stop watching ``session_id``'s credential (a session that was never stored after all)."""
+        timer = self._expiry_timers.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _schedule_expiry(self, session_id: str, principal: Any, expires: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -218,12 +229,20 @@ class SessionStore:
         client_info: dict[str, Any] | None = None,
         client_capabilities: dict[str, Any] | None = None,
         stream_channel: str = "",
+        worker: str = "",
         user: Any = None,
         principal: str = "",
         cap_sharers: Any = None,
+        session_id: str | None = None,
     ) -> SessionRecord:
-        """Store a new session. The legacy transport creates it when its stream opens, before
-        ``initialize`` negotiates the version (it starts as 2024-11-05).
+        """Store a new session and return it once its row is committed (so that any worker finds it). The
+        legacy transport creates it when its stream opens, before ``initialize`` negotiates the version (it
+        starts as 2024-11-05), with the stream's channel and worker already known and the id it chose
+        (``session_id``; a fresh random one by default).
+
+        Rows are written by the store's group writer (:mod:`mcp_app.groupcommit`), not on Django's thread for
+        sync code: sessions created at once share one transaction (one multi-row INSERT when no cap applies).
+        Raises the database's error when it is down (the transport answers 503; no row is left behind).
 
         With ``cap_sharers`` (a ``Q`` on Session: the sessions that share the opener's cap, from
         :func:`mcp_app.limits.session_owner_filter`), the cap of ``MAX_SESSIONS_PER_PRINCIPAL`` holds:
@@ -235,44 +254,30 @@ class SessionStore:
         await self._bus.ensure_listening()
         self.ensure_reaper()
         client_info = client_info or {}
-        mine = cap_sharers
-
-        def insert_and_evict() -> tuple[Any, list[str]]:
-            row = Session.objects.create(
-                id=new_session_id(),
-                transport=transport,
-                protocol_version=protocol_version,
-                client_name=str(client_info.get("name", ""))[:200],
-                client_version=str(client_info.get("version", ""))[:100],
-                client_info=client_info,
-                client_capabilities=client_capabilities or {},
-                stream_channel=stream_channel,
-                user=user if getattr(user, "is_authenticated", False) else None,
-                principal=principal,
-            )
-            cap = mcp_settings.MAX_SESSIONS_PER_PRINCIPAL
-            if mine is None or not cap:
-                return row, []
-            # The new session first, then the most recently used: everything past the first ``cap`` ends.
-            surplus = list(
-                Session.objects.filter(mine, ended__isnull=True)
-                .exclude(id=row.id)
-                .order_by("-last_seen", "-created", "id")
-                .values_list("id", flat=True)[cap - 1 :]
-            )
-            if surplus:
-                end_rows(surplus)
-            return row, surplus
-
-        row, evicted = await _db(insert_and_evict)()
-        for session_id in evicted:
+        fields = {
+            "id": session_id or new_session_id(),
+            "transport": transport,
+            "protocol_version": protocol_version,
+            "client_name": str(client_info.get("name", ""))[:200],
+            "client_version": str(client_info.get("version", ""))[:100],
+            "client_info": client_info,
+            "client_capabilities": client_capabilities or {},
+            "stream_channel": stream_channel,
+            "worker": worker,
+            "user": user if getattr(user, "is_authenticated", False) else None,
+            "principal": principal,
+        }
+        write = self.writer.submit(_create_rows, (fields, cap_sharers))
+        # Shielded: a caller cancelled meanwhile (its client left) still learns of the row from the future.
+        row, evicted = await asyncio.shield(asyncio.wrap_future(write))
+        for ended_id in evicted:
             logger.info(
                 "MCP session %s ended: its credential opened a new session beyond "
                 "MAX_SESSIONS_PER_PRINCIPAL (%s), and it was the least recently used",
-                session_id,
+                ended_id,
                 mcp_settings.MAX_SESSIONS_PER_PRINCIPAL,
             )
-            await self.close_everywhere(session_id)
+            await self.close_everywhere(ended_id)
         record = self._record(row)
         self._remember(record)
         return record
@@ -363,16 +368,25 @@ class SessionStore:
             return None
         record.last_active = wall
         if now - record.touched > mcp_settings.SESSION_TOUCH_INTERVAL:
-            try:
-                await self._write(session_id, last_seen=timezone.now())
-                record.touched = now
-            except OUTAGE_ERRORS as exc:
-                # Only bookkeeping (idle reaping, eviction order): a session served from this worker's cache
-                # keeps working while the database is down, and the next message tries the write again.
-                logger.warning(
-                    "could not record activity of MCP session %s (%s: %s); will retry", session_id, type(exc).__name__, exc
-                )
+            self.touch(record, now)
         return record
+
+    def touch(self, record: SessionRecord, now: float | None = None) -> None:
+        """Record the session's activity (``last_seen``) without waiting: touches queued together are written
+        in one UPDATE by the store's group writer, in order with the rows created after them (eviction reads
+        ``last_seen``). Only bookkeeping (idle reaping, eviction order): when the write fails (the database is
+        down) a warning is logged and the session's next message tries again; the request is never failed."""
+        previous, record.touched = record.touched, time.monotonic() if now is None else now
+        write = self.writer.submit(_touch_rows, record.id)
+
+        def landed(done: Any) -> None:
+            exc = None if done.cancelled() else done.exception()
+            if exc is None:
+                return
+            record.touched = previous  # the next message writes it again
+            logger.warning("could not record activity of MCP session %s (%s: %s); will retry", record.id, type(exc).__name__, exc)
+
+        write.add_done_callback(landed)
 
     @staticmethod
     async def _write(session_id: str, **fields: Any) -> int:
@@ -476,3 +490,77 @@ def _end_idle_rows() -> list[str]:
     if ids:
         end_rows(ids)
     return ids
+
+
+# -- group commit: new rows and activity touches ------------------------------------------------------------------
+def _evict_surplus(row_id: str, mine: Any, cap: int, later: list[str]) -> list[str]:
+    """End the sessions past ``cap`` among those sharing ``row_id``'s cap (``mine``), the new row first, then the
+    most recently used; rows of the same group created after it (``later``) do not count yet, as if each row
+    had been written alone, in order."""
+    surplus = list(
+        Session.objects.filter(mine, ended__isnull=True)
+        .exclude(id=row_id)
+        .exclude(id__in=later)
+        .order_by("-last_seen", "-created", "id")
+        .values_list("id", flat=True)[cap - 1 :]
+    )
+    if surplus:
+        end_rows(surplus)
+    return surplus
+
+
+def _create_rows(group: list[Pending[Any]]) -> None:
+    """Insert a group of new sessions in one transaction (one multi-row INSERT where the backend can), then
+    enforce ``MAX_SESSIONS_PER_PRINCIPAL`` for each, in order. Each future gets ``(row, evicted ids)``. A
+    database outage refuses the whole group; any other failure is retried row by row, so that only the row a
+    column refuses is refused."""
+    cap = mcp_settings.MAX_SESSIONS_PER_PRINCIPAL
+    alias = router.db_for_write(Session)
+    rows = [Session(**pending.item[0]) for pending in group]
+    try:
+        with transaction.atomic(using=alias):
+            if len(rows) > 1 and connections[alias].features.has_bulk_insert:
+                Session.objects.bulk_create(rows)
+            else:
+                for row in rows:
+                    row.save(force_insert=True)
+            ids = [row.id for row in rows]
+            evicted = [
+                _evict_surplus(row.id, pending.item[1], cap, ids[index + 1 :]) if cap and pending.item[1] is not None else []
+                for index, (row, pending) in enumerate(zip(rows, group, strict=True))
+            ]
+    except Exception as exc:
+        if is_outage(exc) or len(group) == 1:
+            for pending in group:  # none of them was written
+                pending.done.set_exception(exc)
+            return
+        for pending in group:  # perhaps one row's value: write them one by one, so that only it is refused
+            try:
+                with transaction.atomic(using=alias):
+                    row = Session(**pending.item[0])
+                    row.save(force_insert=True)
+                    mine = pending.item[1]
+                    ended = _evict_surplus(row.id, mine, cap, []) if cap and mine is not None else []
+            except Exception as one:
+                pending.done.set_exception(one)
+            else:
+                pending.done.set_result((row, ended))  # committed
+        return
+    for pending, row, ended in zip(group, rows, evicted, strict=True):
+        pending.done.set_result((row, ended))
+
+
+def _touch_rows(group: list[Pending[Any]]) -> None:
+    """Write ``last_seen`` (now) of a group of sessions in one UPDATE."""
+    try:
+        Session.objects.filter(id__in={pending.item for pending in group}).update(last_seen=timezone.now())
+    except Exception as exc:
+        for pending in group:
+            pending.done.set_exception(exc)
+        return
+    for pending in group:
+        pending.done.set_result(None)
+
+
+#: The group writer of the process's session stores: one thread, one connection.
+default_writer = GroupWriter("mcp_app-sessions", order=(_touch_rows, _create_rows))

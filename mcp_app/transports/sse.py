@@ -36,7 +36,7 @@ from ..protocol import jsonrpc, versions
 from ..protocol.errors import INTERNAL_ERROR
 from ..protocol.messages import is_answer, is_server_request
 from ..runtime import Server, get_server, run_each
-from ..sessions import SessionRecord
+from ..sessions import SessionRecord, new_session_id
 from ..workers import maintenance, worker_id
 from .consumer import HTTPError, MCPConsumer
 from .events import DeliveryError, acks, probe_stream, send_to_stream
@@ -83,27 +83,16 @@ class SSEStreamConsumer(StreamConsumer):
             raise HTTPError(406, "Not Acceptable: this endpoint is an event stream; send Accept: text/event-stream.")
         server = get_server()
         self.hold_stream()
-        # The transport's own version until initialize negotiates one (clients may send ping first).
-        # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
-        # gets its session ended.
-        self.creating = asyncio.ensure_future(
-            server.sessions.create(
-                transport=Session.Transport.SSE,
-                protocol_version=versions.V2024_11_05,
-                user=self.scope.get("user"),
-                principal=self.principal.key,
-                # At MAX_SESSIONS_PER_PRINCIPAL the least recently used session ends.
-                cap_sharers=session_owner_filter(self.principal),
-            )
-        )
-        session = await asyncio.shield(self.creating)
+        # The stream's channel first, then its session's row with everything a POST on any worker needs to
+        # reach it (channel, worker): one write, committed before the endpoint event names the session.
+        session_id = new_session_id()
         try:
-            channel = await self.join_stream_channel(session.id)
+            channel = await self.join_stream_channel(session_id)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
             logger.warning("cannot open an SSE stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
             channel = None
         if channel is None:
-            await server.sessions.end(session.id)
+            server.sessions.unwatch_expiry(session_id)  # no session was stored: nothing to end
             raise HTTPError(
                 503,
                 "Service Unavailable: the channel layer that carries answers to the stream is not "
@@ -113,9 +102,29 @@ class SSEStreamConsumer(StreamConsumer):
             )
         # This worker's lease first: a POST on another worker must never find the stream's worker unknown.
         await maintenance.ensure_registered()
-        session.worker = worker_id()
-        await server.sessions.update(session, stream_channel=channel, worker=session.worker)
-        session.stream_channel = channel
+        # The transport's own version until initialize negotiates one (clients may send ping first).
+        # Shielded, and kept for cleanup(): a client that leaves while the row is being written still
+        # gets its session ended.
+        self.creating = asyncio.ensure_future(
+            server.sessions.create(
+                session_id=session_id,
+                transport=Session.Transport.SSE,
+                protocol_version=versions.V2024_11_05,
+                stream_channel=channel,
+                worker=worker_id(),
+                user=self.scope.get("user"),
+                principal=self.principal.key,
+                # At MAX_SESSIONS_PER_PRINCIPAL the least recently used session ends.
+                cap_sharers=session_owner_filter(self.principal),
+            )
+        )
+        try:
+            session = await asyncio.shield(self.creating)
+        except Exception:
+            # Not stored (the database is down: fail() answers 503): no session to end, and no timer for it.
+            server.sessions.unwatch_expiry(session_id)
+            self.creating = None
+            raise
         endpoint = f"{self.scope.get('root_path', '')}{mcp_settings.SSE_PATH.rstrip('/')}/messages?session_id={session.id}"
         await self.start(200, SSE_HEADERS)
         await self.body(f"event: endpoint\ndata: {endpoint}\n\n".encode(), more=True)
@@ -128,6 +137,10 @@ class SSEStreamConsumer(StreamConsumer):
             return
         try:
             record = await creating
+        except Exception:  # never stored (its failure was answered): nothing to end
+            return
+        self.creating = None
+        try:
             # The stream was the session: without it no answer can reach the client.
             await get_server().sessions.end(record.id)
         except Exception as exc:

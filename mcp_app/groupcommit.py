@@ -1,0 +1,187 @@
+"""Group commit: one thread that writes what many callers queue, a group at a time.
+
+Writes on the hot path (audit rows, session rows, ``last_seen`` touches) must neither run one by one on
+Django's single thread for synchronous code, which every request's ORM work shares, nor each pay a commit of
+its own. A :class:`GroupWriter` owns one daemon thread (and so one database connection): callers
+:meth:`~GroupWriter.submit` an item with the function that writes items of its kind, and get a
+:class:`concurrent.futures.Future`. The thread takes whatever queued while it wrote the previous group, kind by
+kind (in the order the kinds were first submitted), at most :attr:`~GroupWriter.cap` items of a kind at once,
+and hands them to their write function, which writes them together (one transaction, multi-row statements)
+and resolves each item's future. Nothing waits to fill a group: a lone item is written at once, a burst in a
+few groups.
+
+The contract a write function keeps: every future of its group is resolved (a result, or the exception that
+refused it); should it raise or leave one unresolved, the writer fails those with the exception (or a
+``RuntimeError``), so that no caller is left waiting and nothing queued is dropped silently.
+
+The connection is reused from group to group while work keeps coming (reconnecting per group would cost more
+than the group's write: on SQLite a connection's close may checkpoint the log), replaced as soon as it breaks
+(an outage), and closed after :data:`IDLE_CLOSE_SECONDS` without work, so that an idle process holds no
+connection. With PostgreSQL's connection pool (``OPTIONS={"pool": True}``) closing returns it to the pool.
+:meth:`GroupWriter.wait_idle` lets a graceful shutdown (or a test) wait until everything queued is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from django.db import connections
+
+logger = logging.getLogger("mcp_app")
+
+#: At most this many items of a kind go in one group (one statement's worth); more wait for the next group.
+GROUP_CAP = 500
+#: Seconds without work after which the writer closes its database connection (reopened on the next group).
+IDLE_CLOSE_SECONDS = 1.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class Pending(Generic[T]):
+    """A queued item and the future its write function resolves once the item's group is committed."""
+
+    item: T
+    done: Future[Any]
+
+
+#: Writes a group of items of one kind and resolves each one's future (see the module's docstring).
+WriteGroup = Callable[[list[Pending[Any]]], None]
+
+
+def _recycle_connections() -> None:
+    """Replace this thread's connections that broke (an outage, a restart); keep the healthy ones open."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.in_atomic_block or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
+            conn.close()  # left mid-transaction by a failure: never reuse it
+        elif conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
+
+
+def _close_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception as exc:  # closing a dead connection may fail: the next group opens a new one anyway
+            logger.debug("group writer: could not close a connection (%s: %s)", type(exc).__name__, exc)
+
+
+class GroupWriter:
+    """One writer thread (named ``name``) writing queued items in groups; see the module's docstring.
+
+    ``groups`` counts the groups written (or tried) per write function's ``__name__``: how well writes are
+    batched (tests, benchmarks).
+    """
+
+    def __init__(
+        self, name: str, *, order: tuple[WriteGroup, ...] = (), cap: int = GROUP_CAP, idle_close: float = IDLE_CLOSE_SECONDS
+    ) -> None:
+        """``order``: write functions whose groups go first, in this order, when several kinds are queued (an
+        item submitted before another is never written after it if its kind comes first); other kinds follow
+        in the order they were first submitted."""
+        self.name = name
+        self.cap = cap
+        self.idle_close = idle_close
+        self.groups: dict[str, int] = {}
+        # One queue per write function, in the order they were first used (dicts keep it).
+        self._queues: dict[WriteGroup, deque[Pending[Any]]] = {write: deque() for write in order}
+        self._queued = 0
+        self._busy = 0  # items taken and being written
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, write: WriteGroup, item: Any) -> Future[Any]:
+        """Queue ``item`` for ``write``; the future resolves once its group is committed (or refused)."""
+        done: Future[Any] = Future()
+        with self._cond:
+            self._queues.setdefault(write, deque()).append(Pending(item, done))
+            self._queued += 1
+            if self._thread is None or not self._thread.is_alive():
+                # A daemon thread, so that a hung database cannot hold the process up at exit; owners drain
+                # the queue first (wait_idle from an atexit hook).
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return done
+
+    def pending(self) -> int:
+        """Items queued or being written."""
+        with self._cond:
+            return self._queued + self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued is written (or has failed); False when ``timeout`` s pass first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queued or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _take(self) -> list[tuple[WriteGroup, list[Pending[Any]]]]:
+        """Up to ``cap`` items of each kind with something queued (the lock is held)."""
+        taken = []
+        for write, queue in self._queues.items():
+            group: list[Pending[Any]] = []
+            while queue and len(group) < self.cap:
+                pending = queue.popleft()
+                self._queued -= 1
+                if pending.done.set_running_or_notify_cancel():  # a cancelled future is nobody's to resolve
+                    group.append(pending)
+            if group:
+                taken.append((write, group))
+        return taken
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                idle = not self._cond.wait_for(lambda: self._queued, self.idle_close)
+            if idle:  # no work for idle_close seconds: give the connection back until there is some
+                _close_connections()
+            with self._cond:
+                self._cond.wait_for(lambda: self._queued)
+                groups = self._take()
+                self._busy = sum(len(group) for _, group in groups)
+            try:
+                for write, group in groups:
+                    self._write(write, group)
+            finally:
+                with self._cond:
+                    self._busy = 0
+                    self._cond.notify_all()
+
+    def _write(self, write: WriteGroup, group: list[Pending[Any]]) -> None:
+        name = getattr(write, "__name__", repr(write))
+        self.groups[name] = self.groups.get(name, 0) + 1
+        failure: BaseException | None = None
+        try:
+            _recycle_connections()
+            write(group)
+        except Exception as exc:
+            # Not a refused write (those resolve their futures): a bug, or a connection that would not even
+            # open. Whoever waits is told, never left waiting, and this thread goes on.
+            logger.error("%s: writing a group failed", self.name, exc_info=exc)
+            failure = exc
+        finally:
+            try:
+                _recycle_connections()
+            except Exception as exc:
+                logger.warning("%s: could not check its connection (%s: %s)", self.name, type(exc).__name__, exc)
+                _close_connections()
+        for pending in group:
+            if not pending.done.done():
+                pending.done.set_exception(failure or RuntimeError(f"{self.name}: {name} left an item unresolved"))
