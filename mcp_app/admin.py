@@ -223,17 +223,8 @@ class WorkerAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
 
 @admin.register(Session)
 class SessionAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
-    list_display = (
-        "id_short",
-        "client_name",
-        "client_version",
-        "user",
-        "transport",
-        "protocol_version",
-        "created",
-        "last_seen",
-        "is_active",
-    )
+    # Six columns, so the list fits 1366 px: the client with its version, the transport with its protocol.
+    list_display = ("id_short", "client", "user", "transport_version", "last_seen", "is_active")
     list_filter = (ActiveFilter, "transport", "protocol_version", "client_name", ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("id", "client_name", "user__username")
     date_hierarchy = "created"
@@ -273,6 +264,14 @@ class SessionAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
     @admin.display(description=_("id"))
     def id_short(self, obj: Session) -> str:
         return f"{obj.id[:12]}…"
+
+    @admin.display(description=_("client"), ordering="client_name")
+    def client(self, obj: Session) -> str:
+        return _truncated(f"{obj.client_name or '—'} {obj.client_version}".strip(), 32)
+
+    @admin.display(description=_("transport (protocol)"), ordering="transport")
+    def transport_version(self, obj: Session) -> str:
+        return f"{obj.get_transport_display()} ({obj.protocol_version})"
 
     @admin.display(boolean=True, description=_("active"))
     def is_active(self, obj: Session) -> bool:

@@ -16,9 +16,12 @@ from django.contrib.auth.models import Permission, User
 
 from mcp_app.conf import mcp_settings
 from mcp_app.models import ModelExposure, Prompt, QueryTool, Session, Tool
+from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.errors import InvalidParams
 from mcp_app.providers.code import default_registry
+from mcp_app.runtime import get_server
 from tests.contexts import ctx_for
+from tests.wire import assert_valid
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider closes connections between calls, as in a server
 
@@ -359,3 +362,42 @@ def test_changelists_stay_narrow(admin_client) -> None:
         assert len(page.context["cl"].list_display) <= 7, url  # the action checkbox and six columns
     page = admin_client.get("/admin/mcp_app/tool/", {"q": "uppercase"}).content.decode()
     assert "A very long title A very long title A very long…" in page
+
+
+def dispatch(method: str, params: dict[str, Any], user: Any = None) -> dict[str, Any]:
+    """A JSON-RPC request through the site's dispatcher, as every transport hands it over."""
+    return async_to_sync(get_server().dispatcher.handle_request)(jsonrpc.Request(7, method, params), ctx_for(user))
+
+
+def test_through_the_dispatcher_a_disabled_data_tool_is_not_listed_and_its_call_is_a_clear_error(admin_client, superuser) -> None:
+    admin_client.get("/admin/mcp_app/tool/")
+    row = Tool.objects.get(name="library_book_get")
+    admin_client.post(f"/admin/mcp_app/tool/{row.pk}/change/", {"title": "", "description": ""})  # "enabled" unticked
+    assert Tool.objects.get(pk=row.pk).enabled is False
+    listed = dispatch("tools/list", {}, superuser)
+    assert_valid(listed["result"], "ListToolsResult", "2025-11-25")
+    names = [tool["name"] for tool in listed["result"]["tools"]]
+    assert "library_book_get" not in names and "library_book_list" in names
+    refused = dispatch("tools/call", {"name": "library_book_get", "arguments": {"pk": 1}}, superuser)
+    assert refused["error"]["code"] == -32602
+    assert refused["error"]["message"] == "Unknown tool: 'library_book_get'. Call tools/list to see the tools you can use."
+
+
+def test_try_it_runs_a_data_tool(admin_client) -> None:
+    from mcpsite.library.models import Author
+
+    Author.objects.create(name="Ada Costa", country="Portugal")
+    admin_client.get("/admin/mcp_app/tool/")
+    row = Tool.objects.get(name="library_author_list")
+    page = admin_client.get(f"/admin/mcp_app/tool/{row.pk}/change/").content.decode()
+    assert f"/admin/mcp_app/tool/{row.pk}/try/" in page
+    result = admin_client.post(f"/admin/mcp_app/tool/{row.pk}/try/", {"arguments": "{}"}).content.decode()
+    assert "Ada Costa" in result
+
+
+def test_the_session_list_stays_narrow(admin_client) -> None:
+    Session.objects.create(id="n" * 32, protocol_version="2025-11-25", client_name="Claude", client_version="1.2")
+    page = admin_client.get("/admin/mcp_app/session/")
+    assert len(page.context["cl"].list_display) <= 7
+    text = page.content.decode()
+    assert "Claude 1.2" in text and "Streamable HTTP (2025-11-25)" in text
