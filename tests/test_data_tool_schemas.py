@@ -212,3 +212,26 @@ def test_the_schema_of_a_tool_is_the_one_the_server_enforces() -> None:
     ):
         assert not validator.is_valid(bad), bad
     assert json.dumps(definition).count("maxLength") >= 2  # text values stay bounded in the schema too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_tool_rows_that_no_longer_fit_are_not_served_and_break_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Rows saved without validation (or before choice fields lost their ranges) are logged and skipped:
+    tools/list still answers, and the tool is not there to call."""
+    from mcp_app.conf import mcp_settings
+    from mcp_app.models import QueryTool
+
+    QueryTool.objects.create(name="by_genre_range", exposure="library.book", caller_filters=["genre__gt"])
+    QueryTool.objects.create(name="by_author_name", exposure="library.book", ordering="author__name")
+    QueryTool.objects.create(name="novels", exposure="library.book", caller_filters=["genre", "genre__in"], ordering="-pages")
+    mcp_settings.PROVIDER.invalidate()
+    ctx = ctx_for(None)
+    handle = async_to_sync(get_server().dispatcher.handle_request)
+    names = {t["name"] for t in handle(jsonrpc.Request(1, "tools/list", {}), ctx)["result"]["tools"]}
+    assert "novels" in names and not {"by_genre_range", "by_author_name"} & names
+    assert (
+        "genre__gt are not filters of library.book" in caplog.text
+        and "Cannot order library.book by 'author__name'" in caplog.text
+    )
+    refused = handle(jsonrpc.Request(2, "tools/call", {"name": "by_author_name", "arguments": {}}), ctx)["error"]
+    assert refused["code"] == -32602 and "by_author_name" in refused["message"]

@@ -153,16 +153,23 @@ def generated_tools(exposure: ModelResource) -> list[DataTool]:
 
 
 def query_tool(row: Any, exposure: ModelResource) -> DataTool:
-    """The tool an admin defined in a :class:`~mcp_app.models.QueryTool` row."""
+    """The tool an admin defined in a :class:`~mcp_app.models.QueryTool` row; InvalidParams when the row
+    no longer fits its exposure (a caller filter or an ordering the exposure does not offer: a field left
+    the allowlist, a row saved without validation, or a lookup a field type no longer takes, such as a
+    range on a choice field). The catalog then logs the tool as not served instead of failing tools/list."""
+    caller_filters = list(row.caller_filters or [])
+    unknown = [str(key) for key in caller_filters if key not in exposure.filter_specs]
+    if unknown:
+        raise InvalidParams(f"caller filters {', '.join(unknown)} are not filters of {exposure.key}.")
     return DataTool(
         row.name,
         exposure,
         row.operation,
         row.title or row.name.replace("_", " ").capitalize(),
         row.description or f"{row.get_operation_display().capitalize()} of {exposure.title.lower()}.",
-        caller_filters=list(row.caller_filters or []),
+        caller_filters=caller_filters,
         fixed_filters=check_fixed_filters(exposure.model, row.fixed_filters or {}, where="fixed filters"),
-        ordering=split_terms(row.ordering) or None,
+        ordering=exposure.parse_ordering(split_terms(row.ordering)) if split_terms(row.ordering) else None,
         max_limit=max(1, min(row.limit, MAX_LIMIT)),
     )
 
