@@ -91,6 +91,25 @@ def test_inspector_cli_lists_every_resource_of_the_demo(demo: LiveServer, tmp_pa
     assert sorted(seen) == sorted(uris)
 
 
+def test_inspector_cli_calls_a_data_tool_with_filters_and_a_query(demo: LiveServer, tmp_path: Path) -> None:
+    arguments = ['filters={"genre": "novel", "pages__gte": 300}', "limit=2", "query=the"]
+    called = subprocess.run(
+        [
+            *("mcp-inspector", "--cli", demo.mcp_url, "--transport", "http"),
+            *("--header", f"Authorization: Bearer {DEMO_TOKEN}"),
+            *("--method", "tools/call", "--tool-name", "library_book_list"),
+            *(part for argument in arguments for part in ("--tool-arg", argument)),
+        ],
+        env=node_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert called.returncode == 0, called.stderr[-2000:]
+    items = json.loads(called.stdout)["structuredContent"]["items"]
+    assert len(items) == 2 and all(i["genre"] == "novel" and i["pages"] >= 300 and "the" in i["title"].lower() for i in items)
+
+
 def test_unlisted_rows_are_still_reached_through_templates_and_tools(demo: LiveServer) -> None:
     with httpx.Client(timeout=30) as http:
         headers = open_session(http, demo.mcp_url, DEMO_TOKEN)
