@@ -223,6 +223,8 @@ def _describe(entry: AuditEntry) -> str:
 
 #: Seconds :meth:`AuditWriter.drain` waits at exit for queued rows to be written.
 DRAIN_SECONDS = 30.0
+#: The error message of a row whose call the stopping server interrupted before it ended.
+INTERRUPTED = "interrupted: the worker stopped before the call ended; no answer was sent"
 
 #: At most this many rows go in one group (one statement's worth); more wait for the next group.
 GROUP_CAP = 500
@@ -498,6 +500,10 @@ class AuditWriter:
         # and outcomes in groups.
         self._group = _GroupWriter()
         self._retrier = _Retrier(retry_delays)
+        # The rows written ahead whose call has not yet queued its outcome (by pk): what a stop interrupts.
+        # Filled from the writer's thread (the begin's completion), emptied from the event loop (finish).
+        self._open: set[int] = set()
+        self._open_lock = threading.Lock()
         atexit.register(self.drain)
 
     @property
@@ -521,6 +527,8 @@ class AuditWriter:
         tool = _clean_text(tool[:128])
         fields = {"session_id": session_id, "user": user, "tool": tool, "via": str(via)[:20]}
         write = self._group.submit_begin(fields, arguments)
+        # Before the caller's wrap_future: the pk is known as open before anyone can finish it.
+        write.add_done_callback(self._opened)
         try:
             # Shielded: a cancelled caller leaves its row to be written (and then marked cancelled).
             pk = await asyncio.shield(asyncio.wrap_future(write))
@@ -562,6 +570,8 @@ class AuditWriter:
             "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
             "duration_ms": round(seconds * 1000, 3),
         }
+        with self._open_lock:
+            self._open.discard(entry.pk)
         write = self._group.submit_finish(entry.pk, fields)
         try:
             await asyncio.shield(asyncio.wrap_future(write))
@@ -586,6 +596,33 @@ class AuditWriter:
         )
         self._retrier.submit(entry, fields)
 
+    def _opened(self, write: Future[int]) -> None:
+        if not write.cancelled() and write.exception() is None:
+            with self._open_lock:
+                self._open.add(write.result())
+
+    def interrupted(self) -> int:
+        """Mark the rows this process wrote ahead and whose call never reached its outcome (the server stopped
+        it: daphne cancels, or abandons, what runs when it shuts down) ``failed``, saying so, instead of leaving
+        them ``started``; return how many. Only rows still ``started`` change (a background retry may have
+        recorded one meanwhile). Called by :meth:`drain` at exit."""
+        with self._open_lock:
+            pks, self._open = sorted(self._open), set()
+        if not pks:
+            return 0
+        try:
+            changed = ToolCall.objects.filter(pk__in=pks, outcome=ToolCall.Outcome.STARTED).update(
+                outcome=ToolCall.Outcome.FAILED, error_message=INTERRUPTED
+            )
+        except Exception as exc:  # the database is gone too: the rows stay 'started', which the admin filters on
+            logger.error("audit log: %d calls interrupted by the stop stay 'started' (%s: %s)", len(pks), type(exc).__name__, exc)
+            return 0
+        finally:
+            close_old_connections()
+        if changed:
+            logger.warning("audit log: %d calls were interrupted by the stop (recorded as failed, no answer sent)", changed)
+        return changed
+
     def _cancelled_before_start(self, write: Future[int], tool: str, session_id: str | None, request_id: Any) -> None:
         if write.cancelled() or write.exception() is not None:
             return  # no row, and no tool ran
@@ -608,7 +645,8 @@ class AuditWriter:
 
     def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
         """At interpreter exit (registered with :mod:`atexit`): write everything still queued, so a worker
-        stopped gracefully loses no row; then log an ERROR for each outcome still unrecorded. False when
+        stopped gracefully loses no row; mark the calls the stop interrupted (:meth:`interrupted`), so none
+        is left ``started``; then log an ERROR for each outcome still unrecorded. False when
         ``timeout`` s pass with rows still queued (an ERROR says how many)."""
         written = self._group.wait_idle(timeout)
         if not written:
@@ -617,6 +655,7 @@ class AuditWriter:
                 self._group.pending(),
                 timeout,
             )
+        self.interrupted()
         self._retrier.report_pending()
         return written
 
