@@ -495,8 +495,10 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
                 return format_html('<a href="{}">{}</a>', reverse("admin:mcp_app_querytool_change", args=[query.pk]), text)
         else:
             text = str(_("code"))
-        if self.orphaned(obj):
+        if obj.source == Tool.Source.CODE and obj.orphaned:
             text += " " + str(_("(gone: never listed)"))
+        elif self.orphaned(obj):
+            text += " " + str(_("(not served: its exposure is off or gone)"))
         return text
 
     @admin.display(description=_("who may use it"))

@@ -401,3 +401,39 @@ def test_the_session_list_stays_narrow(admin_client) -> None:
     assert len(page.context["cl"].list_display) <= 7
     text = page.content.decode()
     assert "Claude 1.2" in text and "Streamable HTTP (2025-11-25)" in text
+
+
+def test_every_kind_of_row_has_a_working_change_page(admin_client) -> None:
+    """Code, data, query and gone tools; code and admin exposures; code and admin prompts; the add pages."""
+    from django.contrib.auth.models import Group
+    from django.contrib.contenttypes.models import ContentType
+
+    query = QueryTool(name="long_books", exposure="library.book", operation="count", fixed_filters={"pages__gte": 500})
+    query.full_clean()
+    query.save()
+    admin_client.post("/admin/mcp_app/modelexposure/add/", {"content_type": ContentType.objects.get_for_model(Group).pk})
+    admin_client.get("/admin/mcp_app/modelexposure/")
+    admin_client.get("/admin/mcp_app/tool/")
+    Tool.objects.create(name="library_gone_list", source=Tool.Source.DATA, exposure="library.gone")
+    written = Prompt.objects.create(name="written_here", description="By hand")
+    pages = {
+        f"/admin/mcp_app/tool/{Tool.objects.get(name=name).pk}/change/": text
+        for name, text in (
+            ("uppercase_text", "Definition in code"),
+            ("library_book_list", "data tool of library.book"),
+            ("long_books", "query tool on library.book"),
+            ("library_gone_list", "Not served: its exposure or query tool is off or gone"),
+        )
+    }
+    code_exposure = ModelExposure.objects.get(source=ModelExposure.Source.CODE, content_type__model="loan")
+    admin_exposure = ModelExposure.objects.get(source=ModelExposure.Source.ADMIN)
+    pages[f"/admin/mcp_app/modelexposure/{code_exposure.pk}/change/"] = "signed-in users"
+    pages[f"/admin/mcp_app/modelexposure/{admin_exposure.pk}/change/"] = 'name="listed"'
+    pages[f"/admin/mcp_app/prompt/{Prompt.objects.get(name='shout').pk}/change/"] = "Definition in code"
+    pages[f"/admin/mcp_app/prompt/{written.pk}/change/"] = 'name="messages-TOTAL_FORMS"'
+    pages["/admin/mcp_app/prompt/add/"] = 'name="arguments-TOTAL_FORMS"'
+    pages["/admin/mcp_app/querytool/add/"] = 'name="exposure"'
+    for url, text in pages.items():
+        page = admin_client.get(url)
+        assert page.status_code == 200, url
+        assert text in page.content.decode(), (url, text)
