@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from mcp_app.dashboard import WINDOWS, build, calls_chart, get_window, latency_chart
+from mcp_app.dashboard import WINDOWS, BucketIndex, build, calls_chart, get_window, latency_chart
 from mcp_app.models import Session, ToolCall
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +74,15 @@ def test_figures_of_a_window() -> None:
     assert hour.calls == 6 and len(hour.buckets) == 61
 
 
-def test_calls_land_in_their_own_bucket() -> None:
+@pytest.fixture(params=["native", "trunc"])
+def bucketing(request, monkeypatch) -> str:
+    """Both ways of finding a row's bar: the native SQL of this backend, and Django's Trunc (other backends)."""
+    if request.param == "trunc":
+        monkeypatch.setattr(BucketIndex, "VENDORS", ())
+    return request.param
+
+
+def test_calls_land_in_their_own_bucket(bucketing: str) -> None:
     now = timezone.now().replace(minute=30, second=0, microsecond=0)
     ToolCall.objects.create(tool="t", outcome="ok", duration_ms=8, created=now - timedelta(hours=3, minutes=10))
     ToolCall.objects.create(tool="t", outcome="failed", duration_ms=2, created=now - timedelta(hours=3, minutes=20))
@@ -91,6 +99,22 @@ def test_calls_land_in_their_own_bucket() -> None:
     assert "5.0 ms on average" in line and "1.0 ms on average" in line
     bars = str(calls_chart(day))
     assert "2 call(s), 1 error(s), 5.0 ms on average" in bars
+
+
+def test_bucket_edges_to_the_second(bucketing: str) -> None:
+    now = timezone.localtime(timezone.now()).replace(hour=12, minute=0, second=30, microsecond=0)
+    for ago in (timedelta(seconds=30), timedelta(seconds=31), timedelta(seconds=105), timedelta(seconds=106)):
+        ToolCall.objects.create(tool="t", outcome="ok", duration_ms=1, created=now - ago)
+    hour = build(get_window("hour"), now=now)
+    calls = {timezone.localtime(b.start).strftime("%H:%M"): b.calls for b in hour.buckets if b.calls}
+    # 12:00:00 is in the 12:00 bar, 11:59:59 in 11:59's; 11:58:45 in 11:58's, 11:58:44 too.
+    assert calls == {"12:00": 1, "11:59": 1, "11:58": 2}
+    midnight = now.replace(hour=0, minute=0, second=0)
+    ToolCall.objects.create(tool="t", outcome="ok", duration_ms=1, created=midnight)
+    ToolCall.objects.create(tool="t", outcome="ok", duration_ms=1, created=midnight - timedelta(microseconds=1))
+    week = build(get_window("week"), now=now)
+    days = {timezone.localtime(b.start).date(): b.calls for b in week.buckets if b.calls}
+    assert days == {now.date(): 5, (now - timedelta(days=1)).date(): 1}
 
 
 def test_an_empty_log_has_no_percentiles_and_no_rate() -> None:
