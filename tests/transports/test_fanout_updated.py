@@ -4,14 +4,20 @@ The saving process looks up the sessions subscribed to a transaction's changed U
 event naming them (:func:`mcp_app.transports.fanout.updated_events`); each worker hands the notification to
 the open streams of those sessions that it holds (:func:`mcp_app.transports.fanout.deliver`). Kept: once per
 transaction and only after commit, only sessions with a subscription row (rows exist only for URIs the
-caller could read), never ended sessions.
+caller could read), never ended sessions. Live: two daphne workers sharing PostgreSQL and Redis, a save in a
+third process reaching each subscribed GET stream on either worker exactly once (whichever worker took the
+subscription), and no unsubscribed one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
@@ -21,6 +27,15 @@ from mcp_app.protocol.subscriptions import resource_updated
 from mcp_app.runtime import get_server
 from mcp_app.transports import fanout
 from mcpsite.library.models import Author, Book
+from tests.live import HEADERS, LATEST, initialize_message, shell
+from tests.transports.cluster import SETTINGS, Workers, workers_fixture  # noqa: F401 - the fixture
+
+CREATE_BOOK = (
+    "from datetime import date; from mcpsite.library.models import Author, Book; "
+    "a = Author.objects.create(name='Ada Costa'); "
+    "b = Book.objects.create(title='The Silent River', isbn='9780001000001', author=a, genre='novel', "
+    "published=date(2001, 5, 4), pages=321); print(b.pk)"
+)
 
 # The session store works in its own database thread, as in a server: its rows must be committed to be seen.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -114,3 +129,51 @@ def test_very_many_subscribers_are_split_over_bounded_events() -> None:
     named = [(uri, s) for e in events for uri, ids in e["sessions"].items() for s in ids]
     assert sorted(named) == sorted((uri, s) for uri, ids in sessions.items() for s in ids)  # each exactly once
     assert fanout.updated_events(["a://1"], {}) == [{"type": fanout.UPDATED, "uris": ["a://1"], "sessions": {}}]
+
+
+# -- live: two workers, PostgreSQL, Redis ------------------------------------------------------------------------
+async def read_updates(response: httpx.Response, into: list[str]) -> None:
+    """Collect the URIs of the resources/updated a GET stream carries."""
+    async for line in response.aiter_lines():
+        if line.startswith("data:") and line[5:].strip():
+            message = json.loads(line[5:])
+            if message.get("method") == "notifications/resources/updated":
+                into.append(message["params"]["uri"])
+
+
+async def test_one_save_reaches_the_subscribed_streams_on_both_workers_once(workers: Workers) -> None:
+    first, second = workers.start(), workers.start()
+    pk = int(shell(SETTINGS, workers.env, CREATE_BOOK))
+    uri = f"django://library/book/{pk}"
+    async with httpx.AsyncClient(timeout=20) as http, contextlib.AsyncExitStack() as streams:
+        received: list[list[str]] = []
+        readers = []
+        # (worker of its POSTs, worker of its GET stream, subscribed?): sessions whose stream is on the other
+        # worker than their subscription, and on each worker a session that did not subscribe.
+        plan = [(first, first, True), (second, second, True), (first, second, True), (second, first, True)]
+        plan += [(first, first, False), (second, second, False)]
+        for posts, stream, subscribe in plan:
+            answer = await http.post(posts.mcp_url, json=initialize_message(LATEST), headers=HEADERS)
+            headers = {**HEADERS, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+            await http.post(posts.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            if subscribe:
+                request = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}
+                assert '"result"' in (await http.post(posts.mcp_url, json=request, headers=headers)).text
+            response = await streams.enter_async_context(
+                http.stream("GET", stream.mcp_url, headers={**headers, "accept": "text/event-stream"})
+            )
+            assert response.status_code == 200
+            received.append([])
+            readers.append(asyncio.ensure_future(read_updates(response, received[-1])))
+        try:
+            code = f"from django.db import transaction\nfrom mcpsite.library.models import Book\nb = Book.objects.get(pk={pk})\n"
+            code += "with transaction.atomic():\n    b.pages = 5; b.save(); b.pages = 6; b.save()\nprint('ok')"
+            await asyncio.to_thread(shell, SETTINGS, workers.env, code)
+            async with asyncio.timeout(10):
+                while any(not got for got, (_, _, subscribed) in zip(received, plan, strict=True) if subscribed):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1)  # anything more (a second copy, or to an unsubscribed stream) would be here by now
+        finally:
+            for reader in readers:
+                reader.cancel()
+    assert received == [[uri] if subscribed else [] for _, _, subscribed in plan]
