@@ -198,6 +198,11 @@ def test_a_code_exposure_is_listed_read_only_and_its_switch_withdraws_it(admin_c
     page = admin_client.get("/admin/mcp_app/modelexposure/").content.decode()
     assert "code (expose())" in page and "PUBLIC: every caller" in page
     assert changelist_names(admin_client, "/admin/mcp_app/modelexposure/", q="book") == ["library.book"]
+    # The code rows describe the code's options, so the list's filters hold for them too.
+    public = changelist_names(admin_client, "/admin/mcp_app/modelexposure/", public__exact="1")
+    assert set(public) == {"library.author", "library.book"}
+    book = ModelExposure.objects.get(content_type__model="book", source=ModelExposure.Source.CODE)
+    assert book.fields == ["title", "isbn", "author", "genre", "published", "pages"] and book.data_tools is True
     row = ModelExposure.objects.get(content_type__app_label="library", content_type__model="author")
     assert (row.source, row.enabled) == (ModelExposure.Source.CODE, True)
     change = admin_client.get(f"/admin/mcp_app/modelexposure/{row.pk}/change/").content.decode()
@@ -210,7 +215,7 @@ def test_a_code_exposure_is_listed_read_only_and_its_switch_withdraws_it(admin_c
     answer = admin_client.post(f"/admin/mcp_app/modelexposure/{row.pk}/change/", {"public": "", "fields": ["name"]})
     assert answer.status_code == 302, answer.content[:3000]
     row.refresh_from_db()
-    assert row.enabled is False and row.fields == []
+    assert row.enabled is False and row.fields == ["name", "birth_year", "country", "biography"]  # as in code
     assert TOOLS_CHANGED in sent and {"jsonrpc": "2.0", "method": "notifications/resources/list_changed"} in sent
     assert not {"library_author_list", "library_author_get"} & tool_names(superuser)
     templates = async_to_sync(provider().list_resource_templates)(ctx_for(superuser))

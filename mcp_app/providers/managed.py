@@ -39,7 +39,7 @@ from ..availability import OUTAGE_ERRORS, database_unavailable
 from ..conf import mcp_settings
 from ..content import content_dict
 from ..models import ModelExposure, Prompt, QueryTool, Tool
-from ..permissions import aallows, default_classes
+from ..permissions import AllowAny, aallows, default_classes
 from ..prompt_templates import PromptTemplateError, render_prompt_template
 from ..protocol.context import MemorySession, RequestContext
 from ..protocol.errors import InputRequired, InternalError, InvalidParams, McpError, RequestCancelled
@@ -161,20 +161,25 @@ class ManagedProvider(Provider):
         )
 
     def _sync_code_exposure_rows(self) -> None:
-        exposures = dict(ModelExposure.objects.values_list("content_type_id", "source"))
+        rows = {row.content_type_id: row for row in ModelExposure.objects.all()}
         for exposure in self.exposures.exposures.values():
             content_type = ContentType.objects.get_for_model(exposure.model, for_concrete_model=False)
-            source = exposures.get(content_type.pk)
-            if source is None:
+            row = rows.get(content_type.pk)
+            # The row describes the code's options (read-only in the admin, unused when serving), so that the
+            # admin's columns and filters (public, data tools, fields) tell the truth about code exposures too.
+            described = _described(exposure)
+            if row is None:
                 # Enabled: the code exposes it; switching it off in the admin withdraws it.
                 ModelExposure.objects.bulk_create(
-                    [ModelExposure(content_type=content_type, source=ModelExposure.Source.CODE, enabled=True)],
+                    [ModelExposure(content_type=content_type, source=ModelExposure.Source.CODE, enabled=True, **described)],
                     ignore_conflicts=True,
                 )
-            elif source != ModelExposure.Source.CODE:
+            elif row.source != ModelExposure.Source.CODE:
                 # An admin row for a model exposed in code since: the code wins (it did before this row
                 # was relabelled too), so the row becomes the code exposure's switch, on.
-                ModelExposure.objects.filter(content_type=content_type).update(source=ModelExposure.Source.CODE, enabled=True)
+                ModelExposure.objects.filter(pk=row.pk).update(source=ModelExposure.Source.CODE, enabled=True, **described)
+            elif any(getattr(row, name) != value for name, value in described.items()):
+                ModelExposure.objects.filter(pk=row.pk).update(**described)
 
     def _sync_data_tool_rows(self, data_tools: dict[str, DataTool], query_tools: frozenset[str]) -> None:
         rows = {name: (source, exposure) for name, source, exposure in Tool.objects.values_list("name", "source", "exposure")}
@@ -625,6 +630,27 @@ class ManagedProvider(Provider):
             if not any(spec.uri == ref.get("uri") for spec in await self._code_resources(ctx)):
                 raise InvalidParams(f"completion/complete: unknown resource template '{ref.get('uri')}'.")
         return await self.registry.complete(ref, argument, context, ctx)
+
+
+def _described(exposure: ModelResource) -> dict[str, Any]:
+    """A code exposure's options as the fields of its ``ModelExposure`` row (for the admin's eyes only)."""
+    return {
+        "fields": list(exposure.fields),
+        "lookup_field": exposure.lookup_field,
+        "ordering": ", ".join(exposure.ordering),
+        "base_filters": {key: value for key, value in exposure.filters.items() if _json_value(value)},
+        "title": exposure.title,
+        "description": exposure.description,
+        "data_tools": exposure.data_tools,
+        "listed": bool(getattr(exposure, "listed", True)),
+        "public": AllowAny in exposure.permission_classes,
+        "allow_sensitive_fields": exposure.allow_sensitive_fields,
+    }
+
+
+def _json_value(value: Any) -> bool:
+    """Whether ``value`` can be stored in a JSON column as it is (code filters may hold dates, querysets...)."""
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
