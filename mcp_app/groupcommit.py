@@ -34,14 +34,19 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connections
 
+from .availability import is_outage
+
 logger = logging.getLogger("mcp_app")
 
 #: At most this many items of a kind go in one group (one statement's worth); more wait for the next group.
 GROUP_CAP = 500
-#: Seconds without work after which the writer closes its database connection (reopened on the next group).
-IDLE_CLOSE_SECONDS = 1.0
+#: Seconds without work after which the writer closes its database connection (reopened on the next group):
+#: under load groups follow each other within milliseconds; idle, the process holds no connection that a
+#: server could time out or a test database's drop could meet.
+IDLE_CLOSE_SECONDS = 0.25
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -68,6 +73,22 @@ def _recycle_connections() -> None:
                 conn.errors_occurred = False
             else:
                 conn.close()
+
+
+def on_live_connection(alias: str, write: Callable[[], R]) -> R:
+    """``write()`` (all or nothing: one transaction); if it meets an outage on a connection kept from an
+    earlier group, once more on a new connection. A kept connection may have been closed by the server
+    meanwhile (a restart, an idle timeout): that is not the database being down now, and must not refuse the
+    group. Any other failure, or one on a fresh connection, is raised."""
+    conn = connections[alias]
+    kept = conn.connection is not None
+    try:
+        return write()
+    except Exception as exc:
+        if not (kept and is_outage(exc)):
+            raise
+        conn.close()
+        return write()
 
 
 def _close_connections() -> None:

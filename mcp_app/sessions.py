@@ -38,7 +38,7 @@ from .auth import credential_expiry
 from .availability import OUTAGE_ERRORS, database_unavailable, is_outage
 from .bus import Bus
 from .conf import mcp_settings
-from .groupcommit import GroupWriter, Pending
+from .groupcommit import GroupWriter, Pending, on_live_connection
 from .models import Session, Subscription
 from .protocol.errors import InvalidParams
 
@@ -517,7 +517,8 @@ def _create_rows(group: list[Pending[Any]]) -> None:
     cap = mcp_settings.MAX_SESSIONS_PER_PRINCIPAL
     alias = router.db_for_write(Session)
     rows = [Session(**pending.item[0]) for pending in group]
-    try:
+
+    def write() -> list[list[str]]:
         with transaction.atomic(using=alias):
             if len(rows) > 1 and connections[alias].features.has_bulk_insert:
                 Session.objects.bulk_create(rows)
@@ -525,10 +526,13 @@ def _create_rows(group: list[Pending[Any]]) -> None:
                 for row in rows:
                     row.save(force_insert=True)
             ids = [row.id for row in rows]
-            evicted = [
+            return [
                 _evict_surplus(row.id, pending.item[1], cap, ids[index + 1 :]) if cap and pending.item[1] is not None else []
                 for index, (row, pending) in enumerate(zip(rows, group, strict=True))
             ]
+
+    try:
+        evicted = on_live_connection(alias, write)
     except Exception as exc:
         if is_outage(exc) or len(group) == 1:
             for pending in group:  # none of them was written
@@ -552,8 +556,11 @@ def _create_rows(group: list[Pending[Any]]) -> None:
 
 def _touch_rows(group: list[Pending[Any]]) -> None:
     """Write ``last_seen`` (now) of a group of sessions in one UPDATE."""
+    ids = {pending.item for pending in group}
     try:
-        Session.objects.filter(id__in={pending.item for pending in group}).update(last_seen=timezone.now())
+        on_live_connection(
+            router.db_for_write(Session), lambda: Session.objects.filter(id__in=ids).update(last_seen=timezone.now())
+        )
     except Exception as exc:
         for pending in group:
             pending.done.set_exception(exc)
