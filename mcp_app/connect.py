@@ -201,11 +201,10 @@ def client_configs(
             shlex.quote("Authorization: " + header),
         ]
     )
-    inspector_local = " ".join(
-        ["npx @modelcontextprotocol/inspector --cli", *(shlex.quote(a) for a in [python, *stdio_args]), "--method tools/list"]
-    )
-    if settings_module:
-        inspector_local = f"DJANGO_SETTINGS_MODULE={shlex.quote(settings_module)} {inspector_local}"
+    # The Inspector starts the server with an environment of its own: the settings module goes with -e.
+    passed = ["-e", f"DJANGO_SETTINGS_MODULE={settings_module}"] if settings_module else []
+    local_command = " ".join(shlex.quote(a) for a in [*passed, python, *stdio_args])
+    inspector_local = f"npx @modelcontextprotocol/inspector --cli {local_command} --method tools/list"
     return [
         ClientConfig("Claude Desktop", "claude_desktop_config.json", False, _json({"mcpServers": {server_name: remote_bridge}})),
         ClientConfig("Claude Desktop", "claude_desktop_config.json", True, _json({"mcpServers": {server_name: stdio}})),

@@ -159,6 +159,6 @@ def test_every_client_config_carries_the_url_and_header() -> None:
     assert inspector[inspector.index("--header") + 1] == f"Authorization: Bearer {key}"
     assert "https://example.com/mcp" in inspector
     local = shlex.split(by_slug["mcp-inspector-local"])
-    assert local[0] == "DJANGO_SETTINGS_MODULE=s" and local[-5:-2] == ["mcp_stdio", "--token", key]
+    assert local[3:5] == ["-e", "DJANGO_SETTINGS_MODULE=s"] and local[-5:-2] == ["mcp_stdio", "--token", key]
     curl = shlex.split(by_slug["curl-remote"].split("\n#")[0].replace("\\\n", " "))
     assert f"Authorization: Bearer {key}" in curl and json.loads(curl[-1])["method"] == "initialize"

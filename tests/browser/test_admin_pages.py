@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import VIEWPORT, run_async, server_db
 from tests.live import HEADERS, LiveServer, initialize_message, shell
+from tests.node_peers import node_env
 
 
 def make_token(live: LiveServer, username: str = "admin") -> str:
@@ -100,7 +103,9 @@ def test_try_it_runs_a_tool(page: Page, live: LiveServer) -> None:
     expect(page.locator(".errorlist")).to_contain_text("must be a JSON object")
 
 
-def test_the_connect_page_makes_a_token_the_sdk_client_uses(page: Page, live: LiveServer, screenshots: Path) -> None:
+def test_the_connect_page_makes_a_token_the_sdk_client_uses(
+    page: Page, live: LiveServer, screenshots: Path, tmp_path: Path
+) -> None:
     page.goto(f"{live.url}/admin/mcp_app/token/")
     page.click("ul.object-tools >> text=Connect a client")
     # The owner is picked with the user admin's search.
@@ -126,6 +131,18 @@ def test_the_connect_page_makes_a_token_the_sdk_client_uses(page: Page, live: Li
         lambda: sdk_calls(config["url"], config["headers"]["Authorization"], [("uppercase_text", {"text": "connected"})])
     )
     assert "uppercase_text" in tools and results == [(False, "CONNECTED")]
+    # The Inspector CLI commands (remote, and local over stdio) and the curl command, as the page writes them.
+    env = node_env(tmp_path)
+    for slug in ("mcp-inspector-remote", "mcp-inspector-local"):
+        args = shlex.split(page.inner_text(f"#text-{slug}"))
+        assert args[:3] == ["npx", "@modelcontextprotocol/inspector", "--cli"]
+        # The installed Inspector instead of npx; the test server's database (a test setting) for the local one.
+        extra = ["-e", f"MCP_TEST_DB={server_db(live)['MCP_TEST_DB']}"] if slug.endswith("local") else []
+        run = subprocess.run(["mcp-inspector", "--cli", *extra, *args[3:]], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and '"name": "uppercase_text"' in run.stdout, (slug, run.stdout[-2000:], run.stderr[-2000:])
+    curl = subprocess.run(["bash", "-c", page.inner_text("#text-curl-remote")], capture_output=True, text=True, timeout=60)
+    assert curl.stdout.startswith("HTTP/1.1 200") and "mcp-session-id:" in curl.stdout.lower(), curl.stdout[-2000:]
+
     # Without it the server refuses: the token is what let the client in.
     refused = httpx.post(live.mcp_url, json=initialize_message(), headers=HEADERS, timeout=20)
     assert refused.status_code == 401
