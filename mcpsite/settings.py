@@ -70,7 +70,18 @@ if os.environ.get("MCPSITE_POSTGRES_DB"):
     }
 else:
     DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3")}
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("MCPSITE_SQLITE", BASE_DIR / "db.sqlite3"),
+            # SQLite set up for a web server (Django 5.1+ OPTIONS): write-ahead logging (readers never wait for
+            # the writer, a commit appends to the log instead of rewriting pages), fsync at checkpoints only
+            # (synchronous=NORMAL: durable across a crash of the process, WAL-safe), and write transactions
+            # that take the lock when they start, so two writers queue instead of failing "database is locked".
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
     }
 
 if os.environ.get("MCPSITE_REDIS_URL"):

@@ -298,8 +298,11 @@ def test_any_failure_to_write_the_row_refuses_the_call(monkeypatch: pytest.Monke
 def test_an_outcome_that_cannot_be_recorded_still_delivers_the_result_and_is_retried(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failures = {"left": 2}
+    # Three failures: the first try on the writer's kept connection and once more on a new one, then the first
+    # background retry; the second retry records it.
+    failures = {"left": 3}
     real_update = audit._update
+    monkeypatch.setattr(audit, "CONNECTION_LINGER", 30.0)  # the row's connection is surely kept for the outcome
 
     def flaky_update(pk: int, fields: dict[str, Any]) -> None:
         if failures["left"]:
@@ -335,12 +338,15 @@ def test_an_outcome_never_recorded_is_logged_as_an_error(
         raise OperationalError("the database system is shutting down")
 
     monkeypatch.setattr(audit, "_update", broken_update)
+    monkeypatch.setattr(audit, "CONNECTION_LINGER", 30.0)  # the row's connection is surely kept for the outcome
     writer = AuditWriter(retry_delays=(0.02, 0.02, 0.02))
     through = ManagedProvider(registry, exposures, audit=writer)
     with caplog.at_level(logging.WARNING, logger="mcp_app"):
         assert async_to_sync(through.call_tool)("refuse", {}, ctx_for())["isError"] is True
         assert writer.wait_idle(10)
-    assert attempts == ["tool_error"] * 4  # the first try and three retries, then no more
+    # The first try on the writer's kept connection, once more on a new one (a kept connection may just have
+    # been closed by the server), then the three background retries, then no more.
+    assert attempts == ["tool_error"] * 5
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "gave up" in errors[0] and "'refuse'" in errors[0] and "'started'" in errors[0]
     assert ToolCall.objects.get().outcome == "started"  # left visible as such in the admin

@@ -157,6 +157,34 @@ def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none
     assert ToolCall.objects.count() == 0  # and no row was half written
 
 
+def test_a_kept_connection_closed_by_the_server_meanwhile_refuses_no_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer keeps its connection from group to group; if the server closed it meanwhile (a restart,
+    an idle timeout), the next group is written on a new connection instead of being refused as an outage."""
+    monkeypatch.setattr(audit, "CONNECTION_LINGER", 30.0)  # the connection is surely kept between the batches
+    writer = AuditWriter(retry_delays=(0.05,))
+    provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
+    closed = {"once": False}
+    real_execute = db_utils.CursorWrapper._execute
+
+    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if closed["once"] and ToolCall._meta.db_table in sql:
+            closed["once"] = False
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_execute(self, sql, params, *rest)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
+    runs.clear()
+    assert async_to_sync(call_many)(provider, 1)[0]["content"][0]["text"] == "call-0"  # the writer's connection opens
+    assert writer.wait_idle(10)
+    closed["once"] = True  # the next statement on the kept connection fails as a closed connection does
+    outcomes = async_to_sync(call_many)(provider, 20)
+    assert writer.wait_idle(10)
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    assert closed["once"] is False  # the failure did happen, and was retried
+    assert len(runs) == 21
+    assert ToolCall.objects.filter(outcome=ToolCall.Outcome.OK).count() == 21
+
+
 def test_a_failed_group_of_outcomes_delivers_every_result_and_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     entered, release = threading.Event(), threading.Event()
     real_update = audit._update
