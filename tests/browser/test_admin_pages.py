@@ -19,6 +19,7 @@ import anyio
 import httpx
 import mcp.types as types
 from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 from playwright.sync_api import Page, expect
 
@@ -51,6 +52,16 @@ async def sdk_calls(url: str, authorization: str, calls: list[tuple[str, dict]])
             result = await session.call_tool(name, arguments)
             results.append((bool(result.is_error), result.content[0].text if result.content else ""))
         return tools, results
+
+
+async def stdio_calls(params: StdioServerParameters) -> tuple[bool, str]:
+    """The official SDK's stdio client on the server ``params`` start: whether it lists uppercase_text, and what
+    calling it answers."""
+    async with stdio_client(params) as (read, write), ClientSession(read, write, read_timeout_seconds=30) as session:
+        await session.initialize()
+        listed = "uppercase_text" in {t.name for t in (await session.list_tools()).tools}
+        result = await session.call_tool("uppercase_text", {"text": "over stdio"})
+        return listed, result.content[0].text
 
 
 def figure(page: Page, selector: str) -> int:
@@ -131,6 +142,12 @@ def test_the_connect_page_makes_a_token_the_sdk_client_uses(
         lambda: sdk_calls(config["url"], config["headers"]["Authorization"], [("uppercase_text", {"text": "connected"})])
     )
     assert "uppercase_text" in tools and results == [(False, "CONNECTED")]
+    # The local configuration: the official SDK's stdio client starts the server exactly as Claude Desktop would
+    # (with the test server's database, a test setting, added to its environment).
+    local = json.loads(page.inner_text("#text-claude-desktop-local"))["mcpServers"]["mcp_app-conformance"]
+    params = StdioServerParameters(command=local["command"], args=local["args"], env={**local["env"], **server_db(live)})
+    assert run_async(lambda: stdio_calls(params)) == (True, "OVER STDIO")
+
     # The Inspector CLI commands (remote, and local over stdio) and the curl command, as the page writes them.
     env = node_env(tmp_path)
     for slug in ("mcp-inspector-remote", "mcp-inspector-local"):
