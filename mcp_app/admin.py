@@ -441,8 +441,8 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
     readonly_fields = ("name", "where_from", "code_definition", "try_link", "who")
 
     def is_code_item(self, obj: Tool) -> bool:
-        # Code and data tools come back from their source; a query tool is deleted with its query tool.
-        return obj.source != Tool.Source.QUERY and not self.orphaned(obj)
+        # A row whose source still defines the tool (its code, its exposure, its query tool) would come back.
+        return not self.orphaned(obj)
 
     @staticmethod
     def orphaned(obj: Tool) -> bool:

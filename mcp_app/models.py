@@ -561,6 +561,12 @@ class QueryTool(models.Model):
         # row's own save tells connected clients.
         Tool.objects.filter(name=self.name, source=Tool.Source.QUERY).exclude(enabled=self.enabled).update(enabled=self.enabled)
 
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        # Its row in the tool list goes with it (a queryset's delete() skips this: the provider's sync removes
+        # the rows of query tools that are gone).
+        Tool.objects.filter(name=self.name, source=Tool.Source.QUERY).delete()
+        return super().delete(*args, **kwargs)
+
     def _fill_empty_json(self) -> None:
         if self.fixed_filters is None:
             self.fixed_filters = {}

@@ -155,9 +155,17 @@ def test_a_query_tool_has_a_row_whose_switch_is_its_own(admin_client, superuser,
     query.enabled = True
     query.save()  # switched on from the query tool's own page: the row follows
     assert Tool.objects.get(name="recent_books").enabled is True and "recent_books" in tool_names(superuser)
+    # Its row is deleted with the query tool, not on its own (it would come back).
+    assert admin_client.post(f"/admin/mcp_app/tool/{row.pk}/delete/", {"post": "yes"}).status_code == 403
     query.delete()
-    admin_client.get("/admin/mcp_app/tool/")
     assert not Tool.objects.filter(name="recent_books").exists()
+    # A bulk delete (no delete() per row) leaves the row to the next sync.
+    again = QueryTool.objects.create(name="again_books", exposure="library.book", operation="list", limit=5)
+    admin_client.get("/admin/mcp_app/tool/")
+    assert Tool.objects.filter(name="again_books").exists()
+    QueryTool.objects.filter(pk=again.pk).delete()
+    admin_client.get("/admin/mcp_app/tool/")
+    assert not Tool.objects.filter(name="again_books").exists()
 
 
 def test_a_data_tool_row_restricts_it_to_permission_holders(superuser) -> None:
