@@ -150,6 +150,10 @@ class Dashboard:
     def error_rate(self) -> float | None:
         return self.errors / self.calls if self.calls else None
 
+    @property
+    def error_percent(self) -> float | None:
+        return None if self.error_rate is None else 100 * self.error_rate
+
 
 def percentiles(durations: QuerySet, count: int) -> dict[int, float | None]:
     """Nearest-rank percentiles of ``durations`` (a queryset of ``duration_ms`` values, ``count`` long):
