@@ -153,6 +153,7 @@ def test_the_page_shows_the_figures_and_links_failures_to_their_audit_rows(admin
     failed = ToolCall.objects.get(outcome="failed")
     assert f'href="/admin/mcp_app/toolcall/{failed.pk}/change/"' in html
     assert "/admin/mcp_app/toolcall/?tool=alpha" in html
+    assert "/admin/mcp_app/session/?state=active" in html
     assert "Claude" in html and "gamma" not in html  # gamma's call is older than the hour
     assert "gamma" in admin_client.get(URL + "?window=week").content.decode()
     for key in WINDOWS:
@@ -170,7 +171,9 @@ def test_only_staff_who_may_view_the_audit_log(client) -> None:
     client.force_login(user)
     assert client.get(URL).status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="view_toolcall"))
-    assert client.get(URL).status_code == 200
+    page = client.get(URL)
+    assert page.status_code == 200
+    assert b"/admin/mcp_app/session/" not in page.content  # no link to a list they may not see
     outsider = User.objects.create_user("outsider", password="pw")
     client.force_login(outsider)
     answer = client.get(URL)
