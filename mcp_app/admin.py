@@ -308,7 +308,7 @@ class OrphanedFilter(admin.SimpleListFilter):
     parameter_name = "handler"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("present", _("Served (its code, exposure or query tool exists)")), ("orphaned", _("Orphaned (gone)"))]
+        return [("present", _("Served")), ("orphaned", _("Gone, or its exposure is off"))]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         names = [*default_registry.tools, *served_data_tools()]
@@ -379,6 +379,14 @@ class ToolForm(forms.ModelForm):
             "allowed_groups",
         )
         field_classes = {"input_schema": PrettyJSONField}
+        help_texts = {
+            "title": _("As the source sets it unless changed; saved as shown, it keeps following the source."),
+            "description": _("As the source sets it unless changed; saved as shown, it keeps following the source."),
+            "input_schema": _(
+                "The schema derived from the handler's type hints unless changed (saved as shown, it keeps "
+                "following the code). Must be valid JSON Schema 2020-12."
+            ),
+        }
         widgets = {
             "input_schema": forms.Textarea(attrs={"rows": 14, "cols": 90, "style": "font-family: monospace"}),
             **{name: HintSelect for name in _HINTS},
@@ -432,7 +440,9 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
     source, who may use it and its switch (``enabled``, also editable in the list and as bulk actions)."""
 
     form = ToolForm
-    list_display = ("name", "where_from", "enabled", "who", "display_title")
+    # Four columns (the title is the name's tooltip), so the list fits 1366 px beside the admin's side bars.
+    list_display = ("name_with_title", "where_from", "enabled", "who")
+    list_display_links = ("name_with_title",)
     list_editable = ("enabled",)
     list_filter = ("enabled", "source", OrphanedFilter)
     search_fields = ("name", "title", "description", "source", "exposure")
@@ -517,15 +527,20 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
         rule = describe_rule(obj)
         return f"{base}; {rule}" if rule else base
 
-    @admin.display(description=_("title"))
-    def display_title(self, obj: Tool) -> str:
+    @admin.display(description=_("name"), ordering="name")
+    def name_with_title(self, obj: Tool) -> str:
+        return format_html('<span title="{}">{}</span>', self.display_title(obj), obj.name)
+
+    @staticmethod
+    def display_title(obj: Tool) -> str:
+        """The title clients get: the row's, else its source's."""
         if obj.title:
-            return _truncated(obj.title)
+            return obj.title
         if obj.source == Tool.Source.CODE:
             spec = default_registry.tools.get(obj.name)
-            return _truncated(spec.title or "") if spec is not None else ""
+            return spec.title or "" if spec is not None else ""
         tool = served_data_tools().get(obj.name)
-        return _truncated(tool.title) if tool is not None else ""
+        return tool.title if tool is not None else ""
 
     @admin.display(description=_("definition clients get from its source"))
     def code_definition(self, obj: Tool) -> str:
