@@ -19,6 +19,7 @@ from mcp_app.models import ModelExposure, Prompt, QueryTool, Session, Tool
 from mcp_app.protocol import jsonrpc
 from mcp_app.protocol.errors import InvalidParams
 from mcp_app.providers.code import default_registry
+from mcp_app.providers.exposures.resource import default_exposures
 from mcp_app.runtime import get_server
 from tests.contexts import ctx_for
 from tests.wire import assert_valid
@@ -95,7 +96,7 @@ def test_syncing_rows_is_idempotent_and_keeps_the_admins_edits() -> None:
     provider().sync()
     assert sorted(Tool.objects.values_list("name", "source", "exposure", "enabled", "title")) == before
     assert sorted(ModelExposure.objects.values_list("content_type_id", "source", "enabled")) == exposures
-    assert len(exposures) == 4  # the demo's code exposures: authors, books, members, loans
+    assert len(exposures) == len(default_exposures.exposures)  # one row per code exposure, made once
 
 
 # -- the switch, for every source ---------------------------------------------------------------------------
