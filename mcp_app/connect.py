@@ -100,9 +100,15 @@ class ConnectForm(forms.Form):
     ``request_user`` is who is asking: it decides which users may be chosen (see the module's docstring)."""
 
     user = forms.ModelChoiceField(queryset=get_user_model()._default_manager.none(), help_text=_("The token acts as this user."))
-    name = forms.CharField(max_length=100, initial="Claude Desktop", help_text=Token._meta.get_field("name").help_text)
+    name = forms.CharField(
+        max_length=100,
+        initial="Claude Desktop",
+        help_text=Token._meta.get_field("name").help_text,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
     scopes = forms.CharField(
         max_length=200,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
         help_text=_("Space separated. Tokens must carry %(required)s to use the MCP endpoints."),
     )
     expires = forms.TypedChoiceField(choices=EXPIRY_CHOICES, required=False, coerce=int, empty_value=None)

@@ -124,6 +124,7 @@ def test_the_connect_page_makes_a_token_the_sdk_client_uses(
     page.keyboard.type("read")
     page.click(".select2-results__option >> text=reader")
     page.fill("#id_name", "VS Code on my laptop")
+    page.screenshot(path=str(screenshots / "connect-form.png"))
     page.select_option("#id_expires", "30")
     page.click("input[type=submit][value='Create token']")
 
