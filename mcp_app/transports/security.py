@@ -10,6 +10,7 @@ An allowed Origin also gets the CORS headers a browser client needs (preflight a
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -34,8 +35,16 @@ def host_allowed(scope: dict) -> bool:
     if not host:
         # HTTP/1.1 requires Host; without one there is nothing to check it against.
         return False
+    return _host_verdict(host, tuple(allowed_hosts()))
+
+
+@functools.lru_cache(maxsize=256)
+def _host_verdict(host: str, hosts: tuple[str, ...]) -> bool:
+    # Remembered per (Host header, ALLOWED_HOSTS): Django's parsing and pattern matching cost more than the
+    # rest of a small request's checks, and a server sees few distinct Host values. Bounded, so a client
+    # sending many different ones only churns the cache; keyed by the setting's value, so a change applies.
     domain, _port = split_domain_port(host)
-    return bool(domain) and validate_host(domain, allowed_hosts())
+    return bool(domain) and validate_host(domain, list(hosts))
 
 
 def origin_allowed(scope: dict) -> bool:
