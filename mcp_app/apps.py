@@ -3,6 +3,8 @@ modules."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
@@ -32,11 +34,27 @@ class McpAppConfig(AppConfig):
             connect_signals()  # revoked OAuth access tokens end their sessions
 
 
-def _sync_rows(**kwargs: object) -> None:
-    """After migrate: a row for every code-registered tool and prompt, so admins see them at once."""
+def _sync_rows(**kwargs: Any) -> None:
+    """After migrate: a row for every tool and prompt clients can see, so admins see them at once. Skipped
+    after a migrate to an earlier state (``migrate mcp_app 0012``): the rows' newer columns are not there."""
     # imported here: it imports the models (see ready()).
     from .providers.managed import ManagedProvider
 
     provider = mcp_settings.PROVIDER
-    if isinstance(provider, ManagedProvider):
+    if isinstance(provider, ManagedProvider) and _columns_current(kwargs.get("apps")):
         provider.sync()
+
+
+def _columns_current(state: Any) -> bool:
+    """Whether the migrated state (post_migrate's ``apps``) has every field of the rows sync writes."""
+    if state is None:
+        return True
+    for label in ("mcp_app.Tool", "mcp_app.Prompt", "mcp_app.ModelExposure", "mcp_app.QueryTool"):
+        try:
+            migrated = state.get_model(label)
+        except LookupError:
+            return False
+        current = apps.get_model(label)
+        if {f.name for f in current._meta.concrete_fields} - {f.name for f in migrated._meta.concrete_fields}:
+            return False
+    return True

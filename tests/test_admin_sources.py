@@ -452,3 +452,16 @@ def test_every_kind_of_row_has_a_working_change_page(admin_client) -> None:
         page = admin_client.get(url)
         assert page.status_code == 200, url
         assert text in page.content.decode(), (url, text)
+
+
+def test_rows_are_synced_after_migrate_only_when_the_migrated_state_has_their_columns() -> None:
+    """``migrate mcp_app 0012`` (a rollback) sends post_migrate too: syncing then would query columns that are
+    not there any more (sqlite3.OperationalError: no such column: mcp_app_tool.source)."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    from mcp_app.apps import _columns_current
+
+    loader = MigrationLoader(connection)
+    assert _columns_current(loader.project_state(("mcp_app", "0012_modelexposure_listed")).apps) is False
+    assert _columns_current(loader.project_state().apps) is True
