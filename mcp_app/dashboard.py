@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Avg, Count, Func, IntegerField, Max, Q, QuerySet
-from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.db.models.functions import Now, TruncDay, TruncHour, TruncMinute
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -29,7 +29,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from .models import Session, ToolCall
+from .conf import mcp_settings
+from .models import Session, ToolCall, Worker
 
 #: Outcomes a client saw as an error: the tool's own isError, a protocol failure, a refusal.
 ERROR_OUTCOMES = (ToolCall.Outcome.TOOL_ERROR, ToolCall.Outcome.FAILED, ToolCall.Outcome.REFUSED)
@@ -144,11 +145,18 @@ class Dashboard:
     transports: list[dict[str, Any]]
     active_sessions: list[dict[str, Any]]
     active_total: int
+    workers_alive: int = 0
+    workers_lapsed: int = 0
     failures: list[ToolCall] = field(default_factory=list)
 
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.calls if self.calls else None
+
+    @property
+    def without_outcome(self) -> int:
+        """Calls still ``started``: running, or their worker stopped before recording an outcome."""
+        return self.outcomes.get(ToolCall.Outcome.STARTED, 0)
 
     @property
     def error_percent(self) -> float | None:
@@ -247,6 +255,11 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
         transports=transports,
         active_sessions=active_sessions,
         active_total=active.count(),
+        # Leases on the database's clock, as the workers keep them (mcp_app.workers): a lapsed one is a worker
+        # that died or lost the database, whose sessions the others are ending.
+        **Worker.objects.aggregate(
+            workers_alive=Count("id", filter=Q(expires__gt=Now())), workers_lapsed=Count("id", filter=Q(expires__lte=Now()))
+        ),
         failures=list(calls.filter(is_error).select_related("user").order_by("-created")[:FAILURES]),
     )
 
@@ -416,5 +429,7 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         "error_outcomes": ",".join(ERROR_OUTCOMES),
         "audit_url": reverse("admin:mcp_app_toolcall_changelist"),
         "sessions_url": reverse("admin:mcp_app_session_changelist"),
+        "workers_url": reverse("admin:mcp_app_worker_changelist"),
+        "health_url": mcp_settings.HEALTH_PATH,
     }
     return TemplateResponse(request, "admin/mcp_app/dashboard.html", context)

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from mcp_app.dashboard import WINDOWS, BucketIndex, build, calls_chart, get_window, latency_chart
-from mcp_app.models import Session, ToolCall
+from mcp_app.models import Session, ToolCall, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +115,19 @@ def test_bucket_edges_to_the_second(bucketing: str) -> None:
     week = build(get_window("week"), now=now)
     days = {timezone.localtime(b.start).date(): b.calls for b in week.buckets if b.calls}
     assert days == {now.date(): 5, (now - timedelta(days=1)).date(): 1}
+
+
+def test_health_figures_workers_and_calls_without_outcome(admin_client) -> None:
+    now = timezone.now()
+    for i, expires in enumerate([now + timedelta(minutes=1), now + timedelta(minutes=1), now - timedelta(minutes=1)]):
+        Worker.objects.create(id=f"w{i}", host="h", pid=i, expires=expires)
+    ToolCall.objects.create(tool="slow", outcome="started", created=now - timedelta(minutes=2))
+    data = build(get_window("hour"))
+    assert (data.workers_alive, data.workers_lapsed, data.without_outcome) == (2, 1, 1)
+    assert data.calls == 1 and data.errors == 0
+    html = admin_client.get(URL).content.decode()
+    assert 'id="mcp-workers">2<' in html and 'id="mcp-workers-lapsed">1<' in html and 'id="mcp-started">1<' in html
+    assert 'data-url="/mcp/health"' in html  # the page asks the health endpoint from the browser
 
 
 def test_an_empty_log_has_no_percentiles_and_no_rate() -> None:

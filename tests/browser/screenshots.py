@@ -91,6 +91,7 @@ def main(target: Path) -> None:
             page.click("input[type=submit]")
             page.wait_for_url(f"{server.url}/admin/")
             page.goto(f"{server.url}/admin/mcp_app/toolcall/dashboard/?window=day")
+            page.wait_for_function("document.querySelector('#mcp-health .figure').textContent !== '…'")
             page.screenshot(path=str(target / "dashboard.png"), full_page=True)
             page.goto(f"{server.url}/admin/mcp_app/token/connect/")
             page.fill("#id_name", "Claude Desktop on my laptop")

@@ -95,6 +95,8 @@ def test_the_dashboard_shows_real_calls(page: Page, live: LiveServer, screenshot
     expect(page.locator("#mcp-tools")).to_contain_text("uppercase_text")
     assert page.locator("svg.mcp-chart rect[fill='#79aec8'][height]:not([height='0.0'])").count() >= 1
     expect(page.locator("#mcp-p50")).to_contain_text("ms")
+    expect(page.locator("#mcp-health .figure")).to_have_text("ok")  # the health endpoint, asked by the page
+    assert figure(page, "#mcp-workers") >= 1 and figure(page, "#mcp-workers-lapsed") == 0
     # A failure links to its audit row.
     page.click("#mcp-failures a >> nth=0")
     expect(page.locator("#content")).to_contain_text("uppercase_text")
