@@ -529,7 +529,8 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
 
     @admin.display(description=_("name"), ordering="name")
     def name_with_title(self, obj: Tool) -> str:
-        return format_html('<span title="{}">{}</span>', self.display_title(obj), obj.name)
+        # Long snake_case names may break anywhere rather than widen the list past the screen.
+        return format_html('<span title="{}" style="overflow-wrap: anywhere">{}</span>', self.display_title(obj), obj.name)
 
     @staticmethod
     def display_title(obj: Tool) -> str:

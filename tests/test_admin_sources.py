@@ -376,7 +376,7 @@ def test_changelists_stay_narrow(admin_client) -> None:
         page = admin_client.get(url)
         assert len(page.context["cl"].list_display) <= 7, url  # the action checkbox and six columns
     page = admin_client.get("/admin/mcp_app/tool/", {"q": "uppercase"}).content.decode()
-    assert f'<span title="{title}">uppercase_text</span>' in page  # the title: the name's tooltip
+    assert f'<span title="{title}" style="overflow-wrap: anywhere">uppercase_text</span>' in page  # the title: the name's tooltip
 
 
 def dispatch(method: str, params: dict[str, Any], user: Any = None) -> dict[str, Any]:
