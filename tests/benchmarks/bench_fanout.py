@@ -1,8 +1,9 @@
 """A model save reaching 1,000 subscribed streams on two workers: latency from commit to each stream.
 
     .venv/bin/python -m tests.benchmarks.bench_fanout [--streams 1000] [--saves 5] [--gap 2]
+        [--server daphne|uvicorn] [--version 2025-11-25]
 
-Two daphne workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
+Two daphne (or uvicorn) workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
 channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (``--version``, by default
 2025-11-25: each GET stream is resumable and numbers and keeps its events, as deployed), half on each worker. Every session
 subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
@@ -11,8 +12,9 @@ Another process (``manage.py shell``, as the admin or a cron job would be) then 
 times, ``--gap`` seconds apart, after one save that is not counted (a warm process, as a web worker is). Each
 save records the wall clock of its commit (its first ``on_commit`` callback, registered before the save, so
 it runs before the notification's); each stream records the wall clock at which it read
-``notifications/resources/updated``. Printed: p50, p99 and max of (read - commit) over every stream and save,
-and how many streams missed a save. Not part of the test suite: figures, not pass/fail.
+``notifications/resources/updated`` (the client runs on uvloop when installed). Printed: p50, p99, min and max
+of (read - commit) over every stream and save, how many streams missed a save, and the longest the saving
+process took to hand its message over. Not part of the test suite: figures, not pass/fail.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.benchmarks.sse_client import Connection
-from tests.live import HEADERS, LATEST, REPO, LiveServer, initialize_message
+from tests.benchmarks.sse_client import Connection, run
+from tests.live import HEADERS, LATEST, REPO, LiveServer, initialize_message, start_daphne
 from tests.transports.cluster import SETTINGS, Workers, running_workers
 
 UPDATED = "notifications/resources/updated"
@@ -123,8 +125,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def measure(cluster: Workers, streams: int, saves: int, gap: float, version: str) -> None:
-    servers = [cluster.start(), cluster.start()]
+def start_worker(cluster: Workers, serving: str) -> LiveServer:
+    """One more worker of the cluster under ``serving`` (daphne or uvicorn); the first migrates."""
+    worker = start_daphne(
+        cluster.workdir, settings=SETTINGS, extra_env=cluster.env, run_migrations=not cluster.servers, server=serving
+    )
+    cluster.servers.append(worker)
+    return worker
+
+
+async def measure(cluster: Workers, streams: int, saves: int, gap: float, version: str, serving: str) -> None:
+    servers = [start_worker(cluster, serving), start_worker(cluster, serving)]
     pk = int(shell(cluster, CREATE_BOOK).split()[-1])
     uri = f"django://library/book/{pk}"
     gate = asyncio.Semaphore(32)
@@ -138,9 +149,8 @@ async def measure(cluster: Workers, streams: int, saves: int, gap: float, versio
                 return await open_stream(server, headers)
 
         readers = await asyncio.gather(*(one(i) for i in range(streams)))
-    print(
-        f"{streams} sessions ({version}) subscribed to {uri} with their GET streams open, in {time.monotonic() - started:.1f} s"
-    )
+    took = time.monotonic() - started
+    print(f"{serving}: {streams} sessions ({version}) subscribed to {uri}, GET streams open, in {took:.1f} s")
     tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
     await asyncio.sleep(1)
     code = SAVES.format(pk=pk, saves=saves, gap=gap)
@@ -177,12 +187,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--saves", type=int, default=5)
     parser.add_argument("--gap", type=float, default=2.0, help="seconds between saves")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="what serves the two workers")
     parser.add_argument(
         "--version", default=LATEST, help="the sessions' protocol version (2024-11-05: GET streams keep no events)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, running_workers(Path(workdir)) as cluster:
-        asyncio.run(measure(cluster, args.streams, args.saves, args.gap, args.version))
+        run(measure(cluster, args.streams, args.saves, args.gap, args.version, args.server))
 
 
 if __name__ == "__main__":
