@@ -278,6 +278,11 @@ def page_form_values(page: str) -> dict[str, Any]:
 def test_a_code_prompts_page_shows_the_codes_values(admin_client) -> None:
     provider().sync()
     row = Prompt.objects.get(name="shout")
+    Prompt.objects.create(name="written_here")
+    assert "shout" in changelist_names(admin_client, "/admin/mcp_app/prompt/", q="code")  # searchable by source
+    assert changelist_names(admin_client, "/admin/mcp_app/prompt/", q="admin") == ["written_here"]
+    listing = admin_client.get("/admin/mcp_app/prompt/").content.decode()
+    assert "Where it comes from" in listing and "Who may use it" in listing and 'name="form-0-enabled"' in listing
     page = admin_client.get(f"/admin/mcp_app/prompt/{row.pk}/change/").content.decode()
     assert 'value="Shout"' in page and "deletelink" not in page
     assert admin_client.get(f"/admin/mcp_app/prompt/{row.pk}/delete/").status_code == 403
