@@ -24,6 +24,7 @@ dispatcher's cursor codec in ``ctx.cursors``. It never reaches for the runtime o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -138,9 +139,10 @@ class ManagedProvider(Provider):
         Run after migrate, by the first catalog load of each process and when the admin lists tools, prompts
         or exposures. Code exposures get their rows only when the admin lists them (``exposures=True``): until
         an admin switches one off it needs no row, and code that counts the admin's exposure rows keeps
-        counting those alone. Only rows are created (or relabelled with their current source): no tool,
-        prompt or exposure changes for clients, so nothing is notified (``bulk_create`` and ``update`` send
-        no signals)."""
+        counting those alone. Rows are created (or relabelled with their current source) without signals
+        (``bulk_create``, ``update``): no tool, prompt or exposure changes for clients, so nobody is told.
+        The rows of query tools that are gone are deleted (their post_delete tells clients the tool list
+        changed, which it did when the query tool went)."""
         self._sync_code_rows()
         if exposures:
             self._sync_code_exposure_rows()
@@ -650,7 +652,11 @@ def _described(exposure: ModelResource) -> dict[str, Any]:
 
 def _json_value(value: Any) -> bool:
     """Whether ``value`` can be stored in a JSON column as it is (code filters may hold dates, querysets...)."""
-    return value is None or isinstance(value, (str, int, float, bool))
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
