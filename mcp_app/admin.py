@@ -1103,14 +1103,32 @@ class QueryToolAdmin(admin.ModelAdmin):
     list_display = ("name", "exposure", "operation", "enabled", "updated")
     list_filter = ("enabled", "operation")
     search_fields = ("name", "title", "description")
-    readonly_fields = ("available_filters",)
+    readonly_fields = ("available_filters", "who")
     fieldsets = (
         (None, {"fields": ("name", "enabled", "title", "description")}),
         (
             _("Query"),
             {"fields": ("exposure", "operation", "fixed_filters", "caller_filters", "available_filters", "ordering", "limit")},
         ),
+        (_("Who may use it"), {"fields": ("who",)}),
     )
+
+    @admin.display(description=_("who may use it"))
+    def who(self, obj: QueryTool) -> str:
+        """Who may read its exposure, and a link to its row in the tool list, where it can be restricted."""
+        exposure = find_exposure(obj.exposure) if obj.exposure else None
+        text = describe_classes(exposure.permission_classes, model=exposure.model) if exposure is not None else "—"
+        row = Tool.objects.filter(name=obj.name, source=Tool.Source.QUERY).first() if obj.pk else None
+        if row is None:
+            return text
+        rule = describe_rule(row)
+        return format_html(
+            '{}{} (<a href="{}">{}</a>)',
+            text,
+            f"; {rule}" if rule else "",
+            reverse("admin:mcp_app_tool_change", args=[row.pk]),
+            _("restrict it in the tool list"),
+        )
 
     @admin.display(description=_("filters the exposure allows"))
     def available_filters(self, obj: QueryTool) -> str:

@@ -145,6 +145,8 @@ def test_a_query_tool_has_a_row_whose_switch_is_its_own(admin_client, superuser,
     page = admin_client.get("/admin/mcp_app/tool/", {"q": "recent"}).content.decode()
     assert "query tool on library.book" in page and f"/admin/mcp_app/querytool/{query.pk}/change/" in page
     assert "recent_books" in tool_names(superuser)
+    own_page = admin_client.get(f"/admin/mcp_app/querytool/{query.pk}/change/").content.decode()
+    assert f"/admin/mcp_app/tool/{row.pk}/change/" in own_page and "anyone" in own_page  # where to restrict it
     sent.clear()
     admin_client.post("/admin/mcp_app/tool/", {"action": "disable", "_selected_action": [row.pk]})
     assert TOOLS_CHANGED in sent
