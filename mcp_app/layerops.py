@@ -6,17 +6,25 @@ same moment each cause layer operations (their sessions end on every worker), so
 mcp_app's goes through :func:`layer_op`: at most :data:`MAX_CONCURRENT` of them run at once per event loop
 (well below the pool), and one refused for want of a connection, or by a full channel, is tried again with
 backoff for up to :data:`RETRY_SECONDS` before its error is raised.
+
+Synchronous code (signal receivers, ``on_commit`` callbacks in a WSGI worker or a management command) sends
+through :func:`call_from_sync`, on one event loop per process, so that its sends reuse one connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import os
+import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 # The logger it had as part of the transports (log configurations name it).
 logger = logging.getLogger("mcp_app.transports")
@@ -70,3 +78,56 @@ async def layer_op(operation: Callable[..., Awaitable[T]], *args: Any, retry_for
                 )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 0.5)
+
+
+# -- sends from synchronous code ----------------------------------------------------------------------------------
+#: The longest a synchronous caller waits for its send (``layer_op`` retries for :data:`RETRY_SECONDS`).
+SYNC_SEND_TIMEOUT = 10.0
+
+
+class _SenderLoop:
+    """One event loop on a daemon thread of its own, for the channel-layer sends of code that runs outside any
+    event loop: a WSGI worker's admin save, a management command, a shell.
+
+    ``async_to_sync`` would start a new event loop for each call there, and channels_redis keeps a connection
+    pool per event loop: every notification would open (and close) a connection to Redis first, tens of
+    milliseconds added to each save's notifications. This loop lives as long as the process (started on first
+    use, and again in a forked child), so its pool stays warm."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="mcp_app-layer-sends", daemon=True)
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+
+_sender = _SenderLoop()
+
+
+def call_from_sync(function: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+    """``async_to_sync(function)(*args, **kwargs)`` for channel-layer sends from synchronous code, without a new
+    event loop (and a new Redis connection) per call: on a cross-process layer (channels_redis) the coroutine
+    runs on this process's one sender loop (:class:`_SenderLoop`). Without a layer, or with the in-memory one,
+    whose queues belong to the server's own loop and whose receivers are this process's streams,
+    ``async_to_sync`` runs it where it always has."""
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return async_to_sync(function)(*args, **kwargs)
+    return _sender.run(function(*args, **kwargs), SYNC_SEND_TIMEOUT)

@@ -30,7 +30,6 @@ import logging
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -42,13 +41,15 @@ from django.dispatch import receiver
 from .audience import StreamAudience as StreamAudience
 from .auth import forget_credentials
 from .conf import mcp_settings
+from .layerops import call_from_sync
 from .models import ModelExposure, Prompt, PromptArgument, PromptMessage, QueryTool, Session, Subscription, Token, Tool
 from .protocol import jsonrpc
 from .providers.managed import ManagedProvider
 from .runtime import end_sessions_of, get_server
 
 # The channel-layer sends are looked up on the module when sent (events.broadcast, not a name bound here), so
-# that tests can replace them.
+# that tests can replace them. They run through layerops.call_from_sync: one event loop per process for the
+# sends of synchronous code, so that a WSGI worker or a command does not open a Redis connection per save.
 from .transports import events
 
 logger = logging.getLogger("mcp_app")
@@ -164,7 +165,7 @@ def _send_updated(uris: list[str]) -> None:
         logger.warning("could not read the subscribers of %s (%s: %s)", ", ".join(uris[:5]), type(exc).__name__, exc)
         sessions = {}
     try:
-        async_to_sync(events.resources_updated)(uris, sessions)
+        call_from_sync(events.resources_updated, uris, sessions)
     except Exception as exc:  # advisory: never fail the save for it
         logger.warning("could not send %s for %s (%s: %s)", RESOURCE_UPDATED, ", ".join(uris[:5]), type(exc).__name__, exc)
 
@@ -173,7 +174,7 @@ def _send_rows_list_changed(exposure_keys: list[str]) -> None:
     """One list_changed for the exposures of every model whose rows a transaction created or deleted, to
     the streams that may read at least one of them."""
     try:
-        async_to_sync(events.broadcast_coalesced)(jsonrpc.notification(RESOURCES_CHANGED), sorted(exposure_keys))
+        call_from_sync(events.broadcast_coalesced, jsonrpc.notification(RESOURCES_CHANGED), sorted(exposure_keys))
     except Exception as exc:
         logger.warning("could not send %s (%s: %s)", RESOURCES_CHANGED, type(exc).__name__, exc)
 
@@ -214,9 +215,9 @@ def _send_catalog_changed(methods: list[str]) -> None:
     if invalidate is not None:
         invalidate()
     try:
-        async_to_sync(server.bus.publish)("catalog.changed")
+        call_from_sync(server.bus.publish, "catalog.changed")
         for method in methods:
-            async_to_sync(events.broadcast)(jsonrpc.notification(method))
+            call_from_sync(events.broadcast, jsonrpc.notification(method))
     except Exception as exc:  # a notification is advisory: never fail the admin's save for it
         logger.warning("could not send %s (%s: %s)", ", ".join(methods), type(exc).__name__, exc)
 
@@ -307,7 +308,7 @@ def _send_forget(user_ids: list[Any]) -> None:
     message = {} if _EVERY_USER in user_ids else {"user_ids": [str(pk) for pk in user_ids]}
     forget_credentials(message)
     try:
-        async_to_sync(get_server().bus.publish)("credentials.changed", **message)
+        call_from_sync(get_server().bus.publish, "credentials.changed", **message)
     except Exception as exc:  # the other workers' copies still expire within a minute
         logger.warning("could not tell the other workers that permissions changed (%s: %s)", type(exc).__name__, exc)
 

@@ -260,6 +260,7 @@ class _Outbox:
             # Non-daemon: a short-lived process (a shell, a management command) sends it before exiting.
             timer = threading.Timer(last + window - now, self._flush, args=(method,))
             timer.name = "mcp_app-list-changed"
+            timer.daemon = False  # said, not inherited: the sender may be a daemon thread (layerops.call_from_sync)
             timer.start()
             return False
 
