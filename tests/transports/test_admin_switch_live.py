@@ -42,8 +42,10 @@ async def admin_action(admin: httpx.AsyncClient, action: str, tool: str) -> None
     """Tick ``tool`` in the admin's tool list and run ``action`` on it, as the page's form posts it."""
     page = await admin.get("/admin/mcp_app/tool/", params={"q": tool})
     assert page.status_code == 200, page.text[:500]
-    row = re.search(r'name="_selected_action" value="(\d+)"[^>]*>\s*</td>\s*<th class="field-name"><a [^>]*>' + tool, page.text)
-    assert row is not None, page.text[-3000:]
+    rows = [row for row in page.text.split("<tr")[1:] if f">{tool}</span>" in row]  # the row naming it
+    assert len(rows) == 1, page.text[-3000:]
+    row = re.search(r'name="_selected_action" value="(\d+)"', rows[0])
+    assert row is not None, rows[0]
     answer = await admin.post(
         "/admin/mcp_app/tool/",
         data={"action": action, "_selected_action": row.group(1), "csrfmiddlewaretoken": admin.cookies["csrftoken"]},
