@@ -1,8 +1,9 @@
 """Server-to-client delivery through the Channels channel layer.
 
-Every open event stream has its own channel, so a legacy stream's answers can reach it from any worker;
-everything addressed to more than one stream goes to each worker process once, on the bus, and the process
-hands it to its own streams (:mod:`mcp_app.transports.fanout`):
+A legacy stream's answers reach it from any worker through the bus channel of the worker holding it (its
+session's ``stream_channel``, with the session id: :data:`STREAM_KIND`); everything addressed to more than one
+stream goes to each worker process once, on the bus, and the process hands it to its own streams
+(:mod:`mcp_app.transports.fanout`):
 
 - :func:`send_to_stream` targets one stream's channel and raises :class:`DeliveryError` when the layer
   is full or unreachable (after retrying for a few seconds: the caller answers 503, never a silent drop);
@@ -47,8 +48,21 @@ class DeliveryError(Exception):
     """A message could not be handed to the channel layer."""
 
 
-async def send_to_stream(channel: str, message: dict[str, Any], *, ack: tuple[str, str] | None = None) -> None:
-    """Queue one JSON-RPC message for the stream reading ``channel``, on whichever worker holds it.
+#: The bus kind of a message for one stream of a worker (sent to that worker's bus channel, never to the group).
+STREAM_KIND = "stream.message"
+
+
+def _addressed(event: dict[str, Any], session: str | None) -> dict[str, Any]:
+    # A stream without a channel of its own (session given): the worker's bus listener hands the event to it.
+    return event if session is None else {"type": "mcp.bus", "kind": STREAM_KIND, "session": session, "event": event}
+
+
+async def send_to_stream(
+    channel: str, message: dict[str, Any], *, ack: tuple[str, str] | None = None, session: str | None = None
+) -> None:
+    """Queue one JSON-RPC message for the stream reading ``channel``, on whichever worker holds it; with
+    ``session``, ``channel`` is the bus channel of the worker holding that session's stream (legacy SSE
+    streams have no channel of their own: see :func:`mcp_app.transports.streams.StreamConsumer.join_stream_channel`).
 
     With ``ack`` (reply channel, ack id), the stream's reader confirms to that channel once the message is in
     the stream's buffer (see :class:`Acks`). A full channel (its worker is behind) or a connection error is
@@ -57,14 +71,14 @@ async def send_to_stream(channel: str, message: dict[str, Any], *, ack: tuple[st
     event: dict[str, Any] = {"type": "mcp.message", "message": message}
     if ack is not None:
         event["ack_to"], event["ack"] = ack
-    await _send_one(channel, event)
+    await _send_one(channel, _addressed(event, session))
 
 
-async def probe_stream(channel: str, ack: tuple[str, str]) -> None:
-    """Ask the stream reading ``channel`` to confirm it is reading (nothing is written to its client): the
-    confirmation also covers every message queued for it before the probe (a channel is first in, first out).
-    Raises :class:`DeliveryError` like :func:`send_to_stream`."""
-    await _send_one(channel, {"type": "mcp.probe", "ack_to": ack[0], "ack": ack[1]})
+async def probe_stream(channel: str, ack: tuple[str, str], *, session: str | None = None) -> None:
+    """Ask the stream reading ``channel`` (``session``: as for :func:`send_to_stream`) to confirm it is reading
+    (nothing is written to its client): the confirmation also covers every message queued for it before the
+    probe (a channel is first in, first out). Raises :class:`DeliveryError` like :func:`send_to_stream`."""
+    await _send_one(channel, _addressed({"type": "mcp.probe", "ack_to": ack[0], "ack": ack[1]}, session))
 
 
 async def _send_one(channel: str, event: dict[str, Any]) -> None:

@@ -87,7 +87,7 @@ class SSEStreamConsumer(StreamConsumer):
         # reach it (channel, worker): one write, committed before the endpoint event names the session.
         session_id = new_session_id()
         try:
-            channel = await self.join_stream_channel(session_id)
+            channel = await self.join_stream_channel(session_id, addressable=True)
         except Exception as exc:  # the layer's backend (Redis) is unreachable
             logger.warning("cannot open an SSE stream: channel layer unavailable (%s: %s)", type(exc).__name__, exc)
             channel = None
@@ -215,7 +215,7 @@ class SSEMessagesConsumer(MCPConsumer):
             try:
                 if worker and not await self._stream_worker_alive(worker):
                     raise StreamGone(f"the worker {worker} that held the session's stream is gone")
-                await send_to_stream(session.stream_channel, message, ack=ack)
+                await send_to_stream(session.stream_channel, message, ack=ack, session=session.id)
             except (DeliveryError, StreamGone) as exc:
                 if accepted:
                     logger.error(
@@ -315,7 +315,7 @@ class SSEMessagesConsumer(MCPConsumer):
                 if not waiting:
                     probe_id, future = acks.expect()
                     waiting.append(future)
-                    await probe_stream(session.stream_channel, (reply, probe_id))
+                    await probe_stream(session.stream_channel, (reply, probe_id), session=session.id)
                 done, _ = await asyncio.wait(waiting, timeout=timeout)
                 if not all(future.result() for future in done):
                     return StreamClosed("the stream refused the message: it is closing")

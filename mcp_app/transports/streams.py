@@ -1,5 +1,6 @@
-"""Event streams: SSE framing, a stream's membership of the process's fan-out (and its own channel-layer
-channel), the pump that writes its events within bounds, and list_changed coalescing.
+"""Event streams: SSE framing, a stream's membership of the process's fan-out (and, for legacy streams, its
+address: the worker's bus channel and its session id), the pump that writes its events within bounds, and
+list_changed coalescing.
 
 :class:`StreamConsumer` is the consumer of an endpoint that holds an event stream open (``GET /mcp``,
 ``GET /sse``, a resumed stream); it counts the stream against the caller's cap, registers it with
@@ -12,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from channels.layers import get_channel_layer
 
+from ..bus import RESYNC
 from ..conf import mcp_settings
 from ..layerops import layer_op
 from ..limits import Limited, close_stream, limit_key, open_stream
@@ -25,7 +28,7 @@ from ..protocol.messages import is_list_changed
 from ..runtime import get_server
 from . import fanout
 from .consumer import MCPConsumer, too_many
-from .events import acknowledge
+from .events import STREAM_KIND, acknowledge
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -41,12 +44,6 @@ def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str 
     """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline)."""
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: ".encode() + jsonrpc.encode(message) + b"\n\n"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A layer error worth retrying: a read timeout (redis-py's socket timeout, 5 s by default since
-    redis-py 8, can fire while channels_redis blocks for 5 s waiting for messages)."""
-    return isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError"
 
 
 #: Bytes a connection's write buffer may hold before a stream's writer waits for the client to read (as
@@ -93,6 +90,65 @@ def abort_connection(send: Any) -> bool:
         logger.debug("could not abort the connection (%s: %s)", type(exc).__name__, exc)
         return False
     return True
+
+
+#: A group nobody joins: removing the bus channel from it is the layer operation that checks the layer is
+#: reachable as a stream opens (a round trip to its backend that queues nothing anywhere).
+PROBE_GROUP = "mcp_app.probe"
+# The check in flight on each event loop: streams opening at the same moment share it.
+_checks: dict[int, asyncio.Future[None]] = {}
+
+
+async def _check_layer(layer: Any, channel: str) -> None:
+    """Raise the layer's error when its backend is unreachable. Streams opening together share one check in
+    flight (a burst of thousands costs a few round trips), and nothing is queued: a probe message per stream
+    into the worker's one bus channel would fill it (channel capacity) under such a burst."""
+    loop = asyncio.get_running_loop()
+    check = _checks.get(id(loop))
+    if check is None or check.done():
+        check = _checks[id(loop)] = asyncio.ensure_future(layer_op(layer.group_discard, PROBE_GROUP, channel))
+        # Retrieved here, so that asyncio does not report it as never retrieved when every waiter left.
+        check.add_done_callback(lambda f: f.cancelled() or f.exception())
+    await asyncio.shield(check)
+
+
+# The open streams of this process (their buffers), and those addressable by session (legacy streams). They
+# live on the server's event loop, as the bus listener that hands them messages does: no lock needed.
+_joined: set[fanout.LocalStream] = set()
+_addressable: dict[str, fanout.LocalStream] = {}
+_attached: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _on_stream_message(message: dict[str, Any]) -> None:
+    """A message for one addressable stream of this process (:data:`~mcp_app.transports.events.STREAM_KIND`):
+    into its buffer at once, whether or not its client reads (the layer never backs up behind a slow client:
+    the buffer's bound deals with it); then, when the sender asks, confirm whether a stream that will write it
+    took it (a legacy POST answers 202 only after that, so that nothing is accepted for a stream that is gone
+    or closing). A session whose stream is not here (any more) refuses it at once."""
+    event, session = message.get("event"), message.get("session")
+    if not isinstance(event, dict) or not isinstance(session, str):
+        return
+    local = _addressable.get(session)
+    if local is not None:
+        local.put(event)
+    if "ack_to" in event:
+        acknowledge(event, taken=local is not None and local.overflowed is None and not local.closed)
+
+
+def _on_resync(message: dict[str, Any]) -> None:
+    # This process was out of the channel layer (its backend failed): what was sent to its streams meanwhile
+    # may be lost. End them, so that their clients reconnect rather than wait on a silent stream.
+    for local in list(_joined):
+        local.fail("the channel layer failed: messages for this stream may have been lost")
+
+
+def _attach(bus: Any) -> None:
+    """Hand the bus's messages for single streams to this process's streams (idempotent, per bus)."""
+    if bus in _attached:
+        return
+    _attached.add(bus)
+    bus.on(STREAM_KIND, _on_stream_message)
+    bus.on(RESYNC, _on_resync)
 
 
 class Coalescer:
@@ -160,54 +216,41 @@ class StreamConsumer(MCPConsumer):
         local: fanout.LocalStream | None = getattr(self, "local_stream", None)
         if local is not None:
             fanout.unregister(local)
+            _joined.discard(local)
+            if _addressable.get(local.session_id) is local:
+                del _addressable[local.session_id]
             self.local_stream = None
 
     # -- the stream ---------------------------------------------------------------------------------
-    async def join_stream_channel(self, session_id: str) -> str | None:
-        """Register this consumer as an open stream of the session in this process (broadcasts and the
-        session's notifications reach it through the worker's bus listener), and give it a channel of its own
-        for messages addressed to it alone (a legacy stream's answers); return the channel's name (None
-        without a layer). No group is joined: nothing to leave, nothing to go stale."""
+    async def join_stream_channel(self, session_id: str, *, addressable: bool = False) -> str | None:
+        """Register this consumer as an open stream of the session in this process: broadcasts and the
+        session's notifications reach it through the worker's bus listener. With ``addressable`` (a legacy
+        stream, the one stream of its session), messages for it alone (its answers) reach it too, sent to this
+        worker's bus channel with the session id (:func:`~mcp_app.transports.events.send_to_stream`).
+
+        Returns that channel, this process's bus channel (None without a layer): the address a legacy session
+        stores. No channel of the stream's own, no reader task, no group joined: an idle stream costs only its
+        buffer and its writer, and nothing can go stale. The layer is checked before the stream is announced
+        (:func:`_check_layer`): a layer that is down refuses the stream now (the caller answers 503), not its
+        first answer later."""
         self.stream_session = session_id
         server = get_server()
         fanout.attach(server.bus)
+        _attach(server.bus)
         await server.bus.ensure_listening()  # this process's one member of the workers' group
-        self.local_stream = fanout.LocalStream(session_id, mcp_settings.STREAM_BUFFER_BYTES)
-        fanout.register(self.local_stream)
+        self.local_stream = local = fanout.LocalStream(session_id, mcp_settings.STREAM_BUFFER_BYTES)
+        fanout.register(local)
+        _joined.add(local)
+        if addressable:
+            _addressable[session_id] = local
         self.channel_layer = get_channel_layer()
         if self.channel_layer is not None:
-            # The default prefix on purpose: channels_redis multiplexes a process's channels through one key
-            # per prefix, and its receive loop reads only the key of whoever holds its lock.
-            self.channel_name = await self.channel_layer.new_channel()
-            # One message through the stream's own channel before the stream is announced: a layer that is
-            # down refuses the stream now (the caller answers 503), not its first answer later.
-            await layer_op(self.channel_layer.send, self.channel_name, {"type": "mcp.opened"})
+            self.channel_name = await server.bus.reply_channel()
+            await _check_layer(self.channel_layer, self.channel_name)
         # The stream ends with its session when the credential that opened it expires (a timer, here too:
         # the worker that created the session may not be this one).
         server.sessions.watch_expiry(session_id, self.principal)
         return self.channel_name
-
-    async def _read_channel(self, local: fanout.LocalStream) -> None:
-        """Move what arrives on this stream's own channel into its buffer, at once, whether or not the client
-        reads: the layer's queues never back up behind a slow client (its buffer's bound deals with it)."""
-        layer, channel = self.channel_layer, self.channel_name
-        while True:
-            try:
-                event = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if is_transient(exc):
-                    continue
-                # The layer's backend is gone, and with it whatever was queued for this stream: end the stream
-                # so that the client reconnects, rather than leave it open and silent.
-                local.fail(f"channel layer receive failed ({type(exc).__name__}: {exc})")
-                return
-            local.put(event)
-            if "ack_to" in event:
-                # Confirm to the sender whether a stream that will write it took it (a legacy POST answers 202
-                # only after that, so that nothing is accepted for a stream that is gone or closing).
-                acknowledge(event, taken=local.overflowed is None and not local.closed)
 
     async def pump_stream(self) -> None:
         """Write this stream's events as SSE events until its session's streams close, or its client stops
@@ -227,11 +270,6 @@ class StreamConsumer(MCPConsumer):
             while True:
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
-        reader = (
-            asyncio.ensure_future(self._read_channel(local))
-            if self.channel_layer is not None and self.channel_name is not None
-            else None
-        )
         writer = asyncio.ensure_future(self._write_stream(local, keepalive))
         # A writer stuck in send() behind a client that does not read (uvicorn) is woken by cancelling it.
         local.on_overflow = writer.cancel
@@ -243,12 +281,10 @@ class StreamConsumer(MCPConsumer):
             await self._abandon_stream(local, writer)
         finally:
             local.on_overflow = None
-            for task in (reader, writer):
-                if task is not None and not task.done():
-                    task.cancel()
-                if task is not None:
-                    # Retrieve its outcome later, so that asyncio does not report it as never retrieved.
-                    task.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if not writer.done():
+                writer.cancel()
+            # Retrieve its outcome later, so that asyncio does not report it as never retrieved.
+            writer.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _write_stream(self, local: fanout.LocalStream, keepalive: float) -> None:
         coalescer = Coalescer(mcp_settings.LIST_CHANGED_COALESCE_SECONDS)

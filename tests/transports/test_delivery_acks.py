@@ -1,10 +1,10 @@
 """Delivery acknowledgements of legacy SSE streams, in one process (mcp_app.transports.events, sse.py).
 
-A POST /sse/messages answers 202 only after the stream's worker confirmed that its reader took the answer
-(or a probe) into the stream's buffer. Here the real pieces run on an in-memory channel layer: the stream's
-reader (StreamConsumer._read_channel into a LocalStream), the process's bus listener as the reply address, and
-SSEMessagesConsumer._confirm, which decides the POST's status. The same path under ``kill -9`` with two
-daphne workers is tests/transports/test_worker_death.py.
+A POST /sse/messages answers 202 only after the stream's worker confirmed that it took the answer (or a probe)
+into the stream's buffer. Here the real pieces run on an in-memory channel layer: the stream worker's bus
+listener handing what is addressed to the stream's session to its LocalStream (streams._on_stream_message), the
+sender's bus listener as the reply address, and SSEMessagesConsumer._confirm, which decides the POST's status.
+The same path under ``kill -9`` with two daphne workers is tests/transports/test_worker_death.py.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from django.utils import timezone
 from mcp_app import bus as bus_module
 from mcp_app import workers
 from mcp_app.models import Worker
-from mcp_app.transports import events, fanout
+from mcp_app.transports import events, fanout, streams
 from mcp_app.transports.sse import SSEMessagesConsumer, StreamClosed, StreamGone, Unconfirmed
-from mcp_app.transports.streams import StreamConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,28 +41,28 @@ def close_thread_connections(transactional_db: None) -> Any:
 
 
 class Harness:
-    """One stream (its reader running) and one sender's bus, on a shared in-memory layer."""
+    """One legacy stream held by one worker (its bus listening), and one sender's bus, on a shared in-memory
+    layer."""
 
     def __init__(self, layer: InMemoryChannelLayer) -> None:
         self.layer = layer
         self.bus = bus_module.Bus()
+        self.stream_bus = bus_module.Bus()  # the stream's worker
         self.server = SimpleNamespace(bus=self.bus)
-        self.stream = StreamConsumer()
-        self.stream.channel_layer = layer
         self.local = fanout.LocalStream("s1", 1 << 20)
-        self.reader: asyncio.Task[None] | None = None
         self.session = SimpleNamespace(id="s1", stream_channel="", worker="")
         self.post = SSEMessagesConsumer()
 
     async def open(self) -> None:
-        self.stream.channel_name = self.session.stream_channel = await self.layer.new_channel()
-        self.reader = asyncio.ensure_future(self.stream._read_channel(self.local))
+        streams._attach(self.stream_bus)
+        streams._addressable["s1"] = self.local
+        self.session.stream_channel = await self.stream_bus.reply_channel()
 
     async def stop_reading(self) -> None:
         """The stream's worker stops taking messages (as if it were killed)."""
-        assert self.reader is not None
-        self.reader.cancel()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        for task in self.stream_bus._listeners.values():
+            task.cancel()
+        await asyncio.gather(*self.stream_bus._listeners.values(), return_exceptions=True)
 
     async def confirm(self, answer_acks: list[asyncio.Future[bool]] | None = None) -> Exception | None:
         reply = await self.post._reply_channel(self.server)
@@ -82,16 +81,17 @@ async def harness(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
         try:
             yield h
         finally:
-            if h.reader is not None:
-                h.reader.cancel()
-            for task in h.bus._listeners.values():
+            streams._addressable.pop("s1", None)
+            for task in [*h.bus._listeners.values(), *h.stream_bus._listeners.values()]:
                 task.cancel()
 
 
 async def test_an_acknowledged_answer_is_confirmed(harness: Harness) -> None:
     reply = await harness.post._reply_channel(harness.server)
     ack_id, future = events.acks.expect()
-    await events.send_to_stream(harness.session.stream_channel, {"jsonrpc": "2.0", "id": 7, "result": {}}, ack=(reply, ack_id))
+    await events.send_to_stream(
+        harness.session.stream_channel, {"jsonrpc": "2.0", "id": 7, "result": {}}, ack=(reply, ack_id), session="s1"
+    )
     assert await asyncio.wait_for(future, 2) is True  # the reader took it and confirmed
     assert harness.local.pop()["message"]["id"] == 7  # ...into the stream's buffer
     assert await harness.confirm([future]) is None  # -> 202
@@ -134,3 +134,11 @@ async def test_a_closing_stream_refuses_at_once(harness: Harness) -> None:
     started = asyncio.get_running_loop().time()
     assert isinstance(await harness.confirm(), StreamClosed)
     assert asyncio.get_running_loop().time() - started < ACK_TIMEOUT  # a refusal, not a timeout
+
+
+async def test_a_session_whose_stream_is_not_on_that_worker_refuses_at_once(harness: Harness) -> None:
+    # The stream's worker holds no stream of this session (it closed there): refused, not left to time out.
+    harness.session.id = "gone"
+    started = asyncio.get_running_loop().time()
+    assert isinstance(await harness.confirm(), StreamClosed)
+    assert asyncio.get_running_loop().time() - started < ACK_TIMEOUT
