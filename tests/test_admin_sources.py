@@ -88,7 +88,13 @@ def test_the_tool_list_shows_every_tool_clients_see_with_its_source_and_audience
 
 
 def test_syncing_rows_is_idempotent_and_keeps_the_admins_edits() -> None:
+    # A data tool its exposure no longer makes (renamed or dropped since) loses its row; one of an exposure
+    # that is off keeps it, switch and all, for when the exposure comes back.
+    Tool.objects.create(name="library_author_search", source=Tool.Source.DATA, exposure="library.author")
+    Tool.objects.create(name="shelf_shelf_list", source=Tool.Source.DATA, exposure="shelf.shelf", enabled=False)
     provider().sync(exposures=True)
+    assert not Tool.objects.filter(name="library_author_search").exists()
+    assert Tool.objects.get(name="shelf_shelf_list").enabled is False
     Tool.objects.filter(name="library_book_list").update(enabled=False, title="Books")
     before = sorted(Tool.objects.values_list("name", "source", "exposure", "enabled", "title"))
     exposures = sorted(ModelExposure.objects.values_list("content_type_id", "source", "enabled"))

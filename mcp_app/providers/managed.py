@@ -141,13 +141,13 @@ class ManagedProvider(Provider):
         an admin switches one off it needs no row, and code that counts the admin's exposure rows keeps
         counting those alone. Rows are created (or relabelled with their current source) without signals
         (``bulk_create``, ``update``): no tool, prompt or exposure changes for clients, so nobody is told.
-        The rows of query tools that are gone are deleted (their post_delete tells clients the tool list
-        changed, which it did when the query tool went)."""
+        The rows of query tools that are gone, and of data tools an exposure in force no longer makes, are
+        deleted (their post_delete tells clients the tool list changed, which it did when the tool went)."""
         self._sync_code_rows()
         if exposures:
             self._sync_code_exposure_rows()
-        _exposures, data_tools, query_tools = self._load_exposures()
-        self._sync_data_tool_rows(data_tools, query_tools)
+        exposures_in_force, data_tools, query_tools = self._load_exposures()
+        self._sync_data_tool_rows(data_tools, query_tools, set(exposures_in_force))
         self._synced = True
 
     def _sync_code_rows(self) -> None:
@@ -183,7 +183,7 @@ class ManagedProvider(Provider):
             elif any(getattr(row, name) != value for name, value in described.items()):
                 ModelExposure.objects.filter(pk=row.pk).update(**described)
 
-    def _sync_data_tool_rows(self, data_tools: dict[str, DataTool], query_tools: frozenset[str]) -> None:
+    def _sync_data_tool_rows(self, data_tools: dict[str, DataTool], query_tools: frozenset[str], in_force: set[str]) -> None:
         rows = {name: (source, exposure) for name, source, exposure in Tool.objects.values_list("name", "source", "exposure")}
         wanted: dict[str, tuple[str, str, bool]] = {}
         for name, tool in data_tools.items():
@@ -205,9 +205,11 @@ class ManagedProvider(Provider):
         for name, (source, exposure, _enabled) in wanted.items():
             if name in rows and rows[name] != (source, exposure):
                 Tool.objects.filter(name=name).update(source=source, exposure=exposure)
-        # A deleted (or renamed) query tool's row goes with it; a data tool's row stays (orphaned while its
-        # exposure is off or gone), so that its switch and access rule hold when the exposure comes back.
+        # A deleted (or renamed) query tool's row goes with it, and so does the row of a data tool its exposure,
+        # in force, no longer makes (a tool renamed or dropped in a new version). A data tool's row stays while
+        # its exposure is off or gone, so that its switch and access rule hold when the exposure comes back.
         Tool.objects.filter(source=Tool.Source.QUERY).exclude(name__in=list(wanted)).delete()
+        Tool.objects.filter(source=Tool.Source.DATA, exposure__in=sorted(in_force)).exclude(name__in=list(data_tools)).delete()
 
     def invalidate(self, *args: Any) -> None:
         """Forget the cached rows (a row changed here or on another worker)."""
