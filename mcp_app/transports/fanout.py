@@ -232,10 +232,14 @@ def deliver(event: dict[str, Any]) -> None:
         return
     if event.get("type") == UPDATED:
         uris = [uri for uri in event.get("uris") or () if isinstance(uri, str)]
+        order = {uri: at for at, uri in enumerate(uris)}
+        changed = set(order)
         for listener in list(_listeners):
-            for uri in uris:
-                if uri in listener.uris:
-                    listener.put({"type": "mcp.message", "message": resource_updated(uri)})
+            # Two sets intersect by walking the smaller, then the matches go in the event's order: a transaction
+            # may change thousands of rows and a worker hold a thousand listen streams, each of up to a thousand
+            # URIs, so never a walk of every URI per stream.
+            for uri in sorted(listener.uris & changed, key=order.__getitem__):
+                listener.put({"type": "mcp.message", "message": resource_updated(uri)})
         sessions = event.get("sessions")
         for uri, ids in sessions.items() if isinstance(sessions, dict) else ():
             if not isinstance(uri, str) or not isinstance(ids, list):

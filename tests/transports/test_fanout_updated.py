@@ -120,6 +120,20 @@ def test_a_worker_delivers_to_its_streams_of_the_named_sessions() -> None:
     assert listener.pop()["message"] == resource_updated(uri) and listener.pop() is None
 
 
+def test_a_listen_stream_gets_its_uris_of_a_big_change_in_the_events_order() -> None:
+    changed = [f"a://{n}" for n in range(5000, 0, -1)]  # a bulk transaction: thousands of rows
+    listener = fanout.ListenStream(0, uris=frozenset({"a://7", "a://4000", "b://1"}), principal=None, user_id=None)
+    fanout.register_listener(listener)
+    try:
+        fanout.deliver(fanout.updated_events(changed, {})[0])
+    finally:
+        fanout.unregister_listener(listener)
+    got = []
+    while (event := listener.pop()) is not None:
+        got.append(event["message"]["params"]["uri"])
+    assert got == ["a://4000", "a://7"]
+
+
 def test_very_many_subscribers_are_split_over_bounded_events() -> None:
     sessions = {"a://1": [f"s{i}" for i in range(7000)], "a://2": [f"t{i}" for i in range(4000)]}
     events = fanout.updated_events(["a://1", "a://2"], sessions)
