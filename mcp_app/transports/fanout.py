@@ -63,6 +63,11 @@ def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[s
     return sorted(set(first) | set(second))
 
 
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class LocalStream:
     """The events waiting for one open stream of this process (see the module's docstring).
 
@@ -86,13 +91,18 @@ class LocalStream:
         #: Called once when the stream overflows or fails (its writer may be stuck in a send that waits).
         self.on_overflow: Callable[[], Any] | None = None
         self._events: deque[tuple[dict[str, Any], int]] = deque()
-        self._wakeup = asyncio.Event()
+        # The writer's pending wait (a bare future, made only while it waits): lighter than an asyncio.Event
+        # (and wait_for's task) for every idle stream.
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        _resolve(self._waiter)
 
     def _overflow(self, reason: str) -> None:
         if self.overflowed is not None:
             return
         self.overflowed = reason
-        self._wakeup.set()
+        self._wake()
         if self.on_overflow is not None:
             self.on_overflow()
 
@@ -105,7 +115,7 @@ class LocalStream:
         kind = event.get("type")
         if kind == "mcp.close":
             self.closed = True
-            self._wakeup.set()
+            self._wake()
             return
         message = event.get("message")
         if kind not in ("mcp.message", "mcp.coalesced") or not isinstance(message, dict):
@@ -128,7 +138,7 @@ class LocalStream:
         size = len(jsonrpc.encode(message))
         self._events.append((event, size))
         self.pending_bytes += size
-        self._wakeup.set()
+        self._wake()
         if self.limit and self.pending_bytes > self.limit and len(self._events) > 1:
             self._overflow(
                 f"the client is not reading its stream: {len(self._events)} events "
@@ -161,11 +171,15 @@ class LocalStream:
         """Until an event waits, the stream must end, or ``timeout`` seconds pass."""
         if self._events or self.closed or self.overflowed is not None:
             return
-        self._wakeup.clear()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter) if timeout is not None else None
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
 class ListenStream(LocalStream):

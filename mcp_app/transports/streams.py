@@ -270,21 +270,22 @@ class StreamConsumer(MCPConsumer):
             while True:
                 await asyncio.sleep(keepalive)
                 await self.body(b": keepalive\n\n", more=True)
-        writer = asyncio.ensure_future(self._write_stream(local, keepalive))
-        # A writer stuck in send() behind a client that does not read (uvicorn) is woken by cancelling it.
-        local.on_overflow = writer.cancel
+        # The writer runs in this request's task (no task of its own per idle stream). Stuck in send() behind a
+        # client that does not read (uvicorn), it is woken by cancelling this task, told apart from the
+        # client leaving by the buffer's overflow.
+        task = asyncio.current_task()
+        assert task is not None
+        local.on_overflow = task.cancel
         try:
-            await asyncio.wait({writer})  # raises only when this request itself is cancelled (client gone)
-            if local.overflowed is None:
-                writer.result()  # ended by its session (or failed: the consumer's fail() logs it)
-                return
-            await self._abandon_stream(local, writer)
+            await self._write_stream(local, keepalive)  # ended by its session, or it overflowed
+        except asyncio.CancelledError:
+            if local.overflowed is None or getattr(self, "_client_gone", False) or task.cancelling() > 1:
+                raise  # the client left, or the server is stopping (a cancellation besides the overflow's)
+            task.uncancel()  # this stream's own overflow: handled below
         finally:
             local.on_overflow = None
-            if not writer.done():
-                writer.cancel()
-            # Retrieve its outcome later, so that asyncio does not report it as never retrieved.
-            writer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if local.overflowed is not None:
+            await self._abandon_stream(local)
 
     async def _write_stream(self, local: fanout.LocalStream, keepalive: float) -> None:
         coalescer = Coalescer(mcp_settings.LIST_CHANGED_COALESCE_SECONDS)
@@ -335,7 +336,7 @@ class StreamConsumer(MCPConsumer):
                 return
             await asyncio.sleep(0.02)
 
-    async def _abandon_stream(self, local: fanout.LocalStream, writer: asyncio.Future[None]) -> None:
+    async def _abandon_stream(self, local: fanout.LocalStream) -> None:
         """Close a stream whose buffer overflowed (or whose channel failed): log what was waiting (the session
         and the ids of the answers that will not be delivered), then end the response; where the connection
         can be aborted (daphne), abort it, so that what its write buffer holds is freed at once."""
@@ -345,11 +346,6 @@ class StreamConsumer(MCPConsumer):
             local.overflowed,
             local.waiting_ids()[:50] or "none",
         )
-        writer.cancel()
-        try:
-            await asyncio.wait({writer}, timeout=1)
-        except Exception:  # noqa: BLE001 - its outcome is retrieved by pump_stream's done callback
-            pass
         # A broken channel is not the client's doing: end its response cleanly, so that it reconnects.
         aborted = not local.broken and abort_connection(self.base_send)
         if not aborted:
