@@ -14,6 +14,7 @@ Event streams (SSE framing, the stream pump, channel-layer membership) are :mod:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -142,12 +143,17 @@ class MCPConsumer(AsyncConsumer):
     #: from the body too). Its error bodies then omit an unknown id instead of sending null.
     modern = False
 
+    @functools.cached_property
+    def request_headers(self) -> Headers:
+        """The request's headers, read on first use (an event stream of the legacy transport never needs them,
+        and keeps no copy for its lifetime)."""
+        return Headers.from_pairs(self.scope.get("headers", []))
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
         self.scope = scope
         self.base_send = send
         self.channel_layer = None
         self.channel_name = None
-        self.request_headers = Headers.from_pairs(scope.get("headers", []))
         self.modern = self.serves_modern and era_of(self.request_headers) is Era.MODERN
         try:
             # Host and Origin first: a rebinding or cross-site request learns nothing, not even about sessions.

@@ -125,6 +125,8 @@ class SSEStreamConsumer(StreamConsumer):
             server.sessions.unwatch_expiry(session_id)
             self.creating = None
             raise
+        # Stored: cleanup() ends it by its id (the finished task is not kept for the stream's lifetime).
+        self.creating, self.created = None, session.id
         endpoint = f"{self.scope.get('root_path', '')}{mcp_settings.SSE_PATH.rstrip('/')}/messages?session_id={session.id}"
         await self.start(200, SSE_HEADERS)
         await self.body(f"event: endpoint\ndata: {endpoint}\n\n".encode(), more=True)
@@ -132,17 +134,20 @@ class SSEStreamConsumer(StreamConsumer):
 
     async def cleanup(self) -> None:
         await super().cleanup()
+        session_id: str | None = getattr(self, "created", None)
         creating: asyncio.Future[SessionRecord] | None = getattr(self, "creating", None)
-        if creating is None:
+        if creating is not None:  # the client left while its row was being written
+            try:
+                session_id = (await creating).id
+            except Exception:  # never stored (its failure was answered): nothing to end
+                return
+            self.creating = None
+        if session_id is None:
             return
-        try:
-            record = await creating
-        except Exception:  # never stored (its failure was answered): nothing to end
-            return
-        self.creating = None
+        self.created = None
         try:
             # The stream was the session: without it no answer can reach the client.
-            await get_server().sessions.end(record.id)
+            await get_server().sessions.end(session_id)
         except Exception as exc:
             logger.warning("could not end the session of a closed stream (%s: %s)", type(exc).__name__, exc)
 
