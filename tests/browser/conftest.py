@@ -34,7 +34,9 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(lambda: asyncio.run(make())).result(timeout=120)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the browser tests are one module, and Playwright's synchronous API holds a
+# running event loop in the main thread while it is open, which would break every later asyncio test.
+@pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The site on daphne, with a superuser ``admin`` and a plain user ``reader`` in its database."""
     workdir = tmp_path_factory.mktemp("browser")
@@ -53,7 +55,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server.assert_no_traceback()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM)
