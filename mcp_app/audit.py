@@ -24,7 +24,9 @@ lone call pays no extra latency; under load many calls share one commit. Each ca
 own group's commit, so the contract above holds per call: a group the database refuses refuses every call
 in it (none of their tools runs), and a failed group of outcomes is retried row by row in the background.
 At interpreter exit (:meth:`AuditWriter.drain`, registered with :mod:`atexit`) whatever is queued is
-written before the process goes, so a worker stopped gracefully loses no row.
+written before the process goes, so a worker stopped gracefully loses no row; and the rows of calls the stop
+cut short (daphne cancels, or abandons, what still runs when it stops) are marked ``failed`` with
+:data:`INTERRUPTED` rather than left ``started`` (:meth:`AuditWriter.interrupted`).
 """
 
 from __future__ import annotations
