@@ -66,6 +66,10 @@ if os.environ.get("MCPSITE_POSTGRES_DB"):
             "HOST": os.environ.get("MCPSITE_POSTGRES_HOST", "127.0.0.1"),
             "USER": os.environ.get("MCPSITE_POSTGRES_USER", "postgres"),
             "PASSWORD": os.environ.get("MCPSITE_POSTGRES_PASSWORD", ""),
+            # Django's connection pool (psycopg_pool, the [postgres] extra): ORM work borrows a connection instead
+            # of opening one (TCP and authentication) each time; CONN_MAX_AGE stays 0. Room for Django's thread
+            # for sync code, the audit and session writers, the worker heartbeat and a few more at once.
+            "OPTIONS": {"pool": {"min_size": 2, "max_size": 16, "timeout": 10}},
         }
     }
 else:
