@@ -55,6 +55,11 @@ def updated_events(uris: list[str], sessions: dict[str, list[str]]) -> list[dict
     return events
 
 
+def encoded_size(message: dict[str, Any]) -> int:
+    """The bytes ``message`` takes encoded: what it counts against a stream's ``STREAM_BUFFER_BYTES``."""
+    return len(jsonrpc.encode(message))
+
+
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
     """The exposures of two merged list_changed events: None (about no exposure in particular: for every
     stream) wins; otherwise the union, so the merged event reaches a stream when either would have."""
@@ -109,9 +114,10 @@ class LocalStream:
     def __len__(self) -> int:
         return len(self._events)
 
-    def put(self, event: dict[str, Any]) -> None:
+    def put(self, event: dict[str, Any], size: int | None = None) -> None:
         """Queue a channel-layer style event: ``mcp.message`` / ``mcp.coalesced`` (with ``message``) or
-        ``mcp.close``."""
+        ``mcp.close``. ``size``: the message's encoded length, when the caller knows it (one event for many
+        streams is encoded once)."""
         kind = event.get("type")
         if kind == "mcp.close":
             self.closed = True
@@ -135,7 +141,8 @@ class LocalStream:
                         waiting["type"] = "mcp.coalesced" if waiting["exposures"] is not None else "mcp.message"
                     return
             event = dict(event)  # merged into later: never change the sender's (shared) copy
-        size = len(jsonrpc.encode(message))
+        if size is None:  # given by deliver() when one event goes to many streams: encoded once, not per stream
+            size = encoded_size(message)
         self._events.append((event, size))
         self.pending_bytes += size
         self._wake()
@@ -248,21 +255,20 @@ def deliver(event: dict[str, Any]) -> None:
         uris = [uri for uri in event.get("uris") or () if isinstance(uri, str)]
         order = {uri: at for at, uri in enumerate(uris)}
         changed = set(order)
+        made: dict[str, tuple[dict[str, Any], int]] = {}
         for listener in list(_listeners):
             # Two sets intersect by walking the smaller, then the matches go in the event's order: a transaction
             # may change thousands of rows and a worker hold a thousand listen streams, each of up to a thousand
             # URIs, so never a walk of every URI per stream.
             for uri in sorted(listener.uris & changed, key=order.__getitem__):
-                listener.put({"type": "mcp.message", "message": resource_updated(uri)})
+                listener.put(*_updated(uri, made))
         sessions = event.get("sessions")
         for uri, ids in sessions.items() if isinstance(sessions, dict) else ():
             if not isinstance(uri, str) or not isinstance(ids, list):
                 continue
-            # One event for every stream it reaches (LocalStream.put keeps it as is; only list_changed is merged).
-            updated = {"type": "mcp.message", "message": resource_updated(uri)}
             for session_id in ids:
                 for stream in list(_streams.get(session_id, ())) if isinstance(session_id, str) else ():
-                    stream.put(updated)
+                    stream.put(*_updated(uri, made))
         return
     who = event.get("listeners")
     if isinstance(who, dict):
@@ -272,8 +278,20 @@ def deliver(event: dict[str, Any]) -> None:
         return
     targets: list[LocalStream] = [s for streams in _streams.values() for s in streams]
     targets.extend(_listeners)
+    message = event.get("message")
+    size = encoded_size(message) if targets and isinstance(message, dict) else None
     for stream in targets:
-        stream.put(event)
+        stream.put(event, size)
+
+
+def _updated(uri: str, made: dict[str, tuple[dict[str, Any], int]]) -> tuple[dict[str, Any], int]:
+    """The ``resources/updated`` event for ``uri`` and its size, made once per delivery and shared by every
+    stream it reaches (LocalStream.put keeps it as it is: only list_changed events are merged, on copies)."""
+    found = made.get(uri)
+    if found is None:
+        event = {"type": "mcp.message", "message": resource_updated(uri)}
+        found = made[uri] = (event, encoded_size(event["message"]))
+    return found
 
 
 def _on_bus(message: dict[str, Any]) -> None:

@@ -191,3 +191,27 @@ async def test_one_save_reaches_the_subscribed_streams_on_both_workers_once(work
             for reader in readers:
                 reader.cancel()
     assert received == [[uri] if subscribed else [] for _, _, subscribed in plan]
+
+
+def test_one_event_for_many_streams_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    streams = [fanout.LocalStream(f"s-{n}", 0) for n in range(50)]
+    listeners = [fanout.ListenStream(0, uris=frozenset({"a://1"}), principal=None, user_id=None) for _ in range(50)]
+    encoded: list[Any] = []
+    real = fanout.encoded_size
+    monkeypatch.setattr(fanout, "encoded_size", lambda message: encoded.append(message) or real(message))
+    for stream in streams:
+        fanout.register(stream)
+    for listener in listeners:
+        fanout.register_listener(listener)
+    try:
+        fanout.deliver(fanout.updated_events(["a://1"], {"a://1": [f"s-{n}" for n in range(50)]})[0])
+        fanout.deliver({"type": "mcp.message", "message": {"jsonrpc": "2.0", "method": "notifications/message"}})
+    finally:
+        for stream in streams:
+            fanout.unregister(stream)
+        for listener in listeners:
+            fanout.unregister_listener(listener)
+    assert len(encoded) == 2  # one resources/updated for 100 streams, one broadcast for 100 streams
+    size = real(resource_updated("a://1"))
+    assert all(s.pending_bytes == size + real(encoded[1]) for s in [*streams, *listeners])
+    assert all(s.pop()["message"] == resource_updated("a://1") for s in [*streams, *listeners])
