@@ -5,7 +5,8 @@
 
 Two daphne (or uvicorn) workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
 channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (``--version``, by default
-2025-11-25: each GET stream is resumable and numbers and keeps its events, as deployed), half on each worker. Every session
+2025-11-25: each GET stream is resumable and numbers and keeps its events, as deployed; 2026-07-28:
+``subscriptions/listen`` streams instead), half on each worker. Every session
 subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
 
 Another process (``manage.py shell``, as the admin or a cron job would be) then saves the book ``--saves``
@@ -111,6 +112,30 @@ class Reader:
                 self.arrivals.append(time.time())
 
 
+MODERN = "2026-07-28"
+LISTEN_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+                  "mcp-protocol-version": MODERN, "mcp-method": "subscriptions/listen"}  # fmt: skip
+
+
+async def open_listen(server: LiveServer, uri: str, request_id: int) -> Reader:
+    """A 2026-07-28 ``subscriptions/listen`` stream for ``uri`` on ``server``, read past its acknowledgement."""
+    connection = await Connection.open("127.0.0.1", server.port)
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {"notifications": {"resourceSubscriptions": [uri]}, "_meta": meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen", "params": params})
+    connection._send("POST", "/mcp", LISTEN_HEADERS, body.encode())
+    await connection.writer.drain()
+    status, _ = await connection._head()
+    if status != 200:
+        raise RuntimeError(f"subscriptions/listen answered {status}")
+    ack = json.loads((await connection.event()).data)
+    if ack.get("method") != "notifications/subscriptions/acknowledged" or ack["params"]["notifications"].get(
+        "resourceSubscriptions"
+    ) != [uri]:
+        raise RuntimeError(f"not acknowledged: {ack}")
+    return Reader(connection)
+
+
 async def open_stream(server: LiveServer, headers: dict[str, str]) -> Reader:
     connection = await Connection.open("127.0.0.1", server.port)
     stream_headers = {k: v for k, v in headers.items() if k not in ("content-type", "accept")}
@@ -135,6 +160,7 @@ def start_worker(cluster: Workers, serving: str) -> LiveServer:
 
 
 async def measure(cluster: Workers, streams: int, saves: int, gap: float, version: str, serving: str) -> None:
+    """``version`` "2026-07-28": ``subscriptions/listen`` streams instead of sessions' GET streams."""
     servers = [start_worker(cluster, serving), start_worker(cluster, serving)]
     pk = int(shell(cluster, CREATE_BOOK).split()[-1])
     uri = f"django://library/book/{pk}"
@@ -145,12 +171,15 @@ async def measure(cluster: Workers, streams: int, saves: int, gap: float, versio
         async def one(i: int) -> Reader:
             server = servers[i % 2]
             async with gate:
+                if version == MODERN:
+                    return await open_listen(server, uri, i + 1)
                 headers = await open_session(http, server, uri, version)
                 return await open_stream(server, headers)
 
         readers = await asyncio.gather(*(one(i) for i in range(streams)))
     took = time.monotonic() - started
-    print(f"{serving}: {streams} sessions ({version}) subscribed to {uri}, GET streams open, in {took:.1f} s")
+    kind = "subscriptions/listen streams" if version == MODERN else "sessions subscribed, GET streams open"
+    print(f"{serving}: {streams} {kind} ({version}) for {uri}, in {took:.1f} s")
     tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
     await asyncio.sleep(1)
     code = SAVES.format(pk=pk, saves=saves, gap=gap)
@@ -189,7 +218,9 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=2.0, help="seconds between saves")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="what serves the two workers")
     parser.add_argument(
-        "--version", default=LATEST, help="the sessions' protocol version (2024-11-05: GET streams keep no events)"
+        "--version",
+        default=LATEST,
+        help="the sessions' protocol version (2024-11-05: GET streams keep no events; 2026-07-28: listen streams)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, running_workers(Path(workdir)) as cluster:
