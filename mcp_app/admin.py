@@ -24,7 +24,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.formats import localize
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from .conf import mcp_settings
@@ -152,6 +154,18 @@ def _truncated(text: str, length: int = 48) -> str:
     if len(text) <= length:
         return text
     return format_html('<span title="{}">{}…</span>', text, text[: length - 1])
+
+
+def _name_cell(name: str, title: str) -> str:
+    """A long identifier (a tool's snake_case name) for a changelist column: it may break anywhere rather than
+    widen the list past the screen, and ``title`` is its tooltip."""
+    return format_html('<span title="{}" style="overflow-wrap: anywhere">{}</span>', title, name)
+
+
+def _when(moment: Any) -> str:
+    """A date and time as the admin shows one, but as text that may wrap: the admin keeps date columns on one
+    line (``nowrap``), and two or three of them side by side are more than a list can hold at 1366 px."""
+    return localize(timezone.localtime(moment)) if moment else "—"
 
 
 class SourceMixin:
@@ -529,8 +543,7 @@ class ToolAdmin(SourceMixin, SafeChoicesMixin, admin.ModelAdmin):
 
     @admin.display(description=_("name"), ordering="name")
     def name_with_title(self, obj: Tool) -> str:
-        # Long snake_case names may break anywhere rather than widen the list past the screen.
-        return format_html('<span title="{}" style="overflow-wrap: anywhere">{}</span>', self.display_title(obj), obj.name)
+        return _name_cell(obj.name, self.display_title(obj))
 
     @staticmethod
     def display_title(obj: Tool) -> str:
@@ -1173,7 +1186,9 @@ class TokenAdmin(admin.ModelAdmin):
     admin can search, else by id; staff who may not view users can only make tokens for themselves."""
 
     form = TokenForm
-    list_display = ("name", "user", "key_prefix", "scopes", "created", "expires", "last_used", "revoked")
+    # Six columns, the dates as text that may wrap, long names and scopes cut (in full in their tooltips): the list
+    # fits 1366 px beside the admin's side bar. The creation date is the state's tooltip.
+    list_display = ("name_short", "user", "key_prefix", "scopes_short", "state", "last_used_at")
     list_filter = (TokenStateFilter, ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "key_prefix", "user__username")
     raw_id_fields = ("user",)  # when the user admin cannot search (see formfield_for_foreignkey)
@@ -1231,6 +1246,32 @@ class TokenAdmin(admin.ModelAdmin):
             messages.WARNING,
         )
 
+    @admin.display(description=_("name"), ordering="name")
+    def name_short(self, obj: Token) -> str:
+        return _truncated(obj.name, 32)
+
+    @admin.display(description=_("scopes"), ordering="scopes")
+    def scopes_short(self, obj: Token) -> str:
+        return _truncated(obj.scopes, 24)
+
+    @admin.display(description=_("state"), ordering="expires")
+    def state(self, obj: Token) -> str:
+        """Revoked, expired or valid, with the date that decides it; the creation date in the tooltip."""
+        if obj.revoked:
+            text, color = _("revoked %(when)s") % {"when": _when(obj.revoked)}, "#ba2121"
+        elif obj.expires and obj.expires <= timezone.now():
+            text, color = _("expired %(when)s") % {"when": _when(obj.expires)}, "#ba2121"
+        elif obj.expires:
+            text, color = _("valid until %(when)s") % {"when": _when(obj.expires)}, ""
+        else:
+            text, color = _("valid, no expiry"), ""
+        created = _("created %(when)s") % {"when": _when(obj.created)}
+        return format_html('<span title="{}" style="color: {}">{}</span>', created, color or "inherit", text)
+
+    @admin.display(description=_("last used"), ordering="last_used")
+    def last_used_at(self, obj: Token) -> str:
+        return _when(obj.last_used)
+
     @admin.action(description=_("Revoke selected tokens (their sessions end at once)"))
     def revoke(self, request: Any, queryset: Any) -> None:
         revoked = 0
@@ -1244,7 +1285,10 @@ class TokenAdmin(admin.ModelAdmin):
 # -- audit log -----------------------------------------------------------------------------------------------
 @admin.register(ToolCall)
 class ToolCallAdmin(admin.ModelAdmin):
-    list_display = ("created", "tool", "outcome", "user", "session_short", "duration_ms", "via")
+    # Fits 1366 px beside the admin's side bar and its filters: the date may wrap, the tool's name may break
+    # anywhere, the outcome is its short code (its label and the error message in the tooltip), the session is
+    # cut (in full in its tooltip), the transport may break after an underscore.
+    list_display = ("created_at", "tool_name", "outcome_code", "user", "session_short", "duration", "via_cell")
     # "session: empty" is every call made without a session: MCP 2026-07-28 requests and the try-it page.
     list_filter = ("outcome", "tool", "via", ("session", admin.EmptyFieldListFilter), ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("tool", "error_message", "session__id", "user__username")
@@ -1262,9 +1306,32 @@ class ToolCallAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return dashboard_view(self, request)
 
+    @admin.display(description=_("created"), ordering="created")
+    def created_at(self, obj: ToolCall) -> str:
+        return _when(obj.created)
+
+    @admin.display(description=_("tool"), ordering="tool")
+    def tool_name(self, obj: ToolCall) -> str:
+        return _name_cell(obj.tool, obj.tool)
+
+    @admin.display(description=_("outcome"), ordering="outcome")
+    def outcome_code(self, obj: ToolCall) -> str:
+        # The label and the message as the tooltip (a tooltip holds a paragraph; the change page has all of it).
+        title = obj.get_outcome_display() + (f": {obj.error_message[:1000]}" if obj.error_message else "")
+        return format_html('<span title="{}">{}</span>', title, obj.outcome)
+
     @admin.display(description=_("session"))
     def session_short(self, obj: ToolCall) -> str:
-        return f"{obj.session_id[:12]}…" if obj.session_id else "—"
+        return _truncated(obj.session_id, 9) if obj.session_id else "—"
+
+    @admin.display(description=_("ms"), ordering="duration_ms")
+    def duration(self, obj: ToolCall) -> str:
+        return f"{obj.duration_ms:.1f}"
+
+    @admin.display(description=_("via"), ordering="via")
+    def via_cell(self, obj: ToolCall) -> str:
+        # A line break allowed after each underscore: "streamable_http" wraps as a word would, not mid-word.
+        return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in obj.via.split("_")))
 
     @admin.display(description=_("arguments"))
     def arguments_pretty(self, obj: ToolCall) -> str:

@@ -173,19 +173,66 @@ def test_the_connect_page_makes_a_token_the_sdk_client_uses(
     assert token not in listing and token[:12] in listing
 
 
+#: Rows of the demo's kind, made before the lists are measured: long tool names, long error messages, session
+#: ids as the server makes them, long client and token names, every date column filled.
+DEMO_ROWS = """
+import secrets
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from mcp_app.models import Session, Token, ToolCall, Worker
+now = timezone.now()
+admin = User.objects.get(username='admin')
+session = Session.objects.create(
+    id=secrets.token_urlsafe(32), client_name='Visual Studio Code - Insiders (GitHub Copilot Chat agent mode)',
+    client_version='1.106.0-insider', transport='streamable_http', protocol_version='2025-11-25', user=admin)
+for outcome in ('ok', 'refused', 'started', 'needs_input', 'tool_error'):
+    ToolCall.objects.create(
+        tool='library_catalogue_search_books_by_author_and_publication_year', outcome=outcome, user=admin,
+        session=session, duration_ms=12345.678, via='streamable_http',
+        error_message='ValidationError: the argument publication_year must be an integer between 1450 and 2100 ' * 3)
+token, _ = Token.create_for(admin, name='Claude Desktop on the shared office laptop, second profile (reading room)')
+token.scopes = 'mcp mcp:tools mcp:resources mcp:prompts read write'
+token.expires, token.last_used, token.revoked = now + timedelta(days=30), now, now
+token.save()
+Worker.objects.create(id=secrets.token_hex(8), host='ip-10-0-12-34.eu-west-1.compute.internal', pid=123456,
+                      expires=now + timedelta(minutes=1))
+print(session.id)
+"""
+
+
 def test_every_page_of_the_app_fits_the_screen(page: Page, live: LiveServer) -> None:
+    """No page of the app scrolls sideways at 1366x768, and neither does the results box of any changelist
+    holding rows (the admin wraps the table in a box that scrolls by itself, so the page can fit while the
+    table does not)."""
+    session_id = shell("tests.browser.settings", server_db(live), DEMO_ROWS)
     page.goto(f"{live.url}/admin/mcp_app/")
     links = page.eval_on_selector_all("#content-main table a[href$='/']", "links => links.map(a => a.getAttribute('href'))")
     changelists = sorted({href for href in links if re.fullmatch(r"/admin/mcp_app/[a-z]+/", href)})
     assert {"/admin/mcp_app/tool/", "/admin/mcp_app/toolcall/", "/admin/mcp_app/token/"} <= set(changelists)
     pages = [*changelists, "/admin/mcp_app/", "/admin/mcp_app/toolcall/dashboard/", "/admin/mcp_app/token/connect/"]
-    too_wide = {}
+    too_wide, with_rows = {}, set()
     for path in pages:
         page.goto(live.url + path)
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > VIEWPORT["width"]:
             too_wide[path] = width
+        measure = "boxes => boxes.map(b => [b.scrollWidth, b.clientWidth, b.querySelectorAll('tbody tr').length])"
+        for box in page.eval_on_selector_all("#changelist .results", measure):
+            scroll_width, client_width, rows = box
+            if rows:
+                with_rows.add(path)
+            if scroll_width > client_width:
+                too_wide[f"{path} results box"] = f"{scroll_width} px in {client_width}"
+    assert {"/admin/mcp_app/toolcall/", "/admin/mcp_app/token/", "/admin/mcp_app/session/", "/admin/mcp_app/tool/"} <= with_rows
     assert too_wide == {}
+    # What the lists cut is in full in the tooltips.
+    page.goto(f"{live.url}/admin/mcp_app/toolcall/?outcome=tool_error&session__id__exact={session_id}")
+    expect(page.locator(f"#result_list span[title='{session_id}']")).to_have_count(1)
+    error = page.locator("#result_list span[title^='tool error']").get_attribute("title")
+    assert "must be an integer between 1450 and 2100" in error
+    page.goto(f"{live.url}/admin/mcp_app/token/?q=reading+room")
+    assert page.locator("#result_list span[title^='Claude Desktop']").get_attribute("title").endswith("(reading room)")
 
 
 def test_disabling_a_data_tool_in_the_tools_list_removes_it_for_a_live_sdk_client(page: Page, live: LiveServer) -> None:
