@@ -17,7 +17,8 @@ request (or, for a request still running, a probe follows it), and the stream's 
 process's bus channel (:mod:`mcp_app.transports.events`). No confirmation within ``STREAM_ACK_TIMEOUT``: the
 stream worker's lease is read afresh; lapsed -> the session ends and the POST gets 404 (reconnect); alive ->
 503 with Retry-After (the stream did not confirm). A worker killed with ``kill -9`` therefore never has a POST
-accepted for its streams, even before its lease lapses.
+accepted for its streams, even before its lease lapses. A POST that reaches the worker holding the stream puts
+the answer into the stream's buffer itself, confirmed at once, without a channel-layer round trip.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ..workers import maintenance, worker_id
 from .consumer import HTTPError, MCPConsumer
 from .events import DeliveryError, acks, probe_stream, send_to_stream
 from .negotiation import accepts
-from .streams import SSE_HEADERS, StreamConsumer
+from .streams import SSE_HEADERS, StreamConsumer, addressable_stream, put_here
 
 logger = logging.getLogger("mcp_app.transports")
 
@@ -203,13 +204,27 @@ class SSEMessagesConsumer(MCPConsumer):
         asked_client = asyncio.Event()
         # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
         accepted = False
-        # While the POST is held, its answers ask the stream's reader for a confirmation (ids kept to forget them).
-        reply = await self._reply_channel(server)
+        # The stream is held by this process: its messages go straight into its buffer, confirmed at once (no
+        # channel-layer round trip). Otherwise, while the POST is held, its answers ask the stream's worker for a
+        # confirmation through this process's bus channel (ids kept to forget them).
+        here = session.worker == worker_id()
+        reply = None if here else await self._reply_channel(server)
         holding = True
         ack_ids: list[str] = []
         answer_acks: list[asyncio.Future[bool]] = []
 
         async def deliver(message: dict[str, Any]) -> None:
+            if here:
+                taken = put_here(session.id, message)
+                if holding and is_answer(message):
+                    confirmed = asyncio.get_running_loop().create_future()
+                    confirmed.set_result(taken)
+                    answer_acks.append(confirmed)
+                elif not taken and accepted and "id" in message:
+                    logger.warning(
+                        "MCP message (id %r) for session %s not delivered: its stream closed", message["id"], session.id
+                    )
+                return
             worker = session.worker
             ack = None
             if holding and reply is not None and is_answer(message):
@@ -312,6 +327,13 @@ class SSEMessagesConsumer(MCPConsumer):
         202: :class:`StreamGone` (the worker's lease, read afresh, lapsed), :class:`StreamClosed` (the stream
         refused it: it is closing), :class:`DeliveryError` (the probe could not be queued) or
         :class:`Unconfirmed` (alive, or its lease unreadable, but silent)."""
+        if session.worker == worker_id():  # the stream is here: its buffer answers for itself
+            if answer_acks:
+                taken = all(future.result() for future in answer_acks)
+            else:
+                local = addressable_stream(session.id)
+                taken = local is not None and local.overflowed is None and not local.closed
+            return None if taken else StreamClosed("the stream refused the message: it is closing")
         timeout = float(mcp_settings.STREAM_ACK_TIMEOUT)
         probe_id = None
         try:

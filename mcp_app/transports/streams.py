@@ -135,6 +135,21 @@ def _on_stream_message(message: dict[str, Any]) -> None:
         acknowledge(event, taken=local is not None and local.overflowed is None and not local.closed)
 
 
+def addressable_stream(session_id: str) -> fanout.LocalStream | None:
+    """The buffer of the legacy stream of ``session_id`` open in this process, if there is one."""
+    return _addressable.get(session_id)
+
+
+def put_here(session_id: str, message: dict[str, Any]) -> bool:
+    """Hand ``message`` to the legacy stream of ``session_id`` open in this process (a POST on the worker that
+    holds it: no channel-layer round trip); whether a stream that will write it took it."""
+    local = _addressable.get(session_id)
+    if local is None:
+        return False
+    local.put({"type": "mcp.message", "message": message})
+    return local.overflowed is None and not local.closed
+
+
 def _on_resync(message: dict[str, Any]) -> None:
     # This process was out of the channel layer (its backend failed): what was sent to its streams meanwhile
     # may be lost. End them, so that their clients reconnect rather than wait on a silent stream.
