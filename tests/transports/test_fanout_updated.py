@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
+from mcp_app import notifications
 from mcp_app.models import Subscription
 from mcp_app.protocol.subscriptions import resource_updated
 from mcp_app.runtime import get_server
@@ -94,6 +96,19 @@ def test_a_save_sends_one_event_for_every_subscriber(book: Book, sent: list[dict
     except RuntimeError:
         pass
     assert len(sent) == 1  # rolled back: nobody is told
+
+
+def test_subscribers_are_read_without_a_join(book: Book) -> None:
+    """Indexed lookups whose plan does not depend on the tables' statistics (a join of subscriptions and
+    sessions ran as a nested loop on fresh PostgreSQL tables: 40 ms for a thousand subscribers)."""
+    uri = f"django://library/book/{book.pk}"
+    sessions = [new_session() for _ in range(3)]
+    for session_id in sessions:
+        Subscription.objects.create(session_id=session_id, uri=uri)
+    with CaptureQueriesContext(connection) as queries:
+        found = notifications.subscribers_of([uri, "django://library/book/999999"])
+    assert sorted(found[uri]) == sorted(sessions) and set(found) == {uri}
+    assert len(queries) == 2 and not [q for q in queries if "JOIN" in q["sql"].upper()], queries.captured_queries
 
 
 def test_a_worker_delivers_to_its_streams_of_the_named_sessions() -> None:
