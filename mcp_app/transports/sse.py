@@ -180,7 +180,7 @@ class SSEMessagesConsumer(MCPConsumer):
             raise HTTPError(
                 404, "Session not found: it is unknown or its stream has closed; open GET /sse again.", code=SESSION_NOT_FOUND
             )
-        if session.worker and not await maintenance.is_alive(session.worker):
+        if session.worker and session.worker != worker_id() and not await maintenance.is_alive(session.worker):
             # The worker holding the stream died without cleaning up (kill -9, a crash): no answer could reach
             # the client, so the POST is refused rather than accepted into the void, and the session ends.
             await maintenance.end_lost_session(session.id, session.worker)
@@ -201,7 +201,8 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.empty(202)
             return
         await self.charge_requests(requests)
-        asked_client = asyncio.Event()
+        # Resolved when the handler asks the client something (a bare future: no task waits on it).
+        asked_client: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
         accepted = False
         # The stream is held by this process: its messages go straight into its buffer, confirmed at once (no
@@ -253,7 +254,8 @@ class SSEMessagesConsumer(MCPConsumer):
         async def send(message: dict[str, Any]) -> None:
             await deliver(message)
             if is_server_request(message):
-                asked_client.set()  # the client must be free to POST its answer: stop holding this POST
+                if not asked_client.done():
+                    asked_client.set_result(None)  # the client must be free to POST its answer: stop holding this POST
 
         async def run(request: jsonrpc.Request) -> None:
             answer = await server.dispatcher.handle_request(request, self.context(session, request, send))
@@ -267,11 +269,10 @@ class SSEMessagesConsumer(MCPConsumer):
 
         request_ids = [request.id for request in requests]
         task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, request_ids, t, accepted))
-        waiter = asyncio.ensure_future(asked_client.wait())
         try:
-            await asyncio.wait({task, waiter}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, asked_client}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
+            asked_client.cancel()  # nobody waits for it any more
             holding = False  # answers from here on are not awaited: a probe covers the stream instead
         try:
             failure = task.exception() if task.done() and not task.cancelled() else None
