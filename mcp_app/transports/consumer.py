@@ -137,6 +137,9 @@ class MCPConsumer(AsyncConsumer):
     started = False
     #: What the request contexts of this endpoint say they came through (``ctx.extra["via"]``, audited).
     via = ""
+    #: Whether a task watches for the client leaving, to cancel :meth:`handle` (endpoints whose handling is
+    #: short and whose work outlives the request anyway, such as a legacy POST, skip that task).
+    watches_disconnect = True
     #: Whether this endpoint serves the modern era (2026-07-28 on) beside the handshake era.
     serves_modern = False
     #: Whether this request is of the modern era (decided from its headers; endpoints may decide later
@@ -178,7 +181,9 @@ class MCPConsumer(AsyncConsumer):
             return
         self._client_gone = False
         self._handling = True
-        watcher = asyncio.ensure_future(self._watch_disconnect(receive, asyncio.current_task()))
+        watcher = (
+            asyncio.ensure_future(self._watch_disconnect(receive, asyncio.current_task())) if self.watches_disconnect else None
+        )
         try:
             await self.handle(body)
         except asyncio.CancelledError:
@@ -188,7 +193,8 @@ class MCPConsumer(AsyncConsumer):
             await self.fail(exc)
         finally:
             self._handling = False
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             try:
                 # Shielded: a disconnect noticed at the last moment must not cut the clean-up short.
                 await asyncio.shield(self.cleanup())

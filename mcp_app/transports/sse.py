@@ -157,6 +157,9 @@ class SSEMessagesConsumer(MCPConsumer):
     """``POST /sse/messages?session_id=<id>``: one client message; 202, the answer on the stream."""
 
     via = "sse"
+    # A POST is held at most ANSWER_WAIT (plus a confirmation's wait), and its requests run beyond it
+    # (Server.spawn): a client leaving early changes nothing, so no task per POST watches for it.
+    watches_disconnect = False
 
     async def handle(self, body: bytes) -> None:
         method = self.scope.get("method")
