@@ -4,7 +4,10 @@ sessions by transport and client, and the recent failures, over a chosen window.
 Every figure is an aggregate query (``GROUP BY``, ``COUNT``, an ``ORDER BY ... OFFSET`` per percentile): the
 work in Python is bounded by the number of buckets, tools and clients shown, never by the number of calls, so
 the page costs the same handful of queries on an audit log of ten rows or ten million. The same queries run on
-SQLite and PostgreSQL (no percentile aggregate, which SQLite lacks).
+SQLite and PostgreSQL (no percentile aggregate, which SQLite lacks). Three indexes of ToolCall serve them
+(:data:`WINDOW_INDEX`, :data:`TOOL_INDEX`, :data:`DURATION_INDEX`), so that they read index entries rather than
+the audit rows and sort little; on SQLite, whose planner cannot tell how much of the log a window holds, the
+queries name them (:func:`index_for`).
 
 Charts are SVG rendered here on the server: nothing to load, readable without JavaScript, and each bar carries
 a ``<title>`` with its exact figures.
@@ -15,11 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, Func, IntegerField, Max, Q, QuerySet
-from django.db.models.functions import Now, TruncDay, TruncHour, TruncMinute
+from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -51,7 +55,6 @@ class Window:
     label: str
     length: timedelta
     bucket: timedelta
-    trunc: Any  # the database function that truncates ``created`` to a bucket
 
     def buckets(self, now: datetime) -> list[datetime]:
         """The start of every bucket from ``now - length`` to ``now``, in the current time zone, oldest first."""
@@ -70,42 +73,40 @@ class Window:
 WINDOWS: dict[str, Window] = {
     w.key: w
     for w in (
-        Window("hour", "Last hour", timedelta(hours=1), timedelta(minutes=1), TruncMinute),
-        Window("day", "Last 24 hours", timedelta(days=1), timedelta(hours=1), TruncHour),
-        Window("week", "Last 7 days", timedelta(days=7), timedelta(days=1), TruncDay),
+        Window("hour", "Last hour", timedelta(hours=1), timedelta(minutes=1)),
+        Window("day", "Last 24 hours", timedelta(days=1), timedelta(hours=1)),
+        Window("week", "Last 7 days", timedelta(days=7), timedelta(days=1)),
     )
 }
 DEFAULT_WINDOW = "day"
 
 
-class BucketIndex(Func):
-    """Which bar of a chart a row falls in: the whole ``step`` seconds from ``origin`` (a Unix time) to the row's
-    datetime, computed by the database in native SQL. Django's Trunc functions would run a Python function per
-    row on SQLite (seconds for a week of calls); ``VENDORS`` are the backends this knows the SQL of."""
+def bucket_counts(edges: list[datetime]) -> list[tuple[int, int, float | None]]:
+    """Calls, errors and the average duration of the timed calls from each of ``edges`` to the next (the last
+    range includes its end): one ``SELECT`` per bar, joined with ``UNION ALL`` in one query.
 
-    VENDORS = ("sqlite", "postgresql", "mysql")
-    output_field = IntegerField()
-    arity = 1
-
-    def __init__(self, expression: Any, *, origin: int, step: int) -> None:
-        super().__init__(expression)
-        self.origin, self.step = int(origin), int(step)
-
-    def _sql(self, template: str, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
-        sql, params = compiler.compile(self.source_expressions[0])
-        return template.format(column=sql), (*params, self.origin, self.step)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:
-        # Django stores 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): the fraction is cut off first, as strftime would round
-        # it to milliseconds (23:59:59.9999 would count as the next day). Integer division of non-negative
-        # integers is the floor. ('%%' is a literal '%' in a query with parameters.)
-        return self._sql("((CAST(strftime('%%s', substr({column}, 1, 19)) AS INTEGER) - %s) / %s)", compiler, connection)
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:
-        return self._sql("CAST(FLOOR((EXTRACT(EPOCH FROM {column}) - %s) / %s) AS INTEGER)", compiler, connection)
-
-    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:
-        return self._sql("CAST(FLOOR((UNIX_TIMESTAMP({column}) - %s) / %s) AS SIGNED)", compiler, connection)
+    Each part is a range of ``created`` that the index ``mcp_toolcall_window`` answers alone, in order: nothing
+    is computed per row and nothing sorted, where grouping by a bar number computed from ``created`` made the
+    database compute it for every call of the window and sort them all by it (2/3 of a second for a week of
+    200,000 calls on SQLite). The ranges are the bars' local-time starts, so days across a daylight saving
+    change are what the chart says. Plain SQL, the same on every backend."""
+    ops = connection.ops
+    table, q = ToolCall._meta.db_table, ops.quote_name
+    created, outcome, duration = q("created"), q("outcome"), q("duration_ms")
+    errors, timed = ", ".join(["%s"] * len(ERROR_OUTCOMES)), ", ".join(["%s"] * len(TIMED_OUTCOMES))
+    parts, params = [], []
+    for i, (start, end) in enumerate(pairwise(edges)):
+        last = i == len(edges) - 2
+        parts.append(
+            f"SELECT {i}, COUNT(*), SUM(CASE WHEN {outcome} IN ({errors}) THEN 1 ELSE 0 END), "
+            f"AVG(CASE WHEN {outcome} IN ({timed}) THEN {duration} END) "
+            f"FROM {q(table)} WHERE {created} >= %s AND {created} {'<=' if last else '<'} %s"
+        )
+        params += [*ERROR_OUTCOMES, *TIMED_OUTCOMES, ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = {row[0]: row for row in cursor.fetchall()}
+    return [(rows[i][1], rows[i][2] or 0, None if rows[i][3] is None else float(rows[i][3])) for i in range(len(edges) - 1)]
 
 
 class UnknownWindow(ValueError):
@@ -163,14 +164,88 @@ class Dashboard:
         return None if self.error_rate is None else 100 * self.error_rate
 
 
-def percentiles(durations: QuerySet, count: int) -> dict[int, float | None]:
+#: The indexes of ToolCall's Meta that the dashboard's window queries read.
+WINDOW_INDEX = "mcp_toolcall_window"  # created, outcome, via, duration_ms: a window's rows, in date order
+TOOL_INDEX = "mcp_toolcall_tool_window"  # tool, created, ...: grouped by tool
+DURATION_INDEX = "mcp_toolcall_duration"  # duration_ms, outcome, created: in duration order
+#: On SQLite, the per-tool table and the percentiles walk :data:`TOOL_INDEX` and :data:`DURATION_INDEX` when the
+#: window holds at least this share of the log: walking an index entry costs about a tenth of sorting a row,
+#: and the walk may cross the whole index.
+WALK_SHARE = 1 / 4
+
+
+def index_for(query: str, window_share: float) -> str | None:
+    """The index the window query ``query`` ("outcomes", "tools" or "percentiles") names on this database
+    (``INDEXED BY``), or None to let the planner choose; ``window_share`` is the share of the log the window
+    holds (see :func:`window_share`).
+
+    SQLite's planner has no statistics unless someone ran ``ANALYZE``, and even then (without the optional
+    STAT4) it guesses that a range of dates holds a sixtieth of the rows: it would read a percentile's window
+    through the index of ``outcome`` (a lookup and a sort of every timed call in the log, for a window of an
+    hour), and sort a week's 200,000 calls by tool and by duration even when the week is the whole log. So on
+    SQLite the dashboard names the index: the window's range of :data:`WINDOW_INDEX`, or, when the window is
+    :data:`WALK_SHARE` of the log or more, the index that has the rows in the order wanted. PostgreSQL's
+    statistics tell it how much of the log a window holds, and it chooses by itself."""
+    if connection.vendor != "sqlite":
+        return None
+    walk = query != "outcomes" and window_share >= WALK_SHARE
+    return {"tools": TOOL_INDEX, "percentiles": DURATION_INDEX}[query] if walk else WINDOW_INDEX
+
+
+def window_share(window_calls: int) -> float:
+    """The share of the audit log that ``window_calls`` calls are, at least (0 when not SQLite: unused there)."""
+    if connection.vendor != "sqlite" or not window_calls:
+        return 0.0
+    return window_calls / max(1, _rows_at_most())
+
+
+def _rows_at_most() -> int:
+    """An upper bound of the audit log's rows, read from the two ends of its primary key (ids only grow)."""
+    table, pk = connection.ops.quote_name(ToolCall._meta.db_table), connection.ops.quote_name(ToolCall._meta.pk.column)
+    with connection.cursor() as cursor:
+        # Two SELECTs, so that each is the one-row lookup SQLite makes of a lone MIN() or MAX().
+        cursor.execute(f"SELECT MAX({pk}) FROM {table} UNION ALL SELECT MIN({pk}) FROM {table}")
+        high, low = (row[0] for row in cursor.fetchall())
+    return 0 if high is None else high - low + 1
+
+
+def _rows(queryset: QuerySet, index: str | None) -> list[dict[str, Any]]:
+    """The rows of ``queryset`` (a ``values()`` one) as dicts; read through ``index`` if one is named (SQLite)."""
+    if index is None:
+        return list(queryset)
+    sql, params = queryset.query.sql_with_params()
+    table = connection.ops.quote_name(ToolCall._meta.db_table)
+    sql = sql.replace(f"FROM {table}", f"FROM {table} INDEXED BY {connection.ops.quote_name(index)}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def percentiles(durations: QuerySet, count: int, *, index: str | None = None) -> dict[int, float | None]:
     """Nearest-rank percentiles of ``durations`` (a queryset of ``duration_ms`` values, ``count`` long):
-    one ``ORDER BY duration_ms LIMIT 1 OFFSET k`` query each, so the database sorts and Python reads one value."""
+    one ``ORDER BY duration_ms LIMIT 1 OFFSET k`` query each, so that Python reads one value; read through
+    ``index`` if one is named (see :func:`index_for`)."""
     found: dict[int, float | None] = {}
-    ordered = durations.order_by("duration_ms").values_list("duration_ms", flat=True)
+    ordered = durations.order_by("duration_ms").values("duration_ms")
     for p in PERCENTILES:
-        found[p] = ordered[max(0, math.ceil(p / 100 * count) - 1)] if count else None
+        rank = max(0, math.ceil(p / 100 * count) - 1)
+        rows = _rows(ordered[rank : rank + 1], index) if count else []
+        found[p] = rows[0]["duration_ms"] if rows else None
     return found
+
+
+def latest_failures(failed: QuerySet) -> list[ToolCall]:
+    """The :data:`FAILURES` latest calls of ``failed``, with their users. On SQLite, their ids first, read from
+    the window's range of :data:`WINDOW_INDEX` newest first (without statistics, SQLite's planner would look up
+    every error of the log through the index of ``outcome`` and sort them all), then those rows."""
+    latest = failed.order_by("-created")
+    index = index_for("outcomes", 0.0)
+    if index is None:
+        return list(latest.select_related("user")[:FAILURES])
+    ids = [row["id"] for row in _rows(latest.values("id")[:FAILURES], index)]
+    rows = ToolCall.objects.filter(pk__in=ids).select_related("user").in_bulk()
+    return [rows[pk] for pk in ids if pk in rows]
 
 
 def build(window: Window, *, now: datetime | None = None) -> Dashboard:
@@ -183,8 +258,8 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
     # One pass for the outcome counts and the calls by transport alike.
     outcomes: dict[str, int] = {}
     by_via: dict[str, dict[str, Any]] = {}
-    groups = calls.order_by().values_list("outcome", "via").annotate(n=Count("id")).values_list("outcome", "via", "n")
-    for outcome, via, n in groups:
+    groups = _rows(calls.order_by().values("outcome", "via").annotate(n=Count("id")), index_for("outcomes", 0.0))
+    for outcome, via, n in ((row["outcome"], row["via"], row["n"]) for row in groups):
         outcomes[outcome] = outcomes.get(outcome, 0) + n
         row = by_via.setdefault(via, {"via": via, "calls": 0, "errors": 0})
         row["calls"] += n
@@ -192,33 +267,17 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
     total = sum(outcomes.values())
     errors = sum(n for outcome, n in outcomes.items() if outcome in ERROR_OUTCOMES)
     timed = calls.filter(outcome__in=TIMED_OUTCOMES)
+    timed_n = sum(n for outcome, n in outcomes.items() if outcome in TIMED_OUTCOMES)
+    share = window_share(total)
 
+    # The bars: from the window's start to the second bar's start, ..., from the last bar's start to now.
     starts = window.buckets(now)
-    if connection.vendor in BucketIndex.VENDORS:
-        key: Any = BucketIndex("created", origin=int(starts[0].timestamp()), step=int(window.bucket.total_seconds()))
-    else:  # Django's truncation: portable, but a Python function per row on some backends
-        key = window.trunc("created")
-    per_bucket = {}
-    for row in (
-        calls.annotate(bucket=key)
-        .order_by()
-        .values("bucket")
-        .annotate(
-            calls=Count("id"),
-            errors=Count("id", filter=is_error),
-            avg_ms=Avg("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
-        )
-    ):
-        bucket = row["bucket"]
-        # An index counts whole steps from the first bar; a day bar on a daylight saving change is an hour
-        # shorter or longer than the step, so an index may pass the last bar by one: it is that bar.
-        per_bucket[starts[max(0, min(bucket, len(starts) - 1))] if isinstance(bucket, int) else bucket] = row
-    buckets = []
-    for start in starts:
-        row = per_bucket.get(start, {})
-        buckets.append(Bucket(start, row.get("calls", 0), row.get("errors", 0), row.get("avg_ms")))
+    buckets = [
+        Bucket(start, calls_n, errors_n, avg_ms)
+        for start, (calls_n, errors_n, avg_ms) in zip(starts, bucket_counts([since, *starts[1:], now]), strict=True)
+    ]
 
-    tools = list(
+    tools = _rows(
         calls.order_by()
         .values("tool")
         .annotate(
@@ -227,7 +286,8 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
             avg_ms=Avg("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
             max_ms=Max("duration_ms", filter=Q(outcome__in=TIMED_OUTCOMES)),
         )
-        .order_by("-calls", "tool")[:TOP]
+        .order_by("-calls", "tool")[:TOP],
+        index_for("tools", share),
     )
     for row in tools:
         row["error_rate"] = row["errors"] / row["calls"]
@@ -249,7 +309,7 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
         calls=total,
         errors=errors,
         outcomes=outcomes,
-        percentiles=percentiles(timed, sum(n for outcome, n in outcomes.items() if outcome in TIMED_OUTCOMES)),
+        percentiles=percentiles(timed, timed_n, index=index_for("percentiles", share)),
         buckets=buckets,
         tools=tools,
         transports=transports,
@@ -260,7 +320,7 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
         **Worker.objects.aggregate(
             workers_alive=Count("id", filter=Q(expires__gt=Now())), workers_lapsed=Count("id", filter=Q(expires__lte=Now()))
         ),
-        failures=list(calls.filter(is_error).select_related("user").order_by("-created")[:FAILURES]),
+        failures=latest_failures(calls.filter(is_error)),
     )
 
 

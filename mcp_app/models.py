@@ -392,6 +392,16 @@ class ToolCall(models.Model):
         ordering = ["-created"]
         verbose_name = _("MCP tool call")
         verbose_name_plural = _("MCP tool calls")
+        indexes = [
+            # The dashboard's (mcp_app.dashboard): every column its window queries read, so that the counts by
+            # outcome and transport, the bars and the percentiles read this index alone, never the wide rows
+            # (arguments, error messages).
+            models.Index(fields=["created", "outcome", "via", "duration_ms"], name="mcp_toolcall_window"),
+            # Its per-tool table: rows come grouped by tool, so the database need not sort the window to group it.
+            models.Index(fields=["tool", "created", "outcome", "duration_ms"], name="mcp_toolcall_tool_window"),
+            # Its latency percentiles: the durations in order, so that the k-th of a window is read, not sorted.
+            models.Index(fields=["duration_ms", "outcome", "created"], name="mcp_toolcall_duration"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tool} at {self.created:%Y-%m-%d %H:%M:%S}"
