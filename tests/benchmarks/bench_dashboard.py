@@ -7,8 +7,10 @@ Fills mcp_app's ToolCall table (SQLite in a temporary file, or ``--db FILE`` kep
 holds the rows; with --postgres a scratch PostgreSQL database ``mcp_app_bench_dashboard`` on 127.0.0.1, dropped
 afterwards) with ``--rows`` calls spread evenly over the last ``--days`` days: 40 tools with long names, one
 call in ten an error with a long message, arguments of a realistic size. Then prints, for each window, the
-median time of ``--repeat`` calls of ``build()`` and of each of its queries; ``--plans`` prints each query's plan
-(EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL), to see which indexes they use.
+median time of ``--repeat`` calls of ``build()`` and of each of its queries, then of the whole page (the admin
+view through Django's test client); ``--plans`` prints each query's plan (EXPLAIN QUERY PLAN on SQLite, EXPLAIN
+on PostgreSQL), to see which indexes they use. The database is as filled: ANALYZE run on it (VACUUM ANALYZE on
+PostgreSQL); drop SQLite's ``sqlite_stat1`` to see a database nobody analysed, Django's default.
 
 Not part of the test suite: figures, not pass/fail.
 """
@@ -133,6 +135,28 @@ def run(args: argparse.Namespace) -> None:
                     cursor.execute(explain + query["sql"])
                     for row in cursor.fetchall():
                         print("                   ", row[-1])
+    page(args.repeat)
+
+
+def page(repeat: int) -> None:
+    """The whole page, as the admin serves it (the view, its template and charts), per window."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from mcp_app.dashboard import WINDOWS
+
+    admin = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser("bench-admin", "", "x")
+    client = Client()
+    client.force_login(admin)
+    for key in WINDOWS:
+        url = f"/admin/mcp_app/toolcall/dashboard/?window={key}"
+        assert client.get(url).status_code == 200
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            client.get(url)
+            times.append(time.perf_counter() - started)
+        print(f"  {key:5} page:    {statistics.median(times) * 1000:8.1f} ms")
 
 
 if __name__ == "__main__":
