@@ -175,9 +175,10 @@ WALK_SHARE = 1 / 4
 
 
 def index_for(query: str, window_share: float) -> str | None:
-    """The index the window query ``query`` ("outcomes", "tools" or "percentiles") names on this database
-    (``INDEXED BY``), or None to let the planner choose; ``window_share`` is the share of the log the window
-    holds (see :func:`window_share`).
+    """The index (``INDEXED BY``) that the window query ``query`` names on this database, or None to let the
+    planner choose. ``query`` is "tools" (the per-tool table), "percentiles", or "window" (any other read of the
+    window: the counts by outcome and transport, the latest failures); ``window_share`` is the share of the log
+    the window holds (see :func:`window_share`).
 
     SQLite's planner has no statistics unless someone ran ``ANALYZE``, and even then (without the optional
     STAT4) it guesses that a range of dates holds a sixtieth of the rows: it would read a percentile's window
@@ -188,7 +189,7 @@ def index_for(query: str, window_share: float) -> str | None:
     statistics tell it how much of the log a window holds, and it chooses by itself."""
     if connection.vendor != "sqlite":
         return None
-    walk = query != "outcomes" and window_share >= WALK_SHARE
+    walk = query != "window" and window_share >= WALK_SHARE
     return {"tools": TOOL_INDEX, "percentiles": DURATION_INDEX}[query] if walk else WINDOW_INDEX
 
 
@@ -240,7 +241,7 @@ def latest_failures(failed: QuerySet) -> list[ToolCall]:
     the window's range of :data:`WINDOW_INDEX` newest first (without statistics, SQLite's planner would look up
     every error of the log through the index of ``outcome`` and sort them all), then those rows."""
     latest = failed.order_by("-created")
-    index = index_for("outcomes", 0.0)
+    index = index_for("window", 0.0)
     if index is None:
         return list(latest.select_related("user")[:FAILURES])
     ids = [row["id"] for row in _rows(latest.values("id")[:FAILURES], index)]
@@ -258,7 +259,7 @@ def build(window: Window, *, now: datetime | None = None) -> Dashboard:
     # One pass for the outcome counts and the calls by transport alike.
     outcomes: dict[str, int] = {}
     by_via: dict[str, dict[str, Any]] = {}
-    groups = _rows(calls.order_by().values("outcome", "via").annotate(n=Count("id")), index_for("outcomes", 0.0))
+    groups = _rows(calls.order_by().values("outcome", "via").annotate(n=Count("id")), index_for("window", 0.0))
     for outcome, via, n in ((row["outcome"], row["via"], row["n"]) for row in groups):
         outcomes[outcome] = outcomes.get(outcome, 0) + n
         row = by_via.setdefault(via, {"via": via, "calls": 0, "errors": 0})
