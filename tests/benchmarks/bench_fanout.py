@@ -23,12 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -95,21 +98,30 @@ async def open_session(http: httpx.AsyncClient, server: LiveServer, uri: str, ve
     return headers
 
 
+MARK = b'"notifications/resources/updated"'
+
+
 class Reader:
-    """One open GET stream, recording when each resources/updated arrives."""
+    """One open stream, recording the wall clock at which each resources/updated arrives.
+
+    The clock is read as soon as the bytes are read from the socket, before anything is parsed: the time
+    the client spends decoding is never counted as the server's. The stream's bytes are only searched for
+    the method's name (the server writes nothing else that contains it)."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.arrivals: list[float] = []
 
     async def run(self) -> None:
-        while True:
-            event = await self.connection.event()
-            if not event.data:
-                continue  # the priming event
-            message = json.loads(event.data)
-            if message.get("method") == UPDATED:
-                self.arrivals.append(time.time())
+        # What the opening read past (the head, the priming event) is already in the connection's buffer.
+        tail = self.connection._buffer
+        self.arrivals.extend([time.time()] * tail.count(MARK))
+        tail = tail[-(len(MARK) - 1) :]
+        while data := await self.connection.reader.read(1 << 16):
+            now = time.time()
+            seen = tail + data
+            self.arrivals.extend([now] * seen.count(MARK))
+            tail = seen[-(len(MARK) - 1) :]  # a name cut between two reads is counted once, in the second
 
 
 MODERN = "2026-07-28"
@@ -159,51 +171,112 @@ def start_worker(cluster: Workers, serving: str) -> LiveServer:
     return worker
 
 
-async def measure(cluster: Workers, streams: int, saves: int, gap: float, version: str, serving: str) -> None:
-    """``version`` "2026-07-28": ``subscriptions/listen`` streams instead of sessions' GET streams."""
-    servers = [start_worker(cluster, serving), start_worker(cluster, serving)]
-    pk = int(shell(cluster, CREATE_BOOK).split()[-1])
-    uri = f"django://library/book/{pk}"
-    gate = asyncio.Semaphore(32)
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as http:
+async def open_readers(ports: list[int], uri: str, version: str, indices: list[int]) -> list[Reader]:
+    """Open the streams ``indices`` (stream ``i`` on ``ports[i % 2]``), 16 at a time."""
+    servers = [LiveServer(port=port, process=None, log_path=Path()) for port in ports]  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32)) as http:
 
         async def one(i: int) -> Reader:
-            server = servers[i % 2]
+            server = servers[i % len(servers)]
             async with gate:
                 if version == MODERN:
                     return await open_listen(server, uri, i + 1)
                 headers = await open_session(http, server, uri, version)
                 return await open_stream(server, headers)
 
-        readers = await asyncio.gather(*(one(i) for i in range(streams)))
+        return await asyncio.gather(*(one(i) for i in indices))
+
+
+def client_process(ports: list[int], uri: str, version: str, indices: list[int], expected: int, pipe: Any) -> None:
+    """One client process: open its share of the streams, say so, read them until the saves are over (told
+    through ``pipe``) and each has ``expected`` notifications or 10 s more pass; send back their arrivals."""
+
+    async def work() -> None:
+        readers = await open_readers(ports, uri, version, indices)
+        tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
+        pipe.send("ready")
+        await asyncio.to_thread(pipe.recv)  # "saved"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(len(r.arrivals) < expected for r in readers):
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        for reader in readers:
+            reader.connection.close()
+        pipe.send([reader.arrivals for reader in readers])
+
+    run(work())
+
+
+async def measure(
+    cluster: Workers, streams: int, saves: int, gap: float, version: str, serving: str, clients: int, profile: str | None
+) -> None:
+    """``version`` "2026-07-28": ``subscriptions/listen`` streams instead of sessions' GET streams. The streams
+    are opened and read by ``clients`` processes of their own (the client never shares a process, nor an event
+    loop, with the saving or the measuring). With ``profile`` (a folder), py-spy records each worker during the
+    saves (``worker0.txt``, ``worker1.txt``: collapsed stacks)."""
+    servers = [start_worker(cluster, serving), start_worker(cluster, serving)]
+    pk = int(shell(cluster, CREATE_BOOK).split()[-1])
+    uri = f"django://library/book/{pk}"
+    started = time.monotonic()
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for n in range(clients):
+        mine, theirs = context.Pipe()
+        process = context.Process(
+            target=client_process,
+            args=([s.port for s in servers], uri, version, list(range(n, streams, clients)), saves + 1, theirs),
+        )
+        process.start()
+        pipes.append(mine)
+        processes.append(process)
+    for pipe in pipes:
+        if await asyncio.to_thread(pipe.recv) != "ready":
+            raise RuntimeError("a client process failed to open its streams")
     took = time.monotonic() - started
     kind = "subscriptions/listen streams" if version == MODERN else "sessions subscribed, GET streams open"
-    print(f"{serving}: {streams} {kind} ({version}) for {uri}, in {took:.1f} s")
-    tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
+    print(f"{serving}: {streams} {kind} ({version}) for {uri}, in {took:.1f} s, read by {clients} client processes")
     await asyncio.sleep(1)
+    spies = [
+        subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(server.process.pid), "-r", "200", "-f", "raw"]
+            + ["-o", str(Path(profile) / f"worker{n}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n, server in enumerate(servers if profile else [])
+    ]
     code = SAVES.format(pk=pk, saves=saves, gap=gap)
     out = await asyncio.to_thread(shell, cluster, code)
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+        spy.wait(30)
     commits, sent = json.loads(out.strip().splitlines()[-1])
     sending = [done - commit for commit, done in zip(commits, sent, strict=True)]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(len(r.arrivals) < saves + 1 for r in readers):
-        await asyncio.sleep(0.1)
-    for task in tasks:
-        task.cancel()
-    for reader in readers:
-        reader.connection.close()
+    arrivals: list[list[float]] = []
+    for pipe in pipes:
+        pipe.send("saved")
+    for pipe, process in zip(pipes, processes, strict=True):
+        arrivals.extend(await asyncio.to_thread(pipe.recv))
+        process.join(10)
     latencies: list[float] = []
     missed = 0
-    for reader in readers:
-        arrivals = reader.arrivals[1:]  # the first save warms the saving process and is not counted
-        missed += max(0, saves - len(arrivals))
-        latencies.extend(arrival - commit for arrival, commit in zip(arrivals, commits, strict=False))
+    for stream_arrivals in arrivals:
+        later = stream_arrivals[1:]  # the first save warms the saving process and is not counted
+        missed += max(0, saves - len(later))
+        latencies.extend(arrival - commit for arrival, commit in zip(later, commits, strict=False))
     print(
         f"commit -> resources/updated on each of {streams} streams (2 workers, PostgreSQL, Redis), {saves} saves: "
         f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
         f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; {len(latencies)} deliveries, {missed} missed"
     )
+    for n, commit in enumerate(commits):
+        # Per save: the first and the last stream reached (a slow save, or a slow tail within every save).
+        got = sorted(a[n + 1] - commit for a in arrivals if len(a) > n + 1)
+        if got:
+            first, middle, last = (round(x * 1000) for x in (got[0], percentile(got, 0.5), got[-1]))
+            print(f"  save {n + 1}: first {first} ms, p50 {middle} ms, last {last} ms")
     print(f"  of which the saving process's sending (commit -> its on_commit callbacks done): max {max(sending) * 1000:.0f} ms")
     for server in servers:
         log = server.log()
@@ -222,9 +295,11 @@ def main() -> None:
         default=LATEST,
         help="the sessions' protocol version (2024-11-05: GET streams keep no events; 2026-07-28: listen streams)",
     )
+    parser.add_argument("--clients", type=int, default=2, help="client processes reading the streams")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy each worker during the saves (raw stacks in DIR)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, running_workers(Path(workdir)) as cluster:
-        run(measure(cluster, args.streams, args.saves, args.gap, args.version, args.server))
+        run(measure(cluster, args.streams, args.saves, args.gap, args.version, args.server, args.clients, args.profile))
 
 
 if __name__ == "__main__":
