@@ -23,6 +23,7 @@ GET streams costs a few INSERTs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -33,6 +34,8 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import mcp_settings
@@ -93,27 +96,71 @@ def _cutoff() -> Any:
     return timezone.now() - timedelta(seconds=mcp_settings.STREAM_EVENT_RETENTION_SECONDS)
 
 
-def _insert(rows: list[tuple[str, str, int, dict[str, Any] | None, bool]]) -> None:
-    """Store a batch of events in one INSERT, then keep every stream it touched within its cap."""
+Row = tuple[str, str, int, dict[str, Any] | None, bool]
+#: The most streams one statement trims to their cap (a condition each).
+TRIM_CHUNK = 200
+
+
+def _insert(rows: list[Row]) -> None:
+    """Store a batch of events in one statement, then keep every stream it touched within its cap (one more
+    statement, whatever the number of streams)."""
     global _last_age_prune
-    StreamEvent.objects.bulk_create(
-        [
-            StreamEvent(session_id=session_id, stream=stream, seq=seq, message=message, final=final)
-            for session_id, stream, seq, message, final in rows
-        ]
-    )
+    created = timezone.now()  # one clock read per batch: its rows are stored together
+    if connection.vendor == "postgresql":
+        _copy(rows, created)
+    else:
+        StreamEvent.objects.bulk_create(
+            [
+                StreamEvent(session_id=session_id, stream=stream, seq=seq, message=message, final=final, created=created)
+                for session_id, stream, seq, message, final in rows
+            ]
+        )
     cap = mcp_settings.STREAM_EVENT_MAX_PER_STREAM
     if cap is not None:
         newest: dict[tuple[str, str], int] = {}
         for session_id, stream, seq, _, _ in rows:
-            newest[(session_id, stream)] = max(seq, newest.get((session_id, stream), -1))
-        for (session_id, stream), seq in newest.items():
-            if seq >= cap:  # one short range on the unique (session, stream, seq) index
-                StreamEvent.objects.filter(session_id=session_id, stream=stream, seq__lte=seq - cap).delete()
+            if seq >= cap:
+                newest[(session_id, stream)] = max(seq, newest.get((session_id, stream), -1))
+        trims = list(newest.items())
+        for at in range(0, len(trims), TRIM_CHUNK):
+            # One statement for many streams (a broadcast reaches every long-lived GET stream at once, each past
+            # its cap): short ranges on the unique (session, stream, seq) index, OR-ed.
+            condition = Q()
+            for (session_id, stream), seq in trims[at : at + TRIM_CHUNK]:
+                condition |= Q(session_id=session_id, stream=stream, seq__lte=seq - cap)
+            _delete(StreamEvent.objects.filter(condition))
     now = time.monotonic()
     if now - _last_age_prune >= AGE_PRUNE_INTERVAL:
         _last_age_prune = now
-        StreamEvent.objects.filter(created__lt=_cutoff()).delete()
+        _delete(StreamEvent.objects.filter(created__lt=_cutoff()))
+
+
+def _delete(rows: Any) -> None:
+    """Delete ``rows`` in one statement. QuerySet.delete() would first SELECT them (a receiver of post_delete is
+    connected for every model, mcp_app.notifications's) and delete them by id in batches; stored events have no
+    dependents and concern no receiver."""
+    rows._raw_delete(rows.db)
+
+
+def _copy(rows: list[Row], created: Any) -> None:
+    """PostgreSQL: the rows in one ``COPY`` (formatted by psycopg's C code; an INSERT's parameters are quoted
+    one by one in Python, which cost more than the statement itself for a broadcast to hundreds of streams).
+    A message shared by many rows (a broadcast) is encoded once. Atomic like an INSERT: a row whose session is
+    gone fails the whole statement (the caller then stores the rows one by one)."""
+    meta = StreamEvent._meta
+    columns = [meta.get_field(name).column for name in ("session", "stream", "seq", "message", "final", "created")]
+    encoder = meta.get_field("message").encoder
+    quote = connection.ops.quote_name
+    statement = f"COPY {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    texts: dict[int, str] = {}
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for session_id, stream, seq, message, final in rows:
+            text = None
+            if message is not None:
+                text = texts.get(id(message))  # the rows hold the messages: ids stay unique while this runs
+                if text is None:
+                    text = texts[id(message)] = json.dumps(message, cls=encoder)
+            copy.write_row((session_id, stream, seq, text, final, created))
 
 
 class _GroupCommit:
@@ -122,16 +169,18 @@ class _GroupCommit:
     a broadcast to thousands of GET streams costs a few INSERTs, not thousands)."""
 
     def __init__(self) -> None:
-        self._queue: list[tuple[tuple[str, str, int, dict[str, Any] | None, bool], asyncio.Future[None]]] = []
+        self._queue: list[tuple[Row, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def add(self, row: tuple[str, str, int, dict[str, Any] | None, bool]) -> None:
+    async def add(self, row: Row) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if no one waits
         self._queue.append((row, future))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
-        await asyncio.shield(future)  # a cancelled caller does not take the batch down with it
+        # Awaited bare (no shield, no callback: two objects fewer per event of a broadcast): a cancelled caller
+        # cancels only its own future; its row stays in the batch, which never awaits the futures, and a
+        # cancelled future is skipped when the batch resolves them (so no exception is left unretrieved).
+        await future
 
     async def _flush(self) -> None:
         while self._queue:

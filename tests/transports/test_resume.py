@@ -285,6 +285,33 @@ async def test_a_burst_of_events_is_stored_in_a_few_inserts(stored_session, monk
     assert sum(inserts) == 300 and len(inserts) <= 3, inserts
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_broadcast_past_every_streams_cap_trims_them_in_a_few_statements(stored_session, settings):
+    # Long-lived GET streams all pass their cap; a broadcast then reaches each: one DELETE per stream per event
+    # would be hundreds of statements per notification. The batch trims them all in a few, exactly.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mcp_app.models import StreamEvent
+    from mcp_app.transports import resume
+
+    settings.MCP_APP = {"STREAM_EVENT_MAX_PER_STREAM": 2}
+    streams = [f"gTrim{n}" for n in range(300)]
+    message = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "x://1"}}
+    for seq in range(2):
+        resume._insert([(stored_session, stream, seq, message, False) for stream in streams])
+    with CaptureQueriesContext(connection) as queries:
+        resume._insert([(stored_session, stream, 2, message, False) for stream in streams])
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("DELETE")]
+    assert 1 <= len(deletes) <= 300 // resume.TRIM_CHUNK + 1, len(deletes)
+    kept: dict[str, list[int]] = {}
+    for stream, seq in StreamEvent.objects.filter(stream__startswith="gTrim").values_list("stream", "seq"):
+        kept.setdefault(stream, []).append(seq)
+    assert {stream: sorted(seqs) for stream, seqs in kept.items()} == {stream: [1, 2] for stream in streams}
+    stored = StreamEvent.objects.get(stream="gTrim7", seq=2)
+    assert stored.message == message and not stored.final  # the shared message, stored per row
+
+
 # -- two workers: the official SDK client resumes on the other one --------------------------------------------
 class SwitchingProxy:
     """A TCP proxy on 127.0.0.1 that sends new connections to one backend port; :meth:`cut` aborts every open
