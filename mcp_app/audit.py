@@ -14,8 +14,9 @@ The contract (:class:`AuditWriter`):
 Both writes run on the writer's own thread, not on Django's single thread for synchronous code, which
 every request's ORM work shares: the write-ahead adds no round trip there. One thread means one database
 connection, kept from group to group while calls keep coming (opening one per group cost more than the
-group's writes), replaced after an error that left it unusable, and closed as a request's would be
-(``CONN_MAX_AGE``) once nothing has been queued for :data:`CONNECTION_LINGER` seconds.
+group's writes), replaced after an error that left it unusable, and closed once nothing has been queued for
+:data:`CONNECTION_LINGER` seconds. The thread and its groups are :class:`mcp_app.groupcommit.GroupWriter`'s,
+which the session rows use too.
 
 Group commit: calls queue their rows (and outcomes) to that thread, which writes whatever queued while it
 wrote the previous group in one transaction: one multi-row INSERT returning the new pks where the backend
@@ -40,21 +41,19 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import close_old_connections, connections, router, transaction
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
+from .groupcommit import GroupWriter, Pending, on_live_connection
 from .models import ToolCall
 
 logger = logging.getLogger("mcp_app.audit")
-
-T = TypeVar("T")
 
 #: Seconds between the background retries of an outcome that could not be recorded (about a minute in
 #: all, enough for a database restart or fail-over); then an ERROR is logged and the row stays ``started``.
@@ -268,24 +267,6 @@ def _replace_if_broken() -> None:
             connection.close()
 
 
-def _retried_on_new_connection(write: Callable[[], T]) -> T:
-    """``write()``; if it meets an outage on a connection kept from an earlier group, once more on a new one.
-
-    A kept connection may have been closed by the server meanwhile (a restart, an idle timeout): that is not
-    the database being down now, so it must not refuse the group's calls. All or nothing, so a retry never
-    writes a row twice.
-    """
-    connection = connections[router.db_for_write(ToolCall)]
-    kept = connection.connection is not None
-    try:
-        return write()
-    except Exception as exc:
-        if not (kept and is_outage(exc)):
-            raise
-        connection.close()
-        return write()
-
-
 #: Seconds :meth:`AuditWriter.drain` waits at exit for queued rows to be written.
 DRAIN_SECONDS = 30.0
 #: The error message of a row whose call the stopping server interrupted before it ended.
@@ -299,22 +280,8 @@ CONNECTION_LINGER = 0.25
 GROUP_CAP = 500
 
 
-@dataclass
-class _Begin:
-    fields: dict[str, Any]
-    arguments: Any
-    done: Future[int]
-
-
-@dataclass
-class _Finish:
-    pk: int
-    fields: dict[str, Any]
-    done: Future[None]
-
-
 class _GroupWriter:
-    """The writer's one thread: it writes whatever was queued while it wrote the previous group (group
+    """The audit log's rows and outcomes on a :class:`~mcp_app.groupcommit.GroupWriter` (one thread, group
     commit without waiting: a lone row is written at once, a burst in a few transactions).
 
     Rows to insert (begins) go first, then outcomes (finishes), each kind at most :data:`GROUP_CAP` a group.
@@ -323,123 +290,47 @@ class _GroupWriter:
     """
 
     def __init__(self, cap: int = GROUP_CAP) -> None:
-        self.cap = cap
         # Groups written (or tried), rows and outcomes apart: how well writes are batched (tests, benchmarks).
         self.row_groups = 0
         self.outcome_groups = 0
-        self._begins: deque[_Begin] = deque()
-        self._finishes: deque[_Finish] = deque()
-        self._busy = 0  # items taken and being written
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._writer = GroupWriter(
+            "mcp_app-audit", order=(self._write_begins, self._write_finishes), cap=cap, idle_close=CONNECTION_LINGER
+        )
 
     def submit_begin(self, fields: dict[str, Any], arguments: Any) -> Future[int]:
-        done: Future[int] = Future()
-        self._submit(self._begins, _Begin(fields, arguments, done))
-        return done
+        return self._writer.submit(self._write_begins, (fields, arguments))
 
     def submit_finish(self, pk: int, fields: dict[str, Any]) -> Future[None]:
-        done: Future[None] = Future()
-        self._submit(self._finishes, _Finish(pk, fields, done))
-        return done
-
-    def _submit(self, queue: deque[Any], item: Any) -> None:
-        with self._cond:
-            queue.append(item)
-            if self._thread is None or not self._thread.is_alive():
-                # A daemon thread, so a hung database cannot hold the process up at exit; the writer's
-                # atexit hook drains the queue first (see AuditWriter.drain).
-                self._thread = threading.Thread(target=self._run, name="mcp_app-audit", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+        return self._writer.submit(self._write_finishes, (pk, fields))
 
     def pending(self) -> int:
         """Rows and outcomes queued or being written."""
-        with self._cond:
-            return len(self._begins) + len(self._finishes) + self._busy
+        return self._writer.pending()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything queued is written (or has failed); False when ``timeout`` s pass first."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._begins or self._finishes or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return self._writer.wait_idle(timeout)
 
-    def _take(self, queue: deque[Any]) -> list[Any]:
-        taken: list[Any] = []
-        while queue and len(taken) < self.cap:
-            item = queue.popleft()
-            if item.done.set_running_or_notify_cancel():  # a cancelled future is nobody's to resolve
-                taken.append(item)
-        return taken
-
-    def _run(self) -> None:
-        holding = False  # whether a group has run since the connection was last given back
-        while True:
-            with self._cond:
-                while not self._begins and not self._finishes:
-                    if not holding:
-                        self._cond.wait()
-                    elif not self._cond.wait(CONNECTION_LINGER) and not self._begins and not self._finishes:
-                        # Idle: give the connection back as a request would (CONN_MAX_AGE), so an idle writer
-                        # holds none that a server could time out or a test database's drop could meet. The
-                        # lock is let go meanwhile, so the loop checks the queues again before waiting.
-                        self._release_connection()
-                        holding = False
-                begins, finishes = self._take(self._begins), self._take(self._finishes)
-                holding = True
-                self._busy = len(begins) + len(finishes)
-            try:
-                _replace_if_broken()
-                if begins:
-                    self._write_begins(begins)
-                if finishes:
-                    self._write_finishes(finishes)
-            except Exception as exc:
-                # Not a failed write (those resolve their futures): a bug or a connection that would not
-                # even open or close. Whoever waits is told, never left waiting, and this thread goes on.
-                logger.error("audit log: the writer failed", exc_info=exc)
-                for item in [*begins, *finishes]:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
-            finally:
-                with self._cond:
-                    self._busy = 0
-                    self._cond.notify_all()
-
-    def _release_connection(self) -> None:
-        """Close the connection per ``CONN_MAX_AGE``, outside the lock (closing may wait on the database)."""
-        self._cond.release()
-        try:
-            close_old_connections()
-        except Exception as exc:
-            logger.warning("audit log: could not close the writer's connection (%s: %s)", type(exc).__name__, exc)
-        finally:
-            self._cond.acquire()
-
-    def _write_begins(self, items: list[_Begin]) -> None:
+    def _write_begins(self, items: list[Pending[Any]]) -> None:
         self.row_groups += 1
         if len(items) == 1:  # a lone row: one plain INSERT
             self._insert_each(items)
             return
         rows: list[ToolCall] = []
-        ready: list[_Begin] = []
+        ready: list[Pending[Any]] = []
         for item in items:
+            fields, raw = item.item
             try:  # redaction is built not to raise; should it, only that call is refused
-                arguments = audit_arguments(item.arguments)
+                arguments = audit_arguments(raw)
             except Exception as exc:
                 item.done.set_exception(exc)
                 continue
-            rows.append(ToolCall(arguments=arguments, outcome=ToolCall.Outcome.STARTED, **item.fields))
+            rows.append(ToolCall(arguments=arguments, outcome=ToolCall.Outcome.STARTED, **fields))
             ready.append(item)
         if not ready:
             return
         try:
-            pks = _retried_on_new_connection(lambda: _insert_rows(rows))
+            pks = on_live_connection(router.db_for_write(ToolCall), lambda: _insert_rows(rows))
         except Exception as exc:
             if is_outage(exc):
                 for item in ready:  # the database is down: every call of the group is refused, none runs
@@ -454,20 +345,22 @@ class _GroupWriter:
             item.done.set_result(pk)
 
     @staticmethod
-    def _insert_each(items: list[_Begin]) -> None:
+    def _insert_each(items: list[Pending[Any]]) -> None:
+        alias = router.db_for_write(ToolCall)
         for item in items:
             try:
-                item.done.set_result(_retried_on_new_connection(lambda item=item: _insert(item.fields, item.arguments)))
+                item.done.set_result(on_live_connection(alias, lambda item=item: _insert(*item.item)))
             except Exception as exc:
                 item.done.set_exception(exc)
 
-    def _write_finishes(self, items: list[_Finish]) -> None:
+    def _write_finishes(self, items: list[Pending[Any]]) -> None:
         self.outcome_groups += 1
+        alias = router.db_for_write(ToolCall)
         try:
             if len(items) == 1:
-                _retried_on_new_connection(lambda: _update(items[0].pk, items[0].fields))
+                on_live_connection(alias, lambda: _update(*items[0].item))
             else:
-                _retried_on_new_connection(lambda: _update_rows([(item.pk, item.fields) for item in items]))
+                on_live_connection(alias, lambda: _update_rows([item.item for item in items]))
         except Exception as exc:
             for item in items:  # each is retried in the background by its caller (AuditWriter._defer)
                 item.done.set_exception(exc)
