@@ -5,10 +5,10 @@ Django's single thread for synchronous code, which every request's ORM work shar
 its own. A :class:`GroupWriter` owns one daemon thread (and so one database connection): callers
 :meth:`~GroupWriter.submit` an item with the function that writes items of its kind, and get a
 :class:`concurrent.futures.Future`. The thread takes whatever queued while it wrote the previous group, kind by
-kind (in the order the kinds were first submitted), at most :attr:`~GroupWriter.cap` items of a kind at once,
-and hands them to their write function, which writes them together (one transaction, multi-row statements)
-and resolves each item's future. Nothing waits to fill a group: a lone item is written at once, a burst in a
-few groups.
+kind (the writer's ``order`` first, then in the order kinds were first submitted), at most
+:attr:`~GroupWriter.cap` items of a kind at once, and hands them to their write function, which writes them
+together (one transaction, multi-row statements) and resolves each item's future. Nothing waits to fill a
+group: a lone item is written at once, a burst in a few groups.
 
 The contract a write function keeps: every future of its group is resolved (a result, or the exception that
 refused it); should it raise or leave one unresolved, the writer fails those with the exception (or a
