@@ -1,19 +1,21 @@
 """A model save reaching 1,000 subscribed streams on two workers: latency from commit to each stream.
 
     .venv/bin/python -m tests.benchmarks.bench_fanout [--streams 1000] [--saves 5] [--gap 2]
-        [--server daphne|uvicorn] [--version 2025-11-25]
+        [--server daphne|uvicorn] [--version 2025-11-25|2024-11-05|2026-07-28|sse] [--clients 2] [--profile DIR]
 
 Two daphne (or uvicorn) workers of the test site (tests/transports/cluster.py: a fresh PostgreSQL database, the Redis
 channel layer with a private prefix) serve ``--streams`` Streamable HTTP sessions (``--version``, by default
 2025-11-25: each GET stream is resumable and numbers and keeps its events, as deployed; 2026-07-28:
-``subscriptions/listen`` streams instead), half on each worker. Every session
-subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
+``subscriptions/listen`` streams instead; ``sse``: legacy HTTP+SSE sessions on ``/sse``), half on each worker.
+Every session subscribes (``resources/subscribe``) to the URI of one library book and holds its GET stream open.
 
 Another process (``manage.py shell``, as the admin or a cron job would be) then saves the book ``--saves``
 times, ``--gap`` seconds apart, after one save that is not counted (a warm process, as a web worker is). Each
 save records the wall clock of its commit (its first ``on_commit`` callback, registered before the save, so
-it runs before the notification's); each stream records the wall clock at which it read
-``notifications/resources/updated`` (the client runs on uvloop when installed). Printed: p50, p99, min and max
+it runs before the notification's); each stream records the wall clock at which the bytes of
+``notifications/resources/updated`` were read from its socket, before any parsing. The streams are opened and
+read by ``--clients`` processes of their own (on uvloop when installed), so that the client's work is neither
+in the measuring process nor all on one core. Printed: p50, p99, min and max
 of (read - commit) over every stream and save, how many streams missed a save, and the longest the saving
 process took to hand its message over. Not part of the test suite: figures, not pass/fail.
 """
@@ -35,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from tests.benchmarks import sse_client
 from tests.benchmarks.sse_client import Connection, run
 from tests.live import HEADERS, LATEST, REPO, LiveServer, initialize_message, start_daphne
 from tests.transports.cluster import SETTINGS, Workers, running_workers
@@ -125,6 +128,8 @@ class Reader:
 
 
 MODERN = "2026-07-28"
+#: ``--version sse``: legacy HTTP+SSE sessions (2024-11-05 on ``/sse``) instead of Streamable HTTP ones.
+LEGACY = "sse"
 LISTEN_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
                   "mcp-protocol-version": MODERN, "mcp-method": "subscriptions/listen"}  # fmt: skip
 
@@ -171,8 +176,19 @@ def start_worker(cluster: Workers, serving: str) -> LiveServer:
     return worker
 
 
+async def open_legacy(server: LiveServer, uri: str) -> Reader:
+    """A legacy HTTP+SSE session (2024-11-05, ``/sse``) subscribed to ``uri``: its event stream."""
+    session = await sse_client.open_session("127.0.0.1", server.port, "/sse", {})
+    answer = await session.call({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}})
+    if "result" not in answer:
+        raise RuntimeError(f"resources/subscribe failed: {answer}")
+    session.post.close()
+    return Reader(session.stream)
+
+
 async def open_readers(ports: list[int], uri: str, version: str, indices: list[int]) -> list[Reader]:
-    """Open the streams ``indices`` (stream ``i`` on ``ports[i % 2]``), 16 at a time."""
+    """Open the streams ``indices`` (stream ``i`` on ``ports[i % 2]``), 16 at a time; ``version`` "sse": legacy
+    HTTP+SSE sessions."""
     servers = [LiveServer(port=port, process=None, log_path=Path()) for port in ports]  # type: ignore[arg-type]
     gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32)) as http:
@@ -182,6 +198,8 @@ async def open_readers(ports: list[int], uri: str, version: str, indices: list[i
             async with gate:
                 if version == MODERN:
                     return await open_listen(server, uri, i + 1)
+                if version == LEGACY:
+                    return await open_legacy(server, uri)
                 headers = await open_session(http, server, uri, version)
                 return await open_stream(server, headers)
 
@@ -235,7 +253,9 @@ async def measure(
         if await asyncio.to_thread(pipe.recv) != "ready":
             raise RuntimeError("a client process failed to open its streams")
     took = time.monotonic() - started
-    kind = "subscriptions/listen streams" if version == MODERN else "sessions subscribed, GET streams open"
+    kind = {MODERN: "subscriptions/listen streams", LEGACY: "legacy HTTP+SSE sessions subscribed"}.get(
+        version, "sessions subscribed, GET streams open"
+    )
     print(f"{serving}: {streams} {kind} ({version}) for {uri}, in {took:.1f} s, read by {clients} client processes")
     await asyncio.sleep(1)
     spies = [
@@ -293,7 +313,8 @@ def main() -> None:
     parser.add_argument(
         "--version",
         default=LATEST,
-        help="the sessions' protocol version (2024-11-05: GET streams keep no events; 2026-07-28: listen streams)",
+        help="the sessions' protocol version (2024-11-05: GET streams keep no events; 2026-07-28: listen streams;"
+        " sse: legacy HTTP+SSE sessions, 2024-11-05 on /sse)",
     )
     parser.add_argument("--clients", type=int, default=2, help="client processes reading the streams")
     parser.add_argument("--profile", metavar="DIR", help="py-spy each worker during the saves (raw stacks in DIR)")
