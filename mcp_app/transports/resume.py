@@ -213,7 +213,9 @@ class _GroupCommit:
                     future.set_result(None)
 
 
-BATCH_MAX = 500
+# The most events in one statement: a broadcast to a worker's thousand or two GET streams is one COPY (a few
+# hundred kB), not several in a row, each waited for by the streams behind it.
+BATCH_MAX = 2000
 _commits: dict[asyncio.AbstractEventLoop, _GroupCommit] = {}
 
 
