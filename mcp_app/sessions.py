@@ -439,7 +439,9 @@ class SessionStore:
         (``session.ended``): cached copies are dropped and its running requests cancelled."""
         if not SESSION_ID_RE.match(session_id):
             return False
-        ended = await _db(end_rows)([session_id])
+        # Through the group writer: streams closing together (a burst of clients leaving) end their sessions in
+        # a few transactions, not one round trip each on Django's thread for sync code.
+        ended = await asyncio.shield(asyncio.wrap_future(self.writer.submit(_end_group, session_id)))
         await self.announce_ended(session_id)
         return bool(ended)
 
@@ -569,5 +571,29 @@ def _touch_rows(group: list[Pending[Any]]) -> None:
         pending.done.set_result(None)
 
 
-#: The group writer of the process's session stores: one thread, one connection.
-default_writer = GroupWriter("mcp_app-sessions", order=(_touch_rows, _create_rows))
+def _end_group(group: list[Pending[Any]]) -> None:
+    """End a group of sessions in one transaction (:func:`end_rows`); each future gets whether its session was
+    open (the first of several ends of one session does)."""
+    ids = list(dict.fromkeys(pending.item for pending in group))
+    alias = router.db_for_write(Session)
+
+    def write() -> set[str]:
+        with transaction.atomic(using=alias):
+            still_open = set(Session.objects.filter(id__in=ids, ended__isnull=True).values_list("id", flat=True))
+            end_rows(ids)
+            return still_open
+
+    try:
+        still_open = on_live_connection(alias, write)
+    except Exception as exc:
+        for pending in group:
+            pending.done.set_exception(exc)
+        return
+    for pending in group:
+        pending.done.set_result(pending.item in still_open)
+        still_open.discard(pending.item)
+
+
+#: The group writer of the process's session stores: one thread, one connection. Within a round, touches go
+#: before new rows (eviction reads last_seen) and new rows before ends (a session ended as soon as created).
+default_writer = GroupWriter("mcp_app-sessions", order=(_touch_rows, _create_rows, _end_group))

@@ -195,3 +195,21 @@ async def test_opening_a_legacy_stream_while_the_database_is_down_is_a_503_and_l
     assert headers[b"content-type"] == b"application/json" and int(headers[b"retry-after"]) >= 1
     assert b"-32003" in response["body"] and b"Traceback" not in response["body"]
     assert await Session.objects.acount() == 0
+
+
+async def test_sessions_ended_at_once_are_ended_together(statements: dict[str, Any]) -> None:
+    writer = GroupWriter("test-ends")
+    store = store_with(writer)
+    records = [await store.create(transport="sse", protocol_version="2024-11-05") for _ in range(30)]
+    _, release = await asyncio.to_thread(held, writer)
+    statements["sql"].clear()
+    ending = [asyncio.ensure_future(store.end(record.id)) for record in records]
+    ending.append(asyncio.ensure_future(store.end(records[0].id)))  # a second end of the same session
+    await asyncio.sleep(0.1)
+    release.set()
+    results = await asyncio.gather(*ending)
+    assert results == [True] * 30 + [False]  # each was open once
+    updates = [sql for sql in statements["sql"] if sql.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) < 30, updates
+    assert await Session.objects.filter(ended__isnull=True).acount() == 0
+    assert await store.get(records[5].id) is None
