@@ -245,6 +245,7 @@ async def measure(
         process = context.Process(
             target=client_process,
             args=([s.port for s in servers], uri, version, list(range(n, streams, clients)), saves + 1, theirs),
+            daemon=True,  # ended with this process when a save fails (they would wait for "saved" forever)
         )
         process.start()
         pipes.append(mine)
