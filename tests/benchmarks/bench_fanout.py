@@ -18,6 +18,12 @@ read by ``--clients`` processes of their own (on uvloop when installed), so that
 in the measuring process nor all on one core. Printed: p50, p99, min and max
 of (read - commit) over every stream and save, how many streams missed a save, and the longest the saving
 process took to hand its message over. Not part of the test suite: figures, not pass/fail.
+
+Measured 2026-11-30 (2 shared cores, load 2-4 from other work; p50 / p99 ms, runs vary by tens of ms):
+resumable GET streams (2025-11-25) before one COPY per batch (resume.py) -> after: uvicorn 104-137 / 185-492
+-> 68-80 / 97-189, daphne 137-157 / 210-367 -> 107-124 / 173-276; unchanged paths: 2024-11-05 GET streams
+uvicorn 33-39 / 77-87, daphne 53-74 / 156-187; legacy /sse uvicorn 27 / 56, daphne 103 / 215; 2026-07-28 listen
+streams uvicorn 32 / 63, daphne 67 / 178.
 """
 
 from __future__ import annotations
