@@ -16,8 +16,9 @@ go with the session row and age out like the others. A plain JSON answer stores 
 
 Reads and writes run on one thread of this module's own (its own database connection, in order),
 not on Django's single thread for synchronous code that every request's ORM work shares, and the events
-of all of a worker's streams are written in batches (:class:`_GroupCommit`): a broadcast to thousands of
-GET streams costs a few INSERTs.
+of all of a worker's streams are written in batches (:class:`_GroupCommit`): a broadcast to a worker's
+thousand GET streams is one statement (a ``COPY`` on PostgreSQL, each shared message encoded once), and the
+streams past their cap are trimmed in one more.
 """
 
 from __future__ import annotations
