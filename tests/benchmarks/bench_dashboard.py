@@ -24,6 +24,8 @@ import tempfile
 import time
 from datetime import timedelta
 
+from .scratch_db import drop_scratch_database
+
 PG_NAME = "mcp_app_bench_dashboard"
 OUTCOMES = ["ok"] * 8 + ["tool_error", "failed"]
 
@@ -100,12 +102,7 @@ def main() -> None:
             run(args)
         finally:
             if args.postgres:
-                import psycopg
-                from django.db import connections
-
-                connections.close_all()
-                with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-                    conn.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
+                drop_scratch_database(PG_NAME)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Any
 
+from .scratch_db import drop_scratch_database
+
 
 def setup(postgres: bool, workdir: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -106,13 +108,7 @@ def main() -> None:
             run(args)
         finally:
             if args.postgres:
-                from django.db import connections
-
-                connections.close_all()
-                import psycopg
-
-                with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-                    conn.execute("DROP DATABASE IF EXISTS mcp_app_bench")
+                drop_scratch_database("mcp_app_bench")
 
 
 def run(args: argparse.Namespace) -> None:
