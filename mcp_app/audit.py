@@ -1,15 +1,21 @@
-"""The audit log's writer: a :class:`~mcp_app.models.ToolCall` row before a tool runs, its outcome after.
+"""The audit log's writer: one :class:`~mcp_app.models.ToolCall` row per tools/call, committed before its answer.
 
-The contract (:class:`AuditWriter`):
+The contract (:class:`AuditWriter`), for a call whose tool may change something (written ahead):
 
 - :meth:`~AuditWriter.begin` writes the row, outcome ``started``, *before* the tool runs. If the row cannot
   be written (the database is down), it raises :class:`~mcp_app.availability.Unavailable` and the caller
   must not run the tool: the client is told that nothing was done and to retry (503 where the transport
-  can still set a status). So no tool ever runs unrecorded, and a retry never repeats a side effect.
+  can still set a status). So no such tool ever runs unrecorded, and a retry never repeats a side effect.
 - :meth:`~AuditWriter.finish` records the outcome. If that fails, the tool has run and its result still
   goes to the client: the failure is logged (session, request id, tool; never the arguments) and the
   update is retried in the background with backoff (:data:`RETRY_DELAYS`); if every retry fails, an
   ERROR says so. A row whose worker died between the two stays ``started``, which the admin filters on.
+
+For a call that changes nothing (a tool marked ``readOnlyHint``, a data tool, an unknown name: ``begin(...,
+ahead=False)``, per ``AUDIT_WRITE_AHEAD``) the row is written once, whole, by :meth:`~AuditWriter.finish`,
+before the answer leaves: a write ahead would record nothing a crash could lose, since such a call has no
+effect but its answer. If that row cannot be written, ``finish`` raises ``Unavailable`` and the answer is
+withheld (the client is told to retry, which repeats nothing): no answer leaves unrecorded, either way.
 
 Both writes run on the writer's own thread, not on Django's single thread for synchronous code, which
 every request's ORM work shares: the write-ahead adds no round trip there. One thread means one database
@@ -47,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connections, router, transaction
+from django.utils import timezone
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
@@ -172,18 +179,21 @@ def _copy(value: Any, patterns: list[str], max_depth: int | None, *, clean: bool
 # -- writing rows ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AuditEntry:
-    """A call's row, as :meth:`AuditWriter.begin` wrote it: what :meth:`AuditWriter.finish` completes."""
+    """A call's row, as :meth:`AuditWriter.begin` wrote it (``pk``), or will write it whole once the call ends
+    (``pk`` None, ``fields`` and ``arguments`` kept for :meth:`AuditWriter.finish`)."""
 
-    pk: int
+    pk: int | None
     tool: str
     session_id: str | None
     request_id: Any
+    fields: dict[str, Any] | None = None
+    arguments: Any = None
 
 
 def _insert(fields: dict[str, Any], arguments: Any) -> int:
     # A lone row: one INSERT. Redacting and measuring megabytes of arguments happens here, in the writer's
-    # thread, off the event loop.
-    return ToolCall.objects.create(arguments=audit_arguments(arguments), outcome=ToolCall.Outcome.STARTED, **fields).pk
+    # thread, off the event loop. ``fields`` name the outcome too: ``started`` for a row written ahead.
+    return ToolCall.objects.create(arguments=audit_arguments(arguments), **fields).pk
 
 
 def _insert_rows(rows: list[ToolCall]) -> list[int]:
@@ -297,7 +307,8 @@ class _GroupWriter:
             "mcp_app-audit", order=(self._write_begins, self._write_finishes), cap=cap, idle_close=CONNECTION_LINGER
         )
 
-    def submit_begin(self, fields: dict[str, Any], arguments: Any) -> Future[int]:
+    def submit_row(self, fields: dict[str, Any], arguments: Any) -> Future[int]:
+        """Queue a new row (``fields`` with its outcome: ``started`` ahead of a call, or the call's whole row)."""
         return self._writer.submit(self._write_begins, (fields, arguments))
 
     def submit_finish(self, pk: int, fields: dict[str, Any]) -> Future[None]:
@@ -325,7 +336,7 @@ class _GroupWriter:
             except Exception as exc:
                 item.done.set_exception(exc)
                 continue
-            rows.append(ToolCall(arguments=arguments, outcome=ToolCall.Outcome.STARTED, **fields))
+            rows.append(ToolCall(arguments=arguments, **fields))
             ready.append(item)
         if not ready:
             return
@@ -492,16 +503,27 @@ class AuditWriter:
         return self._group.outcome_groups
 
     async def begin(
-        self, *, tool: str, arguments: Any, user: Any = None, session_id: str | None = None, request_id: Any = None, via: str = ""
+        self,
+        *,
+        tool: str,
+        arguments: Any,
+        user: Any = None,
+        session_id: str | None = None,
+        request_id: Any = None,
+        via: str = "",
+        ahead: bool = True,
     ) -> AuditEntry:
-        """Write the call's row (outcome ``started``) and return it.
+        """Write the call's row (outcome ``started``) and return it; with ``ahead=False`` (a call that changes
+        nothing) write nothing yet: :meth:`finish` writes the whole row.
 
         Raises :class:`~mcp_app.availability.Unavailable` when the row cannot be written: the tool must then
         not run. A cancellation while writing still completes the row, as cancelled (outcome ``failed``).
         """
         tool = _clean_text(tool[:128])
-        fields = {"session_id": session_id, "user": user, "tool": tool, "via": str(via)[:20]}
-        write = self._group.submit_begin(fields, arguments)
+        fields = {"session_id": session_id, "user": user, "tool": tool, "via": str(via)[:20], "created": timezone.now()}
+        if not ahead:
+            return AuditEntry(None, tool, session_id, request_id, fields, arguments)
+        write = self._group.submit_row({**fields, "outcome": ToolCall.Outcome.STARTED}, arguments)
         # Before the caller's wrap_future: the pk is known as open before anyone can finish it.
         write.add_done_callback(self._opened)
         try:
@@ -536,15 +558,22 @@ class AuditWriter:
     async def finish(self, entry: AuditEntry, *, outcome: str, message: str = "", seconds: float = 0.0) -> bool:
         """Record the call's outcome; True when it was recorded now.
 
-        Never raises for a failed write: the tool has run, so its result must reach the client. A failure is
-        logged and the update retried in the background (False is returned); a cancellation while writing
-        lets the write finish (and be retried if it fails), then propagates.
+        For a row written ahead, never raises for a failed write: the tool has run, so its result must reach
+        the client. A failure is logged and the update retried in the background (False is returned); a
+        cancellation while writing lets the write finish (and be retried if it fails), then propagates.
+
+        For a row not written ahead (``begin(..., ahead=False)``) the whole row is written now, and a failure
+        raises :class:`~mcp_app.availability.Unavailable`: the answer must then be withheld (nothing was
+        changed, so the client may simply retry). A cancellation while writing lets the write finish.
         """
         fields = {
             "outcome": outcome,
             "error_message": cap_text(message, mcp_settings.AUDIT_MAX_ERROR_CHARS),
             "duration_ms": round(seconds * 1000, 3),
         }
+        if entry.pk is None:
+            await self._write_whole(entry, fields)
+            return True
         with self._open_lock:
             self._open.discard(entry.pk)
         write = self._group.submit_finish(entry.pk, fields)
@@ -559,6 +588,41 @@ class AuditWriter:
             self._defer(entry, fields, exc)
             return False
         return True
+
+    async def _write_whole(self, entry: AuditEntry, outcome: dict[str, Any]) -> None:
+        """The row of a call not written ahead, whole; raises ``Unavailable`` when it cannot be written."""
+        write = self._group.submit_row({**(entry.fields or {}), **outcome}, entry.arguments)
+        try:
+            # Shielded: a cancelled caller (the client went away) still leaves its row.
+            await asyncio.shield(asyncio.wrap_future(write))
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda done: self._lost(done, entry, outcome))
+            raise
+        except Exception as exc:
+            self._lost(write, entry, outcome)
+            shown = entry.tool if len(entry.tool) <= 100 else f"{entry.tool[:100]}…"
+            raise Unavailable(
+                f"Service Unavailable: the result of tool '{shown}' was withheld, because its audit record "
+                f"could not be written (the database is unavailable). The tool changes nothing, so the call "
+                f"can be repeated: retry in {RETRY_AFTER} s."
+            ) from exc
+
+    @staticmethod
+    def _lost(write: Future[int], entry: AuditEntry, outcome: dict[str, Any]) -> None:
+        """Log a whole row that could not be written (its answer, if any was due, was withheld)."""
+        if write.cancelled() or write.exception() is None:
+            return
+        exc = write.exception()
+        logger.warning(
+            "audit log: the row of tools/call %r (session %s, request id %r, outcome %s) could not be written "
+            "(%s: %s); its answer was withheld",
+            entry.tool,
+            entry.session_id or "-",
+            entry.request_id,
+            outcome["outcome"],
+            type(exc).__name__,
+            str(exc).strip()[:300],
+        )
 
     def _defer(self, entry: AuditEntry, fields: dict[str, Any], exc: BaseException | None) -> None:
         logger.warning(

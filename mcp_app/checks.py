@@ -70,6 +70,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     f"MCP_APP[{name!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[name]}.", id="mcp_app.E003"
                 )
             )
+    ahead = user.get("AUDIT_WRITE_AHEAD", DEFAULTS["AUDIT_WRITE_AHEAD"])
+    if ahead not in ("unless_read_only", "always"):
+        messages.append(
+            Error(
+                f"MCP_APP['AUDIT_WRITE_AHEAD'] must be 'unless_read_only' or 'always', not {ahead!r}.",
+                hint="'always' writes every call's audit row before its tool runs; the default, 'unless_read_only', "
+                "writes the row of a call that changes nothing once, before its answer.",
+                id="mcp_app.E003",
+            )
+        )
     ack = user.get("STREAM_ACK_TIMEOUT", DEFAULTS["STREAM_ACK_TIMEOUT"])
     if isinstance(ack, bool) or not isinstance(ack, (int, float)) or not 0 < ack <= 60:
         messages.append(

@@ -131,6 +131,11 @@ DEFAULTS: dict[str, Any] = {
     # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
     # (case-insensitive substring match, at any depth).
     "AUDIT_LOG": True,
+    # When a call's row is written ahead of the tool (outcome 'started', then its outcome; the tool does not
+    # run if the row cannot be written): "unless_read_only" for every tool but those that change nothing (a
+    # readOnlyHint tool, data and query tools, unknown names), whose row is written once, whole, before the
+    # answer leaves (one commit per call instead of two); "always" for every call.
+    "AUDIT_WRITE_AHEAD": "unless_read_only",
     "AUDIT_REDACT_KEYS": [
         "password",
         "passwd",

@@ -210,11 +210,17 @@ def test_a_failed_group_of_outcomes_delivers_every_result_and_is_retried(monkeyp
     provider = ManagedProvider(registry, ExposureRegistry(), audit=writer)
 
     async def scenario() -> list[Any]:
-        calls = asyncio.ensure_future(call_many(provider, 20))
-        while not entered.is_set() or writer.pending() < 20:  # the held outcome and the 19 queued behind it
+        # The first call's outcome is written alone and held; the other 19 calls queue behind it, so their
+        # outcomes come back together, as one group.
+        first = asyncio.ensure_future(provider.call_tool("note", {"text": "call-0"}, ctx_for(request_id=0)))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        rest = [provider.call_tool("note", {"text": f"call-{i}"}, ctx_for(request_id=i)) for i in range(1, 20)]
+        others = asyncio.ensure_future(asyncio.gather(*rest))
+        while writer.pending() < 20:  # the held outcome and the 19 rows queued behind it
             await asyncio.sleep(0.01)
         release.set()
-        return await calls
+        return [await first, *await others]
 
     results = async_to_sync(scenario)()
     assert [r["content"][0]["text"] for r in results] == [f"call-{i}" for i in range(20)]  # all delivered

@@ -24,6 +24,7 @@ dispatcher's cursor codec in ``ctx.cursors``. It never reaches for the runtime o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -36,7 +37,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
 
 from ..audit import AuditEntry, AuditWriter, default_writer
-from ..availability import OUTAGE_ERRORS, database_unavailable
+from ..availability import OUTAGE_ERRORS, Unavailable, database_unavailable
 from ..conf import mcp_settings
 from ..content import content_dict
 from ..models import ModelExposure, Prompt, QueryTool, Tool
@@ -129,6 +130,7 @@ class ManagedProvider(Provider):
         self.exposures = exposures if exposures is not None else ExposureRegistry()
         self._synced = False
         self._catalog: Catalog | None = None
+        self._loading: asyncio.Task[Catalog] | None = None  # the catalog load under way (see catalog())
 
     # -- rows ---------------------------------------------------------------------------------------
     def sync(self, *, exposures: bool = False) -> None:
@@ -212,8 +214,10 @@ class ManagedProvider(Provider):
         Tool.objects.filter(source=Tool.Source.DATA, exposure__in=sorted(in_force)).exclude(name__in=list(data_tools)).delete()
 
     def invalidate(self, *args: Any) -> None:
-        """Forget the cached rows (a row changed here or on another worker)."""
+        """Forget the cached rows (a row changed here or on another worker); a load under way may have read
+        them before the change, so it is not kept either."""
         self._catalog = None
+        self._loading = None
 
     def _load(self) -> Catalog:
         if not self._synced:
@@ -266,8 +270,18 @@ class ManagedProvider(Provider):
 
     async def catalog(self) -> Catalog:
         catalog = self._catalog
-        if catalog is None or time.monotonic() - catalog.loaded > CATALOG_MAX_AGE:
-            catalog = self._catalog = await _db(self._load)()
+        if catalog is not None and time.monotonic() - catalog.loaded <= CATALOG_MAX_AGE:
+            return catalog
+        # One load at a time per event loop: the calls that arrive while it runs (a cold worker's first burst)
+        # wait for it rather than each loading the same rows, and resume together.
+        loop = asyncio.get_running_loop()
+        loading = self._loading
+        if loading is None or loading.get_loop() is not loop or loading.done():
+            loading = self._loading = loop.create_task(_db(self._load)())
+        # Shielded: one caller's cancellation does not cancel the others' load.
+        catalog = await asyncio.shield(loading)
+        if self._loading is loading:
+            self._catalog = catalog
         return catalog
 
     @property
@@ -455,7 +469,7 @@ class ManagedProvider(Provider):
         Recording the outcome never changes the answer: a failure there is logged and retried in the background.
         """
         user = caller(ctx)
-        entry = await self._begin_audit(ctx, user, name, arguments)
+        entry = await self._begin_audit(ctx, user, name, arguments, ahead=await self._writes_ahead(name))
         started = time.perf_counter()
         record = _Outcome()
         try:
@@ -468,7 +482,8 @@ class ManagedProvider(Provider):
             raise
         except (asyncio.CancelledError, RequestCancelled):
             record.outcome, record.message = "failed", "cancelled by the client before it finished"
-            await self._finish_audit(entry, record, started)
+            with contextlib.suppress(Unavailable):  # no answer is due: a row that could not be written is logged
+                await self._finish_audit(entry, record, started)
             raise
         except InputRequired as exc:
             # MCP 2026-07-28: the tool asked the client for input and will run again when the client retries
@@ -513,13 +528,31 @@ class ManagedProvider(Provider):
             record.outcome, record.message = "tool_error", _first_text(result)
         return result
 
-    async def _begin_audit(self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any]) -> AuditEntry | None:
-        """The call's audit row, written ahead (None when ``AUDIT_LOG`` is off); raises
-        :class:`~mcp_app.availability.Unavailable` when it cannot be written."""
+    async def _writes_ahead(self, name: str) -> bool:
+        """Whether the call of tool ``name`` gets its audit row before it runs (``AUDIT_WRITE_AHEAD``): yes
+        unless it changes nothing. A code tool changes nothing when its ``readOnlyHint`` is true (its admin
+        row's hint, when set, wins over the code's); data and query tools only read; a name that is no tool
+        runs nothing."""
+        if mcp_settings.AUDIT_WRITE_AHEAD == "always":
+            return True
+        spec = self.registry.tools.get(name)
+        if spec is None:
+            return False  # a data or query tool, or no tool at all (refused): reads, or runs nothing
+        entry = (await self.catalog()).tools.get(name)
+        hints = {**(spec.annotations or {}), **(entry[0].annotations() if entry is not None else {})}
+        return hints.get("readOnlyHint") is not True
+
+    async def _begin_audit(
+        self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], *, ahead: bool = True
+    ) -> AuditEntry | None:
+        """The call's audit entry (None when ``AUDIT_LOG`` is off): its row written ahead, or with ``ahead``
+        False kept to be written whole when the call ends; raises :class:`~mcp_app.availability.Unavailable`
+        when a row written ahead cannot be."""
         if not mcp_settings.AUDIT_LOG:
             return None
         session = ctx.session
         return await self.audit.begin(
+            ahead=ahead,
             tool=name,
             arguments=arguments,
             user=user,

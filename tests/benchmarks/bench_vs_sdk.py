@@ -315,6 +315,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="idle legacy streams to open (the issue's target: 10000)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--audit-log", choices=["on", "off"], default="on", help="this project's audit log (shipped: on)")
+    parser.add_argument(
+        "--write-ahead",
+        choices=["unless_read_only", "always"],
+        default="unless_read_only",
+        help="AUDIT_WRITE_AHEAD (shipped: unless_read_only; echo is read-only, so 'always' measures a tool that changes things)",
+    )
     parser.add_argument("--only", default="http,sse,streams", help="comma separated: http, sse, streams")
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -325,11 +331,12 @@ def main() -> None:
     # This process (the SSE client) and wrk on CPU 1; each server is moved to CPU 0 once started.
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     os.environ["BENCH_AUDIT_LOG"] = "1" if args.audit_log == "on" else "0"
+    os.environ["BENCH_WRITE_AHEAD"] = args.write_ahead
     with tempfile.TemporaryDirectory(prefix="bench-vs-sdk-") as tmp, database(args.database, Path(tmp)) as env:
         bench = Bench(args, Path(tmp), env)
         print(
             f"== this project (mcp_app {version('mcp_app')}, Django {version('django')}, {args.database}, audit log "
-            f"{args.audit_log}) vs the "
+            f"{args.audit_log}, written ahead: {args.write_ahead}) vs the "
             f"official SDK (mcp {version('mcp')}); uvicorn {version('uvicorn')}, daphne {version('daphne')}; servers "
             f"on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}; {args.connections} connections, {args.seconds} s per load",
             flush=True,

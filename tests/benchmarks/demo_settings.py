@@ -7,7 +7,8 @@ mcpsite.settings unchanged (SQLite, or PostgreSQL with MCPSITE_POSTGRES_DB; in-m
   sessions and streams per principal, unlimited (they would otherwise answer 429 or end sessions mid-run).
 
 DJANGO_DEBUG=0 in the environment turns DEBUG off, as in production (the benchmark sets it);
-BENCH_AUDIT_LOG=0 turns the audit log off, to measure what it costs.
+BENCH_AUDIT_LOG=0 turns the audit log off, to measure what it costs; BENCH_WRITE_AHEAD=always writes every
+call's row ahead of its tool (the shipped default writes the row of a read-only tool such as ``echo`` once).
 """
 
 import os
@@ -22,4 +23,5 @@ MCP_APP = {
     "MAX_SESSIONS_PER_PRINCIPAL": None,
     "MAX_STREAMS_PER_PRINCIPAL": None,
     "AUDIT_LOG": os.environ.get("BENCH_AUDIT_LOG", "1") == "1",
+    "AUDIT_WRITE_AHEAD": os.environ.get("BENCH_WRITE_AHEAD", "unless_read_only"),
 }

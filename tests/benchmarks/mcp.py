@@ -4,4 +4,6 @@ from mcp_app import tool
 
 from .echo import echo
 
-tool()(echo)
+# Read-only, as an echo is: its audit row is written once, before the answer (AUDIT_WRITE_AHEAD's default);
+# ``bench_vs_sdk --write-ahead always`` measures the row written ahead, as for a tool that changes things.
+tool(annotations={"readOnlyHint": True})(echo)
