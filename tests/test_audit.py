@@ -267,10 +267,10 @@ def test_the_row_is_written_before_the_tool_runs() -> None:
 def test_a_row_that_cannot_be_written_runs_nothing_and_says_retry(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def database_down(**fields: Any) -> None:
+    def database_down(rows: Any) -> None:
         raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 
-    monkeypatch.setattr(ToolCall.objects, "create", database_down)
+    monkeypatch.setattr(audit, "_insert_rows", database_down)
     runs.clear()
     with caplog.at_level(logging.WARNING, logger="mcp_app"), pytest.raises(Unavailable) as info:
         call("count_runs", {"text": "zebra-value"})
@@ -288,7 +288,7 @@ def test_a_row_that_cannot_be_written_runs_nothing_and_says_retry(
 
 
 def test_any_failure_to_write_the_row_refuses_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ToolCall.objects, "create", lambda **fields: (_ for _ in ()).throw(DatabaseError("disk I/O")))
+    monkeypatch.setattr(audit, "_insert_rows", lambda rows: (_ for _ in ()).throw(DatabaseError("disk I/O")))
     runs.clear()
     with pytest.raises(Unavailable):
         call("count_runs", {"text": "x"})

@@ -113,7 +113,7 @@ def test_rows_queued_behind_a_write_go_in_one_statement(held_writer: Any, monkey
     runs.clear()
     assert len(async_to_sync(scenario)()) == 51
     assert writer.wait_idle(10)
-    assert groups == [50]  # the 50 queued rows went together
+    assert groups == [1, 50]  # the held lone row, then the 50 queued behind it together
     if connection.features.can_return_rows_from_bulk_insert:
         assert len(inserts) == 2  # the held row's INSERT and one INSERT of 50 rows
     assert ToolCall.objects.filter(outcome="ok").count() == 51 and len(runs) == 51
