@@ -336,8 +336,12 @@ class Dispatcher:
                 raise InternalError(
                     f"Internal error while handling {request.method}: it cannot ask the client for input."
                 ) from None
-        binding = StateBinding.of(str(ctx.extra.get("principal", "")), request.method, request.params)
-        known = self.request_state.open(request.params["requestState"], binding) if "requestState" in request.params else {}
+
+        # The binding (a digest of the params) only when a state is opened or sealed: most calls need neither.
+        def binding() -> StateBinding:
+            return StateBinding.of(str(ctx.extra.get("principal", "")), request.method, request.params)
+
+        known = self.request_state.open(request.params["requestState"], binding()) if "requestState" in request.params else {}
         ctx.input_round = InputRound(known, read_input_responses(request.params))
         try:
             return await handler(request.params, ctx)
@@ -345,7 +349,7 @@ class Dispatcher:
             return {
                 "resultType": "input_required",
                 "inputRequests": exc.input_requests,
-                "requestState": self.request_state.seal(binding, ctx.input_round.answers_to_keep()),
+                "requestState": self.request_state.seal(binding(), ctx.input_round.answers_to_keep()),
             }
 
     async def _finish_modern(

@@ -236,15 +236,16 @@ class StreamableHTTPConsumer(StreamConsumer):
             await response.finish()
             return
         task = self.server.spawn(session.id, response.run(work))
-        closed = asyncio.ensure_future(response.closed.wait())
+        # One future for "the requests are done or a handler closed the connection": cheaper than a task
+        # waiting on an event and asyncio.wait over both, on every POST.
+        ended = response.ended
+        task.add_done_callback(lambda _: ended.done() or ended.set_result(None))
         try:
-            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await ended
         except asyncio.CancelledError:
             # The client left (the watcher cancels this task): the requests go on, detached from it.
             response.connected = False
             raise
-        finally:
-            closed.cancel()
         if task.done() and task.cancelled() and response.connected:
             # The session ended (DELETE, the admin, its credential) while the requests ran.
             if self.started:
@@ -506,8 +507,9 @@ class _PostResponse:
         self.streaming = False
         #: Whether the client still reads this response (False once it left or the stream was closed).
         self.connected = True
-        #: Set when a handler closed the connection (:meth:`close`): the consumer stops waiting.
-        self.closed = asyncio.Event()
+        #: Resolved when a handler closed the connection (:meth:`close`) or the requests ended
+        #: (:meth:`StreamableHTTPConsumer.run_requests`): the consumer stops waiting.
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.writer: resume.EventWriter | None = None
         # Modern SSE answers may stay open long (subscriptions/listen): a comment line after
         # SSE_KEEPALIVE_INTERVAL seconds of silence keeps proxies and clients from timing them out.
@@ -636,7 +638,8 @@ class _PostResponse:
             await self._upgrade()
             self.connected = False
             await self.consumer.body(b"")
-            self.closed.set()
+            if not self.ended.done():
+                self.ended.set_result(None)
 
     async def finish(self) -> None:
         """After every request ran: end the stream (marked ended in the store), or answer JSON or 202."""
