@@ -16,6 +16,8 @@ request context instead of an argument.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field, is_dataclass
 from typing import Any, TypeVar
 
 import jsonschema
+from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
+from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
@@ -40,6 +44,7 @@ from .caching import SCOPES, all_open, open_to_all, resolve
 logger = logging.getLogger("mcp_app")
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 # Names clients accept for tools and prompts (the 2025-11-25 spec's SHOULD: letters, digits, _-.).
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -57,10 +62,41 @@ def _is_context(annotation: Any) -> bool:
 
 
 async def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Await an async handler; run a sync one in a thread with Django's DB connection hygiene."""
+    """Await an async handler; run a sync one in Django's thread (:func:`run_in_django_thread`)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
-    return await database_sync_to_async(fn)(**kwargs)
+    return await run_in_django_thread(fn, **kwargs)
+
+
+async def run_in_django_thread(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``fn(*args, **kwargs)`` where ``database_sync_to_async`` would run it, as it would: in a server,
+    asgiref's one thread for thread-sensitive code (``SyncToAsync.single_thread_executor``), with the
+    caller's context variables, and Django's stale connections closed before and after.
+
+    That common case is handed to the thread directly: asgiref's general path (choosing among executors,
+    context round trips, shielding) cost as much as a small tool's whole call. Under an outer
+    ``async_to_sync`` (tests, management commands) or a ``ThreadSensitiveContext``, ``fn`` must run in that
+    caller's thread, and asgiref routes it.
+    """
+    loop = asyncio.get_running_loop()
+    if (
+        getattr(AsyncToSync.executors, "current", None) is not None
+        or SyncToAsync.thread_sensitive_context.get(None) is not None
+        or loop in AsyncToSync.loop_thread_executors
+    ):
+        return await database_sync_to_async(fn)(*args, **kwargs)
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(SyncToAsync.single_thread_executor, context.run, _with_clean_connections, fn, args, kwargs)
+
+
+def _with_clean_connections(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """``fn(*args, **kwargs)`` between two of Django's connection clean-ups, as ``database_sync_to_async``
+    runs it."""
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 @dataclass

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-from channels.db import database_sync_to_async
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
 
@@ -47,7 +46,16 @@ from ..protocol.context import MemorySession, RequestContext
 from ..protocol.errors import InputRequired, InternalError, InvalidParams, McpError, RequestCancelled
 from ..protocol.provider import CacheHint, Provider
 from .caching import open_to_all, resolve
-from .code import Registry, ToolSpec, complete_from, default_registry, error_result, unknown_prompt, unknown_tool
+from .code import (
+    Registry,
+    ToolSpec,
+    complete_from,
+    default_registry,
+    error_result,
+    run_in_django_thread,
+    unknown_prompt,
+    unknown_tool,
+)
 from .exposures.resource import ExposureRegistry, ModelResource, default_exposures
 from .exposures.serving import DataTool, DataView, generated_tools, query_tool
 
@@ -74,13 +82,13 @@ def _first_text(result: dict[str, Any]) -> str:
 
 
 def _db(fn: Any) -> Any:
-    """``fn`` run in Django's thread (``database_sync_to_async``), with a database outage raised as
+    """``fn`` run in Django's thread (:func:`~mcp_app.providers.code.run_in_django_thread`, as
+    ``database_sync_to_async`` runs it), with a database outage raised as
     :class:`~mcp_app.availability.Unavailable`: the client is told to retry (503), not sent a -32603."""
-    run = database_sync_to_async(fn)
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await run(*args, **kwargs)
+            return await run_in_django_thread(fn, *args, **kwargs)
         except OUTAGE_ERRORS as exc:
             logger.warning("database unavailable (%s: %s)", type(exc).__name__, str(exc).strip()[:300])
             raise database_unavailable() from None
