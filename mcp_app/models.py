@@ -376,12 +376,14 @@ class ToolCall(models.Model):
         # MCP 2026-07-28: the tool asked the client for input (InputRequiredResult); the retry is a new row.
         NEEDS_INPUT = "needs_input", _("needs input (the client answers and calls again)")
 
-    created = models.DateTimeField(default=timezone.now, db_index=True)
+    # Neither ``created`` nor ``tool`` has an index of its own: each leads a composite index below, which
+    # serves their lookups and ordering as well, and every index is one more write per call.
+    created = models.DateTimeField(default=timezone.now)
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="tool_calls")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="mcp_tool_calls"
     )
-    tool = models.CharField(max_length=128, db_index=True)
+    tool = models.CharField(max_length=128)
     arguments = models.JSONField(default=dict, blank=True, help_text=_("Secret-looking keys are redacted."))
     outcome = models.CharField(max_length=12, choices=Outcome.choices, db_index=True)
     error_message = models.TextField(blank=True)
