@@ -1,14 +1,17 @@
 """This project against the official MCP SDK's server, side by side in one run: figures and ratios.
 
     .venv/bin/python -m tests.benchmarks.bench_vs_sdk [--seconds 10] [--connections 32] [--streams 1000]
-        [--database sqlite|postgres] [--audit-log on|off] [--only http,sse,streams]
+        [--database sqlite|postgres] [--audit-log on|off] [--write-ahead unless_read_only|always]
+        [--only http,sse,streams]
 
 Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py) on 127.0.0.1, one process each, pinned to
 one core (``taskset``, CPU 0); the load generators run on another (CPU 1), so each server has its core to
 itself and the ratios compare servers rather than who won the CPU. One server runs at a time.
 
 - This project: the demo site as shipped (mcpsite.asgi, tests/benchmarks/demo_settings.py: bearer token,
-  audit log on, DEBUG off, the per-caller caps raised so one client can drive it), on SQLite (default, a
+  audit log on, DEBUG off, the per-caller caps raised so one client can drive it; ``echo`` is read-only, so
+  its audit row is written once per call, and ``--write-ahead always`` measures a row written before and
+  completed after, as for a tool that changes things), on SQLite (default, a
   file in a temporary directory) or PostgreSQL (``--database postgres``: a scratch database
   ``mcp_app_bench_vs_sdk`` on 127.0.0.1 as user postgres, created and dropped by the run). Migrated once,
   one user with a token from ``manage.py mcp_token``.
