@@ -113,6 +113,8 @@ class Catalog:
     #: The names in ``data_tools`` that are the admin's query tools (the others are generated).
     query_tools: frozenset[str] = frozenset()
     loaded: float = field(default_factory=time.monotonic)
+    #: Whether each code tool's calls get their audit row ahead (ManagedProvider._writes_ahead), as found.
+    write_ahead: dict[str, bool] = field(default_factory=dict)
 
     def exposures_of(self, model: type) -> list[ModelResource]:
         return [e for e in self.exposures.values() if e.model is model]
@@ -546,9 +548,13 @@ class ManagedProvider(Provider):
         spec = self.registry.tools.get(name)
         if spec is None:
             return False  # a data or query tool, or no tool at all (refused): reads, or runs nothing
-        entry = (await self.catalog()).tools.get(name)
-        hints = {**(spec.annotations or {}), **(entry[0].annotations() if entry is not None else {})}
-        return hints.get("readOnlyHint") is not True
+        catalog = await self.catalog()
+        ahead = catalog.write_ahead.get(name)
+        if ahead is None:  # found once per catalog: the rows change only with a new one
+            entry = catalog.tools.get(name)
+            hints = {**(spec.annotations or {}), **(entry[0].annotations() if entry is not None else {})}
+            ahead = catalog.write_ahead[name] = hints.get("readOnlyHint") is not True
+        return ahead
 
     async def _begin_audit(
         self, ctx: RequestContext, user: Any, name: str, arguments: dict[str, Any], *, ahead: bool = True
