@@ -16,7 +16,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.core.checks import run_checks
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -48,6 +48,12 @@ def look(text: str) -> str:
 def change(text: str) -> str:
     """Not marked read-only: may change something."""
     seen.append(list(ToolCall.objects.values_list("outcome", flat=True)))
+    return text
+
+
+@registry.tool(permission_classes=[AllowAny], annotations={"readOnlyHint": True})
+async def quick(text: str) -> str:
+    """Read-only, async, no database: calls made together end together."""
     return text
 
 
@@ -167,7 +173,7 @@ def test_a_cancelled_read_only_call_is_recorded_as_failed(provider: ManagedProvi
 
 def test_concurrent_read_only_calls_leave_one_row_each_in_few_statements(provider: ManagedProvider, writer: AuditWriter) -> None:
     async def many() -> list[Any]:
-        return await asyncio.gather(*(provider.call_tool("look", {"text": f"t{i}"}, ctx_for()) for i in range(100)))
+        return await asyncio.gather(*(provider.call_tool("quick", {"text": f"t{i}"}, ctx_for()) for i in range(100)))
 
     results = async_to_sync(many)()
     assert [r["content"][0]["text"] for r in results] == [f"t{i}" for i in range(100)]
@@ -179,3 +185,30 @@ def test_concurrent_read_only_calls_leave_one_row_each_in_few_statements(provide
 def test_an_unknown_write_ahead_value_is_reported_by_the_checks() -> None:
     errors = [m for m in run_checks() if m.id == "mcp_app.E003" and "AUDIT_WRITE_AHEAD" in m.msg]
     assert errors and "'unless_read_only' or 'always'" in errors[0].msg
+
+
+def test_rows_are_written_one_by_one_where_the_backend_cannot_return_pks_from_a_multi_row_insert(
+    provider: ManagedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    rows = [{"tool": f"t{i}", "outcome": "ok", "arguments": {"i": i}, "created": timezone.now()} for i in range(3)]
+    pks = audit._insert_rows(rows)
+    stored = dict(ToolCall.objects.values_list("pk", "tool"))
+    assert [stored[pk] for pk in pks] == ["t0", "t1", "t2"]  # each pk is its own row's, in order
+
+
+def test_a_cold_workers_first_burst_loads_the_catalog_once(provider: ManagedProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[int] = []
+    real_load = provider._load
+
+    def counting_load() -> Any:
+        loads.append(1)
+        return real_load()
+
+    monkeypatch.setattr(provider, "_load", counting_load)
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(provider.call_tool("look", {"text": f"b{i}"}, ctx_for()) for i in range(30)))
+
+    assert len(async_to_sync(burst)()) == 30
+    assert loads == [1]  # the 29 others waited for the first one's load instead of each loading the rows
