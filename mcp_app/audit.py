@@ -677,16 +677,22 @@ class AuditWriter:
         if write.cancelled() or write.exception() is None:
             return
         exc = write.exception()
-        logger.warning(
-            "audit log: the row of tools/call %r (session %s, request id %r, outcome %s) could not be written "
-            "(%s: %s); its answer was withheld",
-            entry.tool,
-            entry.session_id or "-",
-            entry.request_id,
-            outcome["outcome"],
-            type(exc).__name__,
-            str(exc).strip()[:300],
-        )
+        where = f"tools/call {entry.tool!r} (session {entry.session_id or '-'}, request id {entry.request_id!r})"
+        if is_outage(exc):  # the database is down: expected at times, no traceback
+            logger.warning(
+                "audit log: the row of %s, outcome %s, could not be written (%s: %s); its answer was withheld",
+                where,
+                outcome["outcome"],
+                type(exc).__name__,
+                str(exc).strip()[:300],
+            )
+        else:  # a bug, or a value a column refused: the traceback says which
+            logger.error(
+                "audit log: the row of %s, outcome %s, could not be written; its answer was withheld",
+                where,
+                outcome["outcome"],
+                exc_info=exc,
+            )
 
     def _defer(self, entry: AuditEntry, fields: dict[str, Any], exc: BaseException | None) -> None:
         logger.warning(

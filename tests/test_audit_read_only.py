@@ -212,3 +212,17 @@ def test_a_cold_workers_first_burst_loads_the_catalog_once(provider: ManagedProv
 
     assert len(async_to_sync(burst)()) == 30
     assert loads == [1]  # the 29 others waited for the first one's load instead of each loading the rows
+
+
+def test_a_row_refused_for_another_reason_is_logged_with_its_traceback(
+    provider: ManagedProvider, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuses(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a value the column refuses")
+
+    monkeypatch.setattr(audit, "_insert", refuses)
+    with caplog.at_level(logging.WARNING, logger="mcp_app.audit"), pytest.raises(Unavailable):
+        call(provider, "look", {"text": "zebra-value"})
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "could not be written" in r.getMessage()]
+    assert errors and errors[0].exc_info is not None and "'look'" in errors[0].getMessage()
+    assert "zebra-value" not in caplog.text
