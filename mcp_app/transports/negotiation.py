@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 
 def media_types(value: str | None, *, drop_refused: bool = False) -> list[str]:
     """The media types of an Accept or Content-Type header, lower case, without parameters.
@@ -31,6 +33,9 @@ def _is_zero_weight(param: str) -> bool:
         return False
 
 
+# The verdicts below are remembered per header value: parsed on every request otherwise, and a server sees
+# few distinct values. Bounded, so a client sending many different ones only churns the cache.
+@functools.lru_cache(maxsize=256)
 def accepts(accept: str | None, wanted: str) -> bool:
     """Whether an Accept header admits ``wanted``; no Accept header admits anything (RFC 9110)."""
     if accept is None:
@@ -39,6 +44,7 @@ def accepts(accept: str | None, wanted: str) -> bool:
     return any(t in (wanted, "*/*", f"{main}/*") for t in media_types(accept, drop_refused=True))
 
 
+@functools.lru_cache(maxsize=256)
 def declares_json(content_type: str | None) -> bool:
     """Whether a Content-Type header declares ``application/json`` (parameters such as charset allowed)."""
     return media_types(content_type)[:1] == ["application/json"]
