@@ -195,12 +195,14 @@ class MCPConsumer(AsyncConsumer):
             self._handling = False
             if watcher is not None:
                 watcher.cancel()
-            try:
-                # Shielded: a disconnect noticed at the last moment must not cut the clean-up short.
-                await asyncio.shield(self.cleanup())
-            except asyncio.CancelledError:
-                if not self._client_gone:
-                    raise
+            self.release()
+            if type(self).cleanup is not MCPConsumer.cleanup:  # a task for the shield only when there is work
+                try:
+                    # Shielded: a disconnect noticed at the last moment must not cut the clean-up short.
+                    await asyncio.shield(self.cleanup())
+                except asyncio.CancelledError:
+                    if not self._client_gone:
+                        raise
 
     async def fail(self, exc: Exception) -> None:
         """Answer a request that raised ``exc``: the one place where exceptions become HTTP errors.
@@ -291,8 +293,14 @@ class MCPConsumer(AsyncConsumer):
     async def handle(self, body: bytes) -> None:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Release what the request held that needs no waiting (counts, registrations); runs however the
+        request ended, before :meth:`cleanup` (nothing here: see subclasses)."""
+
     async def cleanup(self) -> None:
-        """Release what the request held; runs however the request ended (nothing here: see subclasses)."""
+        """Release what the request held that must be awaited (a session to end); runs however the request
+        ended, shielded from cancellation. Overridden only where there is such work: each request that runs
+        it pays for a task of its own (nothing here: see subclasses)."""
 
     # -- the request's messages -----------------------------------------------------------------------
     def context(

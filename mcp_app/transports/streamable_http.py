@@ -404,10 +404,10 @@ class StreamableHTTPConsumer(StreamConsumer):
         await close_session_streams(session.id)
         await self.empty(204)
 
-    async def cleanup(self) -> None:
+    def release(self) -> None:
         if getattr(self, "holds_stream", False) and self.stream_session is not None:
             _open_streams.discard(self.stream_session)
-        await super().cleanup()
+        super().release()
 
 
 async def _nothing_to_send(message: dict[str, Any]) -> None:

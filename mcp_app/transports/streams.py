@@ -208,7 +208,7 @@ class StreamConsumer(MCPConsumer):
     stream_session: str | None = None
 
     def hold_stream(self) -> None:
-        """Count this stream against the principal's cap (released by :meth:`cleanup`); raise 429 when full."""
+        """Count this stream against the principal's cap (released by :meth:`release`); raise 429 when full."""
         if self.principal.user is None:
             return  # anonymous streams are bounded by their sessions' idle timeout, not a shared count
         key = limit_key(self.principal, self.scope)
@@ -218,12 +218,12 @@ class StreamConsumer(MCPConsumer):
             raise too_many(exc) from None
         self.stream_limit_key = key
 
-    async def cleanup(self) -> None:
+    def release(self) -> None:
         """Release what the request held (stream count, registration); runs however the request ended.
 
         A stream's channel and registration are process-local (:mod:`~mcp_app.transports.fanout`): closing a
         stream costs no channel-layer operation, so thousands of clients leaving at once cannot fail here."""
-        await super().cleanup()
+        super().release()
         key = getattr(self, "stream_limit_key", None)
         if key is not None:
             close_stream(key)
