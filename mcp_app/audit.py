@@ -57,7 +57,7 @@ from django.utils import timezone
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
-from .groupcommit import GroupWriter, Pending, on_live_connection
+from .groupcommit import GroupWriter, Pending, committed, on_live_connection
 from .models import ToolCall
 
 logger = logging.getLogger("mcp_app.audit")
@@ -591,8 +591,8 @@ class AuditWriter:
         # Before the caller's wrap_future: the pk is known as open before anyone can finish it.
         write.add_done_callback(self._opened)
         try:
-            # Shielded: a cancelled caller leaves its row to be written (and then marked cancelled).
-            pk = await asyncio.shield(asyncio.wrap_future(write))
+            # committed(): a cancelled caller leaves its row to be written (and then marked cancelled).
+            pk = await committed(write)
         except asyncio.CancelledError:
             # On the concurrent future, so it runs (in the writer's thread) even if this loop is closed by then.
             write.add_done_callback(lambda done: self._cancelled_before_start(done, tool, session_id, request_id))
@@ -642,7 +642,7 @@ class AuditWriter:
             self._open.discard(entry.pk)
         write = self._group.submit_finish(entry.pk, fields)
         try:
-            await asyncio.shield(asyncio.wrap_future(write))
+            await committed(write)
         except asyncio.CancelledError:
             write.add_done_callback(
                 lambda done: done.cancelled() or done.exception() is None or self._defer(entry, fields, done.exception())
@@ -657,8 +657,8 @@ class AuditWriter:
         """The row of a call not written ahead, whole; raises ``Unavailable`` when it cannot be written."""
         write = self._group.submit_row({**(entry.fields or {}), **outcome}, entry.arguments)
         try:
-            # Shielded: a cancelled caller (the client went away) still leaves its row.
-            await asyncio.shield(asyncio.wrap_future(write))
+            # committed(): a cancelled caller (the client went away) still leaves its row.
+            await committed(write)
         except asyncio.CancelledError:
             write.add_done_callback(lambda done: self._lost(done, entry, outcome))
             raise

@@ -38,7 +38,7 @@ from .auth import credential_expiry
 from .availability import OUTAGE_ERRORS, database_unavailable, is_outage
 from .bus import Bus
 from .conf import mcp_settings
-from .groupcommit import GroupWriter, Pending, on_live_connection
+from .groupcommit import GroupWriter, Pending, committed, on_live_connection
 from .models import Session, Subscription
 from .protocol.errors import InvalidParams
 
@@ -268,8 +268,8 @@ class SessionStore:
             "principal": principal,
         }
         write = self.writer.submit(_create_rows, (fields, cap_sharers))
-        # Shielded: a caller cancelled meanwhile (its client left) still learns of the row from the future.
-        row, evicted = await asyncio.shield(asyncio.wrap_future(write))
+        # committed(): a caller cancelled meanwhile (its client left) still learns of the row from the future.
+        row, evicted = await committed(write)
         for ended_id in evicted:
             logger.info(
                 "MCP session %s ended: its credential opened a new session beyond "
@@ -441,7 +441,7 @@ class SessionStore:
             return False
         # Through the group writer: streams closing together (a burst of clients leaving) end their sessions in
         # a few transactions, not one round trip each on Django's thread for sync code.
-        ended = await asyncio.shield(asyncio.wrap_future(self.writer.submit(_end_group, session_id)))
+        ended = await committed(self.writer.submit(_end_group, session_id))
         await self.announce_ended(session_id)
         return bool(ended)
 
