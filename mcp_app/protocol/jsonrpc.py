@@ -78,6 +78,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Built once: json.loads and json.dumps with options build a decoder or encoder on every call. Both are
+# stateless between calls, so sharing them across threads is safe.
+# One Python call per float (about 0.25 µs): cheaper than any scan of the body for a big exponent.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def loads(body: bytes | str) -> Any:
     """Decode a request body as strict UTF-8 JSON (RFC 8259), raising :class:`ParseError` with a readable reason.
 
@@ -92,8 +99,7 @@ def loads(body: bytes | str) -> Any:
     if not body.strip():
         raise ParseError("Parse error: the body is empty; send one JSON-RPC message as JSON.")
     try:
-        # One Python call per float (about 0.25 µs): cheaper than any scan of the body for a big exponent.
-        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _DECODER.decode(body)
     except json.JSONDecodeError as exc:
         raise ParseError(f"Parse error: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
     except RecursionError:
@@ -114,7 +120,7 @@ def loads(body: bytes | str) -> Any:
 
 def dumps(message: Any) -> str:
     """Serialize a message compactly (no spaces: it travels on every SSE event)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(message)
 
 
 def encode(message: Any) -> bytes:

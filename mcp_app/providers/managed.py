@@ -349,6 +349,16 @@ class ManagedProvider(Provider):
                 usable[tool_name] = entry[0]
         return usable
 
+    async def _usable_tool(self, ctx: RequestContext, user: Any, name: str) -> dict[str, Any]:
+        """:meth:`_usable_tools` of the one tool ``name``, worked out once per request: a 2026-07-28
+        tools/call asks for the tool's schema (its Mcp-Param headers) before it calls the tool."""
+        key = f"_mcp_usable_tool:{name}"
+        found = ctx.extra.get(key)
+        if found is None or found[0] is not self._catalog:  # first asked, or the rows changed meanwhile
+            usable = await self._usable_tools(user, name)
+            found = ctx.extra[key] = (self._catalog, usable)
+        return found[1]
+
     async def _prompt_rows(self, user: Any, name: str | None = None) -> dict[str, Any]:
         catalog = await self.catalog()
         entries = dict(catalog.prompts) if name is None else {name: catalog.prompts[name]} if name in catalog.prompts else {}
@@ -408,7 +418,7 @@ class ManagedProvider(Provider):
     async def tool_input_schema(self, name: str, ctx: RequestContext) -> dict[str, Any] | None:
         """The schema of the one tool ``name`` as this caller sees it (its row's schema wins), looked up by
         name only: None when the caller may not use it (``call_tool`` then refuses it)."""
-        usable = await self._usable_tools(caller(ctx), name)
+        usable = await self._usable_tool(ctx, caller(ctx), name)
         if name in usable:
             return self._definition(self.registry.tools[name], usable[name]).get("inputSchema")
         data_tools = await self._data_tools(ctx, name)
@@ -514,7 +524,7 @@ class ManagedProvider(Provider):
     async def _call_tool(
         self, name: str, arguments: dict[str, Any], ctx: RequestContext, user: Any, record: _Outcome
     ) -> dict[str, Any]:
-        usable = await self._usable_tools(user, name)
+        usable = await self._usable_tool(ctx, user, name)
         if name not in usable and name not in self.registry.tools:
             data_tools = await self._data_tools(ctx, name)
             if data_tools:
