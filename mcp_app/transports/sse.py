@@ -204,7 +204,8 @@ class SSEMessagesConsumer(MCPConsumer):
             await self.empty(202)
             return
         await self.charge_requests(requests)
-        # Resolved when the handler asks the client something (a bare future: no task waits on it).
+        # Resolved when this POST stops being held: the handler asks the client something, the requests end, or
+        # ANSWER_WAIT passes (a bare future: cheaper than asyncio.wait over a task and a timeout, per POST).
         asked_client: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Set when this POST answers 202: from then on a failed delivery can only be reported in the log.
         accepted = False
@@ -272,9 +273,17 @@ class SSEMessagesConsumer(MCPConsumer):
 
         request_ids = [request.id for request in requests]
         task = server.spawn(session.id, run_all(), lambda t: self._finished(session.id, request_ids, t, accepted))
+
+        def stop_holding(*_: Any) -> None:
+            if not asked_client.done():
+                asked_client.set_result(None)
+
+        task.add_done_callback(stop_holding)
+        timer = asyncio.get_running_loop().call_later(ANSWER_WAIT, stop_holding)
         try:
-            await asyncio.wait({task, asked_client}, timeout=ANSWER_WAIT, return_when=asyncio.FIRST_COMPLETED)
+            await asked_client
         finally:
+            timer.cancel()
             asked_client.cancel()  # nobody waits for it any more
             holding = False  # answers from here on are not awaited: a probe covers the stream instead
         try:
