@@ -48,6 +48,11 @@ RATE_LIMITED = -32029
 CLOSE = [(b"connection", b"close")]
 
 
+#: Seconds a request runs before a task starts watching for its client leaving: most requests end sooner and
+#: never pay for that task; a client that leaves is noticed at most this much later.
+WATCH_DISCONNECT_AFTER = 0.05
+
+
 class Disconnected(Exception):
     """The client went away before the request body arrived."""
 
@@ -138,7 +143,8 @@ class MCPConsumer(AsyncConsumer):
     #: What the request contexts of this endpoint say they came through (``ctx.extra["via"]``, audited).
     via = ""
     #: Whether a task watches for the client leaving, to cancel :meth:`handle` (endpoints whose handling is
-    #: short and whose work outlives the request anyway, such as a legacy POST, skip that task).
+    #: short and whose work outlives the request anyway, such as a legacy POST, skip that task). It starts
+    #: :data:`WATCH_DISCONNECT_AFTER` seconds into the request.
     watches_disconnect = True
     #: Whether this endpoint serves the modern era (2026-07-28 on) beside the handshake era.
     serves_modern = False
@@ -181,8 +187,13 @@ class MCPConsumer(AsyncConsumer):
             return
         self._client_gone = False
         self._handling = True
-        watcher = (
-            asyncio.ensure_future(self._watch_disconnect(receive, asyncio.current_task())) if self.watches_disconnect else None
+        watcher: list[asyncio.Task[None]] = []
+        start_watching = (
+            asyncio.get_running_loop().call_later(
+                WATCH_DISCONNECT_AFTER, self._start_watching, receive, asyncio.current_task(), watcher
+            )
+            if self.watches_disconnect
+            else None
         )
         try:
             await self.handle(body)
@@ -193,8 +204,10 @@ class MCPConsumer(AsyncConsumer):
             await self.fail(exc)
         finally:
             self._handling = False
-            if watcher is not None:
-                watcher.cancel()
+            if start_watching is not None:
+                start_watching.cancel()
+            for task in watcher:
+                task.cancel()
             self.release()
             if type(self).cleanup is not MCPConsumer.cleanup:  # a task for the shield only when there is work
                 try:
@@ -238,6 +251,10 @@ class MCPConsumer(AsyncConsumer):
         if not self.started:
             error = unavailable.to_error()
             await self.json(503, modern_error_response(None, error) if self.modern else jsonrpc.error_response(None, error))
+
+    def _start_watching(self, receive: Any, handler: asyncio.Task[Any] | None, watcher: list[asyncio.Task[None]]) -> None:
+        if self._handling:
+            watcher.append(asyncio.ensure_future(self._watch_disconnect(receive, handler)))
 
     async def _watch_disconnect(self, receive: Any, handler: asyncio.Task[Any] | None) -> None:
         while (await receive())["type"] != "http.disconnect":
