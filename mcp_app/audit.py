@@ -25,8 +25,9 @@ group's writes), replaced after an error that left it unusable, and closed once 
 which the session rows use too.
 
 Group commit: calls queue their rows (and outcomes) to that thread, which writes whatever queued while it
-wrote the previous group in one transaction: one multi-row INSERT returning the new pks where the backend
-can (PostgreSQL, SQLite 3.35+), one ``UPDATE ... CASE`` for outcomes. Nothing waits to fill a group, so a
+wrote the previous group in one transaction: one plain multi-row ``INSERT ... RETURNING`` for new rows where
+the backend can (PostgreSQL, SQLite 3.35+), one prepared ``UPDATE`` run for every outcome (``executemany``).
+Nothing waits to fill a group, so a
 lone call pays no extra latency; under load many calls share one commit. Each caller still waits for its
 own group's commit, so the contract above holds per call: a group the database refuses refuses every call
 in it (none of their tools runs), and a failed group of outcomes is retried row by row in the background.
