@@ -58,7 +58,7 @@ from django.utils import timezone
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
 from .conf import mcp_settings
-from .groupcommit import GroupWriter, Pending, committed, on_live_connection
+from .groupcommit import GroupWriter, Pending, committed, on_live_connection, recycle_connections
 from .models import ToolCall
 
 logger = logging.getLogger("mcp_app.audit")
@@ -322,26 +322,6 @@ def _describe(entry: AuditEntry) -> str:
     return f"tools/call {entry.tool!r} (session {entry.session_id or '-'}, request id {entry.request_id!r}, row {entry.pk})"
 
 
-def _replace_if_broken() -> None:
-    """Before a group: close the writer's connection if an error left it unusable (an outage), so the group
-    opens a new one.
-
-    While calls keep coming the writer keeps its connection from group to group (it is closed per
-    ``CONN_MAX_AGE`` only after :data:`CONNECTION_LINGER` idle seconds): opening one per group cost more than
-    the group's writes, and on SQLite closing also checkpoints the write-ahead log.
-    """
-    connection = connections[router.db_for_write(ToolCall)]
-    if connection.connection is None:
-        return
-    if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
-        connection.close()  # left inside a transaction by a failure: start clean
-    elif connection.errors_occurred:
-        if connection.is_usable():
-            connection.errors_occurred = False
-        else:
-            connection.close()
-
-
 #: Seconds :meth:`AuditWriter.drain` waits at exit for queued rows to be written.
 DRAIN_SECONDS = 30.0
 #: The error message of a row whose call the stopping server interrupted before it ended.
@@ -414,7 +394,7 @@ class _GroupWriter:
                 return
             # Not an outage, so perhaps one row's value that a column refuses: write the rows one by one,
             # so that only that call is refused.
-            _replace_if_broken()
+            recycle_connections()
             self._insert_each(ready)
             return
         for item, pk in zip(ready, pks, strict=True):
@@ -474,14 +454,8 @@ class _Retrier:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending; False when ``timeout`` seconds pass first."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._heap or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+            return self._cond.wait_for(lambda: not (self._heap or self._busy), timeout)
 
     def report_pending(self) -> None:
         """Log an ERROR for every outcome still unrecorded (at interpreter exit: never dropped silently)."""

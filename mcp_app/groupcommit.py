@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -92,8 +91,10 @@ def committed(done: Future[T]) -> asyncio.Future[T]:
     return waiter
 
 
-def _recycle_connections() -> None:
-    """Replace this thread's connections that broke (an outage, a restart); keep the healthy ones open."""
+def recycle_connections() -> None:
+    """Replace this thread's connections that broke (an outage, a restart, a failure mid-transaction); keep
+    the healthy ones open. The writer runs it around each group; a write function may run it after a failure it
+    handles itself, before trying again."""
     for conn in connections.all(initialized_only=True):
         if conn.connection is None:
             continue
@@ -175,14 +176,8 @@ class GroupWriter:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything queued is written (or has failed); False when ``timeout`` s pass first."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queued or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+            return self._cond.wait_for(lambda: not (self._queued or self._busy), timeout)
 
     def _take(self) -> list[tuple[WriteGroup, list[Pending[Any]]]]:
         """Up to ``cap`` items of each kind with something queued (the lock is held)."""
@@ -221,7 +216,7 @@ class GroupWriter:
         self.groups[name] = self.groups.get(name, 0) + 1
         failure: BaseException | None = None
         try:
-            _recycle_connections()
+            recycle_connections()
             write(group)
         except Exception as exc:
             # Not a refused write (those resolve their futures): a bug, or a connection that would not even
@@ -230,7 +225,7 @@ class GroupWriter:
             failure = exc
         finally:
             try:
-                _recycle_connections()
+                recycle_connections()
             except Exception as exc:
                 logger.warning("%s: could not check its connection (%s: %s)", self.name, type(exc).__name__, exc)
                 _close_connections()
