@@ -35,7 +35,14 @@ def host_allowed(scope: dict) -> bool:
     if not host:
         # HTTP/1.1 requires Host; without one there is nothing to check it against.
         return False
-    return _host_verdict(host, tuple(allowed_hosts()))
+    hosts = tuple(allowed_hosts())
+    if len(host) > MAX_HOST_CHARS:  # no real host name is this long: judged afresh, never kept in the cache
+        return _host_verdict.__wrapped__(host, hosts)
+    return _host_verdict(host, hosts)
+
+
+#: Host headers longer than this (a DNS name is at most 253 characters, plus a port) are not remembered.
+MAX_HOST_CHARS = 270
 
 
 @functools.lru_cache(maxsize=256)
