@@ -200,16 +200,14 @@ def _initialize(client: httpx.Client, url: str, token: str) -> httpx.Response:
     )
 
 
-def _call(client: httpx.Client, url: str, token: str, session: str, label: str, request_id: int) -> httpx.Response:
+def _call(
+    client: httpx.Client, url: str, token: str, session: str, label: str, request_id: int, tool: str = "record_side_effect"
+) -> httpx.Response:
+    arguments = {"label": label} if tool == "record_side_effect" else {}
     return client.post(
         url,
         headers=_headers(token, session),
-        json={
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "tools/call",
-            "params": {"name": "record_side_effect", "arguments": {"label": label}},
-        },
+        json={"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}},
     )
 
 
@@ -250,6 +248,11 @@ def test_requests_during_a_postgresql_stop_get_503_and_service_resumes(outage: O
             assert "nothing was done" in error["message"], error
             assert "record_side_effect" in error["message"], error
             assert outage.effects_seen() == ["before"]  # the tool did not run
+            # A read-only tool runs (its row is written once, after it), but its answer is withheld: no answer
+            # leaves unrecorded.
+            withheld = _assert_unavailable(_call(client, url, tokens["warm"], session, "", 5, "read_side_effects"), 5)
+            assert "withheld" in withheld["message"] and "read_side_effects" in withheld["message"], withheld
+            assert "before" not in withheld["message"]  # the result itself never leaks into the error
 
             _assert_unavailable(_initialize(client, url, tokens["cold"]))  # authentication needs the database
             _assert_unavailable(_initialize(client, url, tokens["warm"]))  # a new session is a row
@@ -270,9 +273,17 @@ def test_requests_during_a_postgresql_stop_get_503_and_service_resumes(outage: O
         warm = _initialize(client, url, tokens["warm"])
         assert warm.status_code == 200 and warm.headers["mcp-session-id"] != session, warm.text
 
+        read = _call(client, url, tokens["warm"], session, "", 6, "read_side_effects")
+        assert read.status_code == 200 and read.json()["result"]["content"][0]["text"] == "before\nafter\n", read.text
+
     assert outage.effects_seen() == ["before", "after"]
-    rows = outage.query("SELECT arguments->>'label', outcome FROM mcp_app_toolcall ORDER BY created")
-    assert rows == [("before", "ok"), ("after", "ok")]  # the refused call left no row: it never started
+    rows = outage.query("SELECT tool, arguments->>'label', outcome FROM mcp_app_toolcall ORDER BY created")
+    # The refused call left no row (it never started); the withheld read left none either (that was the failure).
+    assert rows == [
+        ("record_side_effect", "before", "ok"),
+        ("record_side_effect", "after", "ok"),
+        ("read_side_effects", None, "ok"),
+    ]
 
 
 # -- in process: authentication's database errors -----------------------------------------------------------------------
