@@ -231,7 +231,7 @@ def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
                 batch = rows[start : start + size]
                 params: list[Any] = []
                 for values in batch:
-                    params.extend(read(values) for read in columns)
+                    params += [read(values) for read in columns]
                 cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
                 pks.extend(row[0] for row in cursor.fetchall())
         return pks
@@ -248,30 +248,38 @@ def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], An
     default).
 
     Chosen once per statement: Django's generic ``get_db_prep_save`` per value cost more than the INSERT
-    itself. Dates and JSON go through the backend's own adapters, and any other field through
-    ``get_db_prep_save``, so what is stored is what the ORM would store.
+    itself. Dates and JSON go through the backend's own adapters, a relation's key as its target field
+    stores it, and any other field through ``get_db_prep_save``, so what is stored is what the ORM would
+    store.
     """
-    name, attname = field.name, field.attname
-    if type(field) in _AS_IS:
-        prepare: Callable[[Any], Any] = lambda value: value  # noqa: E731
-    elif isinstance(field, models.DateTimeField):
+    name, attname, relation, nullable = field.name, field.attname, field.is_relation, field.null
+    stored = field.target_field if relation else field  # a foreign key stores its target's value
+    prepare: Callable[[Any], Any] | None
+    if type(stored) in _AS_IS:
+        prepare = None  # the value as it is
+    elif isinstance(stored, models.IntegerField):
+        # An int (a user's pk, by a foreign key) is stored as it is: preparing it would only call int() on it.
+        prepare = lambda value: value if type(value) is int else field.get_db_prep_save(value, connection)  # noqa: E731
+    elif isinstance(stored, models.DateTimeField):
         prepare = connection.ops.adapt_datetimefield_value
-    elif isinstance(field, models.JSONField):
-        encoder = field.encoder
+    elif isinstance(stored, models.JSONField):
+        encoder = stored.encoder
         prepare = lambda value: connection.ops.adapt_json_value(value, encoder)  # noqa: E731
     else:
         prepare = lambda value: field.get_db_prep_save(value, connection)  # noqa: E731
+    missing = object()
 
     def read(values: dict[str, Any]) -> Any:
-        if name in values:
-            value = values[name]
-            if field.is_relation and value is not None:
-                value = value.pk
-        elif attname in values:
-            value = values[attname]
-        else:
-            value = field.get_default()
-        return None if value is None and field.null else prepare(value)
+        value = values.get(name, missing)
+        if value is missing:
+            value = values.get(attname, missing)
+            if value is missing:
+                value = field.get_default()
+        elif relation and value is not None:
+            value = value.pk
+        if value is None and nullable:
+            return None
+        return value if prepare is None else prepare(value)
 
     return read
 

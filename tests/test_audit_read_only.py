@@ -23,7 +23,7 @@ from django.utils import timezone
 from mcp_app import audit
 from mcp_app.audit import AuditWriter
 from mcp_app.availability import UNAVAILABLE, Unavailable
-from mcp_app.models import Tool, ToolCall
+from mcp_app.models import Session, Tool, ToolCall
 from mcp_app.permissions import AllowAny
 from mcp_app.providers.code import Registry
 from mcp_app.providers.exposures.resource import ExposureRegistry, ModelResource
@@ -195,6 +195,25 @@ def test_rows_are_written_one_by_one_where_the_backend_cannot_return_pks_from_a_
     pks = audit._insert_rows(rows)
     stored = dict(ToolCall.objects.values_list("pk", "tool"))
     assert [stored[pk] for pk in pks] == ["t0", "t1", "t2"]  # each pk is its own row's, in order
+
+
+def test_plain_sql_rows_store_what_the_orm_stores(django_user_model: Any) -> None:
+    """The multi-row INSERT converts each column itself (a foreign key by object or by pk, dates, JSON,
+    defaults): read back, its rows equal rows the ORM saved from the same values."""
+    user = django_user_model.objects.create_user("writer")
+    session = Session.objects.create(protocol_version="2025-11-25")
+    when = timezone.now()
+    given = [
+        {"tool": "a", "outcome": "ok", "user": user, "session_id": session.id, "created": when, "arguments": {"x": [1, None]}},
+        {"tool": "b", "outcome": "error", "user_id": user.pk, "created": when, "error_message": "boom", "duration_ms": 1.25},
+        {"tool": "c", "outcome": "ok", "user": None, "created": when, "arguments": {"s": "é"}, "via": "stdio"},
+    ]
+    ours = audit._insert_rows(given)
+    theirs = [ToolCall.objects.create(**values).pk for values in given]
+    columns = ["tool", "outcome", "user_id", "session_id", "created", "arguments", "error_message", "duration_ms", "via"]
+    stored = {row["id"]: [row[c] for c in columns] for row in ToolCall.objects.values("id", *columns)}
+    assert [stored[pk] for pk in ours] == [stored[pk] for pk in theirs]
+    assert stored[ours[0]][2:4] == [user.pk, session.id] and stored[ours[2]][2] is None
 
 
 def test_a_cold_workers_first_burst_loads_the_catalog_once(provider: ManagedProvider, monkeypatch: pytest.MonkeyPatch) -> None:
