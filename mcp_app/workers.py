@@ -63,16 +63,25 @@ _LEASE_CACHE_MAX = 1000
 # Seconds a graceful shutdown waits for its row's deletion (best effort; a dead row expires anyway).
 _SHUTDOWN_WAIT = 2.0
 
-_identity: tuple[int, str] | None = None
+_identity: str | None = None
+
+
+def _forget_identity() -> None:
+    global _identity
+    _identity = None
+
+
+# A forked child is another worker: it draws its own id (checked here rather than by comparing os.getpid()
+# on every call, which is a system call, and this is asked several times per request).
+os.register_at_fork(after_in_child=_forget_identity)
 
 
 def worker_id() -> str:
     """This process's worker id: random per process (a new one after a fork), never reused."""
     global _identity
-    pid = os.getpid()
-    if _identity is None or _identity[0] != pid:
-        _identity = (pid, secrets.token_hex(8))
-    return _identity[1]
+    if _identity is None:
+        _identity = secrets.token_hex(8)
+    return _identity
 
 
 def heartbeat_interval() -> float:

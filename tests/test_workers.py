@@ -8,6 +8,7 @@ pieces those rely on: the lease rows, the reaper's choice of sessions, and the b
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -220,3 +221,21 @@ async def _until(check: Any, what: str, timeout: float = 3.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, what
         await asyncio.sleep(0.02)
+
+
+def test_a_forked_process_is_another_worker_with_its_own_id() -> None:
+    parent = workers.worker_id()
+    assert workers.worker_id() == parent  # stable within a process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its id, then leave without running the parent's exit hooks
+        try:
+            os.write(write, workers.worker_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != parent
+    assert workers.worker_id() == parent
