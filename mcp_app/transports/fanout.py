@@ -55,9 +55,10 @@ def updated_events(uris: list[str], sessions: dict[str, list[str]]) -> list[dict
     return events
 
 
-def encoded_size(message: dict[str, Any]) -> int:
-    """The bytes ``message`` takes encoded: what it counts against a stream's ``STREAM_BUFFER_BYTES``."""
-    return len(jsonrpc.encode(message))
+def encode_message(message: dict[str, Any]) -> bytes:
+    """``message`` encoded as a stream writes it; its length is what it counts against a stream's
+    ``STREAM_BUFFER_BYTES``."""
+    return jsonrpc.encode(message)
 
 
 def merge_exposures(first: list[str] | None, second: list[str] | None) -> list[str] | None:
@@ -95,7 +96,9 @@ class LocalStream:
         self.broken = False
         #: Called once when the stream overflows or fails (its writer may be stuck in a send that waits).
         self.on_overflow: Callable[[], Any] | None = None
-        self._events: deque[tuple[dict[str, Any], int]] = deque()
+        # Each event with its message's encoded size and, where it was encoded here, the bytes themselves:
+        # the writer reuses them instead of encoding the message a second time.
+        self._events: deque[tuple[dict[str, Any], int, bytes | None]] = deque()
         # The writer's pending wait (a bare future, made only while it waits): lighter than an asyncio.Event
         # (and wait_for's task) for every idle stream.
         self._waiter: asyncio.Future[None] | None = None
@@ -114,10 +117,10 @@ class LocalStream:
     def __len__(self) -> int:
         return len(self._events)
 
-    def put(self, event: dict[str, Any], size: int | None = None) -> None:
+    def put(self, event: dict[str, Any], size: int | None = None, encoded: bytes | None = None) -> None:
         """Queue a channel-layer style event: ``mcp.message`` / ``mcp.coalesced`` (with ``message``) or
         ``mcp.close``. ``size``: the message's encoded length, when the caller knows it (one event for many
-        streams is encoded once)."""
+        streams is encoded once); ``encoded``: the message's encoding itself, when the caller has it."""
         kind = event.get("type")
         if kind == "mcp.close":
             self.closed = True
@@ -132,7 +135,7 @@ class LocalStream:
                 self.refused_ids.append(message["id"])
             return
         if is_list_changed(message):
-            for waiting, _ in self._events:
+            for waiting, _, _ in self._events:
                 if is_list_changed(waiting.get("message")) and waiting["message"].get("method") == message.get("method"):
                     # Still unwritten: it goes out after this change too. Merged, so it reaches the stream
                     # when either would have (the audience check runs when it is written).
@@ -141,9 +144,12 @@ class LocalStream:
                         waiting["type"] = "mcp.coalesced" if waiting["exposures"] is not None else "mcp.message"
                     return
             event = dict(event)  # merged into later: never change the sender's (shared) copy
-        if size is None:  # given by deliver() when one event goes to many streams: encoded once, not per stream
-            size = encoded_size(message)
-        self._events.append((event, size))
+        if encoded is not None:
+            size = len(encoded)
+        elif size is None:  # deliver() gives the encoding when one event goes to many streams: encoded once
+            encoded = encode_message(message)
+            size = len(encoded)
+        self._events.append((event, size, encoded))
         self.pending_bytes += size
         self._wake()
         if self.limit and self.pending_bytes > self.limit and len(self._events) > 1:
@@ -160,17 +166,22 @@ class LocalStream:
 
     def pop(self) -> dict[str, Any] | None:
         """The oldest waiting event, or None."""
+        return self.pop_encoded()[0]
+
+    def pop_encoded(self) -> tuple[dict[str, Any] | None, bytes | None]:
+        """The oldest waiting event (or None) and its message's encoding (``jsonrpc.encode``), where it is
+        known (else None): the writer need not encode the message again."""
         if not self._events:
-            return None
-        event, size = self._events.popleft()
+            return None, None
+        event, size, encoded = self._events.popleft()
         self.pending_bytes -= size
-        return event
+        return event, encoded
 
     def waiting_ids(self) -> list[Any]:
         """The ids of the answers and requests still waiting (for the log when they cannot be delivered)."""
         return [
             event["message"]["id"]
-            for event, _ in self._events
+            for event, _, _ in self._events
             if isinstance(event.get("message"), dict) and "id" in event["message"]
         ] + self.refused_ids
 
@@ -255,20 +266,22 @@ def deliver(event: dict[str, Any]) -> None:
         uris = [uri for uri in event.get("uris") or () if isinstance(uri, str)]
         order = {uri: at for at, uri in enumerate(uris)}
         changed = set(order)
-        made: dict[str, tuple[dict[str, Any], int]] = {}
+        made: dict[str, tuple[dict[str, Any], bytes]] = {}
         for listener in list(_listeners):
             # Two sets intersect by walking the smaller, then the matches go in the event's order: a transaction
             # may change thousands of rows and a worker hold a thousand listen streams, each of up to a thousand
             # URIs, so never a walk of every URI per stream.
             for uri in sorted(listener.uris & changed, key=order.__getitem__):
-                listener.put(*_updated(uri, made))
+                update, encoded = _updated(uri, made)
+                listener.put(update, encoded=encoded)
         sessions = event.get("sessions")
         for uri, ids in sessions.items() if isinstance(sessions, dict) else ():
             if not isinstance(uri, str) or not isinstance(ids, list):
                 continue
             for session_id in ids:
                 for stream in list(_streams.get(session_id, ())) if isinstance(session_id, str) else ():
-                    stream.put(*_updated(uri, made))
+                    update, encoded = _updated(uri, made)
+                    stream.put(update, encoded=encoded)
         return
     who = event.get("listeners")
     if isinstance(who, dict):
@@ -279,18 +292,19 @@ def deliver(event: dict[str, Any]) -> None:
     targets: list[LocalStream] = [s for streams in _streams.values() for s in streams]
     targets.extend(_listeners)
     message = event.get("message")
-    size = encoded_size(message) if targets and isinstance(message, dict) else None
+    encoded = encode_message(message) if targets and isinstance(message, dict) else None
     for stream in targets:
-        stream.put(event, size)
+        stream.put(event, encoded=encoded)
 
 
-def _updated(uri: str, made: dict[str, tuple[dict[str, Any], int]]) -> tuple[dict[str, Any], int]:
-    """The ``resources/updated`` event for ``uri`` and its size, made once per delivery and shared by every
-    stream it reaches (LocalStream.put keeps it as it is: only list_changed events are merged, on copies)."""
+def _updated(uri: str, made: dict[str, tuple[dict[str, Any], bytes]]) -> tuple[dict[str, Any], bytes]:
+    """The ``resources/updated`` event for ``uri`` and its message's encoding, made once per delivery and
+    shared by every stream it reaches (LocalStream.put keeps it as it is: only list_changed events are merged,
+    on copies)."""
     found = made.get(uri)
     if found is None:
         event = {"type": "mcp.message", "message": resource_updated(uri)}
-        found = made[uri] = (event, encoded_size(event["message"]))
+        found = made[uri] = (event, encode_message(event["message"]))
     return found
 
 

@@ -303,11 +303,11 @@ class StreamableHTTPConsumer(StreamConsumer):
         await self.start(200, SSE_HEADERS + [(SESSION_HEADER, session.id.encode())])
         await self.body(f"retry: {int(mcp_settings.SSE_RETRY_MS)}\n\n".encode(), more=True)
 
-    async def write_event(self, message: dict[str, Any]) -> None:
+    async def write_event(self, message: dict[str, Any], encoded: bytes | None = None) -> None:
         """Write one message on the GET stream; on resumable sessions numbered and kept first."""
         writer = self.event_writer
         event_id = await writer.append(message) if writer is not None else None
-        await self.body(sse_event(message, event_id=event_id), more=True)
+        await self.body(sse_event(message, event_id=event_id, encoded=encoded), more=True)
 
     async def resume(self, session: SessionRecord, last_event_id: str) -> None:
         """``GET`` with ``Last-Event-ID``: replay the events of that id's stream after it, then go on.

@@ -40,10 +40,14 @@ SSE_HEADERS = [
 ]
 
 
-def sse_event(message: dict[str, Any], *, event: str = "message", event_id: str | None = None) -> bytes:
-    """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline)."""
+def sse_event(
+    message: dict[str, Any], *, event: str = "message", event_id: str | None = None, encoded: bytes | None = None
+) -> bytes:
+    """One SSE event carrying a JSON-RPC message (compact JSON never holds a raw newline); ``encoded``: the
+    message's ``jsonrpc.encode`` where the caller has it already."""
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: ".encode() + jsonrpc.encode(message) + b"\n\n"
+    data = encoded if encoded is not None else jsonrpc.encode(message)
+    return b"".join((f"{head}event: {event}\ndata: ".encode(), data, b"\n\n"))
 
 
 #: Bytes a connection's write buffer may hold before a stream's writer waits for the client to read (as
@@ -319,7 +323,7 @@ class StreamConsumer(MCPConsumer):
                 await self._drained(local)
                 await self.write_event(message)
                 last_write = time.monotonic()
-            event = local.pop()
+            event, encoded = local.pop_encoded()
             if event is None:
                 if local.closed:
                     await self.body(b"")
@@ -328,7 +332,7 @@ class StreamConsumer(MCPConsumer):
                     await self.body(b": keepalive\n\n", more=True)
                     last_write = time.monotonic()
                 continue
-            message = event.get("message")
+            message = original = event.get("message")
             if event.get("type") == "mcp.coalesced" and isinstance(message, dict):
                 # Only for callers who may read the exposure whose rows changed (never a hint about others').
                 admitted = await audience.admits(event)
@@ -339,7 +343,7 @@ class StreamConsumer(MCPConsumer):
                 await self._drained(local)
                 if local.overflowed is not None:
                     return
-                await self.write_event(message)
+                await self.write_event(message, encoded if message is original else None)
                 last_write = time.monotonic()
 
     async def _drained(self, local: fanout.LocalStream) -> None:
@@ -371,10 +375,11 @@ class StreamConsumer(MCPConsumer):
             except (TimeoutError, Exception) as exc:  # noqa: BLE001 - the connection is being dropped anyway
                 logger.debug("could not end the response of session %s cleanly (%s)", self.stream_session, exc)
 
-    async def write_event(self, message: dict[str, Any]) -> None:
-        """Write one JSON-RPC message as an SSE ``message`` event on this response.
+    async def write_event(self, message: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Write one JSON-RPC message as an SSE ``message`` event on this response (``encoded``: its
+        ``jsonrpc.encode``, where known).
 
         The one place an event stream writes a message: transports that number their events and keep
         them for resumption (Last-Event-ID) override it.
         """
-        await self.body(sse_event(message), more=True)
+        await self.body(sse_event(message, encoded=encoded), more=True)

@@ -212,8 +212,8 @@ def test_one_event_for_many_streams_is_encoded_once(monkeypatch: pytest.MonkeyPa
     streams = [fanout.LocalStream(f"s-{n}", 0) for n in range(50)]
     listeners = [fanout.ListenStream(0, uris=frozenset({"a://1"}), principal=None, user_id=None) for _ in range(50)]
     encoded: list[Any] = []
-    real = fanout.encoded_size
-    monkeypatch.setattr(fanout, "encoded_size", lambda message: encoded.append(message) or real(message))
+    real = fanout.encode_message
+    monkeypatch.setattr(fanout, "encode_message", lambda message: encoded.append(message) or real(message))
     for stream in streams:
         fanout.register(stream)
     for listener in listeners:
@@ -227,6 +227,8 @@ def test_one_event_for_many_streams_is_encoded_once(monkeypatch: pytest.MonkeyPa
         for listener in listeners:
             fanout.unregister_listener(listener)
     assert len(encoded) == 2  # one resources/updated for 100 streams, one broadcast for 100 streams
-    size = real(resource_updated("a://1"))
-    assert all(s.pending_bytes == size + real(encoded[1]) for s in [*streams, *listeners])
-    assert all(s.pop()["message"] == resource_updated("a://1") for s in [*streams, *listeners])
+    size = len(real(resource_updated("a://1")))
+    assert all(s.pending_bytes == size + len(real(encoded[1])) for s in [*streams, *listeners])
+    for stream in [*streams, *listeners]:  # each is written from the one encoding, not encoded again
+        event, data = stream.pop_encoded()
+        assert event["message"] == resource_updated("a://1") and data == real(resource_updated("a://1"))
