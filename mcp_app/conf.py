@@ -170,18 +170,22 @@ class MCPSettings:
         return getattr(settings, "MCP_APP", {}) or {}
 
     def __getattr__(self, name: str) -> Any:
+        # Called only for a setting not read since the last reload: the value is then kept as an instance
+        # attribute, so that later reads (several per request) are plain attribute lookups.
         if name not in DEFAULTS:
             raise AttributeError(f"Invalid mcp_app setting: {name!r}")
-        if name not in self._cache:
-            value = self.user_settings.get(name, DEFAULTS[name])
-            if name in IMPORT_STRINGS and isinstance(value, str):
-                value = import_string(value)
-            elif name in IMPORT_STRINGS and isinstance(value, (list, tuple)):
-                value = [import_string(v) if isinstance(v, str) else v for v in value]
-            self._cache[name] = value
-        return self._cache[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        elif name in IMPORT_STRINGS and isinstance(value, (list, tuple)):
+            value = [import_string(v) if isinstance(v, str) else v for v in value]
+        self._cache[name] = value
+        setattr(self, name, value)
+        return value
 
     def reload(self) -> None:
+        for name in self._cache:
+            self.__dict__.pop(name, None)
         self._cache.clear()
 
 

@@ -12,6 +12,8 @@ from django.test import override_settings
 from django.urls import re_path
 
 from mcp_app.checks import check_asgi, check_authentication, check_channel_layer, check_settings
+from mcp_app.conf import mcp_settings
+from mcp_app.permissions import AllowAny
 from mcp_app.routing import http_urlpatterns
 
 
@@ -239,3 +241,18 @@ def test_live_leases_of_several_workers_with_the_in_memory_layer_warn(monkeypatc
         assert check_workers_share_a_layer() == []  # no databases given (plain `check`): no query
     with override_settings(CHANNEL_LAYERS=REDIS_LAYER):
         assert check_workers_share_a_layer(databases=["default"]) == []
+
+
+def test_settings_are_read_once_and_again_after_a_change() -> None:
+    with override_settings(
+        MCP_APP={"AUDIT_MAX_ERROR_CHARS": 111, "DEFAULT_PERMISSION_CLASSES": ["mcp_app.permissions.AllowAny"]}
+    ):
+        assert mcp_settings.AUDIT_MAX_ERROR_CHARS == 111
+        assert mcp_settings.DEFAULT_PERMISSION_CLASSES == [AllowAny]  # imported from its dotted path
+        assert mcp_settings.DEFAULT_PERMISSION_CLASSES is mcp_settings.DEFAULT_PERMISSION_CLASSES  # kept, not redone
+        with override_settings(MCP_APP={"AUDIT_MAX_ERROR_CHARS": 222}):
+            assert mcp_settings.AUDIT_MAX_ERROR_CHARS == 222
+        assert mcp_settings.AUDIT_MAX_ERROR_CHARS == 111
+    assert mcp_settings.AUDIT_MAX_ERROR_CHARS == 2000  # the default again
+    with pytest.raises(AttributeError, match="Invalid mcp_app setting"):
+        mcp_settings.NO_SUCH_SETTING  # noqa: B018
