@@ -100,7 +100,9 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
         patterns = [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]
     if max_bytes is None:
         max_bytes = mcp_settings.AUDIT_MAX_ARGUMENTS_BYTES
-    value = _copy(arguments, patterns, AUDIT_MAX_DEPTH, clean=True)
+    value = _flat_copy(arguments, patterns)
+    if value is None:
+        value = _copy(arguments, patterns, AUDIT_MAX_DEPTH, clean=True)
     # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
     text = json.dumps(value)
     if len(text) <= max_bytes:
@@ -115,6 +117,30 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
         preview = preview[:-over]
     marker["preview"] = ""
     return marker
+
+
+def _flat_copy(arguments: Any, patterns: list[str]) -> dict[str, Any] | None:
+    """The common case of :func:`audit_arguments` without its walk: a dict of a few keys holding ASCII text
+    (no NUL), ints, bools, None or finite floats, none of them to redact, stored as it is (a copy). None for
+    anything else, which takes the walk."""
+    if type(arguments) is not dict or len(arguments) > 16:
+        return None
+    for key, value in arguments.items():
+        if type(key) is not str or not key.isascii() or "\x00" in key:
+            return None
+        lowered = key.lower()
+        if any(p in lowered for p in patterns):
+            return None
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return None
+        elif kind is float:
+            if not math.isfinite(value):
+                return None
+        elif not (value is None or kind is int or kind is bool):
+            return None
+    return dict(arguments)
 
 
 def cap_text(text: str, max_chars: int) -> str:

@@ -435,3 +435,32 @@ def test_invalid_caps_are_reported_by_the_checks(value: Any) -> None:
     with override_settings(MCP_APP={"AUDIT_MAX_ARGUMENTS_BYTES": value, "AUDIT_MAX_ERROR_CHARS": value}):
         ids = [m.id for m in run_checks() if "AUDIT_MAX" in m.msg]
     assert ids == ["mcp_app.E003", "mcp_app.E003"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "shortcut"),
+    [
+        ({"text": "hello", "n": 3, "ok": True, "none": None, "x": 2.5}, True),
+        ({}, True),
+        ({"api_token": "s3cret", "text": "hi"}, False),
+        ({"Password": "p"}, False),
+        ({"text": "a\x00b"}, False),
+        ({"text": "caf\u00e9 \ud800"}, False),
+        ({"x": float("nan"), "y": float("-inf")}, False),
+        ({"nested": {"password": "p"}}, False),
+        ({1: "int key"}, False),
+        ({"k\x00": "v"}, False),
+        ({f"k{i}": i for i in range(40)}, False),
+        (["a", {"token": "t"}], False),
+        ("plain", False),
+    ],
+)
+def test_audit_arguments_stores_the_same_with_or_without_its_shortcut(arguments: Any, shortcut: bool) -> None:
+    """A flat dict of plain values skips the walk; what is stored is what the walk stores, whatever comes."""
+    patterns = ["password", "token", "secret"]
+    walked = audit._copy(arguments, patterns, audit.AUDIT_MAX_DEPTH, clean=True)
+    assert (audit._flat_copy(arguments, patterns) is not None) is shortcut
+    stored = audit.audit_arguments(arguments, patterns=patterns, max_bytes=10_000)
+    assert stored == walked
+    if isinstance(arguments, dict):
+        assert stored is not arguments  # a copy: the caller's dict is never the row's
