@@ -67,12 +67,16 @@ class Headers:
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[bytes | str, bytes | str]]) -> Headers:
         """From ``(name, value)`` pairs, as ASGI's ``scope["headers"]`` holds them (bytes) or as str."""
-        values: dict[str, list[str]] = {}
+        values: dict[str, tuple[str, ...]] = {}
         for name, value in pairs:
             key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
             text = value.decode("latin-1") if isinstance(value, bytes) else value
-            values.setdefault(key, []).append(text)
-        return cls({k: tuple(v) for k, v in values.items()})
+            found = values.get(key)
+            # A tuple per name from the start: a repeated header is rare, and this runs on every request.
+            values[key] = (text,) if found is None else (*found, text)
+        headers = cls.__new__(cls)
+        headers._values = values
+        return headers
 
     def all(self, name: str) -> tuple[str, ...]:
         """Every value sent for ``name`` (case-insensitive), in order."""
