@@ -6,7 +6,8 @@
 
 Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py) on 127.0.0.1, one process each, pinned to
 one core (``taskset``, CPU 0); the load generators run on another (CPU 1), so each server has its core to
-itself and the ratios compare servers rather than who won the CPU. One server runs at a time.
+itself and the ratios compare servers rather than who won the CPU. The servers are started together and stay
+up, idle but for the one under load: one load runs at a time, and a comparison's two loads follow each other.
 
 - This project: the demo site as shipped (mcpsite.asgi, tests/benchmarks/demo_settings.py: bearer token,
   audit log on, DEBUG off, the per-caller caps raised so one client can drive it; ``echo`` is read-only, so
@@ -29,9 +30,9 @@ Measured (wrk, Debian package ``wrk``, for single POSTs; tests/benchmarks/sse_cl
 3. ``--streams`` idle legacy streams (10000 for the issue's target): the server's memory per stream (RSS
    growth / N) and the time to open them all (64 being opened at a time).
 
-With ``--rounds N`` everything is measured N times in turn, and the table shows the median of the rounds'
-ratios with their range: the SDK's own figures move 10-40 % between runs on a shared machine, so one
-round's ratio can land on either side of a target.
+With ``--rounds N`` the loads of 1. and 2. are measured N times in turn (3. once, on fresh servers), and the
+table shows the median of the rounds' ratios with their range: the SDK's own figures move 10-40 % between
+runs on a shared machine, so one round's ratio can land on either side of a target.
 
 Every load is preceded by a checked call (the answer must be the echo of its text) and a one-second warm-up
 that is not counted. The table counts 2xx answers only; wrk's non-2xx answers and socket errors are printed
@@ -290,65 +291,109 @@ def database(kind: str, workdir: Path) -> Iterator[dict[str, str]]:
             conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 
 
-def compare(bench: Bench, parts: set[str]) -> list[Row]:
-    """Run the measurements of ``parts`` (http, sse, streams); one table row per comparison."""
-    rows: list[Row] = []
-    if "http" in parts:
-        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
-            ours_uvicorn = bench.tools_call("this project, uvicorn, tools/call (stateful)", live, bench.token)
-            ours_stateless = bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live, bench.token)
-        with bench.serve("ours daphne", "daphne", OURS) as live:
-            ours_daphne = bench.tools_call("this project, daphne, tools/call (stateful)", live, bench.token)
-        with bench.sdk("stateful") as live:
-            sdk_stateful = bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live, bench.sdk_token)
-        with bench.sdk("stateful_json") as live:
-            sdk_json = bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live, bench.sdk_token)
-        with bench.sdk("stateless") as live:
-            sdk_stateless = bench.stateless_call("SDK, uvicorn, tools/call (2026-07-28 stateless)", live, bench.sdk_token)
-        bare = {}
-        for server in ("daphne", "uvicorn"):
-            with bench.serve(f"bare {server}", server, BARE) as live:
-                bare[server] = bench.wrk(f"bare ASGI app, {server} (the ceiling)", live.mcp_url, echo_call(), HEADERS).ok_rps
-        rows += [
-            Row(
-                "tools/call, Streamable HTTP, uvicorn: vs the SDK's stateful server",
-                ours_uvicorn,
-                sdk_stateful,
-                "req/s",
-                True,
-                ">= 3.0x",
-            ),
-            Row("tools/call, Streamable HTTP, uvicorn: vs the SDK stateful with JSON answers", ours_uvicorn, sdk_json, "req/s"),
-            Row(
-                "tools/call, 2026-07-28, uvicorn: vs the SDK's stateless server",
-                ours_stateless,
-                sdk_stateless,
-                "req/s",
-                True,
-                ">= 3.0x",
-            ),
-            Row("tools/call, daphne: vs a bare ASGI app on daphne", ours_daphne, bare["daphne"], "req/s", True, ">= 0.5x"),
-            Row("tools/call, uvicorn: vs a bare ASGI app on uvicorn", ours_uvicorn, bare["uvicorn"], "req/s"),
-        ]
-    if "sse" in parts:
-        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
-            ours = bench.sse_round_trips("this project, uvicorn, legacy SSE round trip", live, "/sse", bench.token)
-        with bench.sdk("sse") as live:
-            sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live, "/sse", bench.sdk_token)
-        rows.append(
-            Row("legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server", ours, sdk, "req/s", True, ">= 1.5x")
-        )
-    if "streams" in parts:
-        with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
-            ours_kib, ours_s = bench.idle_streams("this project, uvicorn, idle legacy streams", live, "/sse", bench.token)
-        with bench.sdk("sse") as live:
-            sdk_kib, sdk_s = bench.idle_streams("SDK, uvicorn, idle legacy streams", live, "/sse", bench.sdk_token)
-        n = bench.args.streams
-        rows += [
-            Row(f"{n:,} idle legacy streams, uvicorn: memory each", ours_kib, sdk_kib, "KiB", False, "<= 20 KiB (10,000)"),
-            Row(f"{n:,} idle legacy streams, uvicorn: time to open them all", ours_s, sdk_s, "s", False, "<= 1.0x (10,000)"),
-        ]
-    return rows
+def compare(bench: Bench, parts: set[str], rounds: int = 1) -> list[list[Row]]:
+    """Run the loads of ``parts`` (http, sse) ``rounds`` times; one table row per comparison, per round.
+
+    Every server is started once, before the first round, and stays up (idle but for the load it is under), so
+    that within a round each comparison's two loads run one right after the other: the machine's speed drifts
+    over minutes, and a ratio of loads run seconds apart compares the servers rather than the moments.
+    """
+    results: list[list[Row]] = [[] for _ in range(rounds)]
+    with contextlib.ExitStack() as stack:
+        live: dict[str, LiveServer] = {}
+
+        def start(key: str, server: str, app: str, extra_env: dict[str, str] | None = None) -> None:
+            live[key] = stack.enter_context(bench.serve(key, server, app, extra_env))
+
+        sdk_env = {"BENCH_TOKEN": bench.sdk_token}
+        if parts & {"http", "sse"}:
+            start("ours uvicorn", "uvicorn", OURS)
+        if "http" in parts:
+            start("ours daphne", "daphne", OURS)
+            for mode in ("stateful", "stateful_json", "stateless"):
+                start(f"SDK {mode}", "uvicorn", SDK, {**sdk_env, "BENCH_SDK_MODE": mode})
+            for server in ("daphne", "uvicorn"):
+                start(f"bare {server}", server, BARE)
+        if "sse" in parts:
+            start("SDK sse", "uvicorn", SDK, {**sdk_env, "BENCH_SDK_MODE": "sse"})
+        for number, rows in enumerate(results, 1):
+            if rounds > 1:
+                print(f"-- round {number} of {rounds}", flush=True)
+            if "http" in parts:
+                rows += http_rows(bench, live)
+            if "sse" in parts:
+                ours = bench.sse_round_trips(
+                    "this project, uvicorn, legacy SSE round trip", live["ours uvicorn"], "/sse", bench.token
+                )
+                sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live["SDK sse"], "/sse", bench.sdk_token)
+                rows.append(
+                    Row(
+                        "legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server",
+                        ours,
+                        sdk,
+                        "req/s",
+                        True,
+                        ">= 1.5x",
+                    )
+                )
+    return results
+
+
+def sse_row(bench: Bench, live: dict[str, LiveServer]) -> Row:
+    """One round of the legacy SSE round trips, ours then the SDK's."""
+    ours = bench.sse_round_trips("this project, uvicorn, legacy SSE round trip", live["ours uvicorn"], "/sse", bench.token)
+    sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live["SDK sse"], "/sse", bench.sdk_token)
+    return Row("legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server", ours, sdk, "req/s", True, ">= 1.5x")
+
+
+def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
+    """One round of the tools/call comparisons, each pair of loads one right after the other."""
+    ours_uvicorn = bench.tools_call("this project, uvicorn, tools/call (stateful)", live["ours uvicorn"], bench.token)
+    sdk_stateful = bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live["SDK stateful"], bench.sdk_token)
+    sdk_json = bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live["SDK stateful_json"], bench.sdk_token)
+    ours_stateless = bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live["ours uvicorn"], bench.token)
+    sdk_stateless = bench.stateless_call(
+        "SDK, uvicorn, tools/call (2026-07-28 stateless)", live["SDK stateless"], bench.sdk_token
+    )
+    ours_daphne = bench.tools_call("this project, daphne, tools/call (stateful)", live["ours daphne"], bench.token)
+    bare = {
+        server: bench.wrk(f"bare ASGI app, {server} (the ceiling)", live[f"bare {server}"].mcp_url, echo_call(), HEADERS).ok_rps
+        for server in ("daphne", "uvicorn")
+    }
+    return [
+        Row(
+            "tools/call, Streamable HTTP, uvicorn: vs the SDK's stateful server",
+            ours_uvicorn,
+            sdk_stateful,
+            "req/s",
+            True,
+            ">= 3.0x",
+        ),
+        Row("tools/call, Streamable HTTP, uvicorn: vs the SDK stateful with JSON answers", ours_uvicorn, sdk_json, "req/s"),
+        Row(
+            "tools/call, 2026-07-28, uvicorn: vs the SDK's stateless server",
+            ours_stateless,
+            sdk_stateless,
+            "req/s",
+            True,
+            ">= 3.0x",
+        ),
+        Row("tools/call, daphne: vs a bare ASGI app on daphne", ours_daphne, bare["daphne"], "req/s", True, ">= 0.5x"),
+        Row("tools/call, uvicorn: vs a bare ASGI app on uvicorn", ours_uvicorn, bare["uvicorn"], "req/s"),
+    ]
+
+
+def stream_rows(bench: Bench) -> list[Row]:
+    """Idle legacy streams, each server fresh (measured once, whatever ``--rounds`` says)."""
+    with bench.serve("ours uvicorn", "uvicorn", OURS) as live:
+        ours_kib, ours_s = bench.idle_streams("this project, uvicorn, idle legacy streams", live, "/sse", bench.token)
+    with bench.sdk("sse") as live:
+        sdk_kib, sdk_s = bench.idle_streams("SDK, uvicorn, idle legacy streams", live, "/sse", bench.sdk_token)
+    n = bench.args.streams
+    return [
+        Row(f"{n:,} idle legacy streams, uvicorn: memory each", ours_kib, sdk_kib, "KiB", False, "<= 20 KiB (10,000)"),
+        Row(f"{n:,} idle legacy streams, uvicorn: time to open them all", ours_s, sdk_s, "s", False, "<= 1.0x (10,000)"),
+    ]
 
 
 def main() -> None:
@@ -390,12 +435,11 @@ def main() -> None:
             f"on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}; {args.connections} connections, {args.seconds} s per load",
             flush=True,
         )
-        rounds = []
-        for number in range(1, max(args.rounds, 1) + 1):
-            if args.rounds > 1:
-                print(f"-- round {number} of {args.rounds}", flush=True)
-            rounds.append(compare(bench, set(args.only.split(","))))
-    rows = rounds[0] if len(rounds) == 1 else medians(rounds)
+        parts = set(args.only.split(","))
+        rounds = compare(bench, parts, max(args.rounds, 1))
+        rows = rounds[0] if len(rounds) == 1 else medians(rounds)
+        if "streams" in parts:
+            rows += stream_rows(bench)
     if len(rounds) > 1:
         print(f"\n{len(rounds)} rounds: figures are medians; the ratio is the median of the rounds' ratios (lowest-highest)")
     print(f"\n| {args.database} | this project | SDK / bare app | ratio | target (issue 14) |\n|---|---:|---:|---:|---|")
