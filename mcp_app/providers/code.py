@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import jsonschema
 from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
@@ -61,10 +62,13 @@ def _is_context(annotation: Any) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, RequestContext)
 
 
-async def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Await an async handler; run a sync one in Django's thread (:func:`run_in_django_thread`)."""
+async def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any], *, in_thread: bool = True) -> Any:
+    """Await an async handler; run a sync one in Django's thread (:func:`run_in_django_thread`), or, with
+    ``in_thread=False``, call it right here on the event loop."""
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
+    if not in_thread:
+        return fn(**kwargs)
     return await run_in_django_thread(fn, **kwargs)
 
 
@@ -170,6 +174,9 @@ class ToolSpec:
     explicit_schema: bool = False
     #: Policy classes (mcp_app.permissions); None: MCP_APP["DEFAULT_PERMISSION_CLASSES"].
     permission_classes: list[type] | None = None
+    #: Whether a sync ``fn`` runs in Django's thread for sync code (True) or on the event loop (False: a quick
+    #: function that neither blocks nor uses the database). No effect on an async ``fn``.
+    run_in_thread: bool = True
 
     @classmethod
     def from_function(
@@ -182,6 +189,7 @@ class ToolSpec:
         annotations: dict[str, Any] | None = None,
         input_schema: dict[str, Any] | None = None,
         permission_classes: list[type] | None = None,
+        run_in_thread: bool = True,
     ) -> ToolSpec:
         name = name or fn.__name__
         if not _NAME_RE.match(name):
@@ -204,6 +212,7 @@ class ToolSpec:
             output_schema=_output_schema(signature.hints.get("return")),
             signature=signature,
             permission_classes=permission_classes,
+            run_in_thread=run_in_thread,
         )
 
     def bind(self, arguments: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -246,11 +255,23 @@ class ToolSpec:
             where = ".".join(str(p) for p in exc.absolute_path) or "arguments"
             return error_result(f"Invalid arguments for tool '{self.name}': {where}: {exc.message}")
         try:
-            value = await _invoke(self.fn, kwargs)
+            value = await _invoke(self.fn, kwargs, in_thread=self.run_in_thread)
         except (ToolError, ClientRequestError) as exc:
             return error_result(str(exc))
         except (McpError, RequestCancelled):
             raise
+        except SynchronousOnlyOperation:
+            if self.run_in_thread:
+                raise  # not ours to explain: the tool ran in Django's thread and called something async-only
+            # The tool's author promised a function that needs no thread, and it used the database: say so to
+            # the operator; the client gets the same answer as for any other failure.
+            logger.exception(
+                "MCP tool %s used the database (or other sync-only Django code) on the event loop: it is "
+                "registered with run_in_thread=False, which is for quick functions that neither block nor use "
+                "the database; register it without that option",
+                self.name,
+            )
+            return error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
         except Exception:
             logger.exception("MCP tool %s failed", self.name)
             return error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
@@ -436,6 +457,7 @@ class Registry(Provider):
         annotations: dict[str, Any] | None = None,
         input_schema: dict[str, Any] | None = None,
         permission_classes: list[type] | None = None,
+        run_in_thread: bool = True,
     ) -> Callable[[F], F]:
         """Decorator: register a function as a tool (name defaults to the function's).
 
@@ -443,6 +465,12 @@ class Registry(Provider):
         against it (JSON Schema 2020-12) and passed to the function as keyword arguments.
         ``permission_classes`` (mcp_app.permissions) decide who sees and calls it; ``[AllowAny]`` makes
         it public. Default: ``MCP_APP["DEFAULT_PERMISSION_CLASSES"]`` (signed-in users).
+
+        A sync function runs in Django's thread for sync code, as ``database_sync_to_async`` runs it, so it
+        may use the ORM. ``run_in_thread=False`` calls it on the event loop instead, as the official SDK calls
+        every sync tool: for a quick function that neither blocks nor uses the database (the hand-off to the
+        thread costs more than such a function). One that uses the ORM there fails with Django's
+        ``SynchronousOnlyOperation``, logged as such; one that blocks stalls every request of the process.
         """
 
         def decorator(fn: F) -> F:
@@ -454,6 +482,7 @@ class Registry(Provider):
                 annotations=annotations,
                 input_schema=input_schema,
                 permission_classes=permission_classes,
+                run_in_thread=run_in_thread,
             )
             return fn
 

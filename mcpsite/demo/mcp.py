@@ -9,7 +9,12 @@ from pydantic import Field
 from mcp_app import Context, prompt, resource, tool
 
 
-@tool(title="Uppercase text", annotations={"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False})
+# Quick and database-free: run on the event loop, without the hand-off to Django's sync thread.
+@tool(
+    title="Uppercase text",
+    annotations={"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False},
+    run_in_thread=False,
+)
 def uppercase_text(text: Annotated[str, Field(description="The text to convert")]) -> str:
     """Convert text to uppercase (the tutorial's tool)."""
     return text.upper()

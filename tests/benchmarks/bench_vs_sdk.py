@@ -4,7 +4,9 @@
         [--database sqlite|postgres] [--audit-log on|off] [--write-ahead unless_read_only|always]
         [--only http,sse,streams] [--rounds 1]
 
-Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py) on 127.0.0.1, one process each, pinned to
+Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py, a sync function; both run it on the event
+loop: the SDK does so with every sync tool, mcp_app with ``run_in_thread=False``, and a row measures it in
+Django's thread, mcp_app's default, as ``echo_in_thread``) on 127.0.0.1, one process each, pinned to
 one core (``taskset``, CPU 0); the load generators run on another (CPU 1), so each server has its core to
 itself and the ratios compare servers rather than who won the CPU. The servers are started together and stay
 up, idle but for the one under load: one load runs at a time, and a comparison's two loads follow each other.
@@ -23,7 +25,8 @@ up, idle but for the one under load: one load runs at a time, and a comparison's
 
 Measured (wrk, Debian package ``wrk``, for single POSTs; tests/benchmarks/sse_client.py for what needs a stream):
 
-1. tools/call over Streamable HTTP on an open session, uvicorn and daphne; the 2026-07-28 stateless call
+1. tools/call over Streamable HTTP on an open session, uvicorn and daphne (and ``echo_in_thread`` on uvicorn);
+   the 2026-07-28 stateless call
    where this project answers it (else n/a); the bare app's ceiling on each server.
 2. The legacy SSE round trip: ``--connections`` sessions, each POSTing tools/call to its messages URL and
    reading the answer from its stream before the next.
@@ -180,13 +183,13 @@ class Bench:
                 print(f"    non-2xx answer: {failure}", flush=True)
         return result
 
-    def tools_call(self, label: str, live: LiveServer, token: str) -> float:
-        """tools/call echo on one Streamable HTTP session (2025-11-25), checked once, then under load: the rate of
-        2xx answers."""
+    def tools_call(self, label: str, live: LiveServer, token: str, tool: str = "echo") -> float:
+        """tools/call echo (or ``tool``, of the same signature) on one Streamable HTTP session (2025-11-25),
+        checked once, then under load: the rate of 2xx answers."""
         with httpx.Client(timeout=30) as http:
             headers = open_session(http, live.mcp_url, token)
-            check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check"), headers=headers)), "check")
-        return self.wrk(label, live.mcp_url, echo_call(), headers).ok_rps
+            check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check", tool=tool), headers=headers)), "check")
+        return self.wrk(label, live.mcp_url, echo_call(tool=tool), headers).ok_rps
 
     def stateless_call(self, label: str, live: LiveServer, token: str) -> float | None:
         """tools/call echo as a 2026-07-28 request (no session); None if the server does not answer it."""
@@ -322,20 +325,7 @@ def compare(bench: Bench, parts: set[str], rounds: int = 1) -> list[list[Row]]:
             if "http" in parts:
                 rows += http_rows(bench, live)
             if "sse" in parts:
-                ours = bench.sse_round_trips(
-                    "this project, uvicorn, legacy SSE round trip", live["ours uvicorn"], "/sse", bench.token
-                )
-                sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live["SDK sse"], "/sse", bench.sdk_token)
-                rows.append(
-                    Row(
-                        "legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server",
-                        ours,
-                        sdk,
-                        "req/s",
-                        True,
-                        ">= 1.5x",
-                    )
-                )
+                rows.append(sse_row(bench, live))
     return results
 
 
@@ -351,6 +341,9 @@ def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
     ours_uvicorn = bench.tools_call("this project, uvicorn, tools/call (stateful)", live["ours uvicorn"], bench.token)
     sdk_stateful = bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live["SDK stateful"], bench.sdk_token)
     sdk_json = bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live["SDK stateful_json"], bench.sdk_token)
+    ours_in_thread = bench.tools_call(
+        "this project, uvicorn, tools/call (stateful, echo_in_thread)", live["ours uvicorn"], bench.token, "echo_in_thread"
+    )
     ours_stateless = bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live["ours uvicorn"], bench.token)
     sdk_stateless = bench.stateless_call(
         "SDK, uvicorn, tools/call (2026-07-28 stateless)", live["SDK stateless"], bench.sdk_token
@@ -370,6 +363,12 @@ def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
             ">= 3.0x",
         ),
         Row("tools/call, Streamable HTTP, uvicorn: vs the SDK stateful with JSON answers", ours_uvicorn, sdk_json, "req/s"),
+        Row(
+            "tools/call of a sync tool in Django's thread (the default; echo_in_thread), uvicorn: vs the SDK's stateful server",
+            ours_in_thread,
+            sdk_stateful,
+            "req/s",
+        ),
         Row(
             "tools/call, 2026-07-28, uvicorn: vs the SDK's stateless server",
             ours_stateless,

@@ -2,7 +2,7 @@
 
 mcpsite.settings unchanged (SQLite, or PostgreSQL with MCPSITE_POSTGRES_DB; in-memory channel layer), plus:
 
-- the ``echo`` tool (tests/benchmarks/mcp.py, autodiscovered from this installed app);
+- the ``echo`` and ``echo_in_thread`` tools (tests/benchmarks/mcp.py, autodiscovered from this installed app);
 - the per-caller caps raised, so that one load generator with one token can drive the server: rates, and
   sessions and streams per principal, unlimited (they would otherwise answer 429 or end sessions mid-run).
 

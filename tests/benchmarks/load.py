@@ -30,9 +30,12 @@ def pin(pid: int, cpus: str) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
 
 
-def echo_call(request_id: int = 1, text: str = "hello", *, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ``tools/call`` of the ``echo`` tool (``meta``: the request's ``params._meta``, for 2026-07-28)."""
-    params: dict[str, Any] = {"name": "echo", "arguments": {"text": text}}
+def echo_call(
+    request_id: int = 1, text: str = "hello", *, meta: dict[str, Any] | None = None, tool: str = "echo"
+) -> dict[str, Any]:
+    """A ``tools/call`` of the ``echo`` tool (``meta``: the request's ``params._meta``, for 2026-07-28; ``tool``:
+    another tool of the same signature, such as ``echo_in_thread``)."""
+    params: dict[str, Any] = {"name": tool, "arguments": {"text": text}}
     if meta is not None:
         params["_meta"] = meta
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
