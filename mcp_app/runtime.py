@@ -11,6 +11,7 @@ that :mod:`mcp_app.conf` needs to import nothing of the app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -180,11 +181,36 @@ _server: Server | None = None
 
 
 def get_server() -> Server:
-    """The process's server, built on first use from the current settings."""
+    """The process's server, built on first use from the current settings (the first build also freezes the
+    process's long-lived objects: :func:`freeze_long_lived_objects`)."""
     global _server
     if _server is None:
         _server = _build()
+        freeze_long_lived_objects()
     return _server
+
+
+_frozen = False
+
+
+def freeze_long_lived_objects() -> bool:
+    """Once per process, unless ``MCP_APP["GC_FREEZE"]`` is False: collect, then ``gc.freeze()`` every object
+    alive (Django, the apps, the URLconf, the built server); True when it froze them now.
+
+    Why: a full collection walks every tracked object, and with the site loaded that is some 130,000 objects
+    that live as long as the process. Under load, request objects in flight survive the young generations
+    and fill the old one, so a full collection came every few thousand calls and paused every request for
+    70-90 ms (the p99 of a loaded server), and collecting took a sixth of the CPU of a small call. Frozen
+    objects are skipped by every collection; they are still freed by reference counting when released, and
+    only a reference cycle among them that becomes garbage later is kept (start-up objects rarely do).
+    """
+    global _frozen
+    if _frozen or not mcp_settings.GC_FREEZE:
+        return False
+    _frozen = True
+    gc.collect()  # what is garbage now is freed, not frozen
+    gc.freeze()
+    return True
 
 
 def reset() -> None:
