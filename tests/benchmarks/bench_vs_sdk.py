@@ -57,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -68,7 +69,7 @@ import psycopg
 
 from tests.live import HEADERS, REPO, LiveServer, migrate, open_session, start_daphne
 
-from .load import WrkResult, echo_call, pin, rss_kb, wrk
+from .load import WrkResult, cpu_seconds, echo_call, pin, rss_kb, wrk
 from .sse_client import ProtocolError, check_echo, open_streams, round_trips, run
 
 SETTINGS = "tests.benchmarks.demo_settings"
@@ -171,11 +172,15 @@ class Bench:
         return self.serve(f"SDK {mode}", "uvicorn", SDK, {"BENCH_SDK_MODE": mode, "BENCH_TOKEN": self.sdk_token})
 
     # -- loads --------------------------------------------------------------------------------------------
-    def wrk(self, label: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> WrkResult:
-        """A warm-up, then the measured wrk run; its figures go to the details."""
+    def wrk(self, label: str, live: LiveServer, body: dict[str, Any] | None, headers: dict[str, str]) -> WrkResult:
+        """A warm-up, then the measured wrk run on ``live``'s MCP URL; its figures (with the server's CPU use)
+        go to the details."""
+        url = live.mcp_url
         load = {"body": body, "headers": headers, "connections": self.args.connections, "workdir": self.workdir}
         wrk(url, seconds=1, cpus=CLIENT_CPU, **load)
+        used, started = cpu_seconds(live.process.pid), time.monotonic()
         result = wrk(url, seconds=self.args.seconds, cpus=CLIENT_CPU, **load)
+        result.server_cpu = (cpu_seconds(live.process.pid) - used) / (time.monotonic() - started)
         self.details.append(f"{label:58s} {result.row()}")
         print(self.details[-1], flush=True)
         if result.non2xx:  # say what they were: a short second run that shows them
@@ -189,7 +194,7 @@ class Bench:
         with httpx.Client(timeout=30) as http:
             headers = open_session(http, live.mcp_url, token)
             check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check", tool=tool), headers=headers)), "check")
-        return self.wrk(label, live.mcp_url, echo_call(tool=tool), headers).ok_rps
+        return self.wrk(label, live, echo_call(tool=tool), headers).ok_rps
 
     def stateless_call(self, label: str, live: LiveServer, token: str) -> float | None:
         """tools/call echo as a 2026-07-28 request (no session); None if the server does not answer it."""
@@ -213,7 +218,7 @@ class Bench:
             self.details.append(f"{label:58s} not answered: HTTP {response.status_code} {response.text[:100]!r}")
             print(self.details[-1], flush=True)
             return None
-        return self.wrk(label, live.mcp_url, echo_call(meta=meta), headers).ok_rps
+        return self.wrk(label, live, echo_call(meta=meta), headers).ok_rps
 
     def sse_round_trips(self, label: str, live: LiveServer, path: str, token: str) -> float:
         measured = run(
@@ -350,7 +355,7 @@ def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
     )
     ours_daphne = bench.tools_call("this project, daphne, tools/call (stateful)", live["ours daphne"], bench.token)
     bare = {
-        server: bench.wrk(f"bare ASGI app, {server} (the ceiling)", live[f"bare {server}"].mcp_url, echo_call(), HEADERS).ok_rps
+        server: bench.wrk(f"bare ASGI app, {server} (the ceiling)", live[f"bare {server}"], echo_call(), HEADERS).ok_rps
         for server in ("daphne", "uvicorn")
     }
     return [

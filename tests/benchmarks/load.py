@@ -6,6 +6,7 @@ Nothing here imports Django or mcp_app: the benchmarks drive servers from outsid
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far, all its threads, user and system (0.0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def pin(pid: int, cpus: str) -> None:
@@ -64,6 +74,8 @@ class WrkResult:
     non2xx: int
     errors: int
     failures: list[str] = field(default_factory=list)
+    #: The server's CPU use during the run, as a share of one core (set by the caller that knows the server).
+    server_cpu: float | None = None
 
     @property
     def ok_rps(self) -> float:
@@ -74,7 +86,8 @@ class WrkResult:
         """The figures as one line of the printed table."""
         bad = f"   non-2xx {self.non2xx} (2xx: {self.ok_rps:.0f} req/s)" if self.non2xx else ""
         bad += f"   socket errors {self.errors}" if self.errors else ""
-        return f"{self.rps:9.0f} req/s   p50 {self.p50:>8}   p99 {self.p99:>8}{bad}"
+        cpu = f"   server CPU {self.server_cpu:4.0%}" if self.server_cpu is not None else ""
+        return f"{self.rps:9.0f} req/s   p50 {self.p50:>8}   p99 {self.p99:>8}{cpu}{bad}"
 
 
 def wrk(
