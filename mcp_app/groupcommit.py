@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -61,15 +62,73 @@ class Pending(Generic[T]):
 WriteGroup = Callable[[list[Pending[Any]]], None]
 
 
+class _Mailbox:
+    """What the writer's thread hands to one event loop: callbacks queued from any thread and run on the loop
+    in the order they came, behind one wake-up of the loop for as many as arrive before it runs.
+
+    A group's futures are resolved one right after the other; waking the loop for each (``call_soon_threadsafe``
+    writes to its self-pipe, and the writer gives up the GIL for that system call) cost as much of the writer's
+    time as its INSERT. Here only the first of a burst wakes the loop, and the rest ride along.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._lock = threading.Lock()
+        self._woken = False
+
+    def post(self, callback: Callable[[Any], None], argument: Any) -> None:
+        """Run ``callback(argument)`` on the loop soon (from any thread); dropped when the loop is closed."""
+        with self._lock:
+            self._items.append((callback, argument))
+            if self._woken:  # a wake-up is on its way and will find this one too
+                return
+            self._woken = True
+        try:
+            self.loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits for these any more
+            with self._lock:
+                self._items.clear()
+                self._woken = False
+
+    def _run(self) -> None:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._woken = False
+        for callback, argument in items:
+            try:
+                callback(argument)
+            except Exception:  # one waiter's failure must not leave the others waiting
+                logger.exception("group writer: a hand-over to the event loop failed")
+
+
+#: One mailbox per event loop that awaits writes (weak: a closed, dropped loop takes its mailbox with it).
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    box = _mailboxes.get(loop)
+    if box is None:
+        with _mailboxes_lock:
+            box = _mailboxes.get(loop)
+            if box is None:
+                box = _mailboxes[loop] = _Mailbox(loop)
+    return box
+
+
 def committed(done: Future[T]) -> asyncio.Future[T]:
     """An event-loop future with ``done``'s outcome (a :meth:`GroupWriter.submit` future), to await.
 
     Cancelling it (a caller cancelled while its item is written) never cancels ``done``: the item is still
-    written, and its owner can follow ``done`` itself. One future and one thread-safe hand-over, where
+    written, and its owner can follow ``done`` itself. One future and one hand-over through the loop's
+    :class:`_Mailbox` (one wake-up of the loop per burst of resolved writes), where
     ``asyncio.shield(asyncio.wrap_future(done))`` made two futures and a task's worth of callbacks per write.
     """
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[T] = loop.create_future()
+    box = _mailbox(loop)
 
     def settle(finished: Future[T]) -> None:
         if waiter.done():  # the caller was cancelled meanwhile
@@ -81,13 +140,7 @@ def committed(done: Future[T]) -> asyncio.Future[T]:
         else:
             waiter.set_result(finished.result())
 
-    def hand_over(finished: Future[T]) -> None:
-        try:
-            loop.call_soon_threadsafe(settle, finished)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits for it any more
-            pass
-
-    done.add_done_callback(hand_over)
+    done.add_done_callback(lambda finished: box.post(settle, finished))
     return waiter
 
 
