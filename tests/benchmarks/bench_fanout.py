@@ -23,7 +23,8 @@ Measured 2026-11-30 (2 shared cores, load 2-4 from other work; p50 / p99 ms, run
 resumable GET streams (2025-11-25) before one COPY per batch (resume.py) -> after: uvicorn 104-137 / 185-492
 -> 68-80 / 97-189, daphne 137-157 / 210-367 -> 107-124 / 173-276; unchanged paths: 2024-11-05 GET streams
 uvicorn 33-39 / 77-87, daphne 53-74 / 156-187; legacy /sse uvicorn 27 / 56, daphne 103 / 215; 2026-07-28 listen
-streams uvicorn 32 / 63, daphne 67 / 178.
+streams uvicorn 32 / 63, daphne 67 / 178. Later, with GC_FREEZE (a quiet VM): resumable GET streams uvicorn 35 / 54,
+daphne 49 / 72; legacy /sse uvicorn 22 / 54, daphne 33 / 61; listen streams uvicorn 15 / 32, daphne 31 / 51.
 """
 
 from __future__ import annotations
