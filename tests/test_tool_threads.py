@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.core.exceptions import SynchronousOnlyOperation
 
 from mcp_app.models import ToolCall
 from mcp_app.protocol.context import MemorySession, PendingClientRequests, RequestContext
@@ -40,6 +41,11 @@ def make_registry() -> Registry:
 
     registry.tool(name="orm_threaded")(count_calls)
     registry.tool(name="orm_on_loop", run_in_thread=False)(count_calls)
+
+    @registry.tool(name="async_only_in_thread")
+    def async_only() -> None:  # in Django's thread, a SynchronousOnlyOperation is any failure: nothing to add
+        raise SynchronousOnlyOperation("You cannot call this from an async context")
+
     return registry
 
 
@@ -96,3 +102,18 @@ def test_the_database_in_django_thread_works_and_on_the_loop_is_refused_with_a_l
     [record] = [r for r in caplog.records if "orm_on_loop" in r.getMessage()]
     assert "run_in_thread=False" in record.getMessage() and "used the database" in record.getMessage()
     assert record.exc_info is not None and type(record.exc_info[1]).__name__ == "SynchronousOnlyOperation"
+
+
+def test_a_tool_in_django_thread_raising_synchronous_only_operation_is_an_ordinary_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="mcp_app"):
+        result = asyncio.run(call(make_registry(), "async_only_in_thread", {}))
+    assert result == {
+        "content": [
+            {"type": "text", "text": "Tool 'async_only_in_thread' failed with an internal error; the server logged the details."}
+        ],
+        "isError": True,
+    }
+    [record] = [r for r in caplog.records if "async_only_in_thread" in r.getMessage()]
+    assert record.getMessage() == "MCP tool async_only_in_thread failed"  # no advice about an option it lacks

@@ -260,20 +260,18 @@ class ToolSpec:
             return error_result(str(exc))
         except (McpError, RequestCancelled):
             raise
-        except SynchronousOnlyOperation:
-            if self.run_in_thread:
-                raise  # not ours to explain: the tool ran in Django's thread and called something async-only
-            # The tool's author promised a function that needs no thread, and it used the database: say so to
-            # the operator; the client gets the same answer as for any other failure.
-            logger.exception(
-                "MCP tool %s used the database (or other sync-only Django code) on the event loop: it is "
-                "registered with run_in_thread=False, which is for quick functions that neither block nor use "
-                "the database; register it without that option",
-                self.name,
-            )
-            return error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
-        except Exception:
-            logger.exception("MCP tool %s failed", self.name)
+        except Exception as exc:
+            if isinstance(exc, SynchronousOnlyOperation) and not self.run_in_thread:
+                # The tool's author promised a function that needs no thread, and it used the database: tell the
+                # operator what to change; the client gets the same answer as for any other failure.
+                logger.exception(
+                    "MCP tool %s used the database (or other sync-only Django code) on the event loop: it is "
+                    "registered with run_in_thread=False, which is for quick functions that neither block nor "
+                    "use the database; register it without that option",
+                    self.name,
+                )
+            else:
+                logger.exception("MCP tool %s failed", self.name)
             return error_result(f"Tool '{self.name}' failed with an internal error; the server logged the details.")
         return tool_result(value)
 
