@@ -128,9 +128,9 @@ DEFAULTS: dict[str, Any] = {
     # size, and the connection's own 64 KiB write buffer); past it the stream is closed (a legacy session
     # ends with it) and the ids of the answers left undelivered are logged. None: unbounded.
     "STREAM_BUFFER_BYTES": 1024 * 1024,
-    # At the first request, freeze the objects alive then (gc.freeze(): start-up objects that full garbage
-    # collections would otherwise walk again and again, pausing every request; mcp_app.runtime). False leaves
-    # the collector as Python ships it, for a site that manages gc itself.
+    # When the process first builds its server (the first request), freeze the objects alive then (gc.freeze():
+    # start-up objects that full garbage collections would otherwise walk again and again, pausing every
+    # request; mcp_app.runtime). False leaves the collector as Python ships it, for a site that manages gc itself.
     "GC_FREEZE": True,
     # Write every tools/call to the audit log (ToolCall), with these argument keys' values redacted
     # (case-insensitive substring match, at any depth).
