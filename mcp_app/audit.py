@@ -25,8 +25,9 @@ group's writes), replaced after an error that left it unusable, and closed once 
 which the session rows use too.
 
 Group commit: calls queue their rows (and outcomes) to that thread, which writes whatever queued while it
-wrote the previous group in one transaction: one plain multi-row ``INSERT ... RETURNING`` for new rows where
-the backend can (PostgreSQL, SQLite 3.35+), one prepared ``UPDATE`` run for every outcome (``executemany``).
+wrote the previous group, all or nothing: one plain multi-row ``INSERT ... RETURNING`` for new rows where the
+backend can (PostgreSQL, SQLite 3.35+; a single statement, atomic without a transaction of its own), one
+prepared ``UPDATE`` run for every outcome (``executemany``, in one transaction).
 Nothing waits to fill a group, so a
 lone call pays no extra latency; under load many calls share one commit. Each caller still waits for its
 own group's commit, so the contract above holds per call: a group the database refuses refuses every call
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import heapq
 import itertools
 import json
@@ -225,42 +227,84 @@ def _insert(fields: dict[str, Any], arguments: Any) -> int:
 
 def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
     """Write ``rows`` (each a ToolCall's field values by name, arguments already stored as the log keeps them;
-    a missing field takes its default) in one transaction; their pks, in order.
+    a missing field takes its default), all or none; their pks, in order.
 
     Plain SQL where the backend returns the new pks from a multi-row INSERT (PostgreSQL, SQLite 3.35+,
     MariaDB 10.5+): one ``INSERT ... VALUES (...), (...) RETURNING pk`` per batch the backend allows. The
     ORM's ``bulk_create`` built the same statement, but compiling it cost more CPU than the database spent
-    running it, on the one thread every audit row goes through. Elsewhere one ``save()`` per row, still one
-    commit. All or nothing: a failure writes none of them.
+    running it, on the one thread every audit row goes through. Elsewhere one ``save()`` per row, in one
+    transaction.
+
+    Rows that fit one statement (the usual group) are that statement alone, in autocommit mode: a single
+    statement is atomic by itself, and wrapping it in a transaction of its own cost a ``BEGIN`` and a
+    ``COMMIT`` more per group, two more round trips on PostgreSQL, waited for on the writer's thread (a
+    fifth of the throughput of audited calls there). More rows than one statement takes go in one
+    transaction. Inside a caller's transaction the rows are part of it.
     """
     alias = router.db_for_write(ToolCall)
     connection = connections[alias]
-    with transaction.atomic(using=alias):
-        if not connection.features.can_return_rows_from_bulk_insert:
+    if not connection.features.can_return_rows_from_bulk_insert:
+        with transaction.atomic(using=alias):
             pks = []
             for values in rows:
                 row = ToolCall(**values)
                 row.save(force_insert=True, using=alias)
                 pks.append(row.pk)
             return pks
+    statement = _InsertStatement.of(connection)
+    size = max(connection.ops.bulk_batch_size(statement.fields, rows), 1)
+    batches = [rows[start : start + size] for start in range(0, len(rows), size)]
+    pks = []
+    with transaction.atomic(using=alias) if len(batches) > 1 else contextlib.nullcontext(), connection.cursor() as cursor:
+        for batch in batches:
+            cursor.execute(statement.sql(len(batch)), statement.params(batch))
+            pks.extend(row[0] for row in cursor.fetchall())
+    return pks
+
+
+class _InsertStatement:
+    """The multi-row ``INSERT ... RETURNING`` of ToolCall rows on one database: its SQL per number of rows,
+    and the column readers that turn rows into its parameters. Made once per database alias (and engine)
+    instead of once per group; what it keeps of the connection it was made with is the backend's value
+    adapters, which hold no state of a connection's own."""
+
+    #: SQL is kept for groups up to this many rows (a burst's usual size); bigger ones build theirs each time.
+    KEEP_SQL_UP_TO = 64
+
+    _made: dict[tuple[str, str], _InsertStatement] = {}
+
+    def __init__(self, connection: Any) -> None:
         meta = ToolCall._meta
-        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        self.fields = [field for field in meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
-        head = "INSERT INTO {} ({}) VALUES ".format(quote(meta.db_table), ", ".join(quote(f.column) for f in fields))
-        tail = f" RETURNING {quote(meta.pk.column)}"
-        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        size = max(connection.ops.bulk_batch_size(fields, rows), 1)
-        columns = [_column_reader(field, connection) for field in fields]
-        pks = []
-        with connection.cursor() as cursor:
-            for start in range(0, len(rows), size):
-                batch = rows[start : start + size]
-                params: list[Any] = []
-                for values in batch:
-                    params += [read(values) for read in columns]
-                cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
-                pks.extend(row[0] for row in cursor.fetchall())
-        return pks
+        self._head = "INSERT INTO {} ({}) VALUES ".format(quote(meta.db_table), ", ".join(quote(f.column) for f in self.fields))
+        self._tail = f" RETURNING {quote(meta.pk.column)}"
+        self._one = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        self._columns = [_column_reader(field, connection) for field in self.fields]
+        self._sql: dict[int, str] = {}
+
+    @classmethod
+    def of(cls, connection: Any) -> _InsertStatement:
+        """The statement of ``connection``'s database (a Django connection wrapper), made on first use."""
+        key = (connection.alias, connection.settings_dict["ENGINE"])
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = cls(connection)
+        return made
+
+    def sql(self, count: int) -> str:
+        """The statement inserting ``count`` rows."""
+        text = self._sql.get(count)
+        if text is None:
+            text = self._head + ", ".join([self._one] * count) + self._tail
+            if count <= self.KEEP_SQL_UP_TO:
+                self._sql[count] = text
+        return text
+
+    def params(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """The parameters of :meth:`sql` for ``rows``, row after row."""
+        columns = self._columns
+        return [read(values) for values in rows for read in columns]
 
 
 #: Field classes whose values go to the database as they are (Django's preparation of them only checks and

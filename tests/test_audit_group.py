@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 from django.db.backends import utils as db_utils
+from django.utils import timezone
 
 from mcp_app import audit
 from mcp_app.audit import AuditWriter
@@ -117,6 +118,52 @@ def test_rows_queued_behind_a_write_go_in_one_statement(held_writer: Any, monkey
     if connection.features.can_return_rows_from_bulk_insert:
         assert len(inserts) == 2  # the held row's INSERT and one INSERT of 50 rows
     assert ToolCall.objects.filter(outcome="ok").count() == 51 and len(runs) == 51
+
+
+def audit_rows(count: int) -> list[dict[str, Any]]:
+    """``count`` rows as the writer hands them to ``_insert_rows``."""
+    now = timezone.now()
+    return [
+        {"tool": "note", "via": "test", "created": now, "outcome": ToolCall.Outcome.OK, "arguments": {"i": i}}
+        for i in range(count)
+    ]
+
+
+@pytest.mark.skipif(not connection.features.can_return_rows_from_bulk_insert, reason="one save() per row there")
+def test_a_group_in_one_statement_has_no_transaction_of_its_own_and_a_bigger_one_is_all_or_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single INSERT is atomic by itself: the usual group pays no BEGIN and COMMIT of its own (two more round
+    trips on PostgreSQL). A group that needs several statements runs them in one transaction, so a failure in
+    its last statement leaves none of its rows."""
+    statements: list[tuple[int, bool]] = []  # (rows, inside a transaction) of each INSERT into the log
+    fail_after = {"statements": None}
+    real_execute = db_utils.CursorWrapper._execute
+
+    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if sql.startswith("INSERT") and ToolCall._meta.db_table in sql:
+            statements.append((sql.count("), (") + 1, self.db.in_atomic_block))
+            if fail_after["statements"] is not None and len(statements) > fail_after["statements"]:
+                raise IntegrityError("refused by the test")
+        return real_execute(self, sql, params, *rest)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
+    pks = audit._insert_rows(audit_rows(3))
+    assert statements == [(3, False)]  # one statement, in autocommit mode
+    assert sorted(ToolCall.objects.values_list("pk", flat=True)) == sorted(pks) and len(set(pks)) == 3
+
+    statements.clear()
+    monkeypatch.setattr(type(connection.ops), "bulk_batch_size", lambda self, fields, objs: 2)
+    pks = audit._insert_rows(audit_rows(5))
+    assert statements == [(2, True), (2, True), (1, True)]  # three statements, one transaction
+    assert ToolCall.objects.count() == 8 and len(pks) == 5
+
+    statements.clear()
+    fail_after["statements"] = 2  # the third statement of the next group fails
+    with pytest.raises(IntegrityError):
+        audit._insert_rows(audit_rows(5))
+    assert len(statements) == 3
+    assert ToolCall.objects.count() == 8  # the first two statements' rows were rolled back with it
 
 
 def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none(
