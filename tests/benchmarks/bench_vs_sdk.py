@@ -2,14 +2,17 @@
 
     .venv/bin/python -m tests.benchmarks.bench_vs_sdk [--seconds 10] [--connections 32] [--streams 1000]
         [--database sqlite|postgres] [--audit-log on|off] [--write-ahead unless_read_only|always]
-        [--only http,sse,streams] [--rounds 1]
+        [--only http,sse,streams] [--rounds 1] [--slices 5]
 
 Both servers serve the same ``echo`` tool (tests/benchmarks/echo.py, a sync function; both run it on the event
 loop: the SDK does so with every sync tool, mcp_app with ``run_in_thread=False``, and a row measures it in
 Django's thread, mcp_app's default, as ``echo_in_thread``) on 127.0.0.1, one process each, pinned to
 one core (``taskset``, CPU 0); the load generators run on another (CPU 1), so each server has its core to
 itself and the ratios compare servers rather than who won the CPU. The servers are started together and stay
-up, idle but for the one under load: one load runs at a time, and a comparison's two loads follow each other.
+up, idle but for the one under load: one load runs at a time, and a comparison's loads are measured in turns
+(``--slices``, 5 by default: five turns of 2 s for a 10 s load, the order reversed every other turn), so that
+the machine's speed drifting during a comparison (by a third within a minute, on a shared VM) falls on both
+sides alike. Rates are the turns' requests over their time; latencies are the median turn's.
 
 - This project: the demo site as shipped (mcpsite.asgi, tests/benchmarks/demo_settings.py: bearer token,
   audit log on, DEBUG off, the per-caller caps raised so one client can drive it; ``echo`` is read-only, so
@@ -58,7 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -69,7 +72,7 @@ import psycopg
 
 from tests.live import HEADERS, REPO, LiveServer, migrate, open_session, start_daphne
 
-from .load import WrkResult, cpu_seconds, echo_call, pin, rss_kb, wrk
+from .load import WrkResult, cpu_seconds, echo_call, merge, pin, rss_kb, wrk
 from .sse_client import ProtocolError, check_echo, open_streams, round_trips, run
 
 SETTINGS = "tests.benchmarks.demo_settings"
@@ -111,6 +114,21 @@ class Row:
             ratio = f"{self.ratio:.2f}x" if self.ratio is not None else "n/a"
         direction = "" if self.higher_is_better else " (lower is better)"
         return f"| {self.label} | {fmt(self.ours)} | {fmt(self.theirs)} | {ratio}{direction} | {self.target} |"
+
+
+@dataclass
+class Load:
+    """One load to measure: a wrk POST of ``body`` with ``headers`` to ``live``'s MCP URL, named ``label``.
+
+    ``renew``: gives the headers of each turn instead (a session opened for it): a server that ends a session
+    under load (the SDK's stateful server with JSON answers does) then fails that turn only, not the rest.
+    """
+
+    label: str
+    live: LiveServer
+    body: dict[str, Any]
+    headers: dict[str, str]
+    renew: Callable[[], dict[str, str]] | None = None
 
 
 def medians(rounds: list[list[Row]]) -> list[Row]:
@@ -172,32 +190,55 @@ class Bench:
         return self.serve(f"SDK {mode}", "uvicorn", SDK, {"BENCH_SDK_MODE": mode, "BENCH_TOKEN": self.sdk_token})
 
     # -- loads --------------------------------------------------------------------------------------------
-    def wrk(self, label: str, live: LiveServer, body: dict[str, Any] | None, headers: dict[str, str]) -> WrkResult:
-        """A warm-up, then the measured wrk run on ``live``'s MCP URL; its figures (with the server's CPU use)
-        go to the details."""
-        url = live.mcp_url
-        load = {"body": body, "headers": headers, "connections": self.args.connections, "workdir": self.workdir}
-        wrk(url, seconds=1, cpus=CLIENT_CPU, **load)
-        used, started = cpu_seconds(live.process.pid), time.monotonic()
-        result = wrk(url, seconds=self.args.seconds, cpus=CLIENT_CPU, **load)
-        result.server_cpu = (cpu_seconds(live.process.pid) - used) / (time.monotonic() - started)
-        self.details.append(f"{label:58s} {result.row()}")
-        print(self.details[-1], flush=True)
-        if result.non2xx:  # say what they were: a short second run that shows them
-            for failure in wrk(url, seconds=2, cpus=CLIENT_CPU, show_failures=True, **load).failures:
-                print(f"    non-2xx answer: {failure}", flush=True)
-        return result
+    def interleaved(self, loads: list[Load]) -> list[WrkResult]:
+        """Measure ``loads`` (each checked already) in turns: ``--slices`` turns of ``--seconds / --slices``
+        each, the order reversed every other turn (A B, B A, A B ...), so that a drift of the machine's speed
+        while they run falls on each of them alike; one merged result per load (:func:`merge`).
 
-    def tools_call(self, label: str, live: LiveServer, token: str, tool: str = "echo") -> float:
+        Each load is warmed up for a second first. The figures (with the server's CPU use) go to the details;
+        a load with non-2xx answers is followed by a short run that prints the first few.
+        """
+        common = {"connections": self.args.connections, "workdir": self.workdir, "cpus": CLIENT_CPU}
+        for load in loads:
+            wrk(load.live.mcp_url, seconds=1, body=load.body, headers=load.headers, **common)
+        turn_seconds = max(self.args.seconds // self.args.slices, 1)
+        slices: list[list[WrkResult]] = [[] for _ in loads]
+        for turn in range(self.args.slices):
+            order = list(range(len(loads)))
+            for index in order if turn % 2 == 0 else reversed(order):
+                load = loads[index]
+                headers = load.renew() if load.renew is not None else load.headers
+                pid = load.live.process.pid
+                used, started = cpu_seconds(pid), time.monotonic()
+                result = wrk(load.live.mcp_url, seconds=turn_seconds, body=load.body, headers=headers, **common)
+                result.server_cpu = (cpu_seconds(pid) - used) / (time.monotonic() - started)
+                slices[index].append(result)
+        merged = [merge(runs) for runs in slices]
+        for load, result in zip(loads, merged, strict=True):
+            self.details.append(f"{load.label:58s} {result.row()}")
+            print(self.details[-1], flush=True)
+            if result.non2xx:  # say what they were: a short second run that shows them
+                shown = wrk(load.live.mcp_url, seconds=2, body=load.body, headers=load.headers, show_failures=True, **common)
+                for failure in shown.failures:
+                    print(f"    non-2xx answer: {failure}", flush=True)
+        return merged
+
+    def tools_call(self, label: str, live: LiveServer, token: str, tool: str = "echo") -> Load:
         """tools/call echo (or ``tool``, of the same signature) on one Streamable HTTP session (2025-11-25),
-        checked once, then under load: the rate of 2xx answers."""
-        with httpx.Client(timeout=30) as http:
-            headers = open_session(http, live.mcp_url, token)
-            check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check", tool=tool), headers=headers)), "check")
-        return self.wrk(label, live, echo_call(tool=tool), headers).ok_rps
+        checked once: the load to measure, each turn on a session of its own."""
 
-    def stateless_call(self, label: str, live: LiveServer, token: str) -> float | None:
-        """tools/call echo as a 2026-07-28 request (no session); None if the server does not answer it."""
+        def session() -> dict[str, str]:
+            with httpx.Client(timeout=30) as http:
+                return open_session(http, live.mcp_url, token)
+
+        headers = session()
+        with httpx.Client(timeout=30) as http:
+            check_echo(answer_of(http.post(live.mcp_url, json=echo_call(1, "check", tool=tool), headers=headers)), "check")
+        return Load(label, live, echo_call(tool=tool), headers, session)
+
+    def stateless_call(self, label: str, live: LiveServer, token: str) -> Load | None:
+        """tools/call echo as a 2026-07-28 request (no session), checked once: the load to measure; None if
+        the server does not answer it."""
         meta = {
             "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
             "io.modelcontextprotocol/clientCapabilities": {},
@@ -218,7 +259,7 @@ class Bench:
             self.details.append(f"{label:58s} not answered: HTTP {response.status_code} {response.text[:100]!r}")
             print(self.details[-1], flush=True)
             return None
-        return self.wrk(label, live, echo_call(meta=meta), headers).ok_rps
+        return Load(label, live, echo_call(meta=meta), headers)
 
     def sse_round_trips(self, label: str, live: LiveServer, path: str, token: str) -> float:
         measured = run(
@@ -303,8 +344,8 @@ def compare(bench: Bench, parts: set[str], rounds: int = 1) -> list[list[Row]]:
     """Run the loads of ``parts`` (http, sse) ``rounds`` times; one table row per comparison, per round.
 
     Every server is started once, before the first round, and stays up (idle but for the load it is under), so
-    that within a round each comparison's two loads run one right after the other: the machine's speed drifts
-    over minutes, and a ratio of loads run seconds apart compares the servers rather than the moments.
+    that within a round each comparison's loads run in turns (:meth:`Bench.interleaved`): the machine's speed
+    drifts, and a ratio of loads measured in the same seconds compares the servers rather than the moments.
     """
     results: list[list[Row]] = [[] for _ in range(rounds)]
     with contextlib.ExitStack() as stack:
@@ -342,22 +383,29 @@ def sse_row(bench: Bench, live: dict[str, LiveServer]) -> Row:
 
 
 def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
-    """One round of the tools/call comparisons, each pair of loads one right after the other."""
-    ours_uvicorn = bench.tools_call("this project, uvicorn, tools/call (stateful)", live["ours uvicorn"], bench.token)
-    sdk_stateful = bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live["SDK stateful"], bench.sdk_token)
-    sdk_json = bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live["SDK stateful_json"], bench.sdk_token)
-    ours_in_thread = bench.tools_call(
-        "this project, uvicorn, tools/call (stateful, echo_in_thread)", live["ours uvicorn"], bench.token, "echo_in_thread"
-    )
-    ours_stateless = bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live["ours uvicorn"], bench.token)
-    sdk_stateless = bench.stateless_call(
-        "SDK, uvicorn, tools/call (2026-07-28 stateless)", live["SDK stateless"], bench.sdk_token
-    )
-    ours_daphne = bench.tools_call("this project, daphne, tools/call (stateful)", live["ours daphne"], bench.token)
-    bare = {
-        server: bench.wrk(f"bare ASGI app, {server} (the ceiling)", live[f"bare {server}"], echo_call(), HEADERS).ok_rps
-        for server in ("daphne", "uvicorn")
-    }
+    """One round of the tools/call comparisons, the loads of each comparison measured in turns."""
+    stateful = [
+        bench.tools_call("this project, uvicorn, tools/call (stateful)", live["ours uvicorn"], bench.token),
+        bench.tools_call("SDK, uvicorn, tools/call (stateful, SSE answers)", live["SDK stateful"], bench.sdk_token),
+        bench.tools_call("SDK, uvicorn, tools/call (stateful, JSON answers)", live["SDK stateful_json"], bench.sdk_token),
+        bench.tools_call(
+            "this project, uvicorn, tools/call (stateful, echo_in_thread)", live["ours uvicorn"], bench.token, "echo_in_thread"
+        ),
+        Load("bare ASGI app, uvicorn (the ceiling)", live["bare uvicorn"], echo_call(), HEADERS),
+    ]
+    ours_uvicorn, sdk_stateful, sdk_json, ours_in_thread, bare_uvicorn = (r.ok_rps for r in bench.interleaved(stateful))
+    stateless = [
+        bench.stateless_call("this project, uvicorn, tools/call (2026-07-28)", live["ours uvicorn"], bench.token),
+        bench.stateless_call("SDK, uvicorn, tools/call (2026-07-28 stateless)", live["SDK stateless"], bench.sdk_token),
+    ]
+    answered = bench.interleaved([load for load in stateless if load is not None])
+    rates = iter(result.ok_rps for result in answered)
+    ours_stateless, sdk_stateless = (None if load is None else next(rates) for load in stateless)
+    daphne = [
+        bench.tools_call("this project, daphne, tools/call (stateful)", live["ours daphne"], bench.token),
+        Load("bare ASGI app, daphne (the ceiling)", live["bare daphne"], echo_call(), HEADERS),
+    ]
+    ours_daphne, bare_daphne = (result.ok_rps for result in bench.interleaved(daphne))
     return [
         Row(
             "tools/call, Streamable HTTP, uvicorn: vs the SDK's stateful server",
@@ -382,8 +430,8 @@ def http_rows(bench: Bench, live: dict[str, LiveServer]) -> list[Row]:
             True,
             ">= 3.0x",
         ),
-        Row("tools/call, daphne: vs a bare ASGI app on daphne", ours_daphne, bare["daphne"], "req/s", True, ">= 0.5x"),
-        Row("tools/call, uvicorn: vs a bare ASGI app on uvicorn", ours_uvicorn, bare["uvicorn"], "req/s"),
+        Row("tools/call, daphne: vs a bare ASGI app on daphne", ours_daphne, bare_daphne, "req/s", True, ">= 0.5x"),
+        Row("tools/call, uvicorn: vs a bare ASGI app on uvicorn", ours_uvicorn, bare_uvicorn, "req/s"),
     ]
 
 
@@ -403,6 +451,12 @@ def stream_rows(bench: Bench) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="of each measured load (after a 1 s warm-up)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="measure the loads of a comparison in this many turns each, alternating (drift falls on both alike)",
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections; legacy SSE sessions at once")
     parser.add_argument("--streams", type=int, default=1000, help="idle legacy streams to open (the issue's target: 10000)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")

@@ -90,6 +90,47 @@ class WrkResult:
         return f"{self.rps:9.0f} req/s   p50 {self.p50:>8}   p99 {self.p99:>8}{cpu}{bad}"
 
 
+#: wrk's latency units, in milliseconds.
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def latency_ms(text: str) -> float:
+    """A latency as wrk prints it ("970.00us", "12.43ms", "1.02s"), in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)([a-z]+)", text)
+    if match is None or match.group(2) not in _UNITS_MS:
+        raise ValueError(f"not a wrk latency: {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def merge(slices: list[WrkResult]) -> WrkResult:
+    """The runs of one load taken in turns with others (slices of one measurement) as one result.
+
+    The rate is every slice's requests over their summed time, and the server's CPU use is weighted by each
+    slice's time. A latency percentile cannot be summed: each is the median of the slices' own (p50 and p99
+    apart), which a single slow slice does not move.
+    """
+    if not slices:
+        raise ValueError("no slices to merge")
+    seconds = [run.requests / run.rps if run.rps else 0.0 for run in slices]
+    total = sum(seconds)
+    requests = sum(run.requests for run in slices)
+    cpu = [(run.server_cpu, took) for run, took in zip(slices, seconds, strict=True) if run.server_cpu is not None]
+
+    def middle(values: list[str]) -> str:
+        return sorted(values, key=latency_ms)[(len(values) - 1) // 2]
+
+    return WrkResult(
+        rps=requests / total if total else 0.0,
+        requests=requests,
+        p50=middle([run.p50 for run in slices]),
+        p99=middle([run.p99 for run in slices]),
+        non2xx=sum(run.non2xx for run in slices),
+        errors=sum(run.errors for run in slices),
+        failures=[failure for run in slices for failure in run.failures],
+        server_cpu=sum(share * took for share, took in cpu) / sum(took for _, took in cpu) if cpu else None,
+    )
+
+
 def wrk(
     url: str,
     *,
