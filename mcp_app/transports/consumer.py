@@ -414,9 +414,15 @@ class MCPConsumer(AsyncConsumer):
         retry_after = _unavailable_retry_after(payload)
         if retry_after is not None:
             status, headers = 503, (headers or []) + [(b"retry-after", str(retry_after).encode())]
-        await self.start(status, JSON_HEADERS + (headers or []))
+        # The length up front: without it an HTTP/1.1 server sends the answer chunked, and ends it with one
+        # more write of its own (daphne and uvicorn both), for a body that is whole here already.
+        await self.start(status, [*JSON_HEADERS, (b"content-length", str(len(data)).encode()), *(headers or [])])
         await self.body(data)
 
     async def empty(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """An answer without a body (202 to a notification or a legacy POST, 204): ``Content-Length: 0``
+        where the status may carry one (RFC 9110 8.6: never on 204 or 304), so it is not sent chunked."""
+        if status not in (204, 304):
+            headers = [(b"content-length", b"0"), *(headers or [])]
         await self.start(status, headers or [])
         await self.body(b"")

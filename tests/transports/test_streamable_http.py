@@ -754,6 +754,21 @@ def test_tools_call_answers_json(client, url):
     assert_valid(result, "CallToolResult", LATEST)
 
 
+def test_whole_answers_carry_their_length_and_are_not_sent_chunked(client, url):
+    """A JSON answer and a 202 declare their length (one write fewer for the server than a chunked answer's
+    end); a 204 declares none, as RFC 9110 requires."""
+    headers = open_session(client, url)
+    response = post(client, url, rpc("tools/call", {"name": "uppercase_text", "arguments": {"text": "hi"}}), headers)
+    assert response.status_code == 200 and tool_text(response.json()["result"]) == "HI"
+    assert response.headers["content-length"] == str(len(response.content))
+    assert "transfer-encoding" not in response.headers
+    accepted = post(client, url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
+    assert accepted.status_code == 202 and accepted.content == b""
+    assert accepted.headers["content-length"] == "0" and "transfer-encoding" not in accepted.headers
+    ended = client.delete(url, headers=headers)
+    assert ended.status_code == 204 and "content-length" not in ended.headers
+
+
 # -- SSE answers ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("token", ["progress-token-1", 99])
 def test_progress_makes_the_answer_an_event_stream(client, url, token):
