@@ -475,6 +475,8 @@ def main() -> None:
         help="measure everything this many times; the table shows the median ratio of the rounds and their range",
     )
     args = parser.parse_args()
+    if not 1 <= args.slices <= args.seconds:
+        parser.error(f"--slices must be between 1 and --seconds ({args.seconds}): each turn lasts a whole second or more")
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (Debian: apt-get install {'wrk' if tool == 'wrk' else 'util-linux'})")
