@@ -32,7 +32,8 @@ Measured (wrk, Debian package ``wrk``, for single POSTs; tests/benchmarks/sse_cl
    the 2026-07-28 stateless call
    where this project answers it (else n/a); the bare app's ceiling on each server.
 2. The legacy SSE round trip: ``--connections`` sessions, each POSTing tools/call to its messages URL and
-   reading the answer from its stream before the next.
+   reading the answer from its stream before the next; ours and the SDK's in turns as well, each turn on
+   sessions of its own.
 3. ``--streams`` idle legacy streams (10000 for the issue's target): the server's memory per stream (RSS
    growth / N) and the time to open them all (64 being opened at a time).
 
@@ -73,7 +74,7 @@ import psycopg
 from tests.live import HEADERS, REPO, LiveServer, migrate, open_session, start_daphne
 
 from .load import WrkResult, cpu_seconds, echo_call, merge, pin, rss_kb, wrk
-from .sse_client import ProtocolError, check_echo, open_streams, round_trips, run
+from .sse_client import ProtocolError, RoundTrips, check_echo, open_streams, round_trips, run
 
 SETTINGS = "tests.benchmarks.demo_settings"
 OURS = "mcpsite.asgi:application"
@@ -261,20 +262,27 @@ class Bench:
             return None
         return Load(label, live, echo_call(meta=meta), headers)
 
-    def sse_round_trips(self, label: str, live: LiveServer, path: str, token: str) -> float:
-        measured = run(
-            round_trips(
-                "127.0.0.1",
-                live.port,
-                path,
-                {"authorization": f"Bearer {token}"},
-                connections=self.args.connections,
-                seconds=self.args.seconds,
-            )
-        )
-        self.details.append(f"{label:58s} {measured.row()}")
-        print(self.details[-1], flush=True)
-        return measured.rate
+    def sse_round_trips(self, sides: list[tuple[str, LiveServer, str]]) -> list[float]:
+        """Legacy SSE round trips on each of ``sides`` (label, server, token; path ``/sse``) in turns, as
+        :meth:`interleaved` takes wrk loads: ``--slices`` turns of ``--seconds / --slices`` each (after a
+        second's warm-up on the turn's own sessions), the order reversed every other turn. Each side's rate is
+        its round trips over its turns' time, its latencies those of every turn together."""
+        turn_seconds = max(self.args.seconds // self.args.slices, 1)
+        measured = [RoundTrips(0.0) for _ in sides]
+        for turn in range(self.args.slices):
+            order = list(range(len(sides)))
+            for index in order if turn % 2 == 0 else reversed(order):
+                _, live, token = sides[index]
+                headers = {"authorization": f"Bearer {token}"}
+                part = run(
+                    round_trips("127.0.0.1", live.port, "/sse", headers, connections=self.args.connections, seconds=turn_seconds)
+                )
+                measured[index].seconds += part.seconds
+                measured[index].latencies += part.latencies
+        for (label, _, _), side in zip(sides, measured, strict=True):
+            self.details.append(f"{label:58s} {side.row()}")
+            print(self.details[-1], flush=True)
+        return [side.rate for side in measured]
 
     def idle_streams(self, label: str, live: LiveServer, path: str, token: str) -> tuple[float, float]:
         """Open ``--streams`` idle legacy streams on a fresh server: (KiB of RSS each, seconds to open them)."""
@@ -376,9 +384,13 @@ def compare(bench: Bench, parts: set[str], rounds: int = 1) -> list[list[Row]]:
 
 
 def sse_row(bench: Bench, live: dict[str, LiveServer]) -> Row:
-    """One round of the legacy SSE round trips, ours then the SDK's."""
-    ours = bench.sse_round_trips("this project, uvicorn, legacy SSE round trip", live["ours uvicorn"], "/sse", bench.token)
-    sdk = bench.sse_round_trips("SDK, uvicorn, legacy SSE round trip", live["SDK sse"], "/sse", bench.sdk_token)
+    """One round of the legacy SSE round trips, ours and the SDK's in turns."""
+    ours, sdk = bench.sse_round_trips(
+        [
+            ("this project, uvicorn, legacy SSE round trip", live["ours uvicorn"], bench.token),
+            ("SDK, uvicorn, legacy SSE round trip", live["SDK sse"], bench.sdk_token),
+        ]
+    )
     return Row("legacy SSE round trip (tools/call), uvicorn: vs the SDK's SSE server", ours, sdk, "req/s", True, ">= 1.5x")
 
 
