@@ -117,6 +117,14 @@ class Row:
         return f"| {self.label} | {fmt(self.ours)} | {fmt(self.theirs)} | {ratio}{direction} | {self.target} |"
 
 
+def turns(seconds: int, slices: int, count: int) -> tuple[int, list[list[int]]]:
+    """How ``count`` loads of ``seconds`` each are measured in ``slices`` turns: the seconds of one turn (a
+    whole second at least: wrk counts whole seconds), and each turn's order of the loads (their indexes), reversed
+    every other turn (A B, B A, A B ...), so that a drift of the machine's speed falls on each load alike."""
+    order = list(range(count))
+    return max(seconds // slices, 1), [order if turn % 2 == 0 else order[::-1] for turn in range(slices)]
+
+
 @dataclass
 class Load:
     """One load to measure: a wrk POST of ``body`` with ``headers`` to ``live``'s MCP URL, named ``label``.
@@ -202,11 +210,10 @@ class Bench:
         common = {"connections": self.args.connections, "workdir": self.workdir, "cpus": CLIENT_CPU}
         for load in loads:
             wrk(load.live.mcp_url, seconds=1, body=load.body, headers=load.headers, **common)
-        turn_seconds = max(self.args.seconds // self.args.slices, 1)
+        turn_seconds, schedule = turns(self.args.seconds, self.args.slices, len(loads))
         slices: list[list[WrkResult]] = [[] for _ in loads]
-        for turn in range(self.args.slices):
-            order = list(range(len(loads)))
-            for index in order if turn % 2 == 0 else reversed(order):
+        for order in schedule:
+            for index in order:
                 load = loads[index]
                 headers = load.renew() if load.renew is not None else load.headers
                 pid = load.live.process.pid
@@ -267,11 +274,10 @@ class Bench:
         :meth:`interleaved` takes wrk loads: ``--slices`` turns of ``--seconds / --slices`` each (after a
         second's warm-up on the turn's own sessions), the order reversed every other turn. Each side's rate is
         its round trips over its turns' time, its latencies those of every turn together."""
-        turn_seconds = max(self.args.seconds // self.args.slices, 1)
+        turn_seconds, schedule = turns(self.args.seconds, self.args.slices, len(sides))
         measured = [RoundTrips(0.0) for _ in sides]
-        for turn in range(self.args.slices):
-            order = list(range(len(sides)))
-            for index in order if turn % 2 == 0 else reversed(order):
+        for order in schedule:
+            for index in order:
                 _, live, token = sides[index]
                 headers = {"authorization": f"Bearer {token}"}
                 part = run(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.benchmarks.bench_vs_sdk import Row, medians
+from tests.benchmarks.bench_vs_sdk import Row, medians, turns
 from tests.benchmarks.load import WrkResult, latency_ms, merge
 
 
@@ -48,3 +48,10 @@ def test_wrk_latencies_read_in_milliseconds() -> None:
     assert [latency_ms(text) for text in ("970.00us", "12.43ms", "1.02s", "2.00m")] == [0.97, 12.43, 1020.0, 120_000.0]
     with pytest.raises(ValueError):
         latency_ms("12.43 parsecs")
+
+
+def test_loads_take_turns_in_an_order_reversed_every_other_turn() -> None:
+    assert turns(10, 5, 2) == (2, [[0, 1], [1, 0], [0, 1], [1, 0], [0, 1]])
+    assert turns(10, 3, 3) == (3, [[0, 1, 2], [2, 1, 0], [0, 1, 2]])
+    assert turns(10, 1, 2) == (10, [[0, 1]])  # --slices 1: each load in one go, back to back
+    assert turns(2, 4, 1)[0] == 1  # never a turn shorter than wrk's whole second
