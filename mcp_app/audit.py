@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import datetime
 import heapq
 import itertools
 import json
@@ -53,9 +54,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import close_old_connections, connections, models, router, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from .availability import RETRY_AFTER, Unavailable, is_outage
@@ -98,6 +100,20 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
     Over the cap the result is ``{"_truncated": true, "original_bytes": N, "preview": "<the start of the
     redacted arguments' JSON>"}``, itself within the cap.
     """
+    return _stored_arguments(arguments, patterns=patterns, max_bytes=max_bytes).value
+
+
+class StoredArguments(NamedTuple):
+    """Arguments as the audit log stores them (:func:`audit_arguments`), with their JSON as Django's
+    ``JSONField`` writes it by default (``json.dumps`` with no options), which measuring them produced."""
+
+    value: Any
+    text: str
+
+
+def _stored_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> StoredArguments:
+    """:func:`audit_arguments`, keeping the JSON text it measured: where the backend stores a JSON column as
+    that very text (SQLite, MySQL), the writer's INSERT uses it instead of encoding the value a second time."""
     if patterns is None:
         patterns = [p.lower() for p in mcp_settings.AUDIT_REDACT_KEYS]
     if max_bytes is None:
@@ -108,17 +124,18 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
     # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
     text = json.dumps(value)
     if len(text) <= max_bytes:
-        return value
+        return StoredArguments(value, text)
     marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
     preview = text[: max(max_bytes - len(json.dumps(marker)), 0)]
     while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
         marker["preview"] = preview
-        over = len(json.dumps(marker)) - max_bytes
+        text = json.dumps(marker)
+        over = len(text) - max_bytes
         if over <= 0:
-            return marker
+            return StoredArguments(marker, text)
         preview = preview[:-over]
     marker["preview"] = ""
-    return marker
+    return StoredArguments(marker, json.dumps(marker))
 
 
 def _flat_copy(arguments: Any, patterns: list[str]) -> dict[str, Any] | None:
@@ -222,12 +239,13 @@ class AuditEntry:
 def _insert(fields: dict[str, Any], arguments: Any) -> int:
     # A lone row: one INSERT. Redacting and measuring megabytes of arguments happens here, in the writer's
     # thread, off the event loop. ``fields`` name the outcome too: ``started`` for a row written ahead.
-    return _insert_rows([{**fields, "arguments": audit_arguments(arguments)}])[0]
+    return _insert_rows([{**fields, "arguments": _stored_arguments(arguments)}])[0]
 
 
 def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
-    """Write ``rows`` (each a ToolCall's field values by name, arguments already stored as the log keeps them;
-    a missing field takes its default), all or none; their pks, in order.
+    """Write ``rows`` (each a ToolCall's field values by name, arguments already stored as the log keeps them,
+    as a value or as the :class:`StoredArguments` that made it; a missing field takes its default), all or
+    none; their pks, in order.
 
     Plain SQL where the backend returns the new pks from a multi-row INSERT (PostgreSQL, SQLite 3.35+,
     MariaDB 10.5+): one ``INSERT ... VALUES (...), (...) RETURNING pk`` per batch the backend allows. The
@@ -247,6 +265,8 @@ def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
         with transaction.atomic(using=alias):
             pks = []
             for values in rows:
+                if type(values.get("arguments")) is StoredArguments:
+                    values = {**values, "arguments": values["arguments"].value}
                 row = ToolCall(**values)
                 row.save(force_insert=True, using=alias)
                 pks.append(row.pk)
@@ -312,6 +332,27 @@ class _InsertStatement:
 _AS_IS = (models.CharField, models.TextField, models.FloatField)
 
 
+def _datetime_adapter(connection: Any) -> Callable[[Any], Any]:
+    """The backend's adapter of datetimes, with a shortcut for the usual value on SQLite.
+
+    SQLite's adapter (Django's own, not overridden) stores an aware datetime as its naive ``str()`` in the
+    connection's time zone, after checks that cost more than the conversion. ``timezone.now()`` is already
+    in that zone (UTC, unless ``DATABASES[...]["TIME_ZONE"]`` says otherwise), so such a value takes the
+    conversion alone, which gives the same text; anything else (and every value elsewhere) goes through the
+    adapter. The zone is read per value, as the adapter reads it (``USE_TZ`` off makes it None).
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    if type(connection.ops).adapt_datetimefield_value.__module__ != "django.db.backends.sqlite3.operations":
+        return adapt
+
+    def adapt_datetime(value: Any) -> Any:
+        if type(value) is datetime.datetime and value.tzinfo is not None and value.tzinfo is connection.timezone:
+            return str(value.replace(tzinfo=None))
+        return adapt(value)
+
+    return adapt_datetime
+
+
 def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], Any]:
     """A function giving the value a column of ``field`` gets, as the database stores it, for a row given as
     field values by name (a relation by its object or its pk's attribute name; a missing field takes its
@@ -331,10 +372,21 @@ def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], An
         # An int (a user's pk, by a foreign key) is stored as it is: preparing it would only call int() on it.
         prepare = lambda value: value if type(value) is int else field.get_db_prep_save(value, connection)  # noqa: E731
     elif isinstance(stored, models.DateTimeField):
-        prepare = connection.ops.adapt_datetimefield_value
+        prepare = _datetime_adapter(connection)
     elif isinstance(stored, models.JSONField):
         encoder = stored.encoder
-        prepare = lambda value: connection.ops.adapt_json_value(value, encoder)  # noqa: E731
+        # Arguments that come measured (StoredArguments) carry their JSON already: where the backend stores
+        # the column as json.dumps' text (its adapter is Django's default one), that text is the value.
+        as_text = encoder is None and type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value
+
+        def json_value(value: Any) -> Any:
+            if type(value) is StoredArguments:
+                if as_text:
+                    return value.text
+                value = value.value
+            return connection.ops.adapt_json_value(value, encoder)
+
+        prepare = json_value
     else:
         prepare = lambda value: field.get_db_prep_save(value, connection)  # noqa: E731
     missing = object()
@@ -455,7 +507,7 @@ class _GroupWriter:
         for item in items:
             fields, raw = item.item
             try:  # redaction is built not to raise; should it, only that call is refused
-                arguments = audit_arguments(raw)
+                arguments = _stored_arguments(raw)
             except Exception as exc:
                 item.done.set_exception(exc)
                 continue

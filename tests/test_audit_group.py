@@ -9,11 +9,13 @@ is queued when the process exits is written before it goes (the writer's :mod:`a
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +166,53 @@ def test_a_group_in_one_statement_has_no_transaction_of_its_own_and_a_bigger_one
         audit._insert_rows(audit_rows(5))
     assert len(statements) == 3
     assert ToolCall.objects.count() == 8  # the first two statements' rows were rolled back with it
+
+
+def test_measured_arguments_are_encoded_once_and_stored_as_the_orm_stores_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redaction measures each row's arguments as JSON; where the backend stores JSON as that very text
+    (SQLite), the INSERT reuses it rather than encoding the arguments again. Either way the rows read back
+    equal rows the ORM saved from the same arguments: truncated ones, non-ASCII text, nested values."""
+    given = [
+        {"text": "hello"},
+        {"s": "é", "nested": {"a": [1, None, 2.5]}},
+        {"big": "x" * 5_000},
+        {},
+    ]
+    stored = [audit._stored_arguments(arguments, patterns=[], max_bytes=1_000) for arguments in given]
+    assert stored[2].value["_truncated"] is True and len(stored[2].text) <= 1_000
+    encoded: list[int] = []
+    real_dumps = audit.json.dumps
+
+    def counting_dumps(*args: Any, **kwargs: Any) -> str:
+        encoded.append(1)
+        return real_dumps(*args, **kwargs)
+
+    monkeypatch.setattr(audit.json, "dumps", counting_dumps)
+    now = timezone.now()
+    ours = audit._insert_rows([{"tool": "t", "outcome": "ok", "created": now, "arguments": a} for a in stored])
+    if connection.vendor == "sqlite":
+        assert encoded == []  # the text made while measuring went in as it was
+    monkeypatch.setattr(audit.json, "dumps", real_dumps)
+    theirs = [ToolCall.objects.create(tool="t", outcome="ok", created=now, arguments=a.value).pk for a in stored]
+    rows = dict(ToolCall.objects.values_list("pk", "arguments"))
+    assert [rows[pk] for pk in ours] == [rows[pk] for pk in theirs] == [a.value for a in stored]
+    assert audit.audit_arguments(given[1], patterns=[], max_bytes=1_000) == stored[1].value
+
+
+def test_the_datetime_shortcut_stores_what_the_backends_adapter_stores() -> None:
+    """On SQLite a ``timezone.now()`` value skips the adapter's checks; every kind of value still gives the
+    adapter's own result (naive, in another zone, with and without microseconds, None)."""
+    adapt = audit._datetime_adapter(connection)
+    if connection.vendor == "sqlite":
+        assert adapt != connection.ops.adapt_datetimefield_value  # the shortcut is in use here
+    values = [
+        timezone.now(),
+        datetime.datetime(2026, 1, 1, 5, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 1, 1, 5, 0, 0, 123, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 6, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+        None,
+    ]
+    assert [adapt(v) for v in values] == [connection.ops.adapt_datetimefield_value(v) for v in values]
 
 
 def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none(
