@@ -215,6 +215,49 @@ def test_the_datetime_shortcut_stores_what_the_backends_adapter_stores() -> None
     assert [adapt(v) for v in values] == [connection.ops.adapt_datetimefield_value(v) for v in values]
 
 
+@pytest.mark.parametrize("from_values", [True, False], ids=["one-statement", "executemany"])
+def test_a_group_of_outcomes_is_one_update_without_a_transaction_of_its_own(
+    from_values: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outcomes queued together are one ``UPDATE ... FROM (VALUES ...)`` where the backend has it, run in
+    autocommit mode (on PostgreSQL a ``BEGIN`` and a ``COMMIT`` fewer); each row gets its own outcome, a row
+    named twice keeps the last, and a row pruned meanwhile is reported, not fatal. Backends without it
+    (``from_values`` off) run one prepared UPDATE per row in one transaction, with the same result."""
+    if not from_values:
+        monkeypatch.setattr(audit, "_updates_from_values", lambda connection: False)
+    pks = audit._insert_rows([{**row, "outcome": ToolCall.Outcome.STARTED} for row in audit_rows(3)])
+    gone = max(pks) + 1_000
+    statements: list[tuple[str, bool]] = []
+    real_execute, real_many = db_utils.CursorWrapper._execute, db_utils.CursorWrapper._executemany
+
+    def execute(self: Any, sql: str, *args: Any) -> Any:
+        statements.append((sql.split()[0], self.db.in_atomic_block))
+        return real_execute(self, sql, *args)
+
+    def executemany(self: Any, sql: str, *args: Any) -> Any:
+        statements.append(("executemany " + sql.split()[0], self.db.in_atomic_block))
+        return real_many(self, sql, *args)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
+    monkeypatch.setattr(db_utils.CursorWrapper, "_executemany", executemany)
+    audit._update_rows(
+        [
+            (pks[0], {"outcome": "ok", "error_message": "", "duration_ms": 1.5}),
+            (pks[1], {"outcome": "error", "error_message": "it's 'quoted'", "duration_ms": 0}),
+            (pks[2], {"outcome": "ok", "error_message": "", "duration_ms": 2.0}),
+            (gone, {"outcome": "ok", "error_message": "", "duration_ms": 3.0}),
+            (pks[2], {"outcome": "failed", "error_message": "é", "duration_ms": 2.25}),
+        ]
+    )
+    if audit._updates_from_values(connection):
+        assert statements[0] == ("WITH", False)  # the whole group in one statement, no transaction
+    else:
+        assert ("executemany UPDATE", True) in statements  # inside one transaction
+    stored = {pk: (o, m, d) for pk, o, m, d in ToolCall.objects.values_list("pk", "outcome", "error_message", "duration_ms")}
+    assert [stored[pk] for pk in pks] == [("ok", "", 1.5), ("error", "it's 'quoted'", 0.0), ("failed", "é", 2.25)]
+    assert f"tool call row {gone} is gone" in caplog.text
+
+
 def test_a_database_failure_under_a_group_refuses_every_call_of_it_and_runs_none(
     held_writer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
