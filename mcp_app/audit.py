@@ -103,7 +103,7 @@ def audit_arguments(arguments: Any, *, patterns: list[str] | None = None, max_by
     return _stored_arguments(arguments, patterns=patterns, max_bytes=max_bytes).value
 
 
-class StoredArguments(NamedTuple):
+class _StoredArguments(NamedTuple):
     """Arguments as the audit log stores them (:func:`audit_arguments`), with their JSON as Django's
     ``JSONField`` writes it by default (``json.dumps`` with no options), which measuring them produced."""
 
@@ -111,7 +111,7 @@ class StoredArguments(NamedTuple):
     text: str
 
 
-def _stored_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> StoredArguments:
+def _stored_arguments(arguments: Any, *, patterns: list[str] | None = None, max_bytes: int | None = None) -> _StoredArguments:
     """:func:`audit_arguments`, keeping the JSON text it measured: where the backend stores a JSON column as
     that very text (SQLite, MySQL), the writer's INSERT uses it instead of encoding the value a second time."""
     if patterns is None:
@@ -124,7 +124,7 @@ def _stored_arguments(arguments: Any, *, patterns: list[str] | None = None, max_
     # Django's JSONField writes json.dumps' default (ASCII) form; measuring it bounds every backend's storage.
     text = json.dumps(value)
     if len(text) <= max_bytes:
-        return StoredArguments(value, text)
+        return _StoredArguments(value, text)
     marker: dict[str, Any] = {"_truncated": True, "original_bytes": len(text), "preview": ""}
     preview = text[: max(max_bytes - len(json.dumps(marker)), 0)]
     while preview:  # escaping the preview again lengthens it: shrink until the whole marker fits
@@ -132,10 +132,10 @@ def _stored_arguments(arguments: Any, *, patterns: list[str] | None = None, max_
         text = json.dumps(marker)
         over = len(text) - max_bytes
         if over <= 0:
-            return StoredArguments(marker, text)
+            return _StoredArguments(marker, text)
         preview = preview[:-over]
     marker["preview"] = ""
-    return StoredArguments(marker, json.dumps(marker))
+    return _StoredArguments(marker, json.dumps(marker))
 
 
 def _flat_copy(arguments: Any, patterns: list[str]) -> dict[str, Any] | None:
@@ -244,7 +244,7 @@ def _insert(fields: dict[str, Any], arguments: Any) -> int:
 
 def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
     """Write ``rows`` (each a ToolCall's field values by name, arguments already stored as the log keeps them,
-    as a value or as the :class:`StoredArguments` that made it; a missing field takes its default), all or
+    as a value or as the :class:`_StoredArguments` that made it; a missing field takes its default), all or
     none; their pks, in order.
 
     Plain SQL where the backend returns the new pks from a multi-row INSERT (PostgreSQL, SQLite 3.35+,
@@ -265,7 +265,7 @@ def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
         with transaction.atomic(using=alias):
             pks = []
             for values in rows:
-                if type(values.get("arguments")) is StoredArguments:
+                if type(values.get("arguments")) is _StoredArguments:
                     values = {**values, "arguments": values["arguments"].value}
                 row = ToolCall(**values)
                 row.save(force_insert=True, using=alias)
@@ -342,6 +342,8 @@ def _datetime_adapter(connection: Any) -> Callable[[Any], Any]:
     adapter. The zone is read per value, as the adapter reads it (``USE_TZ`` off makes it None).
     """
     adapt = connection.ops.adapt_datetimefield_value
+    # By the method's module rather than by importing SQLite's backend here, which would import (and set up)
+    # the sqlite3 driver in every process, PostgreSQL-only sites included.
     if type(connection.ops).adapt_datetimefield_value.__module__ != "django.db.backends.sqlite3.operations":
         return adapt
 
@@ -375,12 +377,12 @@ def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], An
         prepare = _datetime_adapter(connection)
     elif isinstance(stored, models.JSONField):
         encoder = stored.encoder
-        # Arguments that come measured (StoredArguments) carry their JSON already: where the backend stores
+        # Arguments that come measured (_StoredArguments) carry their JSON already: where the backend stores
         # the column as json.dumps' text (its adapter is Django's default one), that text is the value.
         as_text = encoder is None and type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value
 
         def json_value(value: Any) -> Any:
-            if type(value) is StoredArguments:
+            if type(value) is _StoredArguments:
                 if as_text:
                     return value.text
                 value = value.value

@@ -192,9 +192,12 @@ def test_rows_are_written_one_by_one_where_the_backend_cannot_return_pks_from_a_
 ) -> None:
     monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
     rows = [{"tool": f"t{i}", "outcome": "ok", "arguments": {"i": i}, "created": timezone.now()} for i in range(3)]
+    # The writer hands over measured arguments (value and JSON text): saved one by one, the value is stored.
+    rows[2]["arguments"] = audit._stored_arguments({"i": 2, "password": "p"})
     pks = audit._insert_rows(rows)
     stored = dict(ToolCall.objects.values_list("pk", "tool"))
     assert [stored[pk] for pk in pks] == ["t0", "t1", "t2"]  # each pk is its own row's, in order
+    assert ToolCall.objects.get(pk=pks[2]).arguments == {"i": 2, "password": audit.REDACTED}
 
 
 def test_plain_sql_rows_store_what_the_orm_stores(django_user_model: Any) -> None:
