@@ -248,7 +248,8 @@ def _insert_rows(rows: list[dict[str, Any]]) -> list[int]:
     none; their pks, in order.
 
     Plain SQL where the backend returns the new pks from a multi-row INSERT (PostgreSQL, SQLite 3.35+,
-    MariaDB 10.5+): one ``INSERT ... VALUES (...), (...) RETURNING pk`` per batch the backend allows. The
+    MariaDB 10.5+): one ``INSERT ... VALUES (...), (...) RETURNING pk`` per batch the backend allows, and on
+    PostgreSQL one ``INSERT ... SELECT * FROM unnest(...) RETURNING pk`` (:class:`_InsertStatement`). The
     ORM's ``bulk_create`` built the same statement, but compiling it cost more CPU than the database spent
     running it, on the one thread every audit row goes through. Elsewhere one ``save()`` per row, in one
     transaction.
@@ -286,7 +287,15 @@ class _InsertStatement:
     """The multi-row ``INSERT ... RETURNING`` of ToolCall rows on one database: its SQL per number of rows,
     and the column readers that turn rows into its parameters. Made once per database alias (and engine)
     instead of once per group; what it keeps of the connection it was made with is the backend's value
-    adapters, which hold no state of a connection's own."""
+    adapters, which hold no state of a connection's own.
+
+    On PostgreSQL the rows go as one array per column, ``INSERT ... SELECT * FROM unnest(CAST(%s AS
+    type[]), ...) RETURNING pk``: the same text and ten parameters whatever the group's size. psycopg
+    rewrites a statement's placeholders in Python, and caches the rewrite only for short statements with
+    few parameters: a ``VALUES`` list of a group's rows missed that cache, and rewriting its hundreds of
+    placeholders cost the writer's thread more than the rows' values (a quarter of its time per row).
+    The rows come back in the order given, as Django's own ``bulk_create`` relies on for the same form.
+    """
 
     #: SQL is kept for groups up to this many rows (a burst's usual size); bigger ones build theirs each time.
     KEEP_SQL_UP_TO = 64
@@ -297,10 +306,15 @@ class _InsertStatement:
         meta = ToolCall._meta
         self.fields = [field for field in meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
-        self._head = "INSERT INTO {} ({}) VALUES ".format(quote(meta.db_table), ", ".join(quote(f.column) for f in self.fields))
+        self.by_column = _arrays_of_rows(connection)
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        self._head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
         self._tail = f" RETURNING {quote(meta.pk.column)}"
         self._one = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        self._columns = [_column_reader(field, connection) for field in self.fields]
+        self._unnest = (
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT * FROM {_unnest(self.fields, connection)}{self._tail}"
+        )
+        self._columns = [_column_reader(field, connection, as_text=self.by_column) for field in self.fields]
         self._sql: dict[int, str] = {}
 
     @classmethod
@@ -314,6 +328,8 @@ class _InsertStatement:
 
     def sql(self, count: int) -> str:
         """The statement inserting ``count`` rows."""
+        if self.by_column:
+            return self._unnest
         text = self._sql.get(count)
         if text is None:
             text = self._head + ", ".join([self._one] * count) + self._tail
@@ -322,14 +338,32 @@ class _InsertStatement:
         return text
 
     def params(self, rows: list[dict[str, Any]]) -> list[Any]:
-        """The parameters of :meth:`sql` for ``rows``, row after row."""
+        """The parameters of :meth:`sql` for ``rows``: row after row, or one list per column (``by_column``)."""
         columns = self._columns
+        if self.by_column:
+            return [[read(values) for values in rows] for read in columns]
         return [read(values) for values in rows for read in columns]
 
 
+def _arrays_of_rows(connection: Any) -> bool:
+    """Whether groups of rows and outcomes go to ``connection``'s database as one array per column
+    (``unnest``), in one statement: on PostgreSQL, where that saves round trips, and where placeholders are
+    rewritten per statement in Python (see :class:`_InsertStatement`). Elsewhere rows go as a ``VALUES``
+    list, and outcomes one prepared UPDATE per row: on SQLite a transaction costs no round trip, and
+    preparing one longer statement per group size cost two to three times the CPU of one prepared UPDATE
+    run per row."""
+    return connection.vendor == "postgresql"
+
+
+def _unnest(fields: Sequence[Any], connection: Any) -> str:
+    """``unnest(CAST(%s AS type[]), ...)`` of ``fields``: one array parameter per column, each cast to its
+    column's type (an array of NULLs, or of text, would otherwise leave the type to be guessed)."""
+    return "unnest({})".format(", ".join(f"CAST(%s AS {field.db_type(connection)}[])" for field in fields))
+
+
 #: Field classes whose values go to the database as they are (Django's preparation of them only checks and
-#: returns the value): a row's str and float values need no conversion.
-_AS_IS = (models.CharField, models.TextField, models.FloatField)
+#: returns the value): a row's str values need no conversion.
+_AS_IS = (models.CharField, models.TextField)
 
 
 def _datetime_adapter(connection: Any) -> Callable[[Any], Any]:
@@ -355,21 +389,25 @@ def _datetime_adapter(connection: Any) -> Callable[[Any], Any]:
     return adapt_datetime
 
 
-def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], Any]:
+def _column_reader(field: Any, connection: Any, *, as_text: bool = False) -> Callable[[dict[str, Any]], Any]:
     """A function giving the value a column of ``field`` gets, as the database stores it, for a row given as
     field values by name (a relation by its object or its pk's attribute name; a missing field takes its
     default).
 
     Chosen once per statement: Django's generic ``get_db_prep_save`` per value cost more than the INSERT
     itself. Dates and JSON go through the backend's own adapters, a relation's key as its target field
-    stores it, and any other field through ``get_db_prep_save``, so what is stored is what the ORM would
-    store.
+    stores it, a float column's value as a float (as ``get_db_prep_save`` makes it: a column's values must
+    be of one type to go as one array), and any other field through ``get_db_prep_save``, so what is stored
+    is what the ORM would store. ``as_text``: a JSON value as its JSON text (the statement casts it), which
+    is what Django's backends send for a JSON column (``json.dumps`` with the field's encoder).
     """
     name, attname, relation, nullable = field.name, field.attname, field.is_relation, field.null
     stored = field.target_field if relation else field  # a foreign key stores its target's value
     prepare: Callable[[Any], Any] | None
     if type(stored) in _AS_IS:
         prepare = None  # the value as it is
+    elif isinstance(stored, models.FloatField):
+        prepare = lambda value: value if type(value) is float else field.get_db_prep_save(value, connection)  # noqa: E731
     elif isinstance(stored, models.IntegerField):
         # An int (a user's pk, by a foreign key) is stored as it is: preparing it would only call int() on it.
         prepare = lambda value: value if type(value) is int else field.get_db_prep_save(value, connection)  # noqa: E731
@@ -378,14 +416,19 @@ def _column_reader(field: Any, connection: Any) -> Callable[[dict[str, Any]], An
     elif isinstance(stored, models.JSONField):
         encoder = stored.encoder
         # Arguments that come measured (_StoredArguments) carry their JSON already: where the backend stores
-        # the column as json.dumps' text (its adapter is Django's default one), that text is the value.
-        as_text = encoder is None and type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value
+        # the column as json.dumps' text (its adapter is Django's default one), or the statement takes text
+        # (``as_text``), that text is the value.
+        measured_as_text = encoder is None and (
+            as_text or type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value
+        )
 
         def json_value(value: Any) -> Any:
             if type(value) is _StoredArguments:
-                if as_text:
+                if measured_as_text:
                     return value.text
                 value = value.value
+            if as_text:
+                return json.dumps(value, cls=encoder)
             return connection.ops.adapt_json_value(value, encoder)
 
         prepare = json_value
@@ -422,12 +465,13 @@ def _update_rows(items: list[tuple[int, dict[str, Any]]]) -> None:
     """Record several outcomes, all or none; the rows that are gone (pruned meanwhile) are looked up only when
     some were missed, and logged.
 
-    On PostgreSQL one statement sets every row, ``WITH v(pk, ...) AS (VALUES (...), (...)) UPDATE ... FROM
-    v``, atomic by itself: no ``BEGIN`` and ``COMMIT`` of its own (two more round trips per group), and one
-    statement for the server to run instead of one per row. Elsewhere one prepared ``UPDATE`` run for every
-    row (``executemany``) in one transaction. Plain SQL rather than ``bulk_update``: the ORM's ``CASE``
-    expression costs more CPU to build than the database spends running it, on the one thread every outcome
-    goes through.
+    On PostgreSQL one statement sets every row, ``UPDATE ... FROM unnest(CAST(%s AS type[]), ...) AS v(pk,
+    ...)``, atomic by itself: no ``BEGIN`` and ``COMMIT`` of its own (two more round trips per group), one
+    statement for the server to run instead of one per row, and one array per column as the parameters
+    (the same statement text whatever the group's size: see :class:`_InsertStatement`). Elsewhere one
+    prepared ``UPDATE`` run for every row (``executemany``) in one transaction. Plain SQL rather than
+    ``bulk_update``: the ORM's ``CASE`` expression costs more CPU to build than the database spends running
+    it, on the one thread every outcome goes through.
     """
     alias = router.db_for_write(ToolCall)
     connection = connections[alias]
@@ -441,21 +485,18 @@ def _update_rows(items: list[tuple[int, dict[str, Any]]]) -> None:
     ]
     table, pk_column = quote(meta.db_table), quote(meta.pk.column)
     with connection.cursor() as cursor:
-        if _updates_from_values(connection):
+        if _arrays_of_rows(connection):
             names = ["pk", *(f"v{index}" for index in range(len(columns)))]
-            # The first row says each column's type (a literal or a NULL would leave it to be guessed).
-            typed = "(" + ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in [meta.pk, *columns]) + ")"
-            row = "(" + ", ".join(["%s"] * len(names)) + ")"
             cursor.execute(
-                "WITH v ({}) AS (VALUES {}) UPDATE {} SET {} FROM v WHERE {}.{} = v.pk".format(
-                    ", ".join(names),
-                    ", ".join([typed] + [row] * (len(params) - 1)),
+                "UPDATE {} SET {} FROM {} AS v ({}) WHERE {}.{} = v.pk".format(
                     table,
                     ", ".join(f"{quote(field.column)} = v.v{index}" for index, field in enumerate(columns)),
+                    _unnest([meta.pk, *columns], connection),
+                    ", ".join(names),
                     table,
                     pk_column,
                 ),
-                [value for values in params for value in values],
+                [list(column) for column in zip(*params, strict=True)],
             )
             updated = cursor.rowcount
         else:
@@ -473,14 +514,6 @@ def _update_rows(items: list[tuple[int, dict[str, Any]]]) -> None:
     for pk, fields in latest.items():
         if pk not in present:  # as in _update: pruned meanwhile, nothing to complete
             logger.warning("audit log: tool call row %s is gone; its outcome (%s) was not recorded", pk, fields.get("outcome"))
-
-
-def _updates_from_values(connection: Any) -> bool:
-    """Whether outcome groups on ``connection`` are one ``WITH v AS (VALUES ...) UPDATE ... FROM v``: on
-    PostgreSQL, where it saves round trips. Not on SQLite (3.33+ runs it too), where a transaction costs no
-    round trip and preparing the longer statement for each group size cost two to three times the CPU of
-    one prepared UPDATE run per row."""
-    return connection.vendor == "postgresql"
 
 
 def _describe(entry: AuditEntry) -> str:

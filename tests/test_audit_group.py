@@ -34,6 +34,7 @@ from mcp_app.providers.code import Registry
 from mcp_app.providers.exposures.resource import ExposureRegistry
 from mcp_app.providers.managed import ManagedProvider
 from tests.contexts import ctx_for
+from tests.on_postgresql import run_on_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer's thread has its own connection, as in a server
 
@@ -144,7 +145,9 @@ def test_a_group_in_one_statement_has_no_transaction_of_its_own_and_a_bigger_one
 
     def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
         if sql.startswith("INSERT") and ToolCall._meta.db_table in sql:
-            statements.append((sql.count("), (") + 1, self.db.in_atomic_block))
+            # Rows of a VALUES list, or of the arrays (one per column) of PostgreSQL's unnest form.
+            rows = len(params[0]) if "unnest(" in sql else sql.count("), (") + 1
+            statements.append((rows, self.db.in_atomic_block))
             if fail_after["statements"] is not None and len(statements) > fail_after["statements"]:
                 raise IntegrityError("refused by the test")
         return real_execute(self, sql, params, *rest)
@@ -215,29 +218,25 @@ def test_the_datetime_shortcut_stores_what_the_backends_adapter_stores() -> None
     assert [adapt(v) for v in values] == [connection.ops.adapt_datetimefield_value(v) for v in values]
 
 
-@pytest.mark.parametrize("from_values", [True, False], ids=["one-statement", "executemany"])
 def test_a_group_of_outcomes_is_one_update_without_a_transaction_of_its_own(
-    from_values: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Outcomes queued together on PostgreSQL are one ``UPDATE ... FROM (VALUES ...)``, run in autocommit
-    mode (a ``BEGIN`` and a ``COMMIT`` fewer); each row gets its own outcome, a row named twice keeps the
-    last, and a row pruned meanwhile is reported, not fatal. Other backends (``from_values`` off) run one
-    prepared UPDATE per row in one transaction, with the same result."""
-    if connection.vendor != "postgresql" and from_values:
-        # Used on PostgreSQL only; SQLite (3.33+) runs the same statement, so its SQL is checked there too.
-        assert connection.Database.sqlite_version_info >= (3, 33)
-    monkeypatch.setattr(audit, "_updates_from_values", lambda connection: from_values)
+    """Outcomes queued together on PostgreSQL are one ``UPDATE ... FROM unnest(...)``, run in autocommit
+    mode (a ``BEGIN`` and a ``COMMIT`` fewer), with one array per column for parameters; each row gets its
+    own outcome, a row named twice keeps the last, and a row pruned meanwhile is reported, not fatal. Other
+    backends run one prepared UPDATE per row in one transaction, with the same result. (This suite runs on
+    SQLite; ``test_the_statements_of_groups_hold_on_postgresql`` runs it on PostgreSQL as well.)"""
     pks = audit._insert_rows([{**row, "outcome": ToolCall.Outcome.STARTED} for row in audit_rows(3)])
     gone = max(pks) + 1_000
-    statements: list[tuple[str, bool]] = []
+    statements: list[tuple[str, bool, Any]] = []
     real_execute, real_many = db_utils.CursorWrapper._execute, db_utils.CursorWrapper._executemany
 
-    def execute(self: Any, sql: str, *args: Any) -> Any:
-        statements.append((sql.split()[0], self.db.in_atomic_block))
-        return real_execute(self, sql, *args)
+    def execute(self: Any, sql: str, params: Any, *args: Any) -> Any:
+        statements.append((sql.split()[0], self.db.in_atomic_block, params))
+        return real_execute(self, sql, params, *args)
 
     def executemany(self: Any, sql: str, *args: Any) -> Any:
-        statements.append(("executemany " + sql.split()[0], self.db.in_atomic_block))
+        statements.append(("executemany " + sql.split()[0], self.db.in_atomic_block, None))
         return real_many(self, sql, *args)
 
     monkeypatch.setattr(db_utils.CursorWrapper, "_execute", execute)
@@ -245,18 +244,20 @@ def test_a_group_of_outcomes_is_one_update_without_a_transaction_of_its_own(
     audit._update_rows(
         [
             (pks[0], {"outcome": "ok", "error_message": "", "duration_ms": 1.5}),
-            (pks[1], {"outcome": "error", "error_message": "it's 'quoted'", "duration_ms": 0}),
+            (pks[1], {"outcome": "error", "error_message": "it's 'quoted' {a, \\\"b\\\"}", "duration_ms": 0}),
             (pks[2], {"outcome": "ok", "error_message": "", "duration_ms": 2.0}),
             (gone, {"outcome": "ok", "error_message": "", "duration_ms": 3.0}),
             (pks[2], {"outcome": "failed", "error_message": "é", "duration_ms": 2.25}),
         ]
     )
-    if from_values:
-        assert statements[0] == ("WITH", False)  # the whole group in one statement, no transaction
+    if connection.vendor == "postgresql":
+        kind, in_transaction, params = statements[0]
+        assert (kind, in_transaction) == ("UPDATE", False)  # the whole group in one statement, no transaction
+        assert len(params) == 4 and all(len(column) == 4 for column in params)  # four columns of four rows
     else:
-        assert ("executemany UPDATE", True) in statements  # inside one transaction
+        assert ("executemany UPDATE", True, None) in statements  # inside one transaction
     stored = {pk: (o, m, d) for pk, o, m, d in ToolCall.objects.values_list("pk", "outcome", "error_message", "duration_ms")}
-    assert [stored[pk] for pk in pks] == [("ok", "", 1.5), ("error", "it's 'quoted'", 0.0), ("failed", "é", 2.25)]
+    assert [stored[pk] for pk in pks] == [("ok", "", 1.5), ("error", "it's 'quoted' {a, \\\"b\\\"}", 0.0), ("failed", "é", 2.25)]
     assert f"tool call row {gone} is gone" in caplog.text
 
 
@@ -424,3 +425,14 @@ def test_rows_queued_at_exit_are_written_before_the_process_ends(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "exiting with 41 queued" in done.stdout
     assert ToolCall.objects.filter(tool="drained").count() == 41
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="already running on PostgreSQL")
+def test_the_statements_of_groups_hold_on_postgresql() -> None:
+    """The statements of groups (rows and outcomes) differ on PostgreSQL (arrays, ``unnest``): the tests of
+    what they store, again on a PostgreSQL test database."""
+    run_on_postgresql(
+        "tests/test_audit_group.py",
+        "one_statement or one_update or measured_arguments or datetime_shortcut or rows_queued_at_exit",
+        database_prefix="test_mcp_app_audit",
+    )

@@ -15,10 +15,6 @@ from __future__ import annotations
 import decimal
 import json
 import logging
-import os
-import secrets
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -55,6 +51,7 @@ from mcp_app.providers.exposures.serving import DataView, generated_tools
 from mcp_app.runtime import get_server
 from mcpsite.library.models import Author, Book, Member
 from tests.contexts import ctx_for
+from tests.on_postgresql import run_on_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the provider works in its own DB thread, as in a server
 
@@ -456,50 +453,10 @@ def test_the_integer_range_is_the_databases() -> None:
         convert_value(birth_year, expected[1] + 1, where="filters.birth_year")
 
 
-def _postgres_reachable() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(
-            host=os.environ.get("MCP_TEST_POSTGRES_HOST", "127.0.0.1"),
-            user=os.environ.get("MCP_TEST_POSTGRES_USER", "postgres"),
-            password=os.environ.get("MCP_TEST_POSTGRES_PASSWORD") or None,
-            dbname="postgres",
-            connect_timeout=3,
-        ) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable, say why
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 @pytest.mark.skipif(connection.vendor == "postgresql", reason="already running on PostgreSQL")
 def test_the_same_values_on_postgresql() -> None:
     """The value tests again, in a subprocess on a fresh PostgreSQL test database (psycopg raises on NUL and
     on integers past a column's type where SQLite raises OverflowError: both must be -32602 first)."""
-    problem = _postgres_reachable()
-    if problem is not None:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres ({problem}); start it to run this test")
-    env = {**os.environ, "MCP_TEST_PG_TEST_DB": f"test_mcp_app_values_{secrets.token_hex(4)}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--ds",
-            "tests.pg_settings",
-            "tests/test_exposure_security.py",
-            "-k",
-            "unconvertible or integer_range or finite",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_on_postgresql(
+        "tests/test_exposure_security.py", "unconvertible or integer_range or finite", database_prefix="test_mcp_app_values"
     )
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1], run.stdout[-2000:]
