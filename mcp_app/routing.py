@@ -25,6 +25,7 @@ from django.conf import settings
 from django.urls import path, re_path
 
 from .conf import mcp_settings
+from .transports.daphne import skip_form_parsing
 from .transports.health import HealthConsumer
 from .transports.metadata import ProtectedResourceMetadataConsumer
 from .transports.sse import SSEMessagesConsumer, SSEStreamConsumer
@@ -32,7 +33,11 @@ from .transports.streamable_http import StreamableHTTPConsumer
 
 
 def http_urlpatterns() -> list[Any]:
-    """URL patterns of the MCP HTTP endpoints (for a site that builds its own URLRouter)."""
+    """URL patterns of the MCP HTTP endpoints (for a site that builds its own URLRouter). Under daphne, also
+    turns off Twisted's form parsing of request bodies, unless ``MCP_APP["DAPHNE_SKIP_FORM_PARSING"]`` is
+    False (:func:`~mcp_app.transports.daphne.skip_form_parsing`)."""
+    if mcp_settings.DAPHNE_SKIP_FORM_PARSING:
+        skip_form_parsing()
     mcp_path = mcp_settings.PATH.strip("/")
     sse_path = mcp_settings.SSE_PATH.strip("/")
     patterns = [
