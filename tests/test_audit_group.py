@@ -173,7 +173,8 @@ def test_a_group_in_one_statement_has_no_transaction_of_its_own_and_a_bigger_one
 
 def test_measured_arguments_are_encoded_once_and_stored_as_the_orm_stores_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """Redaction measures each row's arguments as JSON; where the backend stores JSON as that very text
-    (SQLite), the INSERT reuses it rather than encoding the arguments again. Either way the rows read back
+    (SQLite), or the statement takes the text and casts it (PostgreSQL's unnest), the INSERT reuses it rather
+    than encoding the arguments again. Either way the rows read back
     equal rows the ORM saved from the same arguments: truncated ones, non-ASCII text, nested values."""
     given = [
         {"text": "hello"},
@@ -193,8 +194,8 @@ def test_measured_arguments_are_encoded_once_and_stored_as_the_orm_stores_them(m
     monkeypatch.setattr(audit.json, "dumps", counting_dumps)
     now = timezone.now()
     ours = audit._insert_rows([{"tool": "t", "outcome": "ok", "created": now, "arguments": a} for a in stored])
-    if connection.vendor == "sqlite":
-        assert encoded == []  # the text made while measuring went in as it was
+    if connection.vendor in ("sqlite", "postgresql"):
+        assert encoded == []  # the text made while measuring went in as it was (PostgreSQL: cast to jsonb)
     monkeypatch.setattr(audit.json, "dumps", real_dumps)
     theirs = [ToolCall.objects.create(tool="t", outcome="ok", created=now, arguments=a.value).pk for a in stored]
     rows = dict(ToolCall.objects.values_list("pk", "arguments"))
