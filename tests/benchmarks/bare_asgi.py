@@ -1,9 +1,20 @@
 """A bare ASGI application: reads the request body and answers ``{}``. The ceiling of a server (daphne,
-uvicorn) on this machine: no framework, no routing, no work. Serve it as ``tests.benchmarks.bare_asgi:application``."""
+uvicorn) on this machine: no framework, no routing, no work. Serve it as ``tests.benchmarks.bare_asgi:application``.
+
+With ``BENCH_DAPHNE_SKIP_FORM_PARSING=1`` in its environment it makes daphne skip Twisted's form parsing, as
+this project's routes do (``mcp_app.transports.daphne``, which imports nothing of Django): the ceiling of
+daphne as this project runs it.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+if os.environ.get("BENCH_DAPHNE_SKIP_FORM_PARSING") == "1":
+    from mcp_app.transports.daphne import skip_form_parsing
+
+    skip_form_parsing()
 
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"2")]
 
