@@ -1,17 +1,22 @@
-"""Daphne's requests skip Twisted's form parsing (``mcp_app.transports.daphne``), in-process.
+"""Daphne's requests skip Twisted's form parsing (``mcp_app.transports.daphne``), in-process and live.
 
 Daphne hands the raw body to the application and never reads ``request.args``; Twisted would parse a
 form body into it, and work out every POST's Content-Type with the email package to decide. Once the
 MCP routes are built (as ``mcp_application`` does), the requests daphne makes for its connections skip
-that: a form body is left to the application, read whole as before. That Django still reads forms under
-daphne (the admin's login) is ``test_admin_switch_live.py``'s sign-in.
+that: a form body is left to the application, read whole as before. On the wire: a body that says it is
+multipart and is not used to get Twisted's bare 400 (no body, the connection dropped) before any application
+saw it; it now reaches the MCP endpoint, which answers its own JSON-RPC error. That Django still reads forms
+under daphne (the admin's login) is ``test_admin_switch_live.py``'s sign-in.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.test import override_settings
 
@@ -20,6 +25,7 @@ from twisted.web import http  # noqa: E402 - loaded with daphne's protocol
 
 from mcp_app.routing import http_urlpatterns  # noqa: E402
 from mcp_app.transports.daphne import skip_form_parsing  # noqa: E402
+from tests.live import LiveServer, start_daphne  # noqa: E402
 
 
 class Channel:
@@ -79,3 +85,24 @@ def test_the_setting_leaves_daphne_as_it_is(stock_request: type) -> None:
     http_urlpatterns()
     assert daphne_http.WebRequest is stock_request
     assert form_post(daphne_http.WebRequest).args == {b"username": [b"boss"], b"password": [b"secret"]}
+
+
+@pytest.fixture(scope="module")
+def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_daphne(Path(tmp_path_factory.mktemp("daphne_forms")))
+    yield server
+    server.stop()
+
+
+def test_a_broken_multipart_body_reaches_the_endpoint_under_a_live_daphne(daphne_server: LiveServer) -> None:
+    """Twisted, left to parse it, answered 400 with no body and closed the connection; the endpoint answers
+    415 with a JSON-RPC error a client can act on."""
+    answer = httpx.post(
+        daphne_server.mcp_url,
+        content=b"this is not a multipart body",
+        headers={"content-type": "multipart/form-data; boundary=xyz", "accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert answer.status_code == 415, (answer.status_code, answer.headers, answer.text[:300])
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["error"]["code"] == -32600 and "application/json" in answer.json()["error"]["message"]
